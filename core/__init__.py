@@ -1,0 +1,1 @@
+"""MMS core: store, registry, training, prediction, sampling, feedback, statistics."""

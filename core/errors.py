@@ -1,0 +1,41 @@
+"""Named errors. Each carries one sentence a user can act on; pages and the CLI show it as is."""
+
+
+class MMSError(Exception):
+    """A mistake the user can fix (bad input, unknown name, busy store). Never a bug."""
+
+
+class StoreBusy(MMSError):
+    """Another process holds the store's write lock for longer than we are willing to wait."""
+
+
+class ModelNotFound(MMSError):
+    pass
+
+
+class ModelExists(MMSError):
+    pass
+
+
+class VersionNotFound(MMSError):
+    pass
+
+
+class InvalidInput(MMSError):
+    """A file, row or field the user supplied is not usable; nothing was written."""
+
+
+class TrainingError(MMSError):
+    """Training cannot start or run with this data or config (one class, no new labels, ...)."""
+
+
+class ArtifactError(MMSError):
+    """A model file is missing or its sha256 differs from the registry's; it is never loaded."""
+
+
+class PermissionDenied(MMSError):
+    pass
+
+
+class EmptyPool(MMSError):
+    """No unlabelled prediction matches the filters: the queue is exhausted."""

@@ -1,0 +1,96 @@
+"""Labels given to predictions: they become training examples (source `feedback`) for the next
+retrain; `skip` and `unclear` are kept but never trained on."""
+from __future__ import annotations
+
+import pandas as pd
+
+from . import registry
+from . import store as db
+from .errors import InvalidInput
+from .imports import display_name, read_table
+from .store import NOT_TRAINING_LABELS, Store
+
+
+def record_labels(store: Store, name: str, labels: pd.DataFrame, user: str, batch_id: int | None = None,
+                  filename: str = "labels") -> list[int]:
+    """Record (prediction_id, label) rows in one transaction; returns the feedback ids.
+
+    Refused as a whole if a prediction is unknown, already labelled, or a label is not one of the
+    model's labels, skip or unclear."""
+    frame = labels.copy()
+    frame.columns = [str(c).strip().lower() for c in frame.columns]
+    for col in ("prediction_id", "label"):
+        if col not in frame:
+            raise InvalidInput(f"{filename}: no {col} column")
+    if frame.empty:
+        raise InvalidInput(f"{filename}: no labels to record")
+    frame = frame.reset_index(drop=True)
+    ids = pd.to_numeric(frame["prediction_id"], errors="coerce")
+    if ids.isna().any():
+        row = int(ids.isna().idxmax()) + 2
+        raise InvalidInput(f"{filename}: prediction_id is not a number in row {row}")
+    frame["prediction_id"] = ids.astype("int64")
+    frame["label"] = frame["label"].astype(str).str.strip()
+    duplicated = frame["prediction_id"].duplicated()
+    if duplicated.any():
+        row = int(duplicated.idxmax()) + 2
+        raise InvalidInput(f"{filename}: prediction {frame.loc[row - 2, 'prediction_id']} appears twice (row {row})")
+    with store.transaction() as con:
+        model = registry.find_model(con, name)
+        allowed = set(model.labels) | set(NOT_TRAINING_LABELS)
+        bad = ~frame["label"].isin(allowed)
+        if bad.any():
+            row = int(bad.idxmax()) + 2
+            raise InvalidInput(f"{filename}: label {frame.loc[row - 2, 'label']!r} in row {row} is not one of "
+                               f"{', '.join(model.labels)}, skip or unclear")
+        known = db.predictions_by_id(con, model.model_id, frame["prediction_id"].tolist())
+        merged = frame.merge(known[["prediction_id", "text_key", "feedback_label"]], how="left",
+                             on="prediction_id")
+        unknown = merged["text_key"].isna()
+        if unknown.any():
+            row = int(unknown.idxmax()) + 2
+            raise InvalidInput(f"{filename}: no prediction {merged.loc[row - 2, 'prediction_id']} for model "
+                               f"{name!r} (row {row})")
+        done = merged["feedback_label"].notna()
+        if done.any():
+            row = int(done.idxmax()) + 2
+            raise InvalidInput(f"{filename}: prediction {merged.loc[row - 2, 'prediction_id']} is already "
+                               f"labelled (row {row})")
+        merged["text_key"] = merged["text_key"].astype("uint64")
+        feedback_ids = db.insert_feedback(con, model.model_id, merged, user, batch_id)
+        db.add_event(con, user, "label", model.model_id,
+                     {"rows": len(merged), "batch_id": batch_id,
+                      "labels": merged["label"].value_counts().to_dict()})
+    return feedback_ids
+
+
+def record_labels_file(store: Store, name: str, source, user: str, filename: str | None = None) -> list[int]:
+    filename = display_name(source, filename)
+    return record_labels(store, name, read_table(source, filename), user, filename=filename)
+
+
+def label_prediction(store: Store, name: str, prediction_id: int, label: str, user: str,
+                     batch_id: int | None = None) -> int:
+    """One decision from the Label page or the API; returns its feedback id (for undo)."""
+    frame = pd.DataFrame({"prediction_id": [prediction_id], "label": [label]})
+    return record_labels(store, name, frame, user, batch_id, filename="label")[0]
+
+
+def undo_labels(store: Store, name: str, feedback_ids: list[int], user: str) -> None:
+    """Take labels back (the Label page's undo): the feedback and its training examples go."""
+    with store.transaction() as con:
+        model = registry.find_model(con, name)
+        rows = db.feedback_rows(con, feedback_ids)
+        if rows.empty or (rows["model_id"] != model.model_id).any():
+            raise InvalidInput("nothing to undo: those labels no longer exist")
+        db.delete_feedback(con, feedback_ids)
+        db.add_event(con, user, "undo_label", model.model_id,
+                     {"feedback_ids": list(map(int, feedback_ids)),
+                      "prediction_ids": rows["prediction_id"].astype(int).tolist()})
+
+
+def labelled_counts(store: Store, name: str, user: str | None = None, since=None) -> dict[str, int]:
+    """Labels given (per label, skip and unclear included), by one user and since a time if given."""
+    with store.connect() as con:
+        model = registry.find_model(con, name)
+        return db.feedback_counts(con, model.model_id, user, since)

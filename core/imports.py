@@ -1,0 +1,210 @@
+"""Reading user files (CSV, TSV, Excel) into validated frames: all checks before any write.
+
+Encodings are detected by charset-normalizer; a UTF-8 BOM is honoured. Every problem names
+the file and, where there is one, the row (the header is row 1, the first data row is row 2).
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from charset_normalizer import from_bytes
+
+from . import settings
+from .errors import InvalidInput
+
+EXCEL_SUFFIXES = (".xlsx", ".xlsm", ".xls")
+MAX_PROBLEMS = 5
+
+
+def _decode(data: bytes, filename: str) -> str:
+    if data.startswith(b"\xef\xbb\xbf"):
+        return data[3:].decode("utf-8", errors="strict")
+    if b"\x00" in data[:65536]:
+        raise InvalidInput(f"{filename}: this is not a text file (it contains binary data)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    best = from_bytes(data).best()
+    if best is None:
+        raise InvalidInput(f"{filename}: the text encoding could not be recognised; save it as UTF-8")
+    encoding = best.encoding
+    if encoding.replace("-", "").replace("_", "").lower() in ("gbk", "gb2312", "cp936", "hz"):
+        encoding = "gb18030"  # a superset: never fails where GBK would succeed
+    try:
+        return data.decode(encoding)
+    except (UnicodeDecodeError, LookupError):
+        raise InvalidInput(f"{filename}: the text encoding could not be recognised; save it as UTF-8") from None
+
+
+def display_name(source, filename: str | None = None) -> str:
+    """The name a message uses for a file: the given name, the path's name, or "upload"."""
+    if filename:
+        return filename
+    return Path(source).name if isinstance(source, (str, Path)) else "upload"
+
+
+def read_table(source: bytes | str | Path, filename: str | None = None) -> pd.DataFrame:
+    """A user's CSV, TSV or Excel file as a frame of strings with lower-case column names."""
+    filename = display_name(source, filename)
+    if isinstance(source, (str, Path)):
+        try:
+            data = Path(source).read_bytes()
+        except OSError as e:
+            raise InvalidInput(f"{filename}: cannot be read ({e.strerror})") from None
+    else:
+        data = source
+    if not data.strip():
+        raise InvalidInput(f"{filename}: the file is empty")
+    if filename.lower().endswith(EXCEL_SUFFIXES):
+        try:
+            frame = pd.read_excel(io.BytesIO(data), dtype=str, keep_default_na=False)
+        except Exception as e:  # openpyxl raises many types for a broken workbook
+            raise InvalidInput(f"{filename}: cannot be read as an Excel workbook ({e})") from None
+    else:
+        text = _decode(data, filename)
+        first = text.split("\n", 1)[0]
+        sep = "\t" if filename.lower().endswith(".tsv") or ("\t" in first and "," not in first) else ","
+        try:
+            frame = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False,
+                                skip_blank_lines=True)
+        except (pd.errors.ParserError, ValueError) as e:
+            raise InvalidInput(f"{filename}: cannot be read as CSV ({str(e).strip()})") from None
+        except pd.errors.EmptyDataError:
+            raise InvalidInput(f"{filename}: the file is empty") from None
+    frame.columns = [str(c).strip().lower() for c in frame.columns]
+    if frame.empty:
+        raise InvalidInput(f"{filename}: the file has a header but no rows")
+    return frame
+
+
+@dataclass
+class Validation:
+    """What an import would write, and every problem that stops it."""
+    filename: str
+    rows: int
+    frame: pd.DataFrame
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def summary(self) -> pd.DataFrame:
+        """Rows per label and business line, as the Data page shows before writing."""
+        if self.frame.empty or "label" not in self.frame:
+            return pd.DataFrame(columns=["label", "business_line", "rows"])
+        return (self.frame.fillna({"business_line": ""}).groupby(["label", "business_line"]).size()
+                .rename("rows").reset_index())
+
+    def raise_if_invalid(self) -> None:
+        if self.problems:
+            more = len(self.problems) - 1
+            extra = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+            raise InvalidInput(self.problems[0] + extra)
+
+
+def _rows(mask: pd.Series) -> str:
+    rows = (mask[mask].index + 2).tolist()
+    shown = ", ".join(str(r) for r in rows[:MAX_PROBLEMS])
+    return f"row {shown}" if len(rows) == 1 else f"rows {shown}" + (f" and {len(rows) - MAX_PROBLEMS} more" if len(rows) > MAX_PROBLEMS else "")
+
+
+def validate_texts(frame: pd.DataFrame, filename: str, labels: list[str] | None = None) -> Validation:
+    """Check a frame of texts (and labels, when `labels` is given); returns a cleaned frame and problems.
+
+    Columns: text, [label], optional business_line and created_at."""
+    problems = []
+    required = ["text"] + (["label"] if labels is not None else [])
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        found = ", ".join(frame.columns[:10]) or "none"
+        problems.append(f"{filename}: no {' or '.join(missing)} column (columns found: {found})")
+        return Validation(filename, len(frame), frame.iloc[0:0], problems)
+    out = pd.DataFrame(index=frame.index)
+    out["text"] = frame["text"].astype(str).str.strip()
+    empty = out["text"] == ""
+    if empty.any():
+        problems.append(f"{filename}: empty text in {_rows(empty)}")
+    limit = int(settings.get("max_text_chars"))
+    long = out["text"].str.len() > limit
+    if long.any():
+        problems.append(f"{filename}: text longer than {limit} characters in {_rows(long)} "
+                        f"(the limit is the setting MMS_MAX_TEXT_CHARS)")
+    if labels is not None:
+        out["label"] = frame["label"].astype(str).str.strip()
+        no_label = out["label"].isin(["", "nan", "NaN", "None"])
+        if no_label.any():
+            problems.append(f"{filename}: empty label in {_rows(no_label)}")
+        unknown = ~out["label"].isin(labels) & ~no_label
+        if unknown.any():
+            values = ", ".join(sorted(set(out.loc[unknown, "label"]))[:5])
+            problems.append(f"{filename}: label not in the model's labels ({', '.join(labels)}) in "
+                            f"{_rows(unknown)}: {values}")
+    line = frame["business_line"].astype(str).str.strip() if "business_line" in frame else None
+    out["business_line"] = line.replace("", None) if line is not None else None
+    if "created_at" in frame and (frame["created_at"].astype(str).str.strip() != "").any():
+        raw = frame["created_at"].astype(str).str.strip()
+        parsed = pd.to_datetime(raw.replace("", None), errors="coerce", format="mixed")
+        bad = parsed.isna() & (raw != "")
+        if bad.any():
+            problems.append(f"{filename}: created_at is not a date or time in {_rows(bad)}")
+        out["created_at"] = parsed.dt.tz_localize(None) if getattr(parsed.dt, "tz", None) else parsed
+    else:
+        out["created_at"] = pd.NaT
+    return Validation(filename, len(frame), out.reset_index(drop=True), problems)
+
+
+SPLITS = ("train", "test")
+
+
+def validate_examples(store, name: str, source, split: str, filename: str | None = None) -> Validation:
+    """Read and check a labelled file for model `name` without writing anything."""
+    filename = display_name(source, filename)
+    return validate_frame(store, name, read_table(source, filename), split, filename)
+
+
+def validate_frame(store, name: str, frame: pd.DataFrame, split: str, filename: str = "rows") -> Validation:
+    """Check labelled rows (text, label, optional business_line, created_at) for model `name`."""
+    from . import registry
+    from . import store as db
+
+    if split not in SPLITS:
+        raise InvalidInput(f"split must be train or test, not {split!r}")
+    model = registry.get_model(store, name)
+    report = validate_texts(frame, filename, model.labels)
+    if report.ok and split == "train":
+        with store.connect() as con:
+            summary = db.example_summary(con, model.model_id)
+        have = set(summary.loc[summary["split"] == "train", "label"])
+        classes = have | set(report.frame["label"])
+        if len(classes) < 2:
+            report.problems.append(f"{filename}: a training set needs examples of at least two labels; "
+                                   f"this file only has {', '.join(sorted(classes))}")
+    return report
+
+
+def import_examples(store, name: str, source, split: str, user: str, filename: str | None = None) -> Validation:
+    """Validate a file, then write every row in one transaction (all or nothing)."""
+    filename = display_name(source, filename)
+    return import_frame(store, name, read_table(source, filename), split, user, filename)
+
+
+def import_frame(store, name: str, frame: pd.DataFrame, split: str, user: str,
+                 filename: str = "rows") -> Validation:
+    """Validate labelled rows, then write them all in one transaction. Returns the validation."""
+    from . import registry
+    from . import store as db
+
+    report = validate_frame(store, name, frame, split, filename)
+    report.raise_if_invalid()
+    with store.transaction() as con:
+        model = registry.find_model(con, name)
+        import_id = db.new_import_id(con)
+        db.insert_examples(con, model.model_id, report.frame, split, "import", user, import_id)
+        db.add_event(con, user, "import", model.model_id,
+                     {"import_id": import_id, "file": report.filename, "split": split, "rows": report.rows})
+    return report

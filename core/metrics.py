@@ -1,0 +1,48 @@
+"""Metrics of a fitted pipeline on a labelled test frame: what a version is judged by."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, log_loss, precision_recall_fscore_support
+
+
+def expected_calibration_error(top_prob: np.ndarray, correct: np.ndarray, bins: int = 10) -> float:
+    """Mean gap between confidence and accuracy over equal-width confidence bins, weighted by size."""
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(top_prob, edges[1:-1]), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        mask = which == b
+        if mask.any():
+            ece += mask.mean() * abs(top_prob[mask].mean() - correct[mask].mean())
+    return float(ece)
+
+
+def evaluate(pipeline, test: pd.DataFrame, labels: list[str]) -> dict:
+    """Accuracy, macro-F1, per-class P/R/F1, confusion matrix, log loss, ECE, accuracy per business line.
+
+    `test` has columns tokens, label and business_line."""
+    from .train import predict_proba
+
+    proba = predict_proba(pipeline, test["tokens"].tolist(), labels)
+    y_true = test["label"].to_numpy()
+    y_pred = np.asarray(labels)[proba.argmax(axis=1)]
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    correct = y_true == y_pred
+    clipped = np.clip(proba, 1e-15, 1)
+    metrics = {
+        "n_test": int(len(test)),
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "per_class": {lab: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
+                            "support": int(s[i])} for i, lab in enumerate(labels)},
+        "confusion": {"labels": labels, "matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist()},
+        "log_loss": float(log_loss(y_true, clipped / clipped.sum(axis=1, keepdims=True), labels=labels)),
+        "ece": expected_calibration_error(proba.max(axis=1), correct),
+    }
+    lines = test["business_line"].fillna("")
+    metrics["by_business_line"] = {
+        line: {"n": int(mask.sum()), "accuracy": float(correct[mask.to_numpy()].mean())}
+        for line, mask in ((line, lines == line) for line in sorted(set(lines)) if line)
+    }
+    return metrics

@@ -1,0 +1,98 @@
+"""Prediction with the active (or a named) version, every prediction logged in one batch.
+
+A loaded model is cached per file and hash (`registry.load_artifact`), and the active version
+is looked up on every call, so an activation takes effect on the next call without a restart.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import registry, settings
+from . import store as db
+from .errors import InvalidInput
+from .imports import display_name, read_table, validate_texts
+from .preprocess import normalise
+from .store import Store
+from .train import predict_proba
+
+DEFAULT_LINE = "default"
+SOURCES = ("app", "cli", "api", "demo")
+
+
+def prob_column(label: str) -> str:
+    return f"p_{label}"
+
+
+def _check_texts(texts: Sequence[str]) -> list[str]:
+    if isinstance(texts, str):
+        texts = [texts]
+    texts = list(texts)
+    if not texts:
+        raise InvalidInput("no texts to predict")
+    limit = int(settings.get("max_text_chars"))
+    for i, t in enumerate(texts):
+        if not isinstance(t, str) or not t.strip():
+            raise InvalidInput(f"text {i + 1} is empty")
+        if len(t) > limit:
+            raise InvalidInput(f"text {i + 1} has {len(t)} characters, more than the limit of {limit}")
+    return texts
+
+
+def predict_texts(store: Store, name: str, texts: Sequence[str], user: str, business_line=None,
+                  created_at=None, version: int | None = None, source: str = "app",
+                  tokens: list[list[str]] | None = None) -> pd.DataFrame:
+    """Predict and log. Returns one row per text: prediction_id, text, business_line, label,
+    top_prob, version and one probability column per label (`p_<label>`).
+
+    `business_line` and `created_at` are one value for all texts or one per text; created_at lets
+    a user replay historical traffic (default: now)."""
+    texts = _check_texts(texts)
+    model_version = registry.get_version(store, name, version)
+    model = registry.get_model(store, name)
+    artifact = registry.load_artifact(store, model_version)
+    tokenizer = artifact["tokenizer"]
+    if tokens is None:
+        tokens = tokenizer.cut_many(texts)
+    proba = predict_proba(artifact["pipeline"], tokens, model.labels)
+    frame = pd.DataFrame({"text": texts})
+    frame["norm_text"] = [normalise(t, tokenizer.config) for t in texts]
+    frame["business_line"] = _per_text(business_line, len(texts), DEFAULT_LINE)
+    frame["business_line"] = frame["business_line"].fillna(DEFAULT_LINE).astype(str)
+    frame["label"] = np.asarray(model.labels)[proba.argmax(axis=1)]
+    frame["top_prob"] = proba.max(axis=1)
+    frame["probs"] = list(proba)
+    frame["created_at"] = pd.to_datetime(_per_text(created_at, len(texts), None))
+    with store.transaction() as con:
+        ids = db.insert_predictions(con, model.model_id, model_version.version, frame, source, user)
+    out = frame[["text", "business_line", "label", "top_prob"]].copy()
+    out.insert(0, "prediction_id", ids)
+    out["version"] = model_version.version
+    for j, label in enumerate(model.labels):
+        out[prob_column(label)] = proba[:, j]
+    return out
+
+
+def _per_text(value, n: int, default):
+    if value is None or isinstance(value, (str, pd.Timestamp)):
+        return [default if value is None else value] * n
+    values = list(value)
+    if len(values) != n:
+        raise InvalidInput(f"got {len(values)} values for {n} texts")
+    return values
+
+
+def predict_file(store: Store, name: str, source, user: str, filename: str | None = None,
+                 business_line: str | None = None, version: int | None = None,
+                 source_tag: str = "app") -> pd.DataFrame:
+    """Predict every row of a CSV/Excel file with a `text` column (optional business_line, created_at)."""
+    filename = display_name(source, filename)
+    report = validate_texts(read_table(source, filename), filename)
+    report.raise_if_invalid()
+    rows = report.frame
+    lines = rows["business_line"] if business_line is None else business_line
+    created = rows["created_at"] if rows["created_at"].notna().any() else None
+    return predict_texts(store, name, rows["text"].tolist(), user, business_line=lines, created_at=created,
+                         version=version, source=source_tag)

@@ -1,0 +1,137 @@
+"""Chinese text preprocessing: normalisation and a jieba tokenizer configured per model.
+
+A `Tokenizer` pickles as its config only; the jieba dictionary (with the model's new words) is
+built once per process and per set of new words, so two models never share added words.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import unicodedata
+from dataclasses import asdict, dataclass, field
+
+import jieba
+
+from .errors import InvalidInput
+
+jieba.setLogLevel(logging.WARNING)
+
+CUT_MODES = ("accurate", "full", "search")
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How a model turns a text into tokens."""
+    cut_mode: str = "accurate"        # jieba: accurate (lcut), full (cut_all), search (cut_for_search)
+    hmm: bool = True                  # jieba's HMM for words not in the dictionary
+    new_words: tuple[str, ...] = ()   # added to this model's jieba dictionary only
+    stop_words: tuple[str, ...] = ()  # dropped after cutting
+    fullwidth_to_halfwidth: bool = True
+    lowercase: bool = True
+    drop_punctuation: bool = True
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "PreprocessConfig":
+        d = dict(d or {})
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise InvalidInput(f"unknown preprocessing setting(s): {', '.join(sorted(unknown))}")
+        if d.get("cut_mode", "accurate") not in CUT_MODES:
+            raise InvalidInput(f"cut_mode must be one of {', '.join(CUT_MODES)}, not {d['cut_mode']!r}")
+        for key in ("new_words", "stop_words"):
+            if key in d:
+                words = d[key]
+                if isinstance(words, str):
+                    words = [w for w in words.replace("\n", ",").split(",")]
+                d[key] = tuple(sorted({w.strip() for w in words if w and w.strip()}))
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["new_words"] = list(self.new_words)
+        d["stop_words"] = list(self.stop_words)
+        return d
+
+    def fingerprint(self) -> str:
+        """Identifies the tokens this config produces: the key of the token cache."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+
+def normalise(text: str, config: PreprocessConfig = PreprocessConfig()) -> str:
+    """Full-width to half-width (NFKC) and lower case, as configured; whitespace collapsed."""
+    if config.fullwidth_to_halfwidth:
+        text = unicodedata.normalize("NFKC", text)
+    if config.lowercase:
+        text = text.lower()
+    return " ".join(text.split())
+
+
+_dictionaries: dict[tuple[str, ...], jieba.Tokenizer] = {}
+_dictionaries_lock = threading.Lock()
+
+
+def _jieba_for(new_words: tuple[str, ...]) -> jieba.Tokenizer:
+    with _dictionaries_lock:
+        tk = _dictionaries.get(new_words)
+        if tk is None:
+            tk = jieba.Tokenizer()
+            tk.initialize()
+            for word in new_words:
+                tk.add_word(word)
+            _dictionaries[new_words] = tk
+        return tk
+
+
+def _is_punctuation(token: str) -> bool:
+    return all(unicodedata.category(ch)[0] in "PSZ" for ch in token)
+
+
+class Tokenizer:
+    """Picklable callable: text -> list of tokens, following a PreprocessConfig."""
+
+    def __init__(self, config: PreprocessConfig | dict | None = None):
+        if not isinstance(config, PreprocessConfig):
+            config = PreprocessConfig.from_dict(config)
+        self.config = config
+        self._stop = frozenset(config.stop_words)
+        self._jieba = None
+
+    def __getstate__(self):
+        return {"config": self.config.to_dict()}
+
+    def __setstate__(self, state):
+        self.__init__(state["config"])
+
+    def _cutter(self):
+        if self._jieba is None:
+            self._jieba = _jieba_for(self.config.new_words)
+        return self._jieba
+
+    def __call__(self, text: str) -> list[str]:
+        c = self.config
+        text = normalise(text, c)
+        jb = self._cutter()
+        if c.cut_mode == "full":
+            tokens = jb.lcut(text, cut_all=True, HMM=c.hmm)
+        elif c.cut_mode == "search":
+            tokens = jb.lcut_for_search(text, HMM=c.hmm)
+        else:
+            tokens = jb.lcut(text, HMM=c.hmm)
+        out = []
+        for t in tokens:
+            t = t.strip()
+            if not t or t in self._stop or (c.drop_punctuation and _is_punctuation(t)):
+                continue
+            out.append(t)
+        return out
+
+    def cut_many(self, texts) -> list[list[str]]:
+        return [self(t) for t in texts]
+
+
+def preview(config: PreprocessConfig | dict | None, text: str) -> list[str]:
+    """The tokens `text` becomes under `config` (for the Train page's live preview)."""
+    return Tokenizer(config)(text)

@@ -1,0 +1,312 @@
+"""Models, versions, activation and model files.
+
+Each operation validates, opens one transaction, loads or raises a named error, changes, and
+returns a plain entity. Model files live under `<store folder>/artifacts/<model_id>/`, named by
+ids only, and are loaded only after their sha256 matches the registry's.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import joblib
+import pandas as pd
+
+from . import store as db
+from .errors import ArtifactError, InvalidInput, ModelExists, ModelNotFound, VersionNotFound
+from .store import NOT_TRAINING_LABELS, Store
+
+TASKS = ("classification",)
+ACTIVE, INACTIVE = "active", "inactive"
+FULL, INCREMENTAL = "full", "incremental"
+
+
+@dataclass(frozen=True)
+class Model:
+    model_id: int
+    name: str
+    description: str
+    task: str
+    labels: list[str]
+    preprocess: dict
+    model_config: dict
+    active_version: int | None
+    created_at: pd.Timestamp
+    created_by: str
+
+
+@dataclass(frozen=True)
+class Version:
+    model_id: int
+    version: int
+    parent_version: int | None
+    mode: str
+    model_config: dict
+    preprocess: dict
+    data: dict
+    metrics: dict
+    max_example_id: int
+    artifact: str
+    sha256: str
+    created_at: pd.Timestamp
+    created_by: str
+    status: str = INACTIVE
+
+    @property
+    def headline(self) -> float | None:
+        """The metric shown wherever a version needs one number: macro-F1 on the test split."""
+        return self.metrics.get("macro_f1")
+
+
+def _model(row: dict) -> Model:
+    return Model(**{**row, "labels": list(row["labels"]), "preprocess": json.loads(row["preprocess"]),
+                    "model_config": json.loads(row["model_config"])})
+
+
+def _version(row: dict, active_version: int | None) -> Version:
+    decoded = {k: json.loads(row[k]) for k in ("model_config", "preprocess", "data", "metrics")}
+    status = ACTIVE if row["version"] == active_version else INACTIVE
+    return Version(**{**row, **decoded, "status": status})
+
+
+def find_model(con, name: str) -> Model:
+    row = db.model_by_name(con, name)
+    if row is None:
+        names = [m["name"] for m in db.all_models(con)]
+        known = f"; known models: {', '.join(names)}" if names else "; the store has no models yet"
+        raise ModelNotFound(f"unknown model {name!r}{known}")
+    return _model(row)
+
+
+def find_version(con, model: Model, version: int) -> Version:
+    row = db.version_row(con, model.model_id, int(version))
+    if row is None:
+        raise VersionNotFound(f"model {model.name!r} has no version {version}")
+    return _version(row, model.active_version)
+
+
+def validate_labels(labels) -> list[str]:
+    if isinstance(labels, str):
+        labels = labels.split(",")
+    labels = [str(l).strip() for l in labels if str(l).strip()]
+    if len(labels) < 2:
+        raise InvalidInput("a model needs at least two labels, e.g. --labels 正面,负面")
+    if len(set(labels)) != len(labels):
+        raise InvalidInput(f"labels must be distinct: {', '.join(labels)}")
+    reserved = set(labels) & set(NOT_TRAINING_LABELS)
+    if reserved:
+        raise InvalidInput(f"{', '.join(sorted(reserved))} is reserved for feedback and cannot be a label")
+    return labels
+
+
+def create_model(store: Store, name: str, labels, user: str, description: str = "",
+                 task: str = "classification", preprocess: dict | None = None,
+                 model_config: dict | None = None) -> Model:
+    """Register a model with its label set and configs; it has no version until trained."""
+    from .preprocess import PreprocessConfig
+    from .train import ModelConfig
+
+    name = (name or "").strip()
+    if not name or len(name) > 100:
+        raise InvalidInput("a model name must be 1 to 100 characters")
+    if task not in TASKS:
+        raise InvalidInput(f"task must be one of {', '.join(TASKS)}, not {task!r}")
+    labels = validate_labels(labels)
+    prep = PreprocessConfig.from_dict(preprocess).to_dict()
+    config = ModelConfig.from_dict(model_config).to_dict()
+    with store.transaction() as con:
+        if db.model_by_name(con, name) is not None:
+            raise ModelExists(f"a model named {name!r} already exists")
+        model_id = db.insert_model(con, name, description or "", task, labels, prep, config, user)
+        db.add_event(con, user, "create_model", model_id, {"name": name, "labels": labels})
+        return _model(db.model_by_name(con, name))
+
+
+def get_model(store: Store, name: str) -> Model:
+    with store.connect() as con:
+        return find_model(con, name)
+
+
+def list_models(store: Store) -> list[Model]:
+    with store.connect() as con:
+        return [_model(r) for r in db.all_models(con)]
+
+
+def update_model(store: Store, name: str, user: str, description: str | None = None,
+                 preprocess: dict | None = None, model_config: dict | None = None) -> Model:
+    """Change what the next version will be trained with (existing versions keep theirs)."""
+    from .preprocess import PreprocessConfig
+    from .train import ModelConfig
+
+    fields = {}
+    if description is not None:
+        fields["description"] = description
+    if preprocess is not None:
+        fields["preprocess"] = PreprocessConfig.from_dict(preprocess).to_dict()
+    if model_config is not None:
+        fields["model_config"] = ModelConfig.from_dict(model_config).to_dict()
+    with store.transaction() as con:
+        model = find_model(con, name)
+        db.update_model(con, model.model_id, **fields)
+        db.add_event(con, user, "update_model", model.model_id, fields)
+        return find_model(con, name)
+
+
+def list_versions(store: Store, name: str) -> list[Version]:
+    with store.connect() as con:
+        model = find_model(con, name)
+        return [_version(r, model.active_version) for r in db.version_rows(con, model.model_id)]
+
+
+def get_version(store: Store, name: str, version: int | None = None) -> Version:
+    """A version of the model; the active one when `version` is None."""
+    with store.connect() as con:
+        model = find_model(con, name)
+        if version is None:
+            if model.active_version is None:
+                raise VersionNotFound(f"model {name!r} has no active version yet; train one first")
+            version = model.active_version
+        return find_version(con, model, version)
+
+
+def versions_table(store: Store, name: str) -> pd.DataFrame:
+    """One row per version, as the Versions page and `versions` command show it."""
+    rows = []
+    for v in list_versions(store, name):
+        rows.append({
+            "version": v.version, "status": v.status, "mode": v.mode, "parent": v.parent_version,
+            "estimator": v.model_config.get("estimator"), "rows_seen": v.data.get("rows"),
+            "accuracy": v.metrics.get("accuracy"), "macro_f1": v.metrics.get("macro_f1"),
+            "log_loss": v.metrics.get("log_loss"), "ece": v.metrics.get("ece"),
+            "created_at": v.created_at, "created_by": v.created_by,
+        })
+    return pd.DataFrame(rows, columns=["version", "status", "mode", "parent", "estimator", "rows_seen",
+                                       "accuracy", "macro_f1", "log_loss", "ece", "created_at", "created_by"])
+
+
+def models_overview(store: Store) -> pd.DataFrame:
+    """Every model with its active version and that version's headline metric."""
+    with store.connect() as con:
+        rows = []
+        for m in (_model(r) for r in db.all_models(con)):
+            active = db.version_row(con, m.model_id, m.active_version) if m.active_version else None
+            metrics = json.loads(active["metrics"]) if active else {}
+            rows.append({"model": m.name, "description": m.description, "labels": ", ".join(m.labels),
+                         "versions": db.next_version_number(con, m.model_id) - 1,
+                         "active_version": m.active_version, "macro_f1": metrics.get("macro_f1"),
+                         "accuracy": metrics.get("accuracy")})
+    return pd.DataFrame(rows, columns=["model", "description", "labels", "versions", "active_version",
+                                       "macro_f1", "accuracy"])
+
+
+def activate_version(store: Store, name: str, version: int, user: str, reason: str = "") -> Version:
+    """Make `version` the one that answers predictions; any earlier version may be reactivated.
+
+    The switch is one UPDATE in one transaction with its audit event; a version whose model file
+    is missing or altered cannot be activated."""
+    with store.connect() as con:
+        model = find_model(con, name)
+        verify_artifact(store, find_version(con, model, version))
+    with store.transaction() as con:
+        model = find_model(con, name)
+        target = find_version(con, model, version)
+        previous = model.active_version
+        db.set_active_version(con, model.model_id, target.version)
+        db.add_event(con, user, "activate", model.model_id,
+                     {"from_version": previous, "to_version": target.version, "reason": reason})
+    return get_version(store, name, version)
+
+
+def activation_history(store: Store, name: str) -> pd.DataFrame:
+    with store.connect() as con:
+        model = find_model(con, name)
+        ev = db.events(con, model.model_id, action="activate")
+    if ev.empty:
+        return pd.DataFrame(columns=["at", "user", "from_version", "to_version", "reason"])
+    details = ev["details"].map(json.loads)
+    return pd.DataFrame({"at": ev["at"], "user": ev["user"],
+                         "from_version": details.map(lambda d: d.get("from_version")),
+                         "to_version": details.map(lambda d: d.get("to_version")),
+                         "reason": details.map(lambda d: d.get("reason", ""))})
+
+
+def events_table(store: Store, name: str | None = None, limit: int = 1000) -> pd.DataFrame:
+    """The audit log, newest first (all models, or one)."""
+    with store.connect() as con:
+        model_id = find_model(con, name).model_id if name else None
+        return db.events(con, model_id, limit=limit)
+
+
+# --- model files --------------------------------------------------------------------------
+
+def new_artifact_path(store: Store, model_id: int) -> tuple[Path, str]:
+    """A fresh file path for a model file (absolute, and relative to the store's folder)."""
+    rel = f"artifacts/{int(model_id)}/{uuid.uuid4().hex}.joblib"
+    return store.path.parent / rel, rel
+
+
+def save_artifact(store: Store, model_id: int, obj) -> tuple[str, str]:
+    """Write a model file; returns (relative path, sha256). Written fully before it is named."""
+    path, rel = new_artifact_path(store, model_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".partial")
+    joblib.dump(obj, tmp)
+    digest = file_sha256(tmp)
+    tmp.replace(path)
+    return rel, digest
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _artifact_file(store: Store, version: Version) -> Path:
+    path = (store.path.parent / version.artifact).resolve()
+    if store.artifacts_dir.resolve() not in path.parents:
+        raise ArtifactError(f"version {version.version}'s model file path points outside the store's folder")
+    return path
+
+
+def verify_artifact(store: Store, version: Version) -> Path:
+    """The model file's path once its sha256 matches the registry's; ArtifactError otherwise."""
+    path = _artifact_file(store, version)
+    if not path.exists():
+        raise ArtifactError(f"version {version.version}'s model file is missing ({version.artifact})")
+    if file_sha256(path) != version.sha256:
+        raise ArtifactError(f"version {version.version}'s model file has been altered: its sha256 differs "
+                            f"from the registry's, so it will not be loaded")
+    return path
+
+
+_loaded: dict[tuple[str, str], dict] = {}
+_loaded_lock = threading.Lock()
+
+
+def load_artifact(store: Store, version: Version) -> dict:
+    """The trained model of a version, cached per file and hash; verified before the first load."""
+    key = (str(store.path.parent / version.artifact), version.sha256)
+    with _loaded_lock:
+        obj = _loaded.get(key)
+    if obj is None:
+        path = verify_artifact(store, version)
+        obj = joblib.load(path)
+        with _loaded_lock:
+            _loaded[key] = obj
+    return obj
+
+
+def stray_artifacts(store: Store) -> list[Path]:
+    """Model files that no version references (left by a crashed training run)."""
+    if not store.artifacts_dir.exists():
+        return []
+    with store.connect() as con:
+        known = {str((store.path.parent / p).resolve()) for p in db.artifact_paths(con)}
+    return [p for p in store.artifacts_dir.glob("*/*") if p.is_file() and str(p.resolve()) not in known]

