@@ -310,3 +310,9 @@ def stray_artifacts(store: Store) -> list[Path]:
     with store.connect() as con:
         known = {str((store.path.parent / p).resolve()) for p in db.artifact_paths(con)}
     return [p for p in store.artifacts_dir.glob("*/*") if p.is_file() and str(p.resolve()) not in known]
+
+
+def store_revision(store: Store) -> tuple:
+    """A cheap token that changes with every write: pages key their caches on it."""
+    with store.connect() as con:
+        return db.revision(con)

@@ -618,3 +618,9 @@ def labelled_confusion(con, model_id: int, period: str, by_line: bool = True, **
         FROM feedback f JOIN predictions p USING (prediction_id)
         WHERE f.model_id = ? AND NOT list_contains(?, f.label) AND {where}
         GROUP BY ALL""", [model_id, list(NOT_TRAINING_LABELS)] + args).df()
+
+
+def revision(con) -> tuple:
+    """Changes whenever anything a page shows could have changed: a cache key for page data."""
+    return con.execute("""SELECT (SELECT max(event_id) FROM events), (SELECT max(prediction_id) FROM predictions),
+                                 (SELECT max(feedback_id) FROM feedback), (SELECT count(*) FROM feedback)""").fetchone()

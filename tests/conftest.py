@@ -1,5 +1,6 @@
 """Shared fixtures: a fresh store per test, and a small seeded store built by the demo's builder."""
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -46,3 +47,27 @@ def make_model(store, reviews, n_train=300, n_test=100, name="m", config=None, o
     imports.import_frame(store, name, test, "test", "tester")
     imports.import_frame(store, name, train, "train", "tester")
     return train, test, reviews.iloc[offset + n_test + n_train:]
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def app(seeded_store, monkeypatch):
+    """Open a page of the dashboard on the seeded store: `at = app("pages/label.py")`.
+
+    Returns a function that gives a run AppTest on that page, with user "tester" as owner."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("MMS_STORE", str(seeded_store.path))
+
+    def open_page(page: str = "pages/monitor.py", role: str = "owner"):
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+        at.session_state["user"] = "tester"
+        at.session_state["role"] = role
+        at.run()
+        if page != "pages/monitor.py":
+            at.switch_page(page).run()
+        return at
+
+    return open_page

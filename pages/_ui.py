@@ -1,0 +1,72 @@
+"""What every page shares: the store, the selected model, who is working, errors as sentences.
+
+Pages import this module; it holds no logic of its own beyond Streamlit plumbing.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import pandas as pd
+import streamlit as st
+
+from core import registry, settings
+from core.errors import MMSError
+from core.store import Store
+
+ROLES = {"analyst": "Analyst (read)", "labeller": "Labeller (read, label)", "owner": "Owner (everything)"}
+
+
+def store() -> Store:
+    """The store in use: MMS_STORE, else data/mms.duckdb (settings declares the default)."""
+    return Store(settings.get("store"))
+
+
+def user() -> str:
+    return st.session_state.get("user") or "anonymous"
+
+
+def role() -> str:
+    return st.session_state.get("role") or "analyst"
+
+
+def model_name() -> str | None:
+    return st.session_state.get("model")
+
+
+def require_model() -> str:
+    """The selected model, or a guard that stops the page with a hint."""
+    name = model_name()
+    if not name:
+        st.info("No model yet. Create one on the **Data** page, or run `python -m core demo`.")
+        st.stop()
+    return name
+
+
+@contextmanager
+def errors_as_messages():
+    """Turn a user's mistake (MMSError) into a sentence on the page instead of a traceback."""
+    try:
+        yield
+    except MMSError as e:
+        st.error(str(e))
+        st.stop()
+
+
+def revision() -> tuple:
+    """Changes with every write to the store; page caches key on it."""
+    return registry.store_revision(store())
+
+
+def progress_callback(bar):
+    """Adapt core's progress(fraction, message) to a st.progress bar."""
+    def update(fraction: float, message: str) -> None:
+        bar.progress(min(max(float(fraction), 0.0), 1.0), text=message)
+    return update
+
+
+def fmt_pct(value) -> str:
+    return "–" if value is None or pd.isna(value) else f"{value:.1%}"
+
+
+def fmt_num(value, digits: int = 3) -> str:
+    return "–" if value is None or pd.isna(value) else f"{value:.{digits}f}"
