@@ -30,6 +30,8 @@ def sidebar(store) -> None:
     models = [m.name for m in registry.list_models(store)]
     with st.sidebar:
         if models:
+            if st.session_state.get("select_model") in models:
+                st.session_state["model"] = st.session_state.pop("select_model")
             if st.session_state.get("model") not in models:
                 st.session_state["model"] = models[0]
             st.selectbox("Model", models, key="model")
@@ -52,6 +54,7 @@ def main() -> None:
         ensure_store(store)
         page = st.navigation(PAGES)
         sidebar(store)
+    _ui.show_flash()
     page.run()
 
 

@@ -208,3 +208,51 @@ def import_frame(store, name: str, frame: pd.DataFrame, split: str, user: str,
         db.add_event(con, user, "import", model.model_id,
                      {"import_id": import_id, "file": report.filename, "split": split, "rows": report.rows})
     return report
+
+
+def labels_in(source, filename: str | None = None) -> list[str]:
+    """The distinct labels of a file's label column, most frequent first (to prefill a label set)."""
+    filename = display_name(source, filename)
+    frame = read_table(source, filename)
+    if "label" not in frame:
+        raise InvalidInput(f"{filename}: no label column (columns found: {', '.join(frame.columns[:10])})")
+    values = frame["label"].astype(str).str.strip()
+    return values[values != ""].value_counts().index.tolist()
+
+
+def create_model_from_file(store, name: str, labels, source, user: str, filename: str | None = None,
+                           description: str = "", preprocess: dict | None = None,
+                           model_config: dict | None = None, test_share: float = 0.2,
+                           seed: int = 42) -> "Validation":
+    """Create a model and import a labelled file in one transaction, holding out `test_share` of
+    the rows (stratified by label, seeded) as the model's fixed test split."""
+    from . import registry
+
+    filename = display_name(source, filename)
+    labels = registry.validate_labels(labels)
+    report = validate_texts(read_table(source, filename), filename, labels)
+    classes = set(report.frame["label"]) if report.ok else set()
+    if report.ok and len(classes) < 2:
+        report.problems.append(f"{filename}: a training set needs examples of at least two labels; "
+                               f"this file only has {', '.join(sorted(classes))}")
+    report.raise_if_invalid()
+    if not 0 <= test_share < 1:
+        raise InvalidInput("the test share must be between 0 and 1")
+    frame = report.frame
+    test = frame.groupby("label", group_keys=False).sample(frac=test_share, random_state=seed)
+    examples = {"train": frame.drop(test.index)}
+    if len(test):
+        examples["test"] = test
+    registry.create_model(store, name, labels, user, description, preprocess=preprocess,
+                          model_config=model_config, examples=examples)
+    return report
+
+
+def data_summary(store, name: str) -> pd.DataFrame:
+    """Rows by split, source, label and business line (the Data page's overview)."""
+    from . import registry
+    from . import store as db
+
+    with store.connect() as con:
+        model = registry.find_model(con, name)
+        return db.example_summary(con, model.model_id)

@@ -105,8 +105,11 @@ def validate_labels(labels) -> list[str]:
 
 def create_model(store: Store, name: str, labels, user: str, description: str = "",
                  task: str = "classification", preprocess: dict | None = None,
-                 model_config: dict | None = None) -> Model:
-    """Register a model with its label set and configs; it has no version until trained."""
+                 model_config: dict | None = None, examples: dict | None = None) -> Model:
+    """Register a model with its label set and configs; it has no version until trained.
+
+    `examples` ({split: validated frame}) are imported in the same transaction: a model is
+    never left half-made."""
     from .preprocess import PreprocessConfig
     from .train import ModelConfig
 
@@ -123,6 +126,10 @@ def create_model(store: Store, name: str, labels, user: str, description: str = 
             raise ModelExists(f"a model named {name!r} already exists")
         model_id = db.insert_model(con, name, description or "", task, labels, prep, config, user)
         db.add_event(con, user, "create_model", model_id, {"name": name, "labels": labels})
+        for split, frame in (examples or {}).items():
+            import_id = db.new_import_id(con)
+            db.insert_examples(con, model_id, frame, split, "import", user, import_id)
+            db.add_event(con, user, "import", model_id, {"import_id": import_id, "split": split, "rows": len(frame)})
         return _model(db.model_by_name(con, name))
 
 

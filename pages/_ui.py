@@ -42,6 +42,21 @@ def require_model() -> str:
     return name
 
 
+def select_model(name: str, message: str | None = None) -> None:
+    """Switch the sidebar's model (its widget is already drawn this run) and rerun, with a message."""
+    st.session_state["select_model"] = name
+    if message:
+        st.session_state["flash"] = message
+    st.rerun()
+
+
+def show_flash() -> None:
+    """A message left by the previous run (see select_model), shown once."""
+    message = st.session_state.pop("flash", None)
+    if message:
+        st.success(message)
+
+
 @contextmanager
 def errors_as_messages():
     """Turn a user's mistake (MMSError) into a sentence on the page instead of a traceback."""

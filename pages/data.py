@@ -1,4 +1,79 @@
+"""Data: create a model from a labelled file, import more rows after a validation report, see the data."""
 import streamlit as st
 
+from core import imports
+from pages import _ui
+
 st.title("Data")
-st.info("This page is being built.")
+store = _ui.store()
+create_tab, import_tab, summary_tab = st.tabs(["Create a model", "Import rows", "Summary"])
+
+with create_tab:
+    st.caption("Upload a labelled file (columns `text,label`, optional `business_line,created_at`; "
+               "CSV in any common Chinese encoding, or Excel). Part of it becomes the model's fixed test split.")
+    upload = st.file_uploader("Labelled file", type=["csv", "tsv", "txt", "xlsx", "xls"], key="create_file")
+    if upload is not None and st.session_state.get("create_labels_from") != upload.file_id:
+        with _ui.errors_as_messages():  # a new file: prefill its labels, most frequent first
+            st.session_state["create_labels"] = ",".join(imports.labels_in(upload.getvalue(), upload.name))
+        st.session_state["create_labels_from"] = upload.file_id
+    with st.form("create_model"):
+        new_name = st.text_input("Name", key="create_name", placeholder="客服工单分类")
+        description = st.text_area("What problem does it solve?", key="create_description", height=70)
+        labels = st.text_input("Labels, comma-separated", key="create_labels")
+        c1, c2 = st.columns(2)
+        new_words = c1.text_area("New words for the tokenizer (one per line)", key="create_new_words", height=90)
+        stop_words = c2.text_area("Stop words (one per line)", key="create_stop_words", height=90)
+        test_share = st.slider("Held out as the test split", 0.0, 0.5, 0.2, 0.05, key="create_test_share")
+        create = st.form_submit_button("Create model", type="primary")
+    if create:
+        if upload is None:
+            st.error("Upload a labelled file first.")
+        else:
+            with _ui.errors_as_messages(), st.spinner("Checking and importing…"):
+                report = imports.create_model_from_file(
+                    store, new_name, labels, upload.getvalue(), _ui.user(), filename=upload.name,
+                    description=description,
+                    preprocess={"new_words": new_words.splitlines(), "stop_words": stop_words.splitlines()},
+                    test_share=test_share)
+            _ui.select_model(new_name.strip(), f"Model {new_name.strip()} created with {report.rows} rows. "
+                                               f"Train its first version on the **Train** page.")
+
+with import_tab:
+    name = _ui.model_name()
+    if not name:
+        st.info("Create a model first.")
+    else:
+        st.caption(f"Add labelled rows to **{name}**. Nothing is written until the file passes every check.")
+        split = st.radio("Into", ["train", "test"], horizontal=True, key="import_split",
+                         format_func={"train": "training rows", "test": "the fixed test split"}.get)
+        more = st.file_uploader("Labelled file", type=["csv", "tsv", "txt", "xlsx", "xls"], key="import_file")
+        if more is not None:
+            with _ui.errors_as_messages():
+                report = imports.validate_examples(store, name, more.getvalue(), split, more.name)
+            if report.ok:
+                st.success(f"{more.name}: {report.rows} rows pass every check.")
+                st.dataframe(report.summary(), hide_index=True, key="import_report")
+                if st.button(f"Import {report.rows} rows into {split}", key="import_write", type="primary"):
+                    with _ui.errors_as_messages(), st.spinner("Importing…"):
+                        imports.import_examples(store, name, more.getvalue(), split, _ui.user(), more.name)
+                    st.success(f"Imported {report.rows} rows into {split}.")
+            else:
+                st.error(f"{more.name} cannot be imported; nothing was written.")
+                for problem in report.problems:
+                    st.text(f"• {problem}")
+
+with summary_tab:
+    name = _ui.model_name()
+    if name:
+        with _ui.errors_as_messages():
+            summary = imports.data_summary(store, name)
+        if summary.empty:
+            st.info(f"{name} has no labelled rows yet.")
+        else:
+            by_split = summary.pivot_table(index=["split", "source"], columns="label", values="rows",
+                                           aggfunc="sum", fill_value=0)
+            st.subheader("By split, source and label")
+            st.dataframe(by_split, key="summary_split")
+            st.subheader("By business line")
+            st.dataframe(summary.pivot_table(index="business_line", columns="split", values="rows",
+                                             aggfunc="sum", fill_value=0), key="summary_line")

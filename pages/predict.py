@@ -1,4 +1,57 @@
+"""Predict: texts typed one per line, or a CSV/Excel upload; every prediction is logged."""
 import streamlit as st
 
+from core import export, predict, registry
+from pages import _ui
+
 st.title("Predict")
-st.info("This page is being built.")
+name = _ui.require_model()
+store = _ui.store()
+
+with _ui.errors_as_messages():
+    versions = [v.version for v in registry.list_versions(store, name)]
+    model = registry.get_model(store, name)
+if not versions:
+    st.info(f"Model {name} has no trained version yet: train one on the **Train** page.")
+    st.stop()
+
+left, right = st.columns([3, 1])
+with right:
+    version = st.selectbox("Version", [None] + versions, key="predict_version",
+                           format_func=lambda v: f"active (v{model.active_version})" if v is None else f"v{v}")
+    line = st.text_input("Business line", key="predict_line", placeholder=predict.DEFAULT_LINE,
+                         help="Used for texts, or file rows, that have no business_line of their own.")
+with left:
+    typed, uploaded = st.tabs(["Type texts", "Upload a file"])
+    with typed:
+        texts = st.text_area("One text per line", key="predict_texts", height=160,
+                             placeholder="房间很干净，服务也很好\n快递太慢了，包装也破了")
+        run_typed = st.button("Predict", key="predict_run", type="primary")
+    with uploaded:
+        upload = st.file_uploader("CSV or Excel with a text column (optional business_line, created_at)",
+                                  type=["csv", "tsv", "txt", "xlsx", "xls"], key="predict_file")
+        run_file = st.button("Predict the file", key="predict_file_run", disabled=upload is None)
+
+result = None
+with _ui.errors_as_messages():
+    if run_typed:
+        lines = [t for t in texts.splitlines() if t.strip()]
+        with st.spinner(f"Predicting {len(lines)} texts…"):
+            result = predict.predict_texts(store, name, lines, _ui.user(), business_line=line or None,
+                                           version=version, source="app")
+    elif run_file and upload is not None:
+        with st.spinner(f"Predicting {upload.name}…"):
+            result = predict.predict_file(store, name, upload.getvalue(), _ui.user(), filename=upload.name,
+                                          business_line=line or None, version=version, source_tag="app")
+if result is not None:
+    st.session_state["predict_result"] = result
+
+result = st.session_state.get("predict_result")
+if result is not None:
+    st.success(f"{len(result)} predictions logged with version {result['version'].iloc[0]}.")
+    prob_cols = [c for c in result.columns if c.startswith("p_")]
+    st.dataframe(result, key="predict_table", hide_index=True,
+                 column_config={c: st.column_config.ProgressColumn(c[2:], min_value=0.0, max_value=1.0, format="%.3f")
+                                for c in prob_cols + ["top_prob"]})
+    st.download_button("Download CSV", export.to_csv_bytes(result), file_name=f"predictions-{name}.csv",
+                       mime="text/csv", key="predict_download")

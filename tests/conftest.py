@@ -52,6 +52,21 @@ def make_model(store, reviews, n_train=300, n_test=100, name="m", config=None, o
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def use_navigation_in_apptest(monkeypatch):
+    """AppTest resets PagesManager.uses_pages_directory before every run, and because our pages
+    live in pages/ it then runs a switched-to page by itself (the old pages-directory mode),
+    skipping app.py's st.navigation and sidebar. The real server uses st.navigation; so here."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    original = PagesManager.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", init)
+
+
 @pytest.fixture
 def app(seeded_store, monkeypatch):
     """Open a page of the dashboard on the seeded store: `at = app("pages/label.py")`.
@@ -60,6 +75,7 @@ def app(seeded_store, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv("MMS_STORE", str(seeded_store.path))
+    use_navigation_in_apptest(monkeypatch)
 
     def open_page(page: str = "pages/monitor.py", role: str = "owner"):
         at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)

@@ -1,0 +1,92 @@
+import io
+
+import pandas as pd
+
+from core import imports, registry, store as db
+
+M = "评论情感"
+
+
+def _counts(store):
+    with store.connect() as con:
+        return db.table_counts(con)
+
+
+def test_predict_page_logs_typed_texts(app, seeded_store):
+    before = _counts(seeded_store)["predictions"]
+    at = app("pages/predict.py")
+    assert not at.exception
+    at.text_area(key="predict_texts").input("房间很干净，服务也很好\n质量很差，不推荐购买\n<script>alert(1)</script>")
+    at.text_input(key="predict_line").input("酒店")
+    at.button(key="predict_run").click().run()
+    assert not at.exception
+    assert _counts(seeded_store)["predictions"] == before + 3
+    table = at.dataframe[-1].value
+    assert table["label"].tolist()[:2] == ["正面", "负面"]
+    assert set(table["business_line"]) == {"酒店"}
+    assert table["text"].iloc[2] == "<script>alert(1)</script>"  # shown as data, never as HTML
+
+
+def test_predict_page_turns_an_empty_request_into_a_sentence(app, seeded_store):
+    at = app("pages/predict.py")
+    at.button(key="predict_run").click().run()
+    assert not at.exception
+    assert "no texts to predict" in at.error[0].value
+
+
+def test_data_page_validates_before_writing_and_then_imports(app, seeded_store):
+    at = app("pages/data.py")
+    assert not at.exception
+    by_split = at.dataframe[0].value  # the Summary tab: rows by split, source and label
+    assert by_split.loc[("train", "import")].sum() == 400 and by_split.loc[("test", "import")].sum() == 150
+    before = _counts(seeded_store)["examples"]
+    at.file_uploader(key="import_file").set_value(("bad.csv", "text,label\n好,正面\n差,差评\n".encode(), "text/csv"))
+    at.run()
+    assert not at.exception
+    assert "bad.csv cannot be imported; nothing was written" in at.error[0].value
+    assert any("label not in the model's labels" in t.value and "row 3" in t.value for t in at.text)
+    assert _counts(seeded_store)["examples"] == before
+    good = "text,label,business_line\n物流很快，包装完好,正面,数码\n屏幕有坏点，退货了,负面,数码\n".encode("gbk")
+    at.file_uploader(key="import_file").set_value(("good.csv", good, "text/csv"))
+    at.run()
+    assert "good.csv: 2 rows pass every check." in at.success[0].value
+    assert _counts(seeded_store)["examples"] == before  # a report first, nothing written yet
+    at.button(key="import_write").click().run()
+    assert not at.exception
+    assert _counts(seeded_store)["examples"] == before + 2
+
+
+def test_data_page_creates_a_model_from_an_upload(app, seeded_store):
+    at = app("pages/data.py")
+    rows = "text,label\n" + "".join(f"工单{i}：{'退款' if i % 2 else '咨询'}问题,{'退款' if i % 2 else '咨询'}\n" for i in range(20))
+    at.file_uploader(key="create_file").set_value(("tickets.csv", rows.encode(), "text/csv"))
+    at.run()
+    assert at.text_input(key="create_labels").value in ("退款,咨询", "咨询,退款")
+    at.text_input(key="create_name").input("工单分类")
+    at.text_area(key="create_new_words").input("退款")
+    at.button[0].click()  # the form's submit button
+    at.run()
+    assert not at.exception
+    assert at.sidebar.selectbox(key="model").value == "工单分类"
+    assert "Model 工单分类 created with 20 rows" in at.success[0].value
+    model = registry.get_model(seeded_store, "工单分类")
+    assert model.preprocess["new_words"] == ["退款"]
+    assert imports.data_summary(seeded_store, "工单分类")["rows"].sum() == 20
+
+
+def test_create_model_from_a_file_is_all_or_nothing(store):
+    rows = pd.DataFrame({"text": [f"第{i}条评论{'很好' if i % 2 else '很差'}" for i in range(40)],
+                         "label": ["正面" if i % 2 else "负面" for i in range(40)]})
+    data = rows.to_csv(index=False).encode("gbk")
+    assert imports.labels_in(data, "rows.csv") == ["负面", "正面"] or imports.labels_in(data, "rows.csv") == ["正面", "负面"]
+    imports.create_model_from_file(store, "新模型", "正面,负面", data, "owner", "rows.csv", test_share=0.25)
+    summary = imports.data_summary(store, "新模型")
+    assert summary.groupby("split")["rows"].sum().to_dict() == {"test": 10, "train": 30}
+    before = _counts(store)
+    broken = rows.assign(label=["正面"] * 39 + ["差评"]).to_csv(index=False).encode()
+    try:
+        imports.create_model_from_file(store, "另一个", "正面,负面", broken, "owner", "broken.csv")
+    except Exception as e:
+        assert "row 41" in str(e)
+    assert _counts(store) == before
+    assert [m.name for m in registry.list_models(store)] == ["新模型"]
