@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import demo, export, feedback, imports, predict, registry, sampling, settings, stats, train
+from . import auth, backup, demo, export, feedback, imports, predict, registry, sampling, settings, stats, train
 from .errors import InvalidInput, MMSError
 from .store import Store
 
@@ -128,6 +128,44 @@ def cmd_events(args, store):
     _emit(args, registry.events_table(store, args.name, limit=args.limit))
 
 
+def _password(args) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    import getpass
+
+    return getpass.getpass(f"password for {args.name}: ")
+
+
+def cmd_add_user(args, store):
+    auth.add_user(store, args.name, args.role, _password(args), args.user)
+    _emit_record(args, {"user": args.name, "role": args.role})
+
+
+def cmd_remove_user(args, store):
+    auth.remove_user(store, args.name, args.user)
+    _emit_record(args, {"removed": args.name})
+
+
+def cmd_users(args, store):
+    _emit(args, auth.users(store))
+
+
+def cmd_create_token(args, store):
+    token = auth.create_token(store, args.name, args.user, args.label or "")
+    _emit_record(args, {"user": args.name, "token": token})
+    print("keep this token now: it is stored only as a hash and cannot be shown again", file=sys.stderr)
+
+
+def cmd_backup(args, store):
+    backup.backup(store, args.dest, args.user)
+    _emit_record(args, {"backup": args.dest})
+
+
+def cmd_restore(args, store):
+    kept = backup.restore(store, args.src, args.user)
+    _emit_record(args, {"restored": str(store.path), "previous_store_kept_as": str(kept)})
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m core", description="MMS: model management for text classifiers.")
     p.add_argument("--store", default=None, help=f"store file (default: $MMS_STORE or {settings.SETTINGS['store'].default})")
@@ -189,6 +227,20 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--by", choices=["day", "week", "month"], default="day")
     filters(c)
     c.add_argument("--out", help="write the table to this CSV file")
+    c = command("add-user", cmd_add_user, "add or update a user (the first one must be an owner)")
+    c.add_argument("name")
+    c.add_argument("--role", required=True, choices=list(auth.ROLES))
+    c.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    c = command("remove-user", cmd_remove_user, "remove a user and their API tokens")
+    c.add_argument("name")
+    command("users", cmd_users, "list users and roles")
+    c = command("create-token", cmd_create_token, "create an API bearer token acting as a user")
+    c.add_argument("name")
+    c.add_argument("--label", help="what the token is for")
+    c = command("backup", cmd_backup, "copy the whole store (database and model files) into a new folder")
+    c.add_argument("dest")
+    c = command("restore", cmd_restore, "replace the store with a backup (the old file is kept beside it)")
+    c.add_argument("src")
     c = command("events", cmd_events, "the audit log, newest first")
     c.add_argument("name", nargs="?")
     c.add_argument("--limit", type=int, default=100)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from . import registry
+from . import auth, registry
 from . import store as db
 from .errors import InvalidInput
 from .imports import display_name, read_table
@@ -36,6 +36,7 @@ def record_labels(store: Store, name: str, labels: pd.DataFrame, user: str, batc
         row = int(duplicated.idxmax()) + 2
         raise InvalidInput(f"{filename}: prediction {frame.loc[row - 2, 'prediction_id']} appears twice (row {row})")
     with store.transaction() as con:
+        auth.require(con, user, "label")
         model = registry.find_model(con, name)
         allowed = set(model.labels) | set(NOT_TRAINING_LABELS)
         bad = ~frame["label"].isin(allowed)
@@ -79,6 +80,7 @@ def label_prediction(store: Store, name: str, prediction_id: int, label: str, us
 def undo_labels(store: Store, name: str, feedback_ids: list[int], user: str) -> None:
     """Take labels back (the Label page's undo): the feedback and its training examples go."""
     with store.transaction() as con:
+        auth.require(con, user, "label")
         model = registry.find_model(con, name)
         rows = db.feedback_rows(con, feedback_ids)
         if rows.empty or (rows["model_id"] != model.model_id).any():

@@ -196,12 +196,14 @@ def import_examples(store, name: str, source, split: str, user: str, filename: s
 def import_frame(store, name: str, frame: pd.DataFrame, split: str, user: str,
                  filename: str = "rows") -> Validation:
     """Validate labelled rows, then write them all in one transaction. Returns the validation."""
-    from . import registry
+    from . import auth, registry
     from . import store as db
 
+    auth.check(store, user, "import")
     report = validate_frame(store, name, frame, split, filename)
     report.raise_if_invalid()
     with store.transaction() as con:
+        auth.require(con, user, "import")
         model = registry.find_model(con, name)
         import_id = db.new_import_id(con)
         db.insert_examples(con, model.model_id, report.frame, split, "import", user, import_id)
@@ -226,8 +228,9 @@ def create_model_from_file(store, name: str, labels, source, user: str, filename
                            seed: int = 42) -> "Validation":
     """Create a model and import a labelled file in one transaction, holding out `test_share` of
     the rows (stratified by label, seeded) as the model's fixed test split."""
-    from . import registry
+    from . import auth, registry
 
+    auth.check(store, user, "manage")
     filename = display_name(source, filename)
     labels = registry.validate_labels(labels)
     report = validate_texts(read_table(source, filename), filename, labels)

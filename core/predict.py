@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from . import registry, settings
+from . import auth, registry, settings
 from . import store as db
 from .errors import InvalidInput
 from .imports import display_name, read_table, validate_texts
@@ -66,6 +66,7 @@ def predict_texts(store: Store, name: str, texts: Sequence[str], user: str, busi
     frame["probs"] = list(proba)
     frame["created_at"] = pd.to_datetime(_per_text(created_at, len(texts), None))
     with store.transaction() as con:
+        auth.require(con, user, "predict")
         ids = db.insert_predictions(con, model.model_id, model_version.version, frame, source, user)
     out = frame[["text", "business_line", "label", "top_prob"]].copy()
     out.insert(0, "prediction_id", ids)

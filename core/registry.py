@@ -16,6 +16,7 @@ from pathlib import Path
 import joblib
 import pandas as pd
 
+from . import auth
 from . import store as db
 from .errors import ArtifactError, InvalidInput, ModelExists, ModelNotFound, VersionNotFound
 from .store import NOT_TRAINING_LABELS, Store
@@ -122,6 +123,7 @@ def create_model(store: Store, name: str, labels, user: str, description: str = 
     prep = PreprocessConfig.from_dict(preprocess).to_dict()
     config = ModelConfig.from_dict(model_config).to_dict()
     with store.transaction() as con:
+        auth.require(con, user, "manage")
         if db.model_by_name(con, name) is not None:
             raise ModelExists(f"a model named {name!r} already exists")
         model_id = db.insert_model(con, name, description or "", task, labels, prep, config, user)
@@ -157,6 +159,7 @@ def update_model(store: Store, name: str, user: str, description: str | None = N
     if model_config is not None:
         fields["model_config"] = ModelConfig.from_dict(model_config).to_dict()
     with store.transaction() as con:
+        auth.require(con, user, "manage")
         model = find_model(con, name)
         db.update_model(con, model.model_id, **fields)
         db.add_event(con, user, "update_model", model.model_id, fields)
@@ -216,9 +219,11 @@ def activate_version(store: Store, name: str, version: int, user: str, reason: s
     The switch is one UPDATE in one transaction with its audit event; a version whose model file
     is missing or altered cannot be activated."""
     with store.connect() as con:
+        auth.require(con, user, "activate")
         model = find_model(con, name)
         verify_artifact(store, find_version(con, model, version))
     with store.transaction() as con:
+        auth.require(con, user, "activate")
         model = find_model(con, name)
         target = find_version(con, model, version)
         previous = model.active_version

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from . import registry
+from . import auth, registry
 from . import store as db
 from .errors import EmptyPool, InvalidInput
 from .store import Store
@@ -47,6 +47,7 @@ def select_hard_examples(store: Store, name: str, k: int, user: str, strategy: s
         raise InvalidInput("k must be at least 1")
     filters = _filters(business_lines, since, until, version)
     with store.transaction() as con:
+        auth.require(con, user, "sample")
         model = registry.find_model(con, name)
         found = db.hard_examples(con, model.model_id, strategy, int(k), seed=seed, **filters)
         if found.empty:

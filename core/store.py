@@ -123,6 +123,23 @@ MIGRATIONS = [
     """),
 ]
 
+MIGRATIONS.append(("users and API tokens", """
+    CREATE TABLE users (
+        name VARCHAR PRIMARY KEY,
+        role VARCHAR NOT NULL,            -- analyst | labeller | owner
+        password_hash VARCHAR NOT NULL,   -- bcrypt
+        created_at TIMESTAMP NOT NULL,
+        created_by VARCHAR NOT NULL
+    );
+    CREATE TABLE api_tokens (
+        token_hash VARCHAR PRIMARY KEY,   -- sha256 of a random token; the token itself is never stored
+        name VARCHAR NOT NULL,            -- the user the token acts as
+        label VARCHAR NOT NULL DEFAULT '',
+        created_at TIMESTAMP NOT NULL,
+        created_by VARCHAR NOT NULL
+    );
+    """))
+
 _migrated: set[str] = set()
 _migrate_lock = threading.Lock()
 _PID = re.compile(r"PID (\d+)")
@@ -260,6 +277,45 @@ def events(con, model_id: int | None = None, action: str | None = None, limit: i
         args.append(action)
     sql += " ORDER BY event_id DESC LIMIT ?"
     return con.execute(sql, args + [limit]).df()
+
+
+# --- users and tokens ---------------------------------------------------------------------
+
+def user_row(con, name: str) -> dict | None:
+    return _row(con.execute("SELECT name, role, password_hash FROM users WHERE name = ?", [name]))
+
+
+def user_count(con) -> int:
+    return con.execute("SELECT count(*) FROM users").fetchone()[0]
+
+
+def all_users(con) -> pd.DataFrame:
+    return con.execute("SELECT name, role, created_at, created_by FROM users ORDER BY name").df()
+
+
+def upsert_user(con, name: str, role: str, password_hash: str, by: str) -> None:
+    con.execute("DELETE FROM users WHERE name = ?", [name])
+    con.execute("INSERT INTO users VALUES (?, ?, ?, ?, ?)", [name, role, password_hash, now(), by])
+
+
+def delete_user(con, name: str) -> int:
+    n = con.execute("SELECT count(*) FROM users WHERE name = ?", [name]).fetchone()[0]
+    con.execute("DELETE FROM api_tokens WHERE name = ?", [name])
+    con.execute("DELETE FROM users WHERE name = ?", [name])
+    return n
+
+
+def insert_token(con, token_hash: str, name: str, label: str, by: str) -> None:
+    con.execute("INSERT INTO api_tokens VALUES (?, ?, ?, ?, ?)", [token_hash, name, label, now(), by])
+
+
+def token_user(con, token_hash: str) -> dict | None:
+    return _row(con.execute("""SELECT u.name, u.role FROM api_tokens t JOIN users u USING (name)
+                               WHERE t.token_hash = ?""", [token_hash]))
+
+
+def token_count(con) -> int:
+    return con.execute("SELECT count(*) FROM api_tokens").fetchone()[0]
 
 
 # --- models -------------------------------------------------------------------------------
@@ -624,3 +680,23 @@ def revision(con) -> tuple:
     """Changes whenever anything a page shows could have changed: a cache key for page data."""
     return con.execute("""SELECT (SELECT max(event_id) FROM events), (SELECT max(prediction_id) FROM predictions),
                                  (SELECT max(feedback_id) FROM feedback), (SELECT count(*) FROM feedback)""").fetchone()
+
+
+# --- backup ---------------------------------------------------------------------------------
+
+def export_database(con, folder: str) -> None:
+    """Every table and sequence, as Parquet plus schema.sql (DuckDB's EXPORT DATABASE)."""
+    con.execute(f"EXPORT DATABASE '{_quote(folder)}' (FORMAT parquet)")
+
+
+def import_database_file(path, folder: str) -> None:
+    """Build a new database file at `path` from an exported folder (no migrations: it brings its own)."""
+    con = duckdb.connect(str(path))
+    try:
+        con.execute(f"IMPORT DATABASE '{_quote(folder)}'")
+    finally:
+        con.close()
+
+
+def _quote(path: str) -> str:
+    return str(path).replace("'", "''")

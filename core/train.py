@@ -18,7 +18,7 @@ from sklearn.naive_bayes import ComplementNB
 from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 
-from . import registry
+from . import auth, registry
 from . import store as db
 from .errors import InvalidInput, TrainingError
 from .metrics import evaluate
@@ -198,6 +198,7 @@ def train_version(store: Store, name: str, user: str, incremental: bool = False,
     Incremental: the active version's SGD model, updated with `partial_fit` on the labels added
     since that version only; refused for configs that cannot learn incrementally."""
     progress = progress or (lambda fraction, message: None)
+    auth.check(store, user, "train")
     model = registry.get_model(store, name)
     labels = model.labels
     if incremental:
@@ -277,6 +278,7 @@ def _partial_fit(pipeline: Pipeline, train: pd.DataFrame, labels: list[str], con
 
 def _register(store: Store, model: registry.Model, fields: dict, user: str, activate: bool) -> registry.Version:
     with store.transaction() as con:
+        auth.require(con, user, "train")
         number = db.next_version_number(con, model.model_id)
         db.insert_version(con, {"model_id": model.model_id, "version": number, **fields,
                                 "created_at": db.now(), "created_by": user})
