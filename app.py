@@ -1,18 +1,19 @@
 """MMS dashboard entry: navigation, the store in use, the selected model and who is working."""
 import streamlit as st
 
-from core import demo, registry
+from core import auth, demo, registry
 from pages import _ui
 
 st.set_page_config(page_title="MMS · model management", page_icon="🗂️", layout="wide")
 
-PAGES = {
-    "Analyst": [st.Page("pages/monitor.py", title="Monitor", icon="📈", default=True)],
-    "Labeller": [st.Page("pages/label.py", title="Label", icon="🏷️")],
-    "Owner": [st.Page("pages/train.py", title="Train", icon="🧪"),
-              st.Page("pages/versions.py", title="Versions", icon="🗃️"),
-              st.Page("pages/data.py", title="Data", icon="📥")],
-    "Anyone": [st.Page("pages/predict.py", title="Predict", icon="🔮")],
+# Sections by who uses them; a signed-in user sees the sections their role can act in.
+SECTIONS = {
+    "Analyst": (auth.ROLES, [st.Page("pages/monitor.py", title="Monitor", icon="📈", default=True)]),
+    "Labeller": ((auth.LABELLER, auth.OWNER), [st.Page("pages/label.py", title="Label", icon="🏷️")]),
+    "Owner": ((auth.OWNER,), [st.Page("pages/train.py", title="Train", icon="🧪"),
+                              st.Page("pages/versions.py", title="Versions", icon="🗃️"),
+                              st.Page("pages/data.py", title="Data", icon="📥")]),
+    "Anyone": (auth.ROLES, [st.Page("pages/predict.py", title="Predict", icon="🔮")]),
 }
 
 
@@ -26,7 +27,42 @@ def ensure_store(store) -> None:
         status.update(label="Demo store ready", state="complete", expanded=False)
 
 
-def sidebar(store) -> None:
+def sign_in(store) -> None:
+    """With users configured, nothing shows until a user signs in (passwords checked by bcrypt in core)."""
+    if st.session_state.get("identity"):
+        return
+    st.title("Sign in to MMS")
+    with st.form("sign_in"):
+        name = st.text_input("User", key="sign_in_user")
+        password = st.text_input("Password", type="password", key="sign_in_password")
+        submitted = st.form_submit_button("Sign in", type="primary")
+    if submitted:
+        identity = auth.verify_password(store, name.strip(), password)
+        if identity is None:
+            st.error("Unknown user or wrong password.")
+        else:
+            st.session_state["identity"] = {"name": identity.name, "role": identity.role}
+            st.rerun()
+    st.stop()
+
+
+def who_is_working(open_mode: bool) -> None:
+    identity = st.session_state.get("identity")
+    if identity:
+        st.session_state["user"], st.session_state["role"] = identity["name"], identity["role"]
+        st.markdown(f"Signed in as **{identity['name']}** · {_ui.ROLES[identity['role']]}")
+        if st.button("Sign out", key="sign_out"):
+            st.session_state.pop("identity")
+            st.rerun()
+        return
+    st.text_input("Who is working", key="user", placeholder="your name")
+    st.selectbox("Role", list(_ui.ROLES), format_func=_ui.ROLES.get, key="role")
+    if open_mode:
+        st.warning("Open mode: no users are configured, so anyone may do anything. Add an owner with "
+                   "`python -m core add-user NAME --role owner` to require sign-in.", icon="🔓")
+
+
+def sidebar(store, open_mode: bool) -> None:
     models = [m.name for m in registry.list_models(store)]
     with st.sidebar:
         if models:
@@ -38,8 +74,7 @@ def sidebar(store) -> None:
         else:
             st.session_state["model"] = None
             st.caption("No models yet.")
-        st.text_input("Who is working", key="user", placeholder="your name")
-        st.selectbox("Role", list(_ui.ROLES), format_func=_ui.ROLES.get, key="role")
+        who_is_working(open_mode)
         st.caption(f"Store: `{store.path}`")
         notice = demo.demo_notice(store)
         if notice:
@@ -48,12 +83,17 @@ def sidebar(store) -> None:
 
 def main() -> None:
     st.session_state.setdefault("user", "")
-    st.session_state.setdefault("role", "owner")
+    st.session_state.setdefault("role", auth.OWNER)
     store = _ui.store()
     with _ui.errors_as_messages():
         ensure_store(store)
-        page = st.navigation(PAGES)
-        sidebar(store)
+        open_mode = auth.is_open(store)
+        if not open_mode:
+            sign_in(store)
+        role = st.session_state["identity"]["role"] if not open_mode else None
+        pages = {section: entries for section, (roles, entries) in SECTIONS.items() if role is None or role in roles}
+        page = st.navigation(pages)
+        sidebar(store, open_mode)
     _ui.show_flash()
     page.run()
 

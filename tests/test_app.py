@@ -22,3 +22,35 @@ def test_first_start_builds_the_demo_store(tmp_path, monkeypatch):
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
     assert not at.exception
     assert [m.name for m in registry.list_models(Store(tmp_path / "new.duckdb"))] == ["评论情感"]
+
+
+def test_open_mode_is_obvious_on_screen(app):
+    at = app()
+    assert any("Open mode" in w.value for w in at.sidebar.warning)
+
+
+def test_sign_in_is_required_once_users_exist_and_roles_limit_pages(app, seeded_store):
+    from core import auth
+
+    auth.add_user(seeded_store, "olga", "owner", "owner-pass-1", by="setup")
+    auth.add_user(seeded_store, "anna", "analyst", "analyst-pass", by="olga")
+    at = app()
+    assert at.title[0].value == "Sign in to MMS" and not at.sidebar.selectbox
+    at.text_input(key="sign_in_user").input("anna")
+    at.text_input(key="sign_in_password").input("wrong-password")
+    at.button[0].click().run()
+    assert "Unknown user or wrong password." in at.error[0].value
+    at.text_input(key="sign_in_password").input("analyst-pass")
+    at.button[0].click().run()
+    assert not at.exception
+    assert at.session_state["user"] == "anna" and at.session_state["role"] == "analyst"
+    assert not any("Open mode" in w.value for w in at.sidebar.warning)
+    # an analyst's navigation has no Train page, and core refuses her a retrain anyway
+    import pytest
+    from core import train
+    from core.errors import PermissionDenied
+
+    with pytest.raises(ValueError):
+        at.switch_page("pages/train.py")
+    with pytest.raises(PermissionDenied):
+        train.train_version(seeded_store, "评论情感", "anna")
