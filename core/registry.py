@@ -328,3 +328,15 @@ def store_revision(store: Store) -> tuple:
     """A cheap token that changes with every write: pages key their caches on it."""
     with store.connect() as con:
         return db.revision(con)
+
+
+def remove_stray_artifacts(store: Store, older_than_seconds: float = 3600) -> list[Path]:
+    """Delete model files no version references, once they are old enough that no training run
+    in another process can still be about to register them. Returns what was removed."""
+    import time
+
+    cutoff = time.time() - older_than_seconds
+    removed = [p for p in stray_artifacts(store) if p.stat().st_mtime < cutoff]
+    for p in removed:
+        p.unlink(missing_ok=True)
+    return removed

@@ -168,12 +168,17 @@ class Store:
 
     @contextmanager
     def connect(self):
-        """A connection for the length of one operation; retries while another process holds the lock."""
-        con = self._open()
+        """A connection for the length of one operation; retries while another process holds the lock.
+
+        Threads of one process share one open database (DuckDB allows a file to be attached
+        once per process); the file is closed, and its lock released for other processes, as
+        soon as no operation in this process is using it."""
+        shared = _shared_for(self.path)
+        con = shared.acquire(self)
         try:
             yield con
         finally:
-            con.close()
+            shared.release(con)
 
     @contextmanager
     def transaction(self):
@@ -193,8 +198,7 @@ class Store:
         delay = 0.02
         while True:
             try:
-                con = duckdb.connect(str(self.path))
-                break
+                return duckdb.connect(str(self.path))
             except duckdb.IOException as e:
                 if "lock" not in str(e).lower():
                     raise
@@ -205,8 +209,6 @@ class Store:
                                     f"process; try again in a moment") from None
                 time.sleep(delay)
                 delay = min(delay * 2, 0.25)
-        self._migrate(con)
-        return con
 
     def _migrate(self, con) -> None:
         key = str(self.path)
@@ -228,6 +230,45 @@ class Store:
                     con.rollback()
                     raise
             _migrated.add(key)
+
+
+class _SharedDatabase:
+    """One open database per file per process, counted by the operations using it."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.root: duckdb.DuckDBPyConnection | None = None
+        self.users = 0
+
+    def acquire(self, store: "Store") -> duckdb.DuckDBPyConnection:
+        with self.lock:
+            if self.root is None:
+                root = store._open()
+                try:
+                    store._migrate(root)
+                except BaseException:
+                    root.close()
+                    raise
+                self.root = root
+            self.users += 1
+            return self.root.cursor()
+
+    def release(self, con) -> None:
+        con.close()
+        with self.lock:
+            self.users -= 1
+            if self.users == 0 and self.root is not None:
+                self.root.close()
+                self.root = None
+
+
+_shared: dict[str, _SharedDatabase] = {}
+_shared_lock = threading.Lock()
+
+
+def _shared_for(path: Path) -> _SharedDatabase:
+    with _shared_lock:
+        return _shared.setdefault(str(path), _SharedDatabase())
 
 
 def schema_version(con) -> int:
