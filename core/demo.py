@@ -94,6 +94,9 @@ def build_store(store: Store, user: str = "demo", n_train: int = 4000, n_test: i
     progress(0.1, f"training version 1 on {len(train_rows)} reviews")
     version = train.train_version(store, MODEL, user)
 
+    if traffic.empty:
+        progress(1.0, "demo store ready (no traffic)")
+        return version
     progress(0.4, f"replaying {len(traffic)} reviews as {weeks} weeks of prediction traffic")
     times = _traffic_times(traffic["business_line"], weeks, end, rng)
     traffic = traffic.assign(created_at=times).sort_values("created_at")

@@ -17,6 +17,7 @@ from .imports import display_name, read_table, validate_texts
 from .preprocess import normalise
 from .store import Store
 from .train import predict_proba
+from .workers import split_map
 
 DEFAULT_LINE = "default"
 SOURCES = ("app", "cli", "api", "demo")
@@ -43,22 +44,20 @@ def _check_texts(texts: Sequence[str]) -> list[str]:
 
 def predict_texts(store: Store, name: str, texts: Sequence[str], user: str, business_line=None,
                   created_at=None, version: int | None = None, source: str = "app",
-                  tokens: list[list[str]] | None = None) -> pd.DataFrame:
+                  workers: int | None = None) -> pd.DataFrame:
     """Predict and log. Returns one row per text: prediction_id, text, business_line, label,
     top_prob, version and one probability column per label (`p_<label>`).
 
     `business_line` and `created_at` are one value for all texts or one per text; created_at lets
-    a user replay historical traffic (default: now)."""
+    a user replay historical traffic (default: now). Large batches are tokenised on `workers`
+    processes (default: one per core)."""
     texts = _check_texts(texts)
     model_version = registry.get_version(store, name, version)
     model = registry.get_model(store, name)
-    artifact = registry.load_artifact(store, model_version)
-    tokenizer = artifact["tokenizer"]
-    if tokens is None:
-        tokens = tokenizer.cut_many(texts)
-    proba = predict_proba(artifact["pipeline"], tokens, model.labels)
+    proba = np.asarray(split_map(_probabilities, texts, (store, model_version, model.labels), workers))
+    config = registry.load_artifact(store, model_version)["tokenizer"].config
     frame = pd.DataFrame({"text": texts})
-    frame["norm_text"] = [normalise(t, tokenizer.config) for t in texts]
+    frame["norm_text"] = [normalise(t, config) for t in texts]
     frame["business_line"] = _per_text(business_line, len(texts), DEFAULT_LINE)
     frame["business_line"] = frame["business_line"].fillna(DEFAULT_LINE).astype(str)
     frame["label"] = np.asarray(model.labels)[proba.argmax(axis=1)]
@@ -74,6 +73,13 @@ def predict_texts(store: Store, name: str, texts: Sequence[str], user: str, busi
     for j, label in enumerate(model.labels):
         out[prob_column(label)] = proba[:, j]
     return out
+
+
+def _probabilities(texts: list[str], store: Store, version: registry.Version, labels: list[str]) -> list:
+    """Tokenise and predict one part of a batch (in this process or a worker, which loads and
+    verifies the model file itself, once)."""
+    artifact = registry.load_artifact(store, version)
+    return list(predict_proba(artifact["pipeline"], artifact["tokenizer"].cut_many(texts), labels))
 
 
 def _per_text(value, n: int, default):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import threading
 import unicodedata
 from dataclasses import asdict, dataclass, field
@@ -85,8 +86,7 @@ def _jieba_for(new_words: tuple[str, ...]) -> jieba.Tokenizer:
         return tk
 
 
-def _is_punctuation(token: str) -> bool:
-    return all(unicodedata.category(ch)[0] in "PSZ" for ch in token)
+_PUNCTUATION = re.compile(r"[\W_]+")  # no letter, digit or CJK character: punctuation, symbols, space
 
 
 class Tokenizer:
@@ -120,16 +120,21 @@ class Tokenizer:
             tokens = jb.lcut_for_search(text, HMM=c.hmm)
         else:
             tokens = jb.lcut(text, HMM=c.hmm)
-        out = []
-        for t in tokens:
-            t = t.strip()
-            if not t or t in self._stop or (c.drop_punctuation and _is_punctuation(t)):
-                continue
-            out.append(t)
-        return out
+        stop, punct = self._stop, c.drop_punctuation
+        return [t for t in tokens
+                if t.strip() and t not in stop and not (punct and _PUNCTUATION.fullmatch(t))]
 
-    def cut_many(self, texts) -> list[list[str]]:
-        return [self(t) for t in texts]
+    def cut_many(self, texts, workers: int | None = 1) -> list[list[str]]:
+        """Tokens of every text; a large batch may be split across `workers` processes."""
+        if workers == 1:
+            return [self(t) for t in texts]
+        from .workers import split_map
+
+        return split_map(_cut, list(texts), (self.config.to_dict(),), workers)
+
+
+def _cut(texts: list[str], config: dict) -> list[list[str]]:
+    return Tokenizer(config).cut_many(texts)
 
 
 def preview(config: PreprocessConfig | dict | None, text: str) -> list[str]:

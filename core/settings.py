@@ -24,6 +24,7 @@ SETTINGS = {
         Setting("low_confidence", 0.6, "Top probability below which a prediction counts as low-confidence."),
         Setting("max_text_chars", 20000, "Longest text accepted for import or prediction, in characters."),
         Setting("max_batch", 10000, "Most texts in one API prediction request."),
+        Setting("workers", 0, "Processes that tokenise a large prediction batch (0: one per core)."),
         Setting("user", "cli", "Name recorded on writes made from the command line."),
     ]
 }

@@ -88,10 +88,10 @@ class TokenNgrams:
         self.char_ngrams = tuple(char_ngrams) if char_ngrams else None
 
     def __call__(self, tokens) -> list[str]:
-        out = []
         lo, hi = self.word_ngrams
-        for n in range(lo, hi + 1):
-            out.extend(" ".join(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
+        out = list(tokens) if lo == 1 else []
+        for n in range(max(lo, 2), hi + 1):
+            out.extend(map(" ".join, zip(*(tokens[i:] for i in range(n)))))
         if self.char_ngrams:
             chars = "".join(tokens)
             lo, hi = self.char_ngrams

@@ -1,0 +1,46 @@
+"""Prediction throughput end to end (tokenise, predict, log into the store) against bare jieba.lcut
+over the same real review texts, in the same run.
+
+    python bench/predict_throughput.py [--texts 20000]
+"""
+import argparse
+import logging
+import tempfile
+
+import jieba
+
+from _common import header, timer
+from core import demo, predict, workers
+from core.store import Store
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--texts", type=int, default=20000)
+    args = parser.parse_args()
+    header("prediction throughput")
+    reviews = demo.load_reviews()
+    texts = (reviews["text"].tolist() * (args.texts // len(reviews) + 1))[:args.texts]
+    chars = sum(map(len, texts))
+    store = Store(tempfile.mkdtemp() + "/bench.duckdb")
+    demo.build_store(store, n_train=4000, n_test=1000, n_traffic=0)
+    predict.predict_texts(store, demo.MODEL, texts[:50], "bench")  # load the model, warm caches
+    jieba.setLogLevel(logging.WARNING)
+    jieba.initialize()
+
+    with timer() as bare:
+        for t in texts:
+            jieba.lcut(t)
+    with timer() as one:
+        predict.predict_texts(store, demo.MODEL, texts, "bench", business_line="bench", workers=1)
+    with timer() as both:
+        predict.predict_texts(store, demo.MODEL, texts, "bench", business_line="bench")
+    rate = lambda t: len(texts) / t.seconds
+    print(f"texts: {len(texts)} ({chars / len(texts):.0f} characters on average)")
+    print(f"bare jieba.lcut, one core:            {rate(bare):8.0f} texts/s")
+    print(f"predict + log, one process:           {rate(one):8.0f} texts/s  ratio {rate(one) / rate(bare):.2f} (target >= 0.85)")
+    print(f"predict + log, {workers.default_workers()} processes:  {rate(both):8.0f} texts/s  ratio {rate(both) / rate(bare):.2f} (target >= 1.6)")
+
+
+if __name__ == "__main__":
+    main()
