@@ -84,6 +84,7 @@ def sidebar(store, open_mode: bool) -> None:
 def main() -> None:
     st.session_state.setdefault("user", "")
     st.session_state.setdefault("role", auth.OWNER)
+    st.session_state[_ui.ENTRY_RAN] = True
     store = _ui.store()
     with _ui.errors_as_messages():
         ensure_store(store)

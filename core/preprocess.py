@@ -11,6 +11,7 @@ import logging
 import re
 import threading
 import unicodedata
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 
 import jieba
@@ -70,8 +71,9 @@ def normalise(text: str, config: PreprocessConfig = PreprocessConfig()) -> str:
     return " ".join(text.split())
 
 
-_dictionaries: dict[tuple[str, ...], jieba.Tokenizer] = {}
+_dictionaries: OrderedDict[tuple[str, ...], jieba.Tokenizer] = OrderedDict()
 _dictionaries_lock = threading.Lock()
+MAX_DICTIONARIES = 8  # each is ~56 MB; the Train page's live preview makes one per edit of new words
 
 
 def _jieba_for(new_words: tuple[str, ...]) -> jieba.Tokenizer:
@@ -83,6 +85,9 @@ def _jieba_for(new_words: tuple[str, ...]) -> jieba.Tokenizer:
             for word in new_words:
                 tk.add_word(word)
             _dictionaries[new_words] = tk
+            while len(_dictionaries) > MAX_DICTIONARIES:
+                _dictionaries.popitem(last=False)
+        _dictionaries.move_to_end(new_words)
         return tk
 
 

@@ -73,7 +73,12 @@ class ModelConfig:
         return config
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """As stored (JSON): n-gram ranges as lists, so a stored config compares equal."""
+        d = asdict(self)
+        for key in ("word_ngrams", "char_ngrams"):
+            if d[key] is not None:
+                d[key] = list(d[key])
+        return d
 
     @property
     def incremental(self) -> bool:

@@ -4,6 +4,7 @@ Pages import this module; it holds no logic of its own beyond Streamlit plumbing
 """
 from __future__ import annotations
 
+import re
 from contextlib import contextmanager
 
 import pandas as pd
@@ -16,9 +17,21 @@ from core.store import Store
 ROLES = {"analyst": "Analyst (read)", "labeller": "Labeller (read, label)", "owner": "Owner (everything)"}
 
 
+ENTRY_RAN = "_entry_ran"
+
+
 def store() -> Store:
     """The store in use: MMS_STORE, else data/mms.duckdb (settings declares the default)."""
+    if not st.session_state.get(ENTRY_RAN):
+        # Before st.navigation has run once in this server process, Streamlit treats pages/ as
+        # an old-style pages folder and runs a deep-linked page without app.py: go through it.
+        st.switch_page("app.py")
     return Store(settings.get("store"))
+
+
+def md_escape(text) -> str:
+    """User text inside markdown, shown as typed (no emphasis, links, emoji codes or LaTeX)."""
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$:])", r"\\\1", str(text))
 
 
 def user() -> str:

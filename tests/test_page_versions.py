@@ -1,0 +1,77 @@
+"""The Versions page: models, versions, reactivating with a reason, the diff, the history."""
+import pytest
+
+from core import registry, train
+
+MODEL = "评论情感"
+
+
+def table(at, *columns):
+    """The first table on the page with these columns (AppTest gives tables no key)."""
+    return next(d.value for d in at.dataframe if set(columns) <= set(d.value.columns))
+
+
+@pytest.fixture
+def two_versions(seeded_store):
+    """Version 2 trained and activated, so that version 1 can be reactivated."""
+    train.train_version(seeded_store, MODEL, "owner2", model_config={"estimator": "complement_nb"}, activate=True)
+    return seeded_store
+
+
+def test_versions_page_shows_models_versions_and_history(app):
+    at = app("pages/versions.py")
+    assert not at.exception
+    assert table(at, "model", "active_version")["model"].tolist() == [MODEL]
+    assert table(at, "version", "rows_seen")["version"].tolist() == [1]
+    assert not table(at, "from_version", "reason").empty  # version 1 became active when trained
+    assert at.button(key="versions_reactivate").disabled  # only one version, and it is active
+    assert len(list(at.get("plotly_chart"))) == 1
+
+
+def test_reactivating_a_version_records_the_reason_and_the_user(app, two_versions):
+    at = app("pages/versions.py")
+    assert not at.exception
+    assert at.selectbox(key="versions_pick").value == 1
+    assert at.button(key="versions_reactivate").disabled  # no reason, no confirmation yet
+    at.text_input(key="versions_reason").input("v2 读错酒店评论").run()
+    assert at.button(key="versions_reactivate").disabled  # still unconfirmed
+    at.checkbox(key="versions_confirm").check().run()
+    at.button(key="versions_reactivate").click().run()
+    assert not at.exception
+    assert registry.get_model(two_versions, MODEL).active_version == 1
+    latest = registry.activation_history(two_versions, MODEL).iloc[0]  # newest first
+    assert (latest["from_version"], latest["to_version"]) == (2, 1)
+    assert (latest["reason"], latest["user"]) == ("v2 读错酒店评论", "tester")
+    assert any("Version 1 is active again" in s.value for s in at.success)
+    assert at.text_input(key="versions_reason").value == ""  # the form starts afresh
+
+
+def test_the_diff_shows_what_differs_between_two_versions(app, two_versions):
+    at = app("pages/versions.py")
+    diff = table(at, "setting", "differs")
+    assert set(diff.columns) == {"setting", "v2", "v1", "differs"}
+    estimator = diff.set_index("setting").loc["config.estimator"]
+    assert (estimator["v1"], estimator["v2"], estimator["differs"]) == ("logreg", "complement_nb", "●")
+    assert "preprocess.cut_mode" not in set(diff["setting"])  # the same in both: hidden by default
+    at.toggle(key="versions_diff_only").set_value(False).run()
+    assert "preprocess.cut_mode" in set(table(at, "setting", "differs")["setting"])
+
+
+def test_an_altered_model_file_is_a_sentence_and_nothing_changes(app, two_versions):
+    v1 = registry.get_version(two_versions, MODEL, 1)
+    with open(two_versions.path.parent / v1.artifact, "ab") as f:
+        f.write(b"tampered")
+    at = app("pages/versions.py")
+    at.text_input(key="versions_reason").input("roll back").run()
+    at.checkbox(key="versions_confirm").check().run()
+    at.button(key="versions_reactivate").click().run()
+    assert not at.exception
+    assert any("altered" in e.value for e in at.error)
+    assert registry.get_model(two_versions, MODEL).active_version == 2
+
+
+def test_analysts_cannot_reactivate(app, two_versions):
+    at = app("pages/versions.py", role="analyst")
+    at.text_input(key="versions_reason").input("roll back").run()
+    at.checkbox(key="versions_confirm").check().run()
+    assert at.button(key="versions_reactivate").disabled
