@@ -55,8 +55,9 @@ def who_is_working(open_mode: bool) -> None:
             st.session_state.pop("identity")
             st.rerun()
         return
-    st.text_input("Who is working", key="user", placeholder="your name")
-    st.selectbox("Role", list(_ui.ROLES), format_func=_ui.ROLES.get, key="role")
+    # persist_state: st.switch_page (Monitor's "label this slice") must not forget who is working
+    st.text_input("Who is working", key="user", placeholder="your name", persist_state="session")
+    st.selectbox("Role", list(_ui.ROLES), format_func=_ui.ROLES.get, key="role", persist_state="session")
     if open_mode:
         st.warning("Open mode: no users are configured, so anyone may do anything. Add an owner with "
                    "`python -m core add-user NAME --role owner` to require sign-in.", icon="🔓")

@@ -70,6 +70,15 @@ def stats_by_line_and_period(store: Store, name: str, by: str = "day", business_
     return out[COLUMNS + share_cols].sort_values(keys).reset_index(drop=True)
 
 
+def prediction_overview(store: Store, name: str) -> dict:
+    """What the filters can offer: business lines, first and last prediction time, count."""
+    with store.connect() as con:
+        model = registry.find_model(con, name)
+        lines = db.business_lines(con, model.model_id)
+        first, last = db.prediction_time_range(con, model.model_id)
+    return {"business_lines": lines, "first": first, "last": last}
+
+
 def compare_last_periods(stats: pd.DataFrame) -> dict:
     """Headline numbers over all lines: the latest period and its change against the previous one.
 

@@ -583,19 +583,24 @@ STRATEGY_SCORES = {
 
 
 def hard_examples(con, model_id: int, strategy: str, k: int, seed: int = 0, **filters) -> pd.DataFrame:
-    """The k highest-scoring predictions without feedback, one per normalised text."""
+    """The k highest-scoring predictions without feedback, one per normalised text.
+
+    Grouping by text (arg_max) instead of a window over every row keeps this one pass."""
     where, args = _prediction_filters(model_id, **filters)
     score = STRATEGY_SCORES[strategy]
     score_args = [seed] if "?" in score else []
     return con.execute(f"""
+        WITH best AS (
+            SELECT arg_max(p.prediction_id, ({score}, -p.prediction_id)) AS prediction_id, max({score}) AS score
+            FROM predictions p
+            WHERE {where} AND p.text_key NOT IN (SELECT text_key FROM feedback WHERE model_id = ?)
+            GROUP BY p.text_key
+            ORDER BY score DESC, prediction_id
+            LIMIT ?)
         SELECT p.prediction_id, p.created_at, p.business_line, p.version, p.text, p.label,
-               p.top_prob, p.probs, {score} AS score
-        FROM predictions p
-        WHERE {where}
-          AND p.text_key NOT IN (SELECT text_key FROM feedback WHERE model_id = ?)
-        QUALIFY row_number() OVER (PARTITION BY p.text_key ORDER BY score DESC, p.prediction_id) = 1
-        ORDER BY score DESC, p.prediction_id
-        LIMIT ?""", score_args + args + [model_id, k]).df()
+               p.top_prob, p.probs, b.score
+        FROM best b JOIN predictions p USING (prediction_id)
+        ORDER BY b.score DESC, p.prediction_id""", score_args * 2 + args + [model_id, k]).df()
 
 
 def insert_batch(con, model_id: int, strategy: str, params: dict, prediction_ids: list[int], user: str) -> int:

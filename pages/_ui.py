@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import pandas as pd
 import streamlit as st
 
-from core import registry, settings
+from core import registry, settings, stats
 from core.errors import MMSError
 from core.store import Store
 
@@ -83,6 +83,20 @@ def errors_as_messages():
 def revision() -> tuple:
     """Changes with every write to the store; page caches key on it."""
     return registry.store_revision(store())
+
+
+def slice_options(_store, store_key: str, name: str) -> tuple[list[str], "dt.date | None", "dt.date | None"]:
+    """Business lines and the first and last day with predictions, for the filters; cached until
+    a prediction is logged (labels do not change them)."""
+    return _slice_options(_store, store_key, name, revision()[1])
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _slice_options(_store, store_key: str, name: str, last_prediction_id):
+    overview = stats.prediction_overview(_store, name)
+    if overview["first"] is None:
+        return [], None, None
+    return overview["business_lines"], overview["first"].date(), overview["last"].date()
 
 
 def progress_callback(bar):

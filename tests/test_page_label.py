@@ -1,0 +1,98 @@
+"""Label page: one hard example at a time with a button per label, undo, bulk mode, and the
+batch kept across reruns."""
+import pandas as pd
+
+from core import feedback, sampling
+
+MODEL = "评论情感"
+
+
+def mine(store) -> dict:
+    return feedback.labelled_counts(store, MODEL, user="tester")
+
+
+def shown_text(at) -> str:
+    return at.text[1].value  # the first text is the example's business line, time and version
+
+
+def test_label_page_shows_one_example_with_a_button_per_decision(app):
+    at = app("pages/label.py")
+    assert not at.exception
+    assert not at.error
+    assert at.selectbox(key="label_strategy").value == "least_confidence"
+    assert at.multiselect(key="label_lines").value == []
+    assert [b.key for b in at.button if b.key.startswith("label_as_")] == \
+        ["label_as_0", "label_as_1", "label_as_skip", "label_as_unclear"]
+    assert [b.label for b in at.button if b.key.startswith("label_as_")] == ["正面", "负面", "skip", "unclear"]
+    assert {m.label: m.value for m in at.metric}["This batch"] == "0 / 20"
+    assert shown_text(at)
+    assert list(at.dataframe[0].value["label"]) == ["正面", "负面"]
+
+
+def test_clicking_a_label_records_it_and_shows_the_next_example(app, seeded_store):
+    at = app("pages/label.py")
+    before_text = shown_text(at)
+    assert mine(seeded_store) == {}
+    at.button(key="label_as_1").click().run()
+    assert not at.exception
+    assert mine(seeded_store) == {"负面": 1}
+    assert shown_text(at) != before_text
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["This batch"] == "1 / 20" and metrics["You labelled today"] == "1"
+
+
+def test_undo_takes_the_last_decision_back(app, seeded_store):
+    at = app("pages/label.py")
+    first = shown_text(at)
+    at.button(key="label_as_skip").click().run()
+    assert mine(seeded_store) == {"skip": 1}
+    at.button(key="label_undo_button").click().run()
+    assert not at.exception
+    assert mine(seeded_store) == {}
+    assert shown_text(at) == first
+    assert at.button(key="label_undo_button").disabled
+
+
+def test_the_batch_is_kept_across_reruns_and_replaced_when_the_strategy_changes(app):
+    at = app("pages/label.py")
+    batch = at.session_state["label_batch"]["batch_id"]
+    at.run()
+    at.toggle(key="label_bulk").set_value(False).run()
+    assert at.session_state["label_batch"]["batch_id"] == batch
+    at.selectbox(key="label_strategy").set_value("margin").run()
+    assert not at.exception
+    assert at.session_state["label_batch"]["batch_id"] != batch
+
+
+def test_bulk_mode_submits_the_chosen_labels(app, seeded_store):
+    at = app("pages/label.py")
+    at.toggle(key="label_bulk").set_value(True).run()
+    editor = at.data_editor[0]
+    assert len(editor.value) == 20
+    at.session_state[editor.key] = {"edited_rows": {0: {"label": "正面"}, 2: {"label": "unclear"}},
+                                    "added_rows": [], "deleted_rows": []}
+    at.button(key="label_bulk_submit").click().run()
+    assert not at.exception
+    assert mine(seeded_store) == {"正面": 1, "unclear": 1}
+    assert any("Recorded 2 labels" in s.value for s in at.success)
+    assert len(at.data_editor[0].value) == 18
+    at.button(key="label_undo_button").click().run()
+    assert mine(seeded_store) == {}
+
+
+def test_an_exhausted_queue_is_good_news_not_an_error(app, seeded_store):
+    rest = sampling.select_hard_examples(seeded_store, MODEL, 10_000, "someone else").examples
+    feedback.record_labels(seeded_store, MODEL, pd.DataFrame({"prediction_id": rest["prediction_id"],
+                                                              "label": "skip"}), "someone else")
+    at = app("pages/label.py")
+    assert not at.exception
+    assert not at.error
+    assert any("Nothing left to label" in s.value for s in at.success)
+    assert {m.label: m.value for m in at.metric}["Left in this queue"] == "0"
+
+
+def test_an_analyst_reads_but_does_not_label(app):
+    at = app("pages/label.py", role="analyst")
+    assert not at.exception
+    assert any("Analyst" in i.value for i in at.info)
+    assert not [b for b in at.button if b.key and b.key.startswith("label_as_")]

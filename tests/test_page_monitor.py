@@ -1,0 +1,80 @@
+"""Monitor page: headline numbers, charts, the statistics download, and sending a slice to Label."""
+import datetime as dt
+
+from core import registry
+
+MODEL = "评论情感"
+
+
+def plotly_charts(at):
+    return at.get("plotly_chart")
+
+
+def test_monitor_shows_headline_numbers_charts_and_the_table(app):
+    at = app("pages/monitor.py")
+    assert not at.exception
+    assert not at.error
+    titles = [m.label for m in at.metric]
+    assert titles == ["Volume", "Mean confidence", "Low-confidence share", "Labelled accuracy"]
+    assert all(m.value not in ("", "–") for m in at.metric)
+    assert len(plotly_charts(at)) == 5  # volume, confidence, heatmap, class mix, accuracy
+    assert at.multiselect(key="monitor_lines").options == ["图书", "数码", "母婴", "综合", "酒店"]
+    assert at.button_group(key="monitor_period").value == "week"
+    assert at.date_input(key="monitor_dates").value == (dt.date(2026, 10, 19), dt.date(2026, 11, 1))
+    assert at.selectbox(key="monitor_version").options == ["All versions", "v1 (active)"]
+    assert at.selectbox(key="monitor_version").value == 0  # all versions
+    assert set(at.dataframe[0].value["business_line"]) == {"图书", "数码", "母婴", "综合", "酒店"}
+    assert at.download_button(key="monitor_download")
+    assert any("MMS_LOW_CONFIDENCE" in c.value for c in at.caption)
+
+
+def test_filters_change_the_numbers(app):
+    at = app("pages/monitor.py")
+    all_lines = at.metric[0].value
+    at.multiselect(key="monitor_lines").set_value(["酒店"])
+    at.button_group(key="monitor_period").set_value("day").run()
+    assert not at.exception
+    assert any(c.value == "Latest day: 2026-11-01, against 2026-10-31." for c in at.caption)
+    assert at.metric[0].value != all_lines
+    assert set(at.dataframe[0].value["business_line"]) == {"酒店"}
+
+
+def test_sending_a_slice_opens_label_with_its_filters(app):
+    at = app("pages/monitor.py")
+    at.selectbox(key="monitor_slice_line").set_value("酒店")
+    periods = at.selectbox(key="monitor_slice_period").options
+    at.button(key="monitor_send").click().run()
+    assert not at.exception
+    sent = at.session_state["label_query"]  # the Label page consumed label_filters and kept them
+    assert sent["label_lines"] == ["酒店"]
+    since, until = sent["label_dates"]
+    assert since == dt.date(2026, 10, 26) and until == dt.date(2026, 11, 1)  # the latest week
+    assert periods[0].startswith("week of 2026-10-26")
+    assert at.multiselect(key="label_lines").value == ["酒店"]
+    assert [t.value for t in at.title] == ["Label"]
+
+
+def test_a_model_without_predictions_gets_a_hint(store, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+    from conftest import ROOT
+
+    registry.create_model(store, "空模型", ["好", "坏"], "tester")
+    monkeypatch.setenv("MMS_STORE", str(store.path))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    assert not at.exception
+    assert any("no predictions yet" in i.value for i in at.info)
+    assert not plotly_charts(at)
+
+
+def test_a_date_range_ending_on_the_last_day_follows_new_predictions(app, seeded_store):
+    import streamlit as st
+    from core import predict
+
+    at = app("pages/monitor.py")
+    at.date_input(key="monitor_dates").set_value((dt.date(2026, 10, 25), dt.date(2026, 11, 1))).run()
+    predict.predict_texts(seeded_store, MODEL, ["房间很干净，服务也很好"], "tester", business_line="酒店",
+                          created_at="2026-11-03 10:00", workers=1)
+    st.cache_data.clear()  # the filter options are kept five minutes; a new session would see them at once
+    at.run()
+    assert not at.exception
+    assert at.date_input(key="monitor_dates").value == (dt.date(2026, 10, 25), dt.date(2026, 11, 3))
