@@ -4,16 +4,16 @@ import streamlit as st
 from core import auth, demo, registry
 from pages import _ui
 
-st.set_page_config(page_title="MMS · model management", page_icon="🗂️", layout="wide")
+st.set_page_config(page_title="MMS · model management", page_icon=":material/dataset:", layout="wide")
 
 # Sections by who uses them; a signed-in user sees the sections their role can act in.
 SECTIONS = {
-    "Analyst": (auth.ROLES, [st.Page("pages/monitor.py", title="Monitor", icon="📈", default=True)]),
-    "Labeller": ((auth.LABELLER, auth.OWNER), [st.Page("pages/label.py", title="Label", icon="🏷️")]),
-    "Owner": ((auth.OWNER,), [st.Page("pages/train.py", title="Train", icon="🧪"),
-                              st.Page("pages/versions.py", title="Versions", icon="🗃️"),
-                              st.Page("pages/data.py", title="Data", icon="📥")]),
-    "Anyone": (auth.ROLES, [st.Page("pages/predict.py", title="Predict", icon="🔮")]),
+    "Analyst": (auth.ROLES, [st.Page("pages/monitor.py", title="Monitor", icon=":material/monitoring:", default=True)]),
+    "Labeller": ((auth.LABELLER, auth.OWNER), [st.Page("pages/label.py", title="Label", icon=":material/label:")]),
+    "Owner": ((auth.OWNER,), [st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+                              st.Page("pages/versions.py", title="Versions", icon=":material/history:"),
+                              st.Page("pages/data.py", title="Data", icon=":material/upload_file:")]),
+    "Anyone": (auth.ROLES, [st.Page("pages/predict.py", title="Predict", icon=":material/online_prediction:")]),
 }
 
 
@@ -60,7 +60,7 @@ def who_is_working(open_mode: bool) -> None:
     st.selectbox("Role", list(_ui.ROLES), format_func=_ui.ROLES.get, key="role", persist_state="session")
     if open_mode:
         st.warning("Open mode: no users are configured, so anyone may do anything. Add an owner with "
-                   "`python -m core add-user NAME --role owner` to require sign-in.", icon="🔓")
+                   "`python -m core add-user NAME --role owner` to require sign-in.", icon=":material/lock_open:")
 
 
 def sidebar(store, open_mode: bool) -> None:
@@ -79,7 +79,7 @@ def sidebar(store, open_mode: bool) -> None:
         st.caption(f"Store: `{store.path}`")
         notice = demo.demo_notice(store)
         if notice:
-            st.info(notice, icon="ℹ️")
+            st.info(notice, icon=":material/info:")
 
 
 def main() -> None:

@@ -87,3 +87,9 @@ def app(seeded_store, monkeypatch):
         return at
 
     return open_page
+
+
+def pytest_terminal_summary(terminalreporter):
+    shots = ROOT / "tests" / "screenshots"
+    if shots.exists() and any(shots.glob("*.png")):
+        terminalreporter.write_line(f"browser screenshots: {shots} ({', '.join(sorted(p.name for p in shots.glob('*.png')))})")

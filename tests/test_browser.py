@@ -1,0 +1,166 @@
+"""The flows a person clicks through, in a real browser: `streamlit run app.py` on a free port with a
+temporary store, driven by Playwright in Debian's chromium. A screenshot of each page is saved
+under tests/screenshots/ (the path is printed at the end of the test run)."""
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from core import feedback, registry
+from core.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+SHOTS = ROOT / "tests" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+M = "评论情感"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(_seeded_template, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("browser") / "store"
+    shutil.copytree(_seeded_template.path.parent, folder)
+    store = Store(folder / _seeded_template.path.name)
+    port = _free_port()
+    log = open(folder / "streamlit.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                             "--server.address", "127.0.0.1", "--server.headless", "true"],
+                            cwd=ROOT, env={**os.environ, "MMS_STORE": str(store.path)}, stdout=log,
+                            stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).status == 200:
+                break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("streamlit did not start: " + (folder / "streamlit.log").read_text()[-2000:])
+        time.sleep(0.5)
+    yield url, store
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), "Debian's chromium is missing: run tests/setup.sh"
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(60_000)
+        page.goto(server[0])
+        yield page
+        browser.close()
+
+
+def _idle(page):
+    """Wait until Streamlit has finished running the script."""
+    page.wait_for_timeout(300)
+    page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=120_000)
+    page.wait_for_timeout(300)
+
+
+def _go(page, title):
+    page.get_by_role("link", name=title).first.click()
+    _idle(page)
+
+
+def _shot(page, name):
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def test_1_monitor_shows_charts(page):
+    page.wait_for_selector(".st-key-monitor_chart_volume .main-svg")
+    assert page.locator(".js-plotly-plot").count() >= 4
+    assert page.get_by_text("评论情感").count() > 0
+    _idle(page)
+    _shot(page, "monitor")
+
+
+def test_2_label_one_example(page, server):
+    store = server[1]
+    who = page.get_by_label("Who is working")
+    who.fill("browser")
+    who.press("Enter")
+    _idle(page)
+    _go(page, "Label")
+    button = page.locator("button", has_text="正面").first
+    try:
+        button.wait_for()
+    finally:
+        _shot(page, "label")
+    _shot(page, "label")
+    before = feedback.labelled_counts(store, M, user="browser")
+    button.click()
+    _idle(page)
+    after = feedback.labelled_counts(store, M, user="browser")
+    assert after.get("正面", 0) == before.get("正面", 0) + 1
+
+
+def test_3_retrain_and_activate(page, server):
+    store = server[1]
+    _go(page, "Train")
+    page.locator(".st-key-train_full button").first.click()
+    page.locator(".st-key-train_activate button").first.wait_for(timeout=180_000)
+    _idle(page)
+    _shot(page, "train")
+    assert [v.version for v in registry.list_versions(store, M)] == [1, 2]
+    page.locator(".st-key-train_activate_reason input").first.fill("browser test")
+    page.locator(".st-key-train_activate_reason input").first.press("Enter")
+    _idle(page)
+    page.locator(".st-key-train_activate button").first.click()
+    _idle(page)
+    assert registry.get_model(store, M).active_version == 2
+
+
+def test_4_reactivate_the_previous_version(page, server):
+    store = server[1]
+    _go(page, "Versions")
+    page.locator(".st-key-versions_reactivate").wait_for()
+    reason = page.locator(".st-key-versions_reason input").first
+    reason.fill("roll back from the browser")
+    reason.press("Enter")
+    _idle(page)
+    page.locator(".st-key-versions_confirm label").first.click()
+    _idle(page)
+    page.locator(".st-key-versions_reactivate button").first.click()
+    _idle(page)
+    _shot(page, "versions")
+    assert registry.get_model(store, M).active_version == 1
+    last = registry.activation_history(store, M).iloc[0]
+    assert (last["to_version"], last["reason"], last["user"]) == (1, "roll back from the browser", "browser")
+
+
+def test_5_predict_and_data_pages(page, server):
+    _go(page, "Predict")
+    page.get_by_label("One text per line").fill("房间很干净，服务也很好\n<img src=x onerror=alert(1)>")
+    page.locator(".st-key-predict_run button").first.click()
+    _idle(page)
+    page.get_by_text("predictions logged").wait_for()
+    _shot(page, "predict")
+    _go(page, "Data")
+    _shot(page, "data")
+    assert page.get_by_text("Create a model").count() > 0
