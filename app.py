@@ -1,20 +1,25 @@
-"""MMS dashboard entry: navigation, the store in use, the selected model and who is working."""
+"""MMS dashboard entry: navigation, the store in use, the selected model and who is working.
+
+`streamlit run app.py` serves the dashboard and the JSON API (/api) from one process, the
+store's single writer: it finds `app` below, imports this file as the module `app` and serves
+that with uvicorn; every browser session then runs this file as `__main__`, which draws a page.
+"""
 import streamlit as st
 
-from core import auth, demo, registry
+from core import api, auth, demo, registry
 from pages import _ui
 
-st.set_page_config(page_title="MMS · model management", page_icon=":material/dataset:", layout="wide")
 
-# Sections by who uses them; a signed-in user sees the sections their role can act in.
-SECTIONS = {
-    "Analyst": (auth.ROLES, [st.Page("pages/monitor.py", title="Monitor", icon=":material/monitoring:", default=True)]),
-    "Labeller": ((auth.LABELLER, auth.OWNER), [st.Page("pages/label.py", title="Label", icon=":material/label:")]),
-    "Owner": ((auth.OWNER,), [st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
-                              st.Page("pages/versions.py", title="Versions", icon=":material/history:"),
-                              st.Page("pages/data.py", title="Data", icon=":material/upload_file:")]),
-    "Anyone": (auth.ROLES, [st.Page("pages/predict.py", title="Predict", icon=":material/online_prediction:")]),
-}
+def sections() -> dict:
+    """Sections by who uses them; a signed-in user sees the sections their role can act in."""
+    return {
+        "Analyst": (auth.ROLES, [st.Page("pages/monitor.py", title="Monitor", icon=":material/monitoring:", default=True)]),
+        "Labeller": ((auth.LABELLER, auth.OWNER), [st.Page("pages/label.py", title="Label", icon=":material/label:")]),
+        "Owner": ((auth.OWNER,), [st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+                                  st.Page("pages/versions.py", title="Versions", icon=":material/history:"),
+                                  st.Page("pages/data.py", title="Data", icon=":material/upload_file:")]),
+        "Anyone": (auth.ROLES, [st.Page("pages/predict.py", title="Predict", icon=":material/online_prediction:")]),
+    }
 
 
 def ensure_store(store) -> None:
@@ -83,6 +88,7 @@ def sidebar(store, open_mode: bool) -> None:
 
 
 def main() -> None:
+    st.set_page_config(page_title="MMS · model management", page_icon=":material/dataset:", layout="wide")
     st.session_state.setdefault("user", "")
     st.session_state.setdefault("role", auth.OWNER)
     st.session_state[_ui.ENTRY_RAN] = True
@@ -93,11 +99,14 @@ def main() -> None:
         if not open_mode:
             sign_in(store)
         role = st.session_state["identity"]["role"] if not open_mode else None
-        pages = {section: entries for section, (roles, entries) in SECTIONS.items() if role is None or role in roles}
+        pages = {section: entries for section, (roles, entries) in sections().items() if role is None or role in roles}
         page = st.navigation(pages)
         sidebar(store, open_mode)
     _ui.show_flash()
     page.run()
 
 
-main()
+if __name__ == "__main__":
+    main()  # a script run: Streamlit executes this file as __main__ for each browser session
+else:
+    app = st.App("app.py", routes=[api.mount()])  # the server: `streamlit run` imports this file as `app`

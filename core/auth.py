@@ -53,7 +53,8 @@ def require(con, user: str, action: str) -> Identity:
     who = identify(con, user)
     allowed, verb = PERMISSIONS[action]
     if who.role != OPEN and who.role not in allowed:
-        raise PermissionDenied(f"{who.name} is a {who.role} and may not {verb}; that needs the role "
+        article = "an" if who.role[0] in "aeiou" else "a"
+        raise PermissionDenied(f"{who.name} is {article} {who.role} and may not {verb}; that needs the role "
                                f"{' or '.join(allowed)}")
     return who
 

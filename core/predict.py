@@ -52,8 +52,9 @@ def predict_texts(store: Store, name: str, texts: Sequence[str], user: str, busi
     a user replay historical traffic (default: now). Large batches are tokenised on `workers`
     processes (default: one per core)."""
     texts = _check_texts(texts)
-    model_version = registry.get_version(store, name, version)
-    model = registry.get_model(store, name)
+    with store.connect() as con:
+        model = registry.find_model(con, name)
+        model_version = registry.resolve_version(con, model, version)
     proba = np.asarray(split_map(_probabilities, texts, (store, model_version, model.labels), workers))
     config = registry.load_artifact(store, model_version)["tokenizer"].config
     frame = pd.DataFrame({"text": texts})

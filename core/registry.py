@@ -117,6 +117,8 @@ def create_model(store: Store, name: str, labels, user: str, description: str = 
     name = (name or "").strip()
     if not name or len(name) > 100:
         raise InvalidInput("a model name must be 1 to 100 characters")
+    if "/" in name or "\\" in name:
+        raise InvalidInput("a model name cannot contain / or \\ (it is part of the API's URLs)")
     if task not in TASKS:
         raise InvalidInput(f"task must be one of {', '.join(TASKS)}, not {task!r}")
     labels = validate_labels(labels)
@@ -175,12 +177,16 @@ def list_versions(store: Store, name: str) -> list[Version]:
 def get_version(store: Store, name: str, version: int | None = None) -> Version:
     """A version of the model; the active one when `version` is None."""
     with store.connect() as con:
-        model = find_model(con, name)
-        if version is None:
-            if model.active_version is None:
-                raise VersionNotFound(f"model {name!r} has no active version yet; train one first")
-            version = model.active_version
-        return find_version(con, model, version)
+        return resolve_version(con, find_model(con, name), version)
+
+
+def resolve_version(con, model: Model, version: int | None = None) -> Version:
+    """On an open connection: the given version of `model`, or its active one."""
+    if version is None:
+        if model.active_version is None:
+            raise VersionNotFound(f"model {model.name!r} has no active version yet; train one first")
+        version = model.active_version
+    return find_version(con, model, version)
 
 
 def versions_table(store: Store, name: str) -> pd.DataFrame:

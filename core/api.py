@@ -1,0 +1,322 @@
+"""The HTTP API: predictions, feedback and model facts as JSON, served beside the dashboard.
+
+`mount()` gives a FastAPI application under /api for `st.App(..., routes=[...])`, so the
+dashboard's process stays the store's single writer. Endpoints are plain `def`: core blocks on
+DuckDB and sklearn, and FastAPI runs such endpoints in its threadpool. Every refusal is a JSON
+body `{"error": sentence}` with a 4xx (5xx when the server is at fault), and nothing is logged
+for it. The active version is looked up on every call, so an activation answers the next one.
+While the store has no users the API is open; once it has, every call but /health needs a bearer
+token (`python -m core create-token USER`) and acts as that user, with that user's role.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Path, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from starlette.exceptions import HTTPException
+from starlette.routing import Mount
+
+from . import auth, demo, feedback, predict, registry, settings
+from .errors import (ArtifactError, InvalidInput, MMSError, ModelNotFound, PermissionDenied, StoreBusy,
+                     VersionNotFound)
+from .store import Store
+
+PREFIX = "/api"
+
+log = logging.getLogger(__name__)
+
+STATUS = {ModelNotFound: 404, VersionNotFound: 404, InvalidInput: 422, PermissionDenied: 403,
+          StoreBusy: 503, ArtifactError: 500}
+
+
+# --- request and answer bodies ------------------------------------------------------------
+
+# The pattern is for the description only: core refuses a blank text with a sentence naming it.
+NonBlank = Annotated[str, Field(min_length=1, json_schema_extra={"pattern": r"\S"})]
+
+
+def _whole_number(value):
+    # JSON Schema's integer includes 5.0; strict mode still refuses "5", true and 5.5
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+Id = Annotated[int, Field(ge=1, le=2**53 - 1), BeforeValidator(_whole_number)]  # JSON's safe integers
+ModelName = Annotated[str, Path(description="The model's name.", examples=[demo.MODEL])]
+
+
+class Body(BaseModel):
+    # strict: "2" is not a version and 1 is not a text; forbid: a misspelt field is an error
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class PredictRequest(Body):
+    texts: list[NonBlank] = Field(
+        min_length=1, description="Texts to classify: at most MMS_MAX_BATCH (default 10000) per request, "
+                                  "each at most MMS_MAX_TEXT_CHARS (default 20000) characters.")
+    business_line: str = Field(predict.DEFAULT_LINE, min_length=1, max_length=200, pattern=r"\S",
+                               description="Business line the texts come from; the Monitor page groups by it.")
+    version: Id | None = Field(None, description="A version to answer with; default: the active one.")
+
+
+class Prediction(BaseModel):
+    prediction_id: int = Field(description="Id in the prediction log; send it back with feedback.")
+    label: str
+    probabilities: dict[str, float] = Field(description="Probability per label of the model.")
+    version: int = Field(description="The version that answered.")
+
+
+class PredictResponse(BaseModel):
+    model: str
+    business_line: str
+    predictions: list[Prediction] = Field(description="One per text, in the request's order.")
+
+
+class FeedbackRequest(Body):
+    prediction_id: Id
+    label: NonBlank = Field(description="One of the model's labels, or skip or unclear.")
+
+
+class FeedbackResponse(BaseModel):
+    feedback_id: int
+    prediction_id: int
+    label: str
+
+
+class VersionSummary(BaseModel):
+    version: int
+    status: str
+    mode: str
+    created_at: str
+    created_by: str
+    accuracy: float | None
+    macro_f1: float | None
+
+
+class ModelSummary(BaseModel):
+    name: str
+    description: str
+    labels: list[str]
+    versions: int
+    active_version: int | None
+    accuracy: float | None = Field(description="The active version's accuracy on the model's test set.")
+    macro_f1: float | None = Field(description="The active version's macro-F1 on the model's test set.")
+
+
+class ModelDetail(ModelSummary):
+    task: str
+    active_metrics: dict[str, float | None] = Field(
+        description="The active version's accuracy, macro_f1, log_loss and ece; empty without one.")
+    version_list: list[VersionSummary]
+
+
+class Health(BaseModel):
+    ok: bool
+    store: str
+    models: int
+    auth: str = Field(description='"open" while the store has no users (no token needed), else "bearer".')
+
+
+class Problem(BaseModel):
+    field: str
+    message: str
+
+
+class Error(BaseModel):
+    error: str = Field(description="What is wrong, in one sentence.")
+    problems: list[Problem] | None = Field(None, description="Each invalid field, for a malformed request.")
+
+
+def _errors(*codes: int) -> dict:
+    return {code: {"model": Error} for code in codes}
+
+
+# --- the store and who is calling ---------------------------------------------------------
+
+def get_store(request: Request) -> Store:
+    """The store this app serves; a missing one is not created (the dashboard builds the demo)."""
+    store = request.app.state.store or Store(settings.get("store"))
+    if not store.exists():
+        raise HTTPException(503, f"no store at {store.path} yet: open the dashboard once, or run "
+                                 f"`python -m core demo`")
+    return store
+
+
+@dataclass(frozen=True)
+class Caller:
+    user: str  # recorded as created_by on the predictions and labels this caller makes
+    role: str
+
+
+OPEN = Caller(user="api", role=auth.OPEN)
+CHALLENGE = {"WWW-Authenticate": "Bearer"}
+bearer = HTTPBearer(auto_error=False, description="A token from `python -m core create-token USER`; "
+                                                  "not needed while the store has no users (open mode).")
+
+
+def auth_mode(store: Store) -> str:
+    """What /health says: "open" while the store has no users, else "bearer" (a token is needed)."""
+    return auth.OPEN if auth.is_open(store) else "bearer"
+
+
+def current_user(store: Store = Depends(get_store),
+                 credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Caller:
+    """The user a bearer token acts for; anyone, as "api", while the store is open. Core checks
+    the role on every write: predict for any role, feedback for labeller and owner."""
+    if credentials is not None:
+        who = auth.token_identity(store, credentials.credentials)
+        if who is None:
+            raise HTTPException(401, "unknown API token", headers=CHALLENGE)
+        return Caller(who.name, who.role)
+    if auth.is_open(store):
+        return OPEN
+    raise HTTPException(401, "this store has users, so the API needs a bearer token (Authorization: Bearer "
+                             "...); an owner makes one with `python -m core create-token USER`",
+                        headers=CHALLENGE)
+
+
+# --- plumbing -------------------------------------------------------------------------------
+
+def _number(value) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+
+def _check_batch(texts: list[str]) -> None:
+    limit = int(settings.get("max_batch"))
+    if len(texts) > limit:
+        raise InvalidInput(f"{len(texts)} texts in one request, more than the limit of {limit} (MMS_MAX_BATCH)")
+
+
+def _problem(error: dict) -> Problem:
+    where = [str(p) for p in error["loc"] if p != "body"]
+    return Problem(field=".".join(where) or "body", message=error["msg"])
+
+
+def _error(status: int, sentence: str, problems: list[Problem] | None = None, headers=None) -> JSONResponse:
+    body = Error(error=sentence, problems=problems).model_dump(exclude_none=True)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _on_invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = exc.errors()
+    bad_json = next((e for e in errors if e["type"] == "json_invalid"), None)
+    if bad_json is not None:
+        reason = bad_json.get("ctx", {}).get("error", "decode error")
+        return _error(400, f"the request body is not valid JSON: {reason} at character {bad_json['loc'][-1]}")
+    whole = [e for e in errors if tuple(e["loc"]) == ("body",)]
+    if whole:
+        sentence = ("the request needs a JSON body" if whole[0]["type"] == "missing" else
+                    "the request body must be a JSON object, sent with Content-Type: application/json")
+        return _error(400, sentence)
+    problems = [_problem(e) for e in errors]
+    summary = "; ".join(f"{p.field}: {p.message}" for p in problems[:3])
+    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+    return _error(422, f"invalid request: {summary}{more}", problems)
+
+
+def _on_mms_error(request: Request, exc: MMSError) -> JSONResponse:
+    status = next((code for kind, code in STATUS.items() if isinstance(exc, kind)), 400)
+    headers = {"Retry-After": "1"} if status == 503 else None
+    return _error(status, str(exc), headers=headers)
+
+
+def _on_http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    return _error(exc.status_code, str(exc.detail), headers=exc.headers)
+
+
+def _on_bug(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("API request %s %s failed", request.method, request.url.path)
+    return _error(500, "internal error: the server could not answer; the server log has the details")
+
+
+# --- the application ------------------------------------------------------------------------
+
+def create_app(store: Store | None = None) -> FastAPI:
+    """The API on `store` (default: MMS_STORE, read on every request); routes are relative to
+    where it is mounted (/api in the dashboard)."""
+    api = FastAPI(title="MMS API", version="1",
+                  description="Predict with the active version of a model, send labels back, read the "
+                              "registry. Every prediction is logged like the dashboard's.",
+                  docs_url="/docs", redoc_url=None, openapi_url="/openapi.json")
+    api.state.store = store
+    api.add_exception_handler(RequestValidationError, _on_invalid_request)
+    api.add_exception_handler(MMSError, _on_mms_error)
+    api.add_exception_handler(HTTPException, _on_http_error)
+    api.add_exception_handler(Exception, _on_bug)
+
+    @api.get("/health", response_model=Health, responses=_errors(503))
+    def health(store: Store = Depends(get_store)) -> Health:
+        """Whether the API can read its store, and whether it asks for tokens."""
+        return Health(ok=True, store=str(store.path), models=len(registry.list_models(store)),
+                      auth=auth_mode(store))
+
+    @api.get("/models", response_model=list[ModelSummary], responses=_errors(401, 503))
+    def models(store: Store = Depends(get_store), caller: Caller = Depends(current_user)) -> list[ModelSummary]:
+        """Every model with its active version and that version's headline metrics."""
+        overview = registry.models_overview(store)
+        models = {m.name: m for m in registry.list_models(store)}  # read second: models are never deleted
+        return [_summary(models[row["model"]], row) for row in overview.to_dict("records")]
+
+    @api.get("/models/{name}", response_model=ModelDetail, responses=_errors(401, 404, 503))
+    def model(name: ModelName, store: Store = Depends(get_store),
+              caller: Caller = Depends(current_user)) -> ModelDetail:
+        """One model: labels, active version, its metrics, and every version."""
+        m = registry.get_model(store, name)
+        versions = registry.list_versions(store, name)
+        active = next((v for v in versions if v.version == m.active_version), None)
+        keys = ("accuracy", "macro_f1", "log_loss", "ece")
+        metrics = {k: _number(active.metrics.get(k)) for k in keys} if active else {}
+        return ModelDetail(name=m.name, description=m.description, labels=m.labels, versions=len(versions),
+                           active_version=m.active_version, accuracy=metrics.get("accuracy"),
+                           macro_f1=metrics.get("macro_f1"), task=m.task, active_metrics=metrics,
+                           version_list=[_version_summary(v) for v in versions])
+
+    @api.post("/models/{name}/predict", response_model=PredictResponse,
+              responses=_errors(400, 401, 403, 404, 422, 500, 503))
+    def predict_texts(name: ModelName, body: PredictRequest, store: Store = Depends(get_store),
+                      caller: Caller = Depends(current_user)) -> PredictResponse:
+        """Classify texts with the active version (or `version`) and log every prediction."""
+        _check_batch(body.texts)
+        frame = predict.predict_texts(store, name, body.texts, caller.user, business_line=body.business_line,
+                                      version=body.version, source="api")
+        columns = [c for c in frame.columns if c.startswith(predict.prob_column(""))]  # in the model's label order
+        labels = [c.removeprefix(predict.prob_column("")) for c in columns]
+        proba = frame[columns].to_numpy().tolist()
+        answers = [Prediction(prediction_id=pid, label=label, probabilities=dict(zip(labels, p)), version=version)
+                   for pid, label, p, version in zip(frame["prediction_id"].tolist(), frame["label"].tolist(),
+                                                     proba, frame["version"].tolist())]
+        return PredictResponse(model=name, business_line=body.business_line, predictions=answers)
+
+    @api.post("/models/{name}/feedback", response_model=FeedbackResponse, status_code=201,
+              responses=_errors(400, 401, 403, 404, 422, 503))
+    def give_feedback(name: ModelName, body: FeedbackRequest, store: Store = Depends(get_store),
+                      caller: Caller = Depends(current_user)) -> FeedbackResponse:
+        """The true label of a logged prediction; it enters the loop like one given on the Label page."""
+        label = body.label.strip()
+        feedback_id = feedback.label_prediction(store, name, body.prediction_id, label, caller.user)
+        return FeedbackResponse(feedback_id=feedback_id, prediction_id=body.prediction_id, label=label)
+
+    return api
+
+
+def _summary(m: registry.Model, row) -> ModelSummary:
+    active = None if m.active_version is None else int(m.active_version)
+    return ModelSummary(name=m.name, description=m.description, labels=m.labels, versions=int(row["versions"]),
+                        active_version=active, accuracy=_number(row["accuracy"]), macro_f1=_number(row["macro_f1"]))
+
+
+def _version_summary(v: registry.Version) -> VersionSummary:
+    return VersionSummary(version=v.version, status=v.status, mode=v.mode, created_at=v.created_at.isoformat(),
+                          created_by=v.created_by, accuracy=_number(v.metrics.get("accuracy")),
+                          macro_f1=_number(v.metrics.get("macro_f1")))
+
+
+def mount(store: Store | None = None) -> Mount:
+    """The API as one route for `st.App(..., routes=[...])`: everything under /api."""
+    return Mount(PREFIX, app=create_app(store))
