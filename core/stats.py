@@ -79,6 +79,21 @@ def prediction_overview(store: Store, name: str) -> dict:
     return {"business_lines": lines, "first": first, "last": last}
 
 
+PERIOD_STEP = {"day": pd.DateOffset(days=1), "week": pd.DateOffset(weeks=1), "month": pd.DateOffset(months=1)}
+
+
+def without_running_period(stats: pd.DataFrame, by: str, now=None) -> tuple[pd.DataFrame, pd.Timestamp | None]:
+    """The statistics without a period that has not ended yet (a half-finished week would read
+    as a collapse in volume), and that period's start; unchanged when nothing else is left."""
+    if stats.empty:
+        return stats, None
+    now = pd.Timestamp.now() if now is None else pd.Timestamp(now)
+    last = stats["period"].max()
+    if last + PERIOD_STEP[by] <= now or stats["period"].nunique() < 2:
+        return stats, None
+    return stats[stats["period"] != last], last
+
+
 def compare_last_periods(stats: pd.DataFrame) -> dict:
     """Headline numbers over all lines: the latest period and its change against the previous one.
 

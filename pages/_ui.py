@@ -20,12 +20,16 @@ ROLES = {"analyst": "Analyst (read)", "labeller": "Labeller (read, label)", "own
 ENTRY_RAN = "_entry_ran"
 
 
+def _through_entry() -> None:
+    """Before st.navigation has run once in a server process, Streamlit treats pages/ as an
+    old-style pages folder and runs a deep-linked page without app.py: go through app.py."""
+    if not st.session_state.get(ENTRY_RAN):
+        st.switch_page("app.py")
+
+
 def store() -> Store:
     """The store in use: MMS_STORE, else data/mms.duckdb (settings declares the default)."""
-    if not st.session_state.get(ENTRY_RAN):
-        # Before st.navigation has run once in this server process, Streamlit treats pages/ as
-        # an old-style pages folder and runs a deep-linked page without app.py: go through it.
-        st.switch_page("app.py")
+    _through_entry()
     return Store(settings.get("store"))
 
 
@@ -43,6 +47,7 @@ def role() -> str:
 
 
 def model_name() -> str | None:
+    _through_entry()
     return st.session_state.get("model")
 
 

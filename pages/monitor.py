@@ -97,13 +97,15 @@ def delta_text(value, fmt: str) -> str | None:
 
 
 def headline(overall: pd.DataFrame, by: str) -> None:
-    """Four numbers for the latest period, each with its change against the period before."""
-    compare = stats.compare_last_periods(overall)
-    ordered = overall.sort_values("period")
+    """Four numbers for the latest complete period, each with its change against the period before."""
+    complete, running = stats.without_running_period(overall, by)
+    compare = stats.compare_last_periods(complete)
+    ordered = complete.sort_values("period")
     last = ordered["period"].iloc[-1]
     against = f"vs the {by} before" if len(ordered) > 1 else "no earlier period"
-    st.caption(f"Latest {by}: {period_label(last, by).removeprefix('week of ')}"
-               + (f", against {period_label(ordered['period'].iloc[-2], by)}." if len(ordered) > 1 else "."))
+    still = "" if running is None else f" The {by} in progress ({period_label(running, by).removeprefix('week of ')}) is left out until it ends."
+    st.caption(f"Latest {'complete ' if running is not None else ''}{by}: {period_label(last, by).removeprefix('week of ')}"
+               + (f", against {period_label(ordered['period'].iloc[-2], by)}." if len(ordered) > 1 else ".") + still)
     cells = [("volume", "Volume", lambda v: f"{v:,.0f}", "count", "normal"),
              ("mean_top_prob", "Mean confidence", lambda v: f"{v:.3f}", "abs", "normal"),
              ("low_conf_share", "Low-confidence share", _ui.fmt_pct, "pp", "inverse"),

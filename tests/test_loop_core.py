@@ -149,3 +149,14 @@ def test_slices_without_labels_or_with_one_class_have_empty_metrics(seeded_store
     one = stats.stats_by_line_and_period(seeded_store, M, "day", business_lines=["单类"])
     assert one["labelled"].iloc[0] == 1 and pd.isna(one["macro_f1"].iloc[0])
     assert stats.stats_by_line_and_period(seeded_store, M, "day", since="2031-01-01").empty
+
+
+def test_a_running_period_is_left_out_of_the_headline():
+    frame = pd.DataFrame({"period": pd.to_datetime(["2026-11-09", "2026-11-16", "2026-11-23"]),
+                          "volume": [100, 120, 3], "mean_top_prob": [0.7, 0.8, 0.9],
+                          "low_conf_share": [0.2, 0.1, 0.0], "accuracy": [0.8, np.nan, np.nan]})
+    complete, running = stats.without_running_period(frame, "week", now="2026-11-24 10:00")
+    assert running == pd.Timestamp("2026-11-23") and complete["volume"].tolist() == [100, 120]
+    head = stats.compare_last_periods(complete)
+    assert head["volume"] == (120, 20) and head["accuracy"] == (None, None)
+    assert stats.without_running_period(frame, "week", now="2026-12-01")[1] is None
