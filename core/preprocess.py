@@ -12,7 +12,7 @@ import re
 import threading
 import unicodedata
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import jieba
 

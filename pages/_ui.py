@@ -4,6 +4,7 @@ Pages import this module; it holds no logic of its own beyond Streamlit plumbing
 """
 from __future__ import annotations
 
+import datetime as dt
 import re
 from contextlib import contextmanager
 
@@ -102,6 +103,15 @@ def _slice_options(_store, store_key: str, name: str, last_prediction_id):
     if overview["first"] is None:
         return [], None, None
     return overview["business_lines"], overview["first"].date(), overview["last"].date()
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def labels_and_versions(_store, store_key: str, revision: tuple, name: str) -> tuple[list[str], dict[int, str]]:
+    """The model's labels, and its versions named for a version filter ("v2 (active)")."""
+    labels = registry.get_model(_store, name).labels
+    versions = {v.version: f"v{v.version}" + (" (active)" if v.status == registry.ACTIVE else "")
+                for v in registry.list_versions(_store, name)}
+    return labels, versions
 
 
 def progress_callback(bar):

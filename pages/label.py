@@ -9,7 +9,7 @@ import datetime as dt
 import pandas as pd
 import streamlit as st
 
-from core import feedback, registry, sampling, stats
+from core import feedback, sampling
 from core.errors import EmptyPool, InvalidInput, MMSError, StoreBusy
 from core.predict import prob_column
 from core.store import NOT_TRAINING_LABELS
@@ -21,14 +21,6 @@ FILTER_KEYS = ("label_strategy", "label_lines", "label_dates", "label_version")
 SHORTCUTS = {"skip": "S", "unclear": "U"}
 UNDO_SHORTCUT = "Z"
 UNDO_DEPTH = 50
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def load_model(_store, store_key: str, revision: tuple, name: str) -> tuple[list[str], dict[int, str]]:
-    labels = registry.get_model(_store, name).labels
-    versions = {v.version: f"v{v.version}" + (" (active)" if v.status == registry.ACTIVE else "")
-                for v in registry.list_versions(_store, name)}
-    return labels, versions
 
 
 def notice(kind: str, text: str) -> None:
@@ -275,7 +267,7 @@ def main() -> None:
     key = str(store.path)
     st.title("Label")
     with _ui.errors_as_messages():
-        labels, versions = load_model(store, key, _ui.revision(), name)
+        labels, versions = _ui.labels_and_versions(store, key, _ui.revision(), name)
         lines, first, last = _ui.slice_options(store, key, name)
     if first is None:
         st.info(f"Model {_ui.md_escape(name)} has no predictions yet, so there is nothing to label. Log some on the "

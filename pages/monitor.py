@@ -8,7 +8,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from core import export, registry, settings, stats
+from core import export, settings, stats
 from pages import _ui
 
 PERIODS = {"day": "Day", "week": "Week", "month": "Month"}
@@ -26,19 +26,9 @@ def load_stats(_store, store_key: str, revision: tuple, name: str, by: str,
                                           since=since, until=until, version=version, by_line=by_line)
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def load_model(_store, store_key: str, revision: tuple, name: str) -> tuple[list[str], dict[int, str]]:
-    """The model's labels, and its versions named for the version filter."""
-    labels = registry.get_model(_store, name).labels
-    versions = {v.version: f"v{v.version}" + (" (active)" if v.status == registry.ACTIVE else "")
-                for v in registry.list_versions(_store, name)}
-    return labels, versions
-
-
 def period_end(start: pd.Timestamp, by: str) -> pd.Timestamp:
     """The first moment after the period that starts at `start`."""
-    step = {"day": pd.DateOffset(days=1), "week": pd.DateOffset(weeks=1), "month": pd.DateOffset(months=1)}[by]
-    return start + step
+    return start + stats.PERIOD_STEP[by]
 
 
 def period_label(start: pd.Timestamp, by: str) -> str:
@@ -227,7 +217,7 @@ def main() -> None:
         revision = _ui.revision()
         with st.spinner("Reading the prediction log…"):
             lines, first, last = _ui.slice_options(store, key, name)
-        labels, versions = load_model(store, key, revision, name)
+        labels, versions = _ui.labels_and_versions(store, key, revision, name)
     if first is None:
         st.info(f"Model {_ui.md_escape(name)} has no predictions yet. Log some on the Predict page, or with "
                 "`python -m core predict`, and they will show up here.")

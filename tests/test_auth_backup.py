@@ -1,5 +1,4 @@
 """Roles are checked in core on every write; backups round-trip."""
-import pandas as pd
 import pytest
 
 from core import auth, backup, feedback, predict, registry, sampling, store as db, train

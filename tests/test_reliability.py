@@ -11,10 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 from core import registry, store as db, train
-from core.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 M = "评论情感"
@@ -94,7 +92,6 @@ import sys
 sys.path.insert(0, {str(ROOT)!r})
 from core import predict
 from core.errors import StoreBusy
-from core.store import Store
 ok = busy = 0
 for i in range(12):
     try:
@@ -110,7 +107,7 @@ print(ok, busy)
                               env={**os.environ, **env})
     clis = [_spawn(seeded_store, "predict", M, tmp_path / "batch.csv", env=env) for _ in range(4)]
 
-    from core import feedback, predict, sampling
+    from core import feedback, predict
     os.environ["MMS_LOCK_TIMEOUT"] = "30"
     try:
         def app_work(i):

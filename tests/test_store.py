@@ -6,7 +6,7 @@ import pytest
 
 from core import store as db
 from core.errors import StoreBusy
-from core.store import MIGRATIONS, Store
+from core.store import MIGRATIONS
 
 
 def test_migrations_are_recorded_once(store):
