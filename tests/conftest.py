@@ -93,3 +93,11 @@ def pytest_terminal_summary(terminalreporter):
     shots = ROOT / "tests" / "screenshots"
     if shots.exists() and any(shots.glob("*.png")):
         terminalreporter.write_line(f"browser screenshots: {shots} ({', '.join(sorted(p.name for p in shots.glob('*.png')))})")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test item (the browser tests screenshot a failure)."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

@@ -59,6 +59,14 @@ def server(_seeded_template, tmp_path_factory):
     log.close()
 
 
+@pytest.fixture(autouse=True)
+def _screenshot_on_failure(request):
+    yield
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed and "page" in request.fixturenames:
+        request.getfixturevalue("page").screenshot(path=str(SHOTS / f"FAILED-{request.node.name}.png"), full_page=True)
+
+
 @pytest.fixture(scope="module")
 def page(server):
     from playwright.sync_api import sync_playwright
@@ -85,7 +93,9 @@ def _idle(page):
 
 def _go(page, title):
     page.get_by_role("link", name=title).first.click()
+    page.wait_for_url(f"**/{title.lower()}")
     _idle(page)
+    page.get_by_role("heading", name=title).first.wait_for()
 
 
 def _shot(page, name):
