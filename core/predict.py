@@ -55,10 +55,9 @@ def predict_texts(store: Store, name: str, texts: Sequence[str], user: str, busi
     with store.connect() as con:
         model = registry.find_model(con, name)
         model_version = registry.resolve_version(con, model, version)
-    proba = np.asarray(split_map(_probabilities, texts, (store, model_version, model.labels), workers))
-    config = registry.load_artifact(store, model_version)["tokenizer"].config
-    frame = pd.DataFrame({"text": texts})
-    frame["norm_text"] = [normalise(t, config) for t in texts]
+    norm_texts, rows = zip(*split_map(_probabilities, texts, (store, model_version, model.labels), workers))
+    proba = np.asarray(rows)
+    frame = pd.DataFrame({"text": texts, "norm_text": norm_texts})
     frame["business_line"] = _per_text(business_line, len(texts), DEFAULT_LINE)
     frame["business_line"] = frame["business_line"].fillna(DEFAULT_LINE).astype(str)
     frame["label"] = np.asarray(model.labels)[proba.argmax(axis=1)]
@@ -77,10 +76,13 @@ def predict_texts(store: Store, name: str, texts: Sequence[str], user: str, busi
 
 
 def _probabilities(texts: list[str], store: Store, version: registry.Version, labels: list[str]) -> list:
-    """Tokenise and predict one part of a batch (in this process or a worker, which loads and
-    verifies the model file itself, once)."""
+    """(normalised text, probabilities) for one part of a batch, in this process or a worker
+    (which loads and verifies the model file itself, once)."""
     artifact = registry.load_artifact(store, version)
-    return list(predict_proba(artifact["pipeline"], artifact["tokenizer"].cut_many(texts), labels))
+    tokenizer = artifact["tokenizer"]
+    norm = [normalise(t, tokenizer.config) for t in texts]
+    proba = predict_proba(artifact["pipeline"], [tokenizer.cut_normalised(t) for t in norm], labels)
+    return list(zip(norm, proba))
 
 
 def _per_text(value, n: int, default):

@@ -116,8 +116,11 @@ class Tokenizer:
         return self._jieba
 
     def __call__(self, text: str) -> list[str]:
+        return self.cut_normalised(normalise(text, self.config))
+
+    def cut_normalised(self, text: str) -> list[str]:
+        """Tokens of a text already passed through `normalise` with this config."""
         c = self.config
-        text = normalise(text, c)
         jb = self._cutter()
         if c.cut_mode == "full":
             tokens = jb.lcut(text, cut_all=True, HMM=c.hmm)
