@@ -15,17 +15,17 @@ COLUMNS = ["business_line", "period", "volume", "mean_top_prob", "low_conf_share
            "accuracy", "macro_f1", "mix_shift"]
 
 
-def _macro_f1(conf: pd.DataFrame) -> float:
-    """Macro-F1 over the labels seen (true or predicted) in one slice; NaN with fewer than two true labels."""
-    if conf["truth"].nunique() < 2:
-        return np.nan
-    f1s = []
-    for c in sorted(set(conf["truth"]) | set(conf["predicted"])):
-        tp = conf.loc[(conf.truth == c) & (conf.predicted == c), "n"].sum()
-        fp = conf.loc[(conf.truth != c) & (conf.predicted == c), "n"].sum()
-        fn = conf.loc[(conf.truth == c) & (conf.predicted != c), "n"].sum()
-        f1s.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
-    return float(np.mean(f1s))
+def _macro_f1_by(conf: pd.DataFrame, keys: list[str]) -> pd.Series:
+    """Macro-F1 per slice over the labels seen there (true or predicted), from (truth, predicted, n)
+    counts; NaN where a slice has fewer than two true labels. F1 = 2tp / (true + predicted)."""
+    tp = conf[conf["truth"] == conf["predicted"]].groupby(keys + ["truth"])["n"].sum()
+    true = conf.groupby(keys + ["truth"])["n"].sum()
+    pred = conf.groupby(keys + ["predicted"])["n"].sum()
+    for s in (tp, true, pred):
+        s.index = s.index.set_names(keys + ["label"])
+    counts = pd.concat({"tp": tp, "true": true, "pred": pred}, axis=1).fillna(0)
+    f1 = (2 * counts["tp"] / (counts["true"] + counts["pred"])).groupby(level=keys).mean()
+    return f1.where(conf.groupby(keys)["truth"].nunique() >= 2)
 
 
 def stats_by_line_and_period(store: Store, name: str, by: str = "day", business_lines=None, since=None,
@@ -49,15 +49,17 @@ def stats_by_line_and_period(store: Store, name: str, by: str = "day", business_
     if agg.empty:
         return pd.DataFrame(columns=COLUMNS + share_cols)
     keys = ["business_line", "period"]
-    g = agg.groupby(keys)
-    out = g[["n", "sum_top_prob", "n_low", "n_labelled", "n_correct"]].sum().reset_index()
+    out = agg.groupby(keys)[["n", "sum_top_prob", "n_low"]].sum()
     out["volume"] = out["n"]
     out["mean_top_prob"] = out["sum_top_prob"] / out["n"]
     out["low_conf_share"] = out["n_low"] / out["n"]
-    out["labelled"] = out["n_labelled"]
-    out["accuracy"] = (out["n_correct"] / out["n_labelled"]).where(out["n_labelled"] > 0)
-    f1 = {key: _macro_f1(part) for key, part in conf.groupby(keys)} if not conf.empty else {}
-    out["macro_f1"] = [f1.get((line, period), np.nan) for line, period in zip(out.business_line, out.period)]
+    if conf.empty:
+        out["labelled"], out["accuracy"], out["macro_f1"] = 0, np.nan, np.nan
+    else:
+        correct = conf[conf["truth"] == conf["predicted"]].groupby(keys)["n"].sum()
+        out["labelled"] = conf.groupby(keys)["n"].sum().reindex(out.index, fill_value=0)
+        out["accuracy"] = (correct.reindex(out.index, fill_value=0) / out["labelled"]).where(out["labelled"] > 0)
+        out["macro_f1"] = _macro_f1_by(conf, keys).reindex(out.index)
     mix = agg.pivot_table(index=keys, columns="label", values="n", aggfunc="sum", fill_value=0)
     mix = mix.reindex(columns=model.labels, fill_value=0)
     shares = mix.div(mix.sum(axis=1), axis=0)
@@ -65,7 +67,7 @@ def stats_by_line_and_period(store: Store, name: str, by: str = "day", business_
     line_shares = line_mix.div(line_mix.sum(axis=1), axis=0)
     shift = 0.5 * (shares - line_shares.reindex(shares.index.get_level_values(0)).to_numpy()).abs().sum(axis=1)
     shares.columns = share_cols
-    out = out.merge(shares.reset_index(), on=keys).merge(shift.rename("mix_shift").reset_index(), on=keys)
+    out = out.join(shares).join(shift.rename("mix_shift")).reset_index()
     out["period"] = pd.to_datetime(out["period"])
     return out[COLUMNS + share_cols].sort_values(keys).reset_index(drop=True)
 

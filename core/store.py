@@ -692,21 +692,18 @@ def _check_period(period: str) -> None:
 
 def prediction_aggregates(con, model_id: int, period: str, low_confidence: float, by_line: bool = True,
                           **filters) -> pd.DataFrame:
-    """One scan: per business line, period and predicted label, the sums the statistics need."""
+    """One scan: per business line, period and predicted label, the sums the statistics need
+    (labelled counts come from labelled_confusion, which reads only labelled predictions)."""
     _check_period(period)
     where, args = _prediction_filters(model_id, **filters)
     line = "p.business_line" if by_line else "'(all)'"
     return con.execute(f"""
         SELECT {line} AS business_line, date_trunc('{period}', p.created_at) AS period, p.label,
                count(*) AS n, sum(p.top_prob) AS sum_top_prob,
-               count(*) FILTER (WHERE p.top_prob < ?) AS n_low,
-               count(f.label) AS n_labelled,
-               count(*) FILTER (WHERE f.label = p.label) AS n_correct
+               count(*) FILTER (WHERE p.top_prob < ?) AS n_low
         FROM predictions p
-        LEFT JOIN (SELECT prediction_id, label FROM feedback
-                   WHERE model_id = ? AND NOT list_contains(?, label)) f USING (prediction_id)
         WHERE {where}
-        GROUP BY ALL""", [low_confidence, model_id, list(NOT_TRAINING_LABELS)] + args).df()
+        GROUP BY ALL""", [low_confidence] + args).df()
 
 
 def labelled_confusion(con, model_id: int, period: str, by_line: bool = True, **filters) -> pd.DataFrame:

@@ -160,3 +160,20 @@ def test_a_running_period_is_left_out_of_the_headline():
     head = stats.compare_last_periods(complete)
     assert head["volume"] == (120, 20) and head["accuracy"] == (None, None)
     assert stats.without_running_period(frame, "week", now="2026-12-01")[1] is None
+
+
+def test_macro_f1_per_slice_matches_scikit_learn(seeded_store):
+    from sklearn.metrics import f1_score
+
+    table = stats.stats_by_line_and_period(seeded_store, M, "week")
+    with seeded_store.connect() as con:
+        log = con.execute("SELECT p.business_line, p.created_at, p.label, f.label AS truth FROM predictions p "
+                          "JOIN feedback f USING (prediction_id)").df()
+    log["period"] = log["created_at"].dt.to_period("W-SUN").dt.start_time
+    checked = 0
+    for row in table.dropna(subset=["macro_f1"]).itertuples():
+        part = log[(log.business_line == row.business_line) & (log.period == row.period)]
+        labels = sorted(set(part.truth) | set(part.label))
+        assert row.macro_f1 == pytest.approx(f1_score(part.truth, part.label, labels=labels, average="macro"))
+        checked += 1
+    assert checked > 0
