@@ -1,11 +1,14 @@
 """Shared fixtures: a fresh store per test, and a small seeded store built by the demo's builder."""
 import shutil
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from core import demo
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `pytest` as well as `python -m pytest`
+
+from core import demo  # noqa: E402
 from core.store import Store
 
 SEED_END = pd.Timestamp("2026-11-02")
