@@ -92,6 +92,7 @@ import sys
 sys.path.insert(0, {str(ROOT)!r})
 from core import predict
 from core.errors import StoreBusy
+from core.store import Store
 ok = busy = 0
 for i in range(12):
     try:
@@ -120,7 +121,9 @@ print(ok, busy)
         del os.environ["MMS_LOCK_TIMEOUT"]
     for c in clis:
         assert c.wait(timeout=300) == 0, c.stderr.read()
-    loop_ok, loop_busy = map(int, looper.communicate(timeout=300)[0].split())
+    out, _ = looper.communicate(timeout=300)
+    assert looper.returncode == 0, "the predicting loop failed (its error is above)"
+    loop_ok, loop_busy = map(int, out.split())
     with seeded_store.connect() as con:
         after = db.table_counts(con)
     expected = app_predictions + 4 * 20 + loop_ok
