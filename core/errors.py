@@ -9,6 +9,10 @@ class StoreBusy(MMSError):
     """Another process holds the store's write lock for longer than we are willing to wait."""
 
 
+class Conflict(MMSError):
+    """Two writers changed the same rows at once; this one was rolled back and may be retried."""
+
+
 class ModelNotFound(MMSError):
     pass
 

@@ -18,7 +18,7 @@ import duckdb
 import pandas as pd
 
 from . import settings
-from .errors import InvalidInput, StoreBusy
+from .errors import Conflict, InvalidInput, StoreBusy
 
 NOT_TRAINING_LABELS = ("skip", "unclear")
 
@@ -140,6 +140,10 @@ MIGRATIONS.append(("users and API tokens", """
     );
     """))
 
+MIGRATIONS.append(("one label per prediction", """
+    CREATE UNIQUE INDEX feedback_one_per_prediction ON feedback (prediction_id);
+    """))
+
 _migrated: set[str] = set()
 _migrate_lock = threading.Lock()
 _PID = re.compile(r"PID (\d+)")
@@ -187,10 +191,14 @@ class Store:
             con.begin()
             try:
                 yield con
+                con.commit()
+            except (duckdb.ConstraintException, duckdb.TransactionException) as e:
+                _rollback(con)
+                raise Conflict("another change to the same rows was made at the same moment; nothing was "
+                               "written, try again") from e
             except BaseException:
-                con.rollback()
+                _rollback(con)
                 raise
-            con.commit()
 
     def _open(self) -> duckdb.DuckDBPyConnection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -230,6 +238,13 @@ class Store:
                     con.rollback()
                     raise
             _migrated.add(key)
+
+
+def _rollback(con) -> None:
+    try:
+        con.rollback()
+    except duckdb.Error:
+        pass  # a failed commit has already ended the transaction
 
 
 class _SharedDatabase:
@@ -289,10 +304,10 @@ def _next_ids(con, sequence: str, n: int) -> list[int]:
 
 
 def _row(cur) -> dict | None:
-    row = cur.fetchone()
-    if row is None:
+    rows = cur.fetchall()  # not fetchone: DuckDB keeps a half-read result open on the cursor
+    if not rows:
         return None
-    return dict(zip([d[0] for d in cur.description], row))
+    return dict(zip([d[0] for d in cur.description], rows[0]))
 
 
 def _rows(cur) -> list[dict]:
@@ -455,7 +470,8 @@ def examples_with_tokens(con, model_id: int, split: str, prep_hash: str,
     sql = """
         SELECT e.example_id, e.text, e.label, e.business_line, e.source, t.tokens
         FROM examples e
-        LEFT JOIN example_tokens t ON t.example_id = e.example_id AND t.prep_hash = ?
+        LEFT JOIN (SELECT example_id, any_value(tokens) AS tokens FROM example_tokens  -- two trainings
+                   WHERE prep_hash = ? GROUP BY example_id) t ON t.example_id = e.example_id  -- may cache twice
         WHERE e.model_id = ? AND e.split = ? AND e.example_id > ?"""
     args = [prep_hash, model_id, split, after_example_id]
     if labels is not None:

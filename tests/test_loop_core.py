@@ -177,3 +177,23 @@ def test_macro_f1_per_slice_matches_scikit_learn(seeded_store):
         assert row.macro_f1 == pytest.approx(f1_score(part.truth, part.label, labels=labels, average="macro"))
         checked += 1
     assert checked > 0
+
+
+def test_two_labellers_on_one_prediction_at_once_leave_one_label(seeded_store):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from core.errors import MMSError
+
+    pid = int(sampling.select_hard_examples(seeded_store, M, 1, "lab").examples["prediction_id"].iloc[0])
+
+    def label(who):
+        try:
+            return feedback.label_prediction(seeded_store, M, pid, "正面", who)
+        except MMSError as e:
+            return str(e)
+
+    results = list(ThreadPoolExecutor(4).map(label, ["a", "b", "c", "d"]))
+    assert sum(isinstance(r, int) for r in results) == 1, results
+    with seeded_store.connect() as con:
+        assert con.execute("SELECT count(*) FROM feedback WHERE prediction_id = ?", [pid]).fetchone()[0] == 1
+        assert con.execute("SELECT count(*) FROM examples WHERE prediction_id = ?", [pid]).fetchone()[0] == 1
