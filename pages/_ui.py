@@ -11,11 +11,11 @@ from contextlib import contextmanager
 import pandas as pd
 import streamlit as st
 
-from core import registry, settings, stats
+from core import auth, registry, settings, stats
 from core.errors import MMSError
 from core.store import Store
 
-ROLES = {"analyst": "Analyst (read)", "labeller": "Labeller (read, label)", "owner": "Owner (everything)"}
+ROLES = {auth.ANALYST: "Analyst (read)", auth.LABELLER: "Labeller (read, label)", auth.OWNER: "Owner (everything)"}
 
 
 ENTRY_RAN = "_entry_ran"
