@@ -70,9 +70,6 @@ def is_open(store: Store) -> bool:
         return db.user_count(con) == 0
 
 
-def role_of(store: Store, user: str) -> str:
-    with store.connect() as con:
-        return identify(con, user).role
 
 
 def add_user(store: Store, name: str, role: str, password: str, by: str) -> None:
@@ -137,8 +134,3 @@ def token_identity(store: Store, token: str) -> Identity | None:
     with store.connect() as con:
         row = db.token_user(con, _token_hash(token))
     return Identity(row["name"], row["role"]) if row else None
-
-
-def tokens_configured(store: Store) -> bool:
-    with store.connect() as con:
-        return db.token_count(con) > 0

@@ -20,7 +20,6 @@ from .train import predict_proba
 from .workers import split_map
 
 DEFAULT_LINE = "default"
-SOURCES = ("app", "cli", "api", "demo")
 
 
 def prob_column(label: str) -> str:

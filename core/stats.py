@@ -73,7 +73,7 @@ def stats_by_line_and_period(store: Store, name: str, by: str = "day", business_
 
 
 def prediction_overview(store: Store, name: str) -> dict:
-    """What the filters can offer: business lines, first and last prediction time, count."""
+    """What the filters can offer: business lines, and the first and last prediction time."""
     with store.connect() as con:
         model = registry.find_model(con, name)
         lines = db.business_lines(con, model.model_id)

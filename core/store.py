@@ -370,10 +370,6 @@ def token_user(con, token_hash: str) -> dict | None:
                                WHERE t.token_hash = ?""", [token_hash]))
 
 
-def token_count(con) -> int:
-    return con.execute("SELECT count(*) FROM api_tokens").fetchone()[0]
-
-
 # --- models -------------------------------------------------------------------------------
 
 _MODEL_COLS = ("model_id, name, description, task, labels, preprocess, model_config, "

@@ -91,10 +91,10 @@ def revision() -> tuple:
     return registry.store_revision(store())
 
 
-def slice_options(_store, store_key: str, name: str) -> tuple[list[str], "dt.date | None", "dt.date | None"]:
+def slice_options(_store, store_key: str, name: str, store_revision: tuple) -> tuple[list[str], "dt.date | None", "dt.date | None"]:
     """Business lines and the first and last day with predictions, for the filters; cached until
-    a prediction is logged (labels do not change them)."""
-    return _slice_options(_store, store_key, name, revision()[1])
+    a prediction is logged (labels do not change them). `store_revision` is `revision()`."""
+    return _slice_options(_store, store_key, name, store_revision[1])
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

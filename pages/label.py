@@ -267,8 +267,9 @@ def main() -> None:
     key = str(store.path)
     st.title("Label")
     with _ui.errors_as_messages():
-        labels, versions = _ui.labels_and_versions(store, key, _ui.revision(), name)
-        lines, first, last = _ui.slice_options(store, key, name)
+        revision = _ui.revision()
+        labels, versions = _ui.labels_and_versions(store, key, revision, name)
+        lines, first, last = _ui.slice_options(store, key, name, revision)
     if first is None:
         st.info(f"Model {_ui.md_escape(name)} has no predictions yet, so there is nothing to label. Log some on the "
                 "Predict page first.")

@@ -216,7 +216,7 @@ def main() -> None:
     with _ui.errors_as_messages():
         revision = _ui.revision()
         with st.spinner("Reading the prediction log…"):
-            lines, first, last = _ui.slice_options(store, key, name)
+            lines, first, last = _ui.slice_options(store, key, name, revision)
         labels, versions = _ui.labels_and_versions(store, key, revision, name)
     if first is None:
         st.info(f"Model {_ui.md_escape(name)} has no predictions yet. Log some on the Predict page, or with "
