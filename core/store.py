@@ -504,11 +504,6 @@ def examples_since(con, model_id: int, after_example_id: int) -> dict[str, int]:
     return {source: n for source, n in rows}
 
 
-def max_example_id(con, model_id: int) -> int:
-    return con.execute("SELECT coalesce(max(example_id), -1) FROM examples WHERE model_id = ?",
-                       [model_id]).fetchone()[0]
-
-
 # --- predictions --------------------------------------------------------------------------
 
 def insert_predictions(con, model_id: int, version: int, frame: pd.DataFrame, source: str, user: str) -> list[int]:
