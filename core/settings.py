@@ -26,6 +26,14 @@ SETTINGS = {
         Setting("max_batch", 10000, "Most texts in one API prediction request."),
         Setting("workers", 0, "Processes that tokenise a large prediction batch (0: one per core)."),
         Setting("user", "cli", "Name recorded on writes made from the command line."),
+        Setting("guard_overall", 0.005, "Largest fall in accuracy or macro-F1 (0.005 = 0.5 pp) that activation "
+                                        "accepts without --force and a reason."),
+        Setting("guard_class_recall", 0.02, "Largest fall in any class's recall that activation accepts without "
+                                            "forcing."),
+        Setting("guard_line_accuracy", 0.03, "Largest fall in any business line's accuracy that activation accepts "
+                                             "without forcing."),
+        Setting("guard_line_min_rows", 30, "Test rows a business line needs before the activation guard judges "
+                                           "its accuracy (fewer are noise)."),
     ]
 }
 
