@@ -33,6 +33,14 @@ PERMISSIONS = {
 }
 
 
+def may(role: str, action: str) -> bool:
+    """Whether `role` may do `action` (a key of PERMISSIONS); the open role may do everything.
+
+    What pages ask before drawing a button; core still calls `require` on every write."""
+    allowed, _ = PERMISSIONS[action]
+    return role == OPEN or role in allowed
+
+
 @dataclass(frozen=True)
 class Identity:
     name: str

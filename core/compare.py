@@ -179,7 +179,7 @@ def not_comparable(candidate, base) -> str | None:
 
 
 def _fall(what: str, old, new, tolerance: float) -> list[Regression]:
-    if old is None or new is None or old - new <= tolerance:
+    if old is None or new is None or old - new <= tolerance + 1e-12:  # a fall of exactly the tolerance is allowed
         return []
     return [Regression(what, float(old), float(new), float(old - new), tolerance)]
 

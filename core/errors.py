@@ -41,5 +41,15 @@ class PermissionDenied(MMSError):
     pass
 
 
+class Regression(MMSError):
+    """Activation refused: the version is worse than the active one beyond the guard's tolerances.
+
+    `regressions` lists what fell (plain dicts: what, base, candidate, drop, tolerance)."""
+
+    def __init__(self, sentence: str, regressions: list[dict]):
+        super().__init__(sentence)
+        self.regressions = regressions
+
+
 class EmptyPool(MMSError):
     """No unlabelled prediction matches the filters: the queue is exhausted."""
