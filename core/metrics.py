@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, log_loss, precision_recall_fscore_support
+
+from .estimators import predict_proba
 
 
 def expected_calibration_error(top_prob: np.ndarray, correct: np.ndarray, bins: int = 10) -> float:
@@ -22,7 +23,9 @@ def evaluate(pipeline, test: pd.DataFrame, labels: list[str]) -> dict:
     """Accuracy, macro-F1, per-class P/R/F1, confusion matrix, log loss, ECE, accuracy per business line.
 
     `test` has columns tokens, label and business_line."""
-    from .train import predict_proba
+    # scikit-learn loads here, not at start-up: the dashboard's first page and the API's health
+    # answer import training's modules but need none of it.
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, log_loss, precision_recall_fscore_support
 
     proba = predict_proba(pipeline, test["tokens"].tolist(), labels)
     y_true = test["label"].to_numpy()

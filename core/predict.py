@@ -13,17 +13,13 @@ import pandas as pd
 from . import auth, registry, settings
 from . import store as db
 from .errors import InvalidInput
+from .estimators import predict_proba, prob_column
 from .imports import display_name, read_table, validate_texts
 from .preprocess import normalise
 from .store import Store
-from .train import predict_proba
 from .workers import split_map
 
 DEFAULT_LINE = "default"
-
-
-def prob_column(label: str) -> str:
-    return f"p_{label}"
 
 
 def _check_texts(texts: Sequence[str]) -> list[str]:

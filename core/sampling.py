@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from . import auth, registry
+from . import auth, estimators, registry
 from . import store as db
 from .errors import EmptyPool, InvalidInput
 from .store import Store
@@ -54,7 +54,7 @@ def select_hard_examples(store: Store, name: str, k: int, user: str, strategy: s
             raise EmptyPool(f"no unlabelled predictions of {name!r} match these filters")
         params = {"k": int(k), "seed": seed, **filters}
         batch_id = db.insert_batch(con, model.model_id, strategy, params, found["prediction_id"].tolist(), user)
-    probs = pd.DataFrame(found.pop("probs").tolist(), columns=[f"p_{label}" for label in model.labels])
+    probs = estimators.proba_frame(found.pop("probs").tolist(), model.labels)
     return HardExamples(batch_id, strategy, pd.concat([found, probs], axis=1))
 
 

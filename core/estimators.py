@@ -1,0 +1,147 @@
+"""What a model is: its config, the feature pipeline a config builds, and its probabilities.
+
+No store and no registry here: training, prediction, metrics and the pages all describe models
+with these names, so none of them needs another's module to do it. The pipeline's input is a
+list of tokens per text (from `preprocess.Tokenizer`).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from .errors import InvalidInput
+
+PROB_PREFIX = "p_"  # a label's probability column in every table a face shows: p_<label>
+
+ESTIMATORS = {
+    "logreg": "TF-IDF + logistic regression",
+    "complement_nb": "TF-IDF + complement naive Bayes",
+    "linear_svc": "TF-IDF + linear SVM, calibrated",
+    "sgd": "hashing + SGD (log loss); can learn incrementally",
+}
+INCREMENTAL_ESTIMATORS = ("sgd",)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Estimator, hyperparameters, features and seed: everything that decides the fitted model."""
+    estimator: str = "logreg"
+    C: float = 4.0                    # logreg, linear_svc: inverse regularisation
+    alpha: float = 1e-5               # complement_nb: smoothing; sgd: regularisation
+    max_iter: int = 1000
+    word_ngrams: tuple[int, int] = (1, 2)
+    char_ngrams: tuple[int, int] | None = None   # e.g. (1, 3): character n-grams as well
+    min_df: int = 1
+    max_features: int | None = 200000
+    n_features: int = 2 ** 20         # sgd: hashing space
+    epochs: int = 5                   # sgd: passes over new labels in an incremental update
+    seed: int = 42
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "ModelConfig":
+        d = dict(d or {})
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise InvalidInput(f"unknown model setting(s): {', '.join(sorted(unknown))}")
+        if d.get("estimator", "logreg") not in ESTIMATORS:
+            raise InvalidInput(f"estimator must be one of {', '.join(ESTIMATORS)}, not {d['estimator']!r}")
+        for key in ("word_ngrams", "char_ngrams"):
+            if d.get(key) is not None:
+                lo, hi = (int(x) for x in d[key])
+                if not 1 <= lo <= hi <= 6:
+                    raise InvalidInput(f"{key} must be a range like [1, 2] with 1 <= low <= high <= 6")
+                d[key] = (lo, hi)
+        try:
+            config = cls(**d)
+            for key in ("C", "alpha"):
+                if float(getattr(config, key)) <= 0:
+                    raise InvalidInput(f"{key} must be positive")
+        except (TypeError, ValueError) as e:
+            raise InvalidInput(f"invalid model config: {e}") from None
+        return config
+
+    def to_dict(self) -> dict:
+        """As stored (JSON): n-gram ranges as lists, so a stored config compares equal."""
+        d = asdict(self)
+        for key in ("word_ngrams", "char_ngrams"):
+            if d[key] is not None:
+                d[key] = list(d[key])
+        return d
+
+    @property
+    def incremental(self) -> bool:
+        return self.estimator in INCREMENTAL_ESTIMATORS
+
+
+class TokenNgrams:
+    """Analyzer over a token list: word n-grams, plus character n-grams of the joined tokens."""
+
+    def __init__(self, word_ngrams=(1, 2), char_ngrams=None):
+        self.word_ngrams = tuple(word_ngrams)
+        self.char_ngrams = tuple(char_ngrams) if char_ngrams else None
+
+    def __call__(self, tokens) -> list[str]:
+        lo, hi = self.word_ngrams
+        out = list(tokens) if lo == 1 else []
+        for n in range(max(lo, 2), hi + 1):
+            out.extend(map(" ".join, zip(*(tokens[i:] for i in range(n)))))
+        if self.char_ngrams:
+            chars = "".join(tokens)
+            lo, hi = self.char_ngrams
+            for n in range(lo, hi + 1):
+                out.extend("\x01" + chars[i:i + n] for i in range(len(chars) - n + 1))
+        return out
+
+
+def build_pipeline(config: ModelConfig):
+    """The scikit-learn Pipeline a config describes (scikit-learn is imported here, not at start-up:
+    the dashboard's first page and the API's health answer do not need it)."""
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.feature_extraction.text import HashingVectorizer, TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression, SGDClassifier
+    from sklearn.naive_bayes import ComplementNB
+    from sklearn.pipeline import Pipeline
+    from sklearn.svm import LinearSVC
+
+    analyzer = TokenNgrams(config.word_ngrams, config.char_ngrams)
+    if config.estimator == "sgd":
+        features = HashingVectorizer(analyzer=analyzer, n_features=config.n_features, alternate_sign=False,
+                                     norm="l2")
+        clf = SGDClassifier(loss="log_loss", alpha=config.alpha, max_iter=config.max_iter, tol=1e-4,
+                            random_state=config.seed)
+        return Pipeline([("features", features), ("clf", clf)])
+    features = TfidfVectorizer(analyzer=analyzer, min_df=config.min_df, max_features=config.max_features,
+                               sublinear_tf=True)
+    if config.estimator == "logreg":
+        # saga: 3-4x faster than lbfgs on sparse TF-IDF of this size, same or better macro-F1
+        clf = LogisticRegression(C=config.C, solver="saga", tol=1e-3, max_iter=config.max_iter,
+                                 random_state=config.seed)
+    elif config.estimator == "complement_nb":
+        clf = ComplementNB(alpha=max(config.alpha, 1e-3))
+    else:
+        clf = CalibratedClassifierCV(LinearSVC(C=config.C, random_state=config.seed), cv=3)
+    return Pipeline([("features", features), ("clf", clf)])
+
+
+def predict_proba(pipeline, tokens: list[list[str]], labels: list[str]) -> np.ndarray:
+    """Probabilities in the model's label order (0 for a label the version never saw)."""
+    raw = pipeline.predict_proba(tokens)
+    out = np.zeros((len(tokens), len(labels)))
+    classes = list(pipeline.classes_)
+    for j, label in enumerate(labels):
+        if label in classes:
+            out[:, j] = raw[:, classes.index(label)]
+    return out
+
+
+def prob_column(label: str) -> str:
+    """The name of `label`'s probability column."""
+    return f"{PROB_PREFIX}{label}"
+
+
+def proba_frame(proba, labels: list[str]) -> pd.DataFrame:
+    """Probabilities (rows x labels, in `labels`' order) as p_<label> columns."""
+    return pd.DataFrame(np.asarray(proba, dtype=float).reshape(-1, len(labels)),
+                        columns=[prob_column(label) for label in labels])
