@@ -60,7 +60,7 @@ def require(con, user: str, action: str) -> Identity:
     """The user's identity if their role allows `action`; PermissionDenied otherwise."""
     who = identify(con, user)
     allowed, verb = PERMISSIONS[action]
-    if who.role != OPEN and who.role not in allowed:
+    if not may(who.role, action):
         article = "an" if who.role[0] in "aeiou" else "a"
         raise PermissionDenied(f"{who.name} is {article} {who.role} and may not {verb}; that needs the role "
                                f"{' or '.join(allowed)}")
