@@ -41,26 +41,24 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "ModelConfig":
+        """A config from JSON-like data; every value is checked here, so a bad one is a sentence, not a crash."""
         d = dict(d or {})
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
             raise InvalidInput(f"unknown model setting(s): {', '.join(sorted(unknown))}")
-        if d.get("estimator", "logreg") not in ESTIMATORS:
-            raise InvalidInput(f"estimator must be one of {', '.join(ESTIMATORS)}, not {d['estimator']!r}")
-        for key in ("word_ngrams", "char_ngrams"):
-            if d.get(key) is not None:
-                lo, hi = (int(x) for x in d[key])
-                if not 1 <= lo <= hi <= 6:
-                    raise InvalidInput(f"{key} must be a range like [1, 2] with 1 <= low <= high <= 6")
-                d[key] = (lo, hi)
-        try:
-            config = cls(**d)
-            for key in ("C", "alpha"):
-                if float(getattr(config, key)) <= 0:
-                    raise InvalidInput(f"{key} must be positive")
-        except (TypeError, ValueError) as e:
-            raise InvalidInput(f"invalid model config: {e}") from None
-        return config
+        estimator = d.get("estimator", "logreg")
+        if not isinstance(estimator, str) or estimator not in ESTIMATORS:
+            raise InvalidInput(f"estimator must be one of {', '.join(ESTIMATORS)}, not {estimator!r}")
+        for key, value in list(d.items()):
+            if value is None and key in _MAY_BE_NONE:
+                continue
+            if key in ("word_ngrams", "char_ngrams"):
+                d[key] = _ngram_range(key, value)
+            elif key in ("C", "alpha"):
+                d[key] = _positive_number(key, value)
+            elif key in _INT_LIMITS:
+                d[key] = _whole_number(key, value, *_INT_LIMITS[key])
+        return cls(**d)
 
     def to_dict(self) -> dict:
         """As stored (JSON): n-gram ranges as lists, so a stored config compares equal."""
@@ -73,6 +71,34 @@ class ModelConfig:
     @property
     def incremental(self) -> bool:
         return self.estimator in INCREMENTAL_ESTIMATORS
+
+
+_MAY_BE_NONE = ("char_ngrams", "max_features")  # no character n-grams; no vocabulary limit
+# whole-number settings and their accepted range; beyond these a fit fails or exhausts memory
+_INT_LIMITS = {"max_iter": (1, 100_000), "min_df": (1, 1_000_000), "max_features": (1, 10_000_000),
+               "n_features": (2 ** 4, 2 ** 24), "epochs": (1, 100), "seed": (0, 2 ** 32 - 1)}
+
+
+def _whole_number(key: str, value, lo: int, hi: int) -> int:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise InvalidInput(f"{key} must be a whole number from {lo} to {hi}, not {value!r}")
+    return value
+
+
+def _positive_number(key: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+        raise InvalidInput(f"{key} must be a positive number, not {value!r}")
+    return float(value)
+
+
+def _ngram_range(key: str, value) -> tuple[int, int]:
+    ok = isinstance(value, (list, tuple)) and len(value) == 2 and all(
+        isinstance(x, int) and not isinstance(x, bool) for x in value)
+    if not ok or not 1 <= value[0] <= value[1] <= 6:
+        raise InvalidInput(f"{key} must be a range like [1, 2] with 1 <= low <= high <= 6, not {value!r}")
+    return (value[0], value[1])
 
 
 class TokenNgrams:
