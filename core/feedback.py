@@ -7,8 +7,27 @@ import pandas as pd
 from . import auth, registry
 from . import store as db
 from .errors import InvalidInput
-from .imports import display_name, read_table
-from .store import NOT_TRAINING_LABELS, Store
+from .files import display_name, read_table
+from .registry import NOT_TRAINING_LABELS
+from .store import Store
+
+
+LARGEST_ID = 2 ** 63 - 1  # the store's BIGINT
+
+
+def _prediction_ids(values: pd.Series, filename: str) -> pd.Series:
+    """Ids as written: whole numbers only, never rounded (5.7 or 1e1 is refused, not read as 5 or 10)."""
+    text = values.astype(str).str.strip()
+    whole = text.str.fullmatch(r"[0-9]+")
+    if not whole.all():
+        row = int((~whole).idxmax())
+        raise InvalidInput(f"{filename}: prediction_id {text[row]!r} in row {row + 2} is not a whole number")
+    ids = text.map(int)
+    too_large = ids > LARGEST_ID
+    if too_large.any():
+        row = int(too_large.idxmax())
+        raise InvalidInput(f"{filename}: prediction_id {text[row]} in row {row + 2} is too large to be an id")
+    return ids.astype("int64")
 
 
 def record_labels(store: Store, name: str, labels: pd.DataFrame, user: str, batch_id: int | None = None,
@@ -25,11 +44,7 @@ def record_labels(store: Store, name: str, labels: pd.DataFrame, user: str, batc
     if frame.empty:
         raise InvalidInput(f"{filename}: no labels to record")
     frame = frame.reset_index(drop=True)
-    ids = pd.to_numeric(frame["prediction_id"], errors="coerce")
-    if ids.isna().any():
-        row = int(ids.isna().idxmax()) + 2
-        raise InvalidInput(f"{filename}: prediction_id is not a number in row {row}")
-    frame["prediction_id"] = ids.astype("int64")
+    frame["prediction_id"] = _prediction_ids(frame["prediction_id"], filename)
     frame["label"] = frame["label"].astype(str).str.strip()
     duplicated = frame["prediction_id"].duplicated()
     if duplicated.any():
@@ -58,7 +73,7 @@ def record_labels(store: Store, name: str, labels: pd.DataFrame, user: str, batc
             raise InvalidInput(f"{filename}: prediction {merged.loc[row - 2, 'prediction_id']} is already "
                                f"labelled (row {row})")
         merged["text_key"] = merged["text_key"].astype("uint64")
-        feedback_ids = db.insert_feedback(con, model.model_id, merged, user, batch_id)
+        feedback_ids = db.insert_feedback(con, model.model_id, merged, user, batch_id, list(NOT_TRAINING_LABELS))
         db.add_event(con, user, "label", model.model_id,
                      {"rows": len(merged), "batch_id": batch_id,
                       "labels": merged["label"].value_counts().to_dict()})
@@ -96,3 +111,8 @@ def labelled_counts(store: Store, name: str, user: str | None = None, since=None
     with store.connect() as con:
         model = registry.find_model(con, name)
         return db.feedback_counts(con, model.model_id, user, since)
+
+
+def labelled_today(store: Store, name: str, user: str) -> dict[str, int]:
+    """Labels `user` gave since midnight (local time, as the store keeps it), per label."""
+    return labelled_counts(store, name, user=user, since=pd.Timestamp.now().normalize())
