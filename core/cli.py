@@ -20,6 +20,7 @@ from .errors import InvalidInput, MMSError
 
 USER_ERROR = 2
 FORMATS = ("table", "json", "csv")
+MAX_COUNT = 1_000_000  # largest --k, --limit or version number the command line accepts
 # commands that may start a new store; every other command refuses a store path with nothing there
 CREATES_STORE = {"demo", "create-model", "restore", "add-user"}
 
@@ -270,11 +271,24 @@ def _common_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
                         help="how tables and records are printed")
 
 
+def _whole_number(lo: int, hi: int):
+    """An argparse type: a whole number in [lo, hi], so a huge or negative count is a sentence, not a database error."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"must be a whole number from {lo} to {hi}, not {text!r}")
+        return value
+    return parse
+
+
 def _filters(c) -> None:
     c.add_argument("--business-line", action="append", help="only this business line (repeatable)")
     c.add_argument("--since", help="from this date or time (inclusive)")
     c.add_argument("--until", help="before this date or time (exclusive)")
-    c.add_argument("--version", type=int, help="only predictions made by this version")
+    c.add_argument("--version", type=_whole_number(1, MAX_COUNT), help="only predictions made by this version")
 
 
 def _out(c, what: str) -> None:
@@ -314,12 +328,12 @@ def build_parser() -> argparse.ArgumentParser:
     c = command("predict", cmd_predict, "predict a file (column text[,business_line,created_at]) and log it")
     c.add_argument("name")
     c.add_argument("file")
-    c.add_argument("--version", type=int, help="use this version instead of the active one")
+    c.add_argument("--version", type=_whole_number(1, MAX_COUNT), help="use this version instead of the active one")
     c.add_argument("--business-line", help="business line for rows that have none")
     _out(c, "the predictions")
     c = command("hard-examples", cmd_hard_examples, "the predictions to label next")
     c.add_argument("name")
-    c.add_argument("--k", type=int, default=50, help="how many (default 50)")
+    c.add_argument("--k", type=_whole_number(1, MAX_COUNT), default=50, help="how many (default 50)")
     c.add_argument("--strategy", default="least_confidence", choices=_NamesIn(".sampling", "STRATEGIES"),
                    metavar="STRATEGY", help="one of %(choices)s (default %(default)s)")
     _filters(c)
@@ -331,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("name")
     c = command("activate", cmd_activate, "make a version (any earlier one too) the active one")
     c.add_argument("name")
-    c.add_argument("version", type=int)
+    c.add_argument("version", type=_whole_number(1, MAX_COUNT))
     c.add_argument("--reason", help="why, for the audit log")
     c = command("stats", cmd_stats, "statistics per business line and period")
     c.add_argument("name")
@@ -355,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("src")
     c = command("events", cmd_events, "the audit log, newest first")
     c.add_argument("name", nargs="?")
-    c.add_argument("--limit", type=int, default=100)
+    c.add_argument("--limit", type=_whole_number(1, MAX_COUNT), default=100, help="how many events (default 100)")
     return p
 
 
