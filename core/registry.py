@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,6 +120,11 @@ def create_model(store: Store, name: str, labels, user: str, description: str = 
         raise InvalidInput("a model name must be 1 to 100 characters")
     if "/" in name or "\\" in name:
         raise InvalidInput("a model name cannot contain / or \\ (it is part of the API's URLs)")
+    if not name.strip("."):  # "." and ".." mean other folders in a URL or a path
+        raise InvalidInput("a model name cannot be only dots; use letters, digits or other visible characters")
+    if any(unicodedata.category(ch) == "Cc" for ch in name):
+        raise InvalidInput("a model name cannot contain control characters (NUL, tab, new line…); "
+                           "use letters, digits, spaces or other visible characters")
     if task not in TASKS:
         raise InvalidInput(f"task must be one of {', '.join(TASKS)}, not {task!r}")
     labels = validate_labels(labels)
