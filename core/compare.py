@@ -7,6 +7,7 @@ activation guard) reads the same figures from here. A version is anything with `
 """
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 
 import pandas as pd
@@ -242,6 +243,27 @@ def diff_table(a, b) -> pd.DataFrame:
                           f"v{b.version}": [fb.get(k) for k in keys]}, dtype=object)
     frame["differs"] = [fa.get(k) != fb.get(k) for k in keys]
     return frame
+
+
+def settings_diff(saved: dict, shown: dict) -> pd.DataFrame:
+    """The settings that differ between two (nested) config dicts: setting, saved, shown.
+
+    Both should be normalised the same way (e.g. `ModelConfig.from_dict(d).to_dict()`)."""
+    fs, fn = flatten(saved), flatten(shown)
+    keys = [k for k in dict.fromkeys([*fs, *fn]) if fs.get(k) != fn.get(k)]
+    return pd.DataFrame({"setting": keys, "saved": [fs.get(k) for k in keys], "shown": [fn.get(k) for k in keys]},
+                        dtype=object)
+
+
+def as_text(value) -> str:
+    """A fact as a person reads it in a table cell: – for none, 4 significant digits, lists as JSON."""
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return json.dumps(list(value), ensure_ascii=False)
+    return str(value)
 
 
 # --- everything at once, for the CLI and the API -------------------------------------------
