@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, Path, Request
+from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -26,13 +26,15 @@ from starlette.routing import Mount
 from . import auth, demo, feedback, predict, registry, settings
 from .errors import (ArtifactError, InvalidInput, MMSError, ModelNotFound, PermissionDenied, StoreBusy,
                      VersionNotFound)
+from . import compare
+from .errors import Regression
 from .store import Store
 
 PREFIX = "/api"
 
 log = logging.getLogger(__name__)
 
-STATUS = {ModelNotFound: 404, VersionNotFound: 404, InvalidInput: 422, PermissionDenied: 403,
+STATUS = {Regression: 409, ModelNotFound: 404, VersionNotFound: 404, InvalidInput: 422, PermissionDenied: 403,
           StoreBusy: 503, ArtifactError: 500}
 
 
@@ -49,6 +51,8 @@ def _whole_number(value):
 
 Id = Annotated[int, Field(ge=1, le=2**53 - 1), BeforeValidator(_whole_number)]  # JSON's safe integers
 ModelName = Annotated[str, Path(description="The model's name.", examples=[demo.MODEL])]
+VersionQuery = Annotated[int, Query(ge=1, le=2**53 - 1, description="A version number of the model.")]
+VersionPath = Annotated[int, Path(ge=1, le=2**53 - 1, description="A version number of the model.")]
 
 
 class Body(BaseModel):
@@ -128,9 +132,44 @@ class Problem(BaseModel):
     message: str
 
 
+class Fall(BaseModel):
+    what: str = Field(description='"accuracy", "macro_f1", "recall of LABEL" or "accuracy on LINE".')
+    base: float = Field(description="The figure of the version compared against (the active one).")
+    candidate: float
+    drop: float
+    tolerance: float = Field(description="The largest drop accepted without forcing (MMS_GUARD_* settings).")
+
+
 class Error(BaseModel):
     error: str = Field(description="What is wrong, in one sentence.")
     problems: list[Problem] | None = Field(None, description="Each invalid field, for a malformed request.")
+    regressions: list[Fall] | None = Field(None, description="For a refused activation (409): what fell.")
+
+
+class ActivateRequest(Body):
+    reason: str = Field("", max_length=500, description="Why, for the activation history; needed with force.")
+    force: bool = Field(False, description="Activate even if the version is worse than the active one beyond "
+                                          "the guard's tolerances; recorded as forced.")
+
+
+class Delta(BaseModel):
+    measure: str
+    base: float | None
+    candidate: float | None
+    delta: float | None = Field(description="candidate - base")
+    lower_is_better: bool
+
+
+class Comparison(BaseModel):
+    base: int = Field(description="Version a.")
+    candidate: int = Field(description="Version b; every delta is b - a.")
+    comparable: bool = Field(description="Whether both were measured on the same test set.")
+    note: str | None = Field(description="Why the figures are not comparable, if they are not.")
+    overall: list[Delta]
+    per_class: list[dict] = Field(description="class, measure (precision, recall, f1), base, candidate, delta, "
+                                              "support.")
+    by_line: list[dict] = Field(description="business_line, test_rows, base, candidate, delta of accuracy.")
+    regressions: list[Fall] = Field(description="What b would regress on if it replaced a (the activation guard).")
 
 
 def _errors(*codes: int) -> dict:
@@ -198,8 +237,9 @@ def _problem(error: dict) -> Problem:
     return Problem(field=".".join(where) or "body", message=error["msg"])
 
 
-def _error(status: int, sentence: str, problems: list[Problem] | None = None, headers=None) -> JSONResponse:
-    body = Error(error=sentence, problems=problems).model_dump(exclude_none=True)
+def _error(status: int, sentence: str, problems: list[Problem] | None = None, headers=None,
+           regressions: list[dict] | None = None) -> JSONResponse:
+    body = Error(error=sentence, problems=problems, regressions=regressions).model_dump(exclude_none=True)
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -223,7 +263,7 @@ def _on_invalid_request(request: Request, exc: RequestValidationError) -> JSONRe
 def _on_mms_error(request: Request, exc: MMSError) -> JSONResponse:
     status = next((code for kind, code in STATUS.items() if isinstance(exc, kind)), 400)
     headers = {"Retry-After": "1"} if status == 503 else None
-    return _error(status, str(exc), headers=headers)
+    return _error(status, str(exc), headers=headers, regressions=getattr(exc, "regressions", None))
 
 
 def _on_http_error(request: Request, exc: HTTPException) -> JSONResponse:
@@ -301,6 +341,23 @@ def create_app(store: Store | None = None) -> FastAPI:
         label = body.label.strip()
         feedback_id = feedback.label_prediction(store, name, body.prediction_id, label, caller.user)
         return FeedbackResponse(feedback_id=feedback_id, prediction_id=body.prediction_id, label=label)
+
+    @api.get("/models/{name}/compare", response_model=Comparison, responses=_errors(401, 404, 422, 503))
+    def compare_versions(name: ModelName, a: VersionQuery, b: VersionQuery, store: Store = Depends(get_store),
+                         caller: Caller = Depends(current_user)) -> dict:
+        """Version b beside version a on the model's test set: overall, per-class and per-line deltas (b - a),
+        and what b would regress on if it replaced a."""
+        return compare.comparison(registry.get_version(store, name, b), registry.get_version(store, name, a))
+
+    @api.post("/models/{name}/versions/{version}/activate", response_model=VersionSummary,
+              responses=_errors(400, 401, 403, 404, 409, 422, 500, 503))
+    def activate(name: ModelName, version: VersionPath, body: ActivateRequest | None = None,
+                 store: Store = Depends(get_store), caller: Caller = Depends(current_user)) -> VersionSummary:
+        """Make a version (any earlier one too) the one that answers predictions. A version worse than the
+        active one is refused with 409 and what regressed, unless `force` is true with a `reason`."""
+        body = body or ActivateRequest()
+        return _version_summary(registry.activate_version(store, name, version, caller.user, body.reason,
+                                                          force=body.force))
 
     return api
 

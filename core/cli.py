@@ -121,11 +121,19 @@ def _version_record(v) -> dict:
 
 
 def cmd_train(args, store):
-    from . import train
+    from . import registry, train
+    from .errors import Regression
 
     v = train.train_version(store, args.name, args.user, incremental=args.incremental,
-                            model_config=_json_arg(args.config, "--config"), activate=args.activate,
-                            progress=_progress)
+                            model_config=_json_arg(args.config, "--config"), progress=_progress)
+    if args.activate and v.status != registry.ACTIVE:
+        # activated apart from training, so that a version the guard refuses is still kept
+        try:
+            v = registry.activate_version(store, args.name, v.version, args.user, "activated after training")
+        except Regression as e:
+            raise Regression(f"version {v.version} was trained and kept but not activated: {e}; to activate it "
+                             f"anyway run `python -m core activate {args.name} {v.version} --force --reason TEXT`",
+                             e.regressions) from None
     _emit_record(args, _version_record(v))
 
 
@@ -163,8 +171,37 @@ def cmd_versions(args, store):
 def cmd_activate(args, store):
     from . import registry
 
-    v = registry.activate_version(store, args.name, args.version, args.user, args.reason or "")
+    v = registry.activate_version(store, args.name, args.version, args.user, args.reason or "", force=args.force)
     _emit_record(args, _version_record(v))
+
+
+def cmd_compare(args, store):
+    from . import compare, registry
+
+    plain = compare.comparison(registry.get_version(store, args.name, args.b),
+                               registry.get_version(store, args.name, args.a))
+    if args.format == "json":
+        print(json.dumps(plain, ensure_ascii=False))
+        return
+    _print_comparison(plain)
+
+
+def _print_comparison(plain: dict) -> None:
+    import pandas as pd
+
+    a, b = plain["base"], plain["candidate"]
+    print(f"version {b} beside version {a} (delta = v{b} - v{a})")
+    if plain["note"]:
+        print(f"note: {plain['note']}")
+    names = {"base": f"v{a}", "candidate": f"v{b}"}
+    for title, rows in (("overall", plain["overall"]), ("per class", plain["per_class"]),
+                        ("per business line (accuracy)", plain["by_line"])):
+        frame = pd.DataFrame(rows).rename(columns=names)
+        print(f"\n{title}")
+        print(frame.to_string(index=False, float_format=lambda x: f"{x:.4f}") if len(frame) else "(none)")
+    found = plain["regressions"]
+    print("\nregressions: " + ("none beyond the guard's tolerances" if not found else
+                             "; ".join(f"{r['what']} {r['base']:.3f} -> {r['candidate']:.3f}" for r in found)))
 
 
 def cmd_stats(args, store):
@@ -324,7 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("name")
     c.add_argument("--incremental", action="store_true", help="update the active version with the new labels only")
     c.add_argument("--config", help="model config as JSON for this version")
-    c.add_argument("--activate", action="store_true", help="make the new version active")
+    c.add_argument("--activate", action="store_true",
+                   help="make the new version active, unless it is worse than the active one (it is kept then)")
     c = command("predict", cmd_predict, "predict a file (column text[,business_line,created_at]) and log it")
     c.add_argument("name")
     c.add_argument("file")
@@ -346,7 +384,15 @@ def build_parser() -> argparse.ArgumentParser:
     c = command("activate", cmd_activate, "make a version (any earlier one too) the active one")
     c.add_argument("name")
     c.add_argument("version", type=_whole_number(1, MAX_COUNT))
-    c.add_argument("--reason", help="why, for the audit log")
+    c.add_argument("--reason", help="why, for the audit log (needed with --force)")
+    c.add_argument("--force", action="store_true",
+                   help="activate even if the version is worse than the active one beyond the guard's tolerances "
+                        "(MMS_GUARD_*); recorded as forced")
+    c = command("compare", cmd_compare, "compare version B with version A: overall, per-class and per-line deltas "
+                                        "(B - A) and what regressed")
+    c.add_argument("name")
+    c.add_argument("a", type=_whole_number(1, MAX_COUNT), help="the base version")
+    c.add_argument("b", type=_whole_number(1, MAX_COUNT), help="the version compared with it")
     c = command("stats", cmd_stats, "statistics per business line and period")
     c.add_argument("name")
     c.add_argument("--by", choices=["day", "week", "month"], default="day")
