@@ -7,7 +7,7 @@ import pandas as pd
 from . import auth, registry
 from . import store as db
 from .errors import InvalidInput
-from .imports import display_name, read_table
+from .files import display_name, read_table
 from .store import NOT_TRAINING_LABELS, Store
 
 

@@ -1,84 +1,21 @@
-"""Reading user files (CSV, TSV, Excel) into validated frames: all checks before any write.
+"""Checking users' rows before anything is written, and importing them: all checks before any write.
 
-Encodings are detected by charset-normalizer; a UTF-8 BOM is honoured. Every problem names
-the file and, where there is one, the row (the header is row 1, the first data row is row 2).
+Files are read by `files`; every problem names the file and, where there is one, the row (the
+header is row 1, the first data row is row 2).
 """
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pandas as pd
-from charset_normalizer import from_bytes
 
-from . import settings
+from . import auth, registry, settings
+from . import store as db
 from .errors import InvalidInput
+from .files import display_name, read_table
 
-EXCEL_SUFFIXES = (".xlsx", ".xlsm", ".xls")
 MAX_PROBLEMS = 5
-
-
-def _decode(data: bytes, filename: str) -> str:
-    if data.startswith(b"\xef\xbb\xbf"):
-        return data[3:].decode("utf-8", errors="strict")
-    if b"\x00" in data[:65536]:
-        raise InvalidInput(f"{filename}: this is not a text file (it contains binary data)")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
-    best = from_bytes(data).best()
-    if best is None:
-        raise InvalidInput(f"{filename}: the text encoding could not be recognised; save it as UTF-8")
-    encoding = best.encoding
-    if encoding.replace("-", "").replace("_", "").lower() in ("gbk", "gb2312", "cp936", "hz"):
-        encoding = "gb18030"  # a superset: never fails where GBK would succeed
-    try:
-        return data.decode(encoding)
-    except (UnicodeDecodeError, LookupError):
-        raise InvalidInput(f"{filename}: the text encoding could not be recognised; save it as UTF-8") from None
-
-
-def display_name(source, filename: str | None = None) -> str:
-    """The name a message uses for a file: the given name, the path's name, or "upload"."""
-    if filename:
-        return filename
-    return Path(source).name if isinstance(source, (str, Path)) else "upload"
-
-
-def read_table(source: bytes | str | Path, filename: str | None = None) -> pd.DataFrame:
-    """A user's CSV, TSV or Excel file as a frame of strings with lower-case column names."""
-    filename = display_name(source, filename)
-    if isinstance(source, (str, Path)):
-        try:
-            data = Path(source).read_bytes()
-        except OSError as e:
-            raise InvalidInput(f"{filename}: cannot be read ({e.strerror})") from None
-    else:
-        data = source
-    if not data.strip():
-        raise InvalidInput(f"{filename}: the file is empty")
-    if filename.lower().endswith(EXCEL_SUFFIXES):
-        try:
-            frame = pd.read_excel(io.BytesIO(data), dtype=str, keep_default_na=False)
-        except Exception as e:  # openpyxl raises many types for a broken workbook
-            raise InvalidInput(f"{filename}: cannot be read as an Excel workbook ({e})") from None
-    else:
-        text = _decode(data, filename)
-        first = text.split("\n", 1)[0]
-        sep = "\t" if filename.lower().endswith(".tsv") or ("\t" in first and "," not in first) else ","
-        try:
-            frame = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False,
-                                skip_blank_lines=True)
-        except (pd.errors.ParserError, ValueError) as e:
-            raise InvalidInput(f"{filename}: cannot be read as CSV ({str(e).strip()})") from None
-        except pd.errors.EmptyDataError:
-            raise InvalidInput(f"{filename}: the file is empty") from None
-    frame.columns = [str(c).strip().lower() for c in frame.columns]
-    if frame.empty:
-        raise InvalidInput(f"{filename}: the file has a header but no rows")
-    return frame
+NUL = "\x00"
 
 
 @dataclass
@@ -105,6 +42,15 @@ class Validation:
             more = len(self.problems) - 1
             extra = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
             raise InvalidInput(self.problems[0] + extra)
+
+
+def check_text(text: str, where: str) -> str:
+    """A text refused when it holds a NUL character, which tools reading the store take as its end.
+
+    The one rule for texts from any face (API, CLI, page); files get it in validate_texts."""
+    if NUL in text:
+        raise InvalidInput(f"{where} contains a NUL character (\\0); remove it and try again")
+    return text
 
 
 def _rows(mask: pd.Series) -> str:
@@ -134,6 +80,10 @@ def validate_texts(frame: pd.DataFrame, filename: str, labels: list[str] | None 
     if long.any():
         problems.append(f"{filename}: text longer than {limit} characters in {_rows(long)} "
                         f"(the limit is the setting MMS_MAX_TEXT_CHARS)")
+    stored = [c for c in ("text", "label", "business_line") if c in frame]
+    nul = frame[stored].astype(str).apply(lambda column: column.str.contains(NUL, regex=False)).any(axis=1)
+    if nul.any():
+        problems.append(f"{filename}: a NUL character (\\0) in {_rows(nul)}; remove it and try again")
     if labels is not None:
         out["label"] = frame["label"].astype(str).str.strip()
         no_label = out["label"].isin(["", "nan", "NaN", "None"])
@@ -169,9 +119,6 @@ def validate_examples(store, name: str, source, split: str, filename: str | None
 
 def validate_frame(store, name: str, frame: pd.DataFrame, split: str, filename: str = "rows") -> Validation:
     """Check labelled rows (text, label, optional business_line, created_at) for model `name`."""
-    from . import registry
-    from . import store as db
-
     if split not in SPLITS:
         raise InvalidInput(f"split must be train or test, not {split!r}")
     model = registry.get_model(store, name)
@@ -196,9 +143,6 @@ def import_examples(store, name: str, source, split: str, user: str, filename: s
 def import_frame(store, name: str, frame: pd.DataFrame, split: str, user: str,
                  filename: str = "rows") -> Validation:
     """Validate labelled rows, then write them all in one transaction. Returns the validation."""
-    from . import auth, registry
-    from . import store as db
-
     auth.check(store, user, "import")
     report = validate_frame(store, name, frame, split, filename)
     report.raise_if_invalid()
@@ -228,8 +172,6 @@ def create_model_from_file(store, name: str, labels, source, user: str, filename
                            seed: int = 42) -> "Validation":
     """Create a model and import a labelled file in one transaction, holding out `test_share` of
     the rows (stratified by label, seeded) as the model's fixed test split."""
-    from . import auth, registry
-
     auth.check(store, user, "manage")
     filename = display_name(source, filename)
     labels = registry.validate_labels(labels)
@@ -253,9 +195,6 @@ def create_model_from_file(store, name: str, labels, source, user: str, filename
 
 def data_summary(store, name: str) -> pd.DataFrame:
     """Rows by split, source, label and business line (the Data page's overview)."""
-    from . import registry
-    from . import store as db
-
     with store.connect() as con:
         model = registry.find_model(con, name)
         return db.example_summary(con, model.model_id)

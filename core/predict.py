@@ -14,7 +14,8 @@ from . import auth, registry, settings
 from . import store as db
 from .errors import InvalidInput
 from .estimators import predict_proba, prob_column
-from .imports import display_name, read_table, validate_texts
+from .files import display_name, read_table
+from .imports import check_text, validate_texts
 from .preprocess import normalise
 from .store import Store
 from .workers import split_map
@@ -34,6 +35,7 @@ def _check_texts(texts: Sequence[str]) -> list[str]:
             raise InvalidInput(f"text {i + 1} is empty")
         if len(t) > limit:
             raise InvalidInput(f"text {i + 1} has {len(t)} characters, more than the limit of {limit}")
+        check_text(t, f"text {i + 1}")
     return texts
 
 

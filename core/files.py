@@ -1,0 +1,114 @@
+"""Reading users' files (CSV, TSV, Excel) into frames of strings, refusing what would be misread.
+
+Encodings are detected by charset-normalizer; a UTF-8 BOM is honoured. Every problem names
+the file and, where there is one, the row (the header is row 1, the first data row is row 2,
+blank lines are not counted).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import re
+from pathlib import Path
+
+import pandas as pd
+from charset_normalizer import from_bytes
+
+from .errors import InvalidInput
+
+EXCEL_SUFFIXES = (".xlsx", ".xlsm", ".xls")
+_EXPECTED_FIELDS = re.compile(r"Expected \d+ fields")
+
+# csv refuses fields over 128 KiB; a long text must reach the length check, which names its row.
+csv.field_size_limit(2 ** 31 - 1)
+
+
+def display_name(source, filename: str | None = None) -> str:
+    """The name a message uses for a file: the given name, the path's name, or "upload"."""
+    if filename:
+        return filename
+    return Path(source).name if isinstance(source, (str, Path)) else "upload"
+
+
+def _decode(data: bytes, filename: str) -> str:
+    """The file's text; refused when it holds a NUL byte anywhere (binary data, or a text that a
+    reader of the store would see cut short)."""
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        line = data.count(b"\n", 0, nul) + 1
+        raise InvalidInput(f"{filename}: this is not a text file (it contains binary data: a NUL character "
+                           f"on line {line})")
+    try:
+        return data[3:].decode("utf-8") if data.startswith(b"\xef\xbb\xbf") else data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        if data.startswith(b"\xef\xbb\xbf"):
+            raise InvalidInput(f"{filename}: the file is marked as UTF-8 but byte {e.start + 3} is not; "
+                               f"save it as UTF-8") from None
+    best = from_bytes(data).best()
+    if best is None:
+        raise InvalidInput(f"{filename}: the text encoding could not be recognised; save it as UTF-8")
+    encoding = best.encoding
+    if encoding.replace("-", "").replace("_", "").lower() in ("gbk", "gb2312", "cp936", "hz"):
+        encoding = "gb18030"  # a superset: never fails where GBK would succeed
+    try:
+        return data.decode(encoding)
+    except (UnicodeDecodeError, LookupError):
+        raise InvalidInput(f"{filename}: the text encoding could not be recognised; save it as UTF-8") from None
+
+
+def _refuse_long_row(text: str, sep: str, filename: str) -> None:
+    """Name the first row with more fields than the header. pandas would otherwise take a long
+    first row as "the first column is an index" and shift every column, or report a file line
+    that is not the row a user counts."""
+    records = (r for r in csv.reader(io.StringIO(text, newline=""), delimiter=sep) if r)
+    header = next(records, [])
+    for number, record in enumerate(records, start=2):
+        if len(record) > len(header):
+            raise InvalidInput(f"{filename}: row {number} has {len(record)} fields but the header has "
+                               f"{len(header)}; put a text that contains {sep!r} in double quotes")
+    raise InvalidInput(f"{filename}: a row has more fields than the header")  # pandas saw one; csv did not
+
+
+def _read_csv(text: str, filename: str) -> pd.DataFrame:
+    first = text.split("\n", 1)[0]
+    sep = "\t" if filename.lower().endswith(".tsv") or ("\t" in first and "," not in first) else ","
+    try:
+        frame = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, skip_blank_lines=True)
+    except pd.errors.EmptyDataError:
+        raise InvalidInput(f"{filename}: the file is empty") from None
+    except (pd.errors.ParserError, ValueError) as e:
+        if _EXPECTED_FIELDS.search(str(e)):
+            _refuse_long_row(text, sep, filename)
+        raise InvalidInput(f"{filename}: cannot be read as CSV ({str(e).strip()})") from None
+    if not isinstance(frame.index, pd.RangeIndex):  # the first data row was longer than the header
+        _refuse_long_row(text, sep, filename)
+    return frame
+
+
+def _read_excel(data: bytes, filename: str) -> pd.DataFrame:
+    try:
+        return pd.read_excel(io.BytesIO(data), dtype=str, keep_default_na=False)
+    except Exception as e:  # openpyxl raises many types for a broken workbook
+        raise InvalidInput(f"{filename}: cannot be read as an Excel workbook ({e})") from None
+
+
+def read_table(source: bytes | str | Path, filename: str | None = None) -> pd.DataFrame:
+    """A user's CSV, TSV or Excel file as a frame of strings with lower-case column names."""
+    filename = display_name(source, filename)
+    if isinstance(source, (str, Path)):
+        try:
+            data = Path(source).read_bytes()
+        except OSError as e:
+            raise InvalidInput(f"{filename}: cannot be read ({e.strerror})") from None
+    else:
+        data = source
+    if not data.strip():
+        raise InvalidInput(f"{filename}: the file is empty")
+    if filename.lower().endswith(EXCEL_SUFFIXES):
+        frame = _read_excel(data, filename)
+    else:
+        frame = _read_csv(_decode(data, filename), filename)
+    frame.columns = [str(c).strip().lower() for c in frame.columns]
+    if frame.empty:
+        raise InvalidInput(f"{filename}: the file has a header but no rows")
+    return frame
