@@ -8,7 +8,8 @@ from . import auth, registry
 from . import store as db
 from .errors import InvalidInput
 from .files import display_name, read_table
-from .store import NOT_TRAINING_LABELS, Store
+from .registry import NOT_TRAINING_LABELS
+from .store import Store
 
 
 LARGEST_ID = 2 ** 63 - 1  # the store's BIGINT
@@ -72,7 +73,7 @@ def record_labels(store: Store, name: str, labels: pd.DataFrame, user: str, batc
             raise InvalidInput(f"{filename}: prediction {merged.loc[row - 2, 'prediction_id']} is already "
                                f"labelled (row {row})")
         merged["text_key"] = merged["text_key"].astype("uint64")
-        feedback_ids = db.insert_feedback(con, model.model_id, merged, user, batch_id)
+        feedback_ids = db.insert_feedback(con, model.model_id, merged, user, batch_id, list(NOT_TRAINING_LABELS))
         db.add_event(con, user, "label", model.model_id,
                      {"rows": len(merged), "batch_id": batch_id,
                       "labels": merged["label"].value_counts().to_dict()})
@@ -110,3 +111,8 @@ def labelled_counts(store: Store, name: str, user: str | None = None, since=None
     with store.connect() as con:
         model = registry.find_model(con, name)
         return db.feedback_counts(con, model.model_id, user, since)
+
+
+def labelled_today(store: Store, name: str, user: str) -> dict[str, int]:
+    """Labels `user` gave since midnight (local time, as the store keeps it), per label."""
+    return labelled_counts(store, name, user=user, since=pd.Timestamp.now().normalize())

@@ -20,9 +20,11 @@ import pandas as pd
 from . import auth
 from . import store as db
 from .errors import ArtifactError, InvalidInput, ModelExists, ModelNotFound, VersionNotFound
-from .store import NOT_TRAINING_LABELS, Store
+from .store import Store
 
 TASKS = ("classification",)
+SKIP, UNCLEAR = "skip", "unclear"
+NOT_TRAINING_LABELS = (SKIP, UNCLEAR)  # a labeller's decisions that are kept but never trained on
 ACTIVE, INACTIVE = "active", "inactive"
 FULL, INCREMENTAL = "full", "incremental"
 

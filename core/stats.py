@@ -9,7 +9,9 @@ import pandas as pd
 
 from . import registry, settings
 from . import store as db
-from .store import PERIODS, Store
+from .registry import NOT_TRAINING_LABELS
+from .slices import PERIOD_STEP, Slice, check_period
+from .store import Store
 
 COLUMNS = ["business_line", "period", "volume", "mean_top_prob", "low_conf_share", "labelled",
            "accuracy", "macro_f1", "mix_shift"]
@@ -34,17 +36,16 @@ def stats_by_line_and_period(store: Store, name: str, by: str = "day", business_
     """Per business line (or all lines together) and period: volume, class shares, mean top
     probability, share below the low-confidence threshold, labelled count, accuracy and macro-F1
     on labelled predictions, and mix_shift (total variation distance between the slice's class
-    mix and the line's mix over the whole range: a simple drift signal)."""
-    if by not in PERIODS:
-        raise ValueError(f"by must be one of {', '.join(PERIODS)}")
+    mix and the line's mix over the whole range: a simple drift signal).
+
+    The slice's fields are given loose (a line or a list, dates as text) and checked by Slice.of."""
+    check_period(by)
     low = float(settings.get("low_confidence") if low_confidence is None else low_confidence)
-    if isinstance(business_lines, str):
-        business_lines = [business_lines]
-    filters = {"business_lines": business_lines or None, "since": since, "until": until, "version": version}
+    filters = Slice.of(business_lines, since, until, version).filters()
     with store.connect() as con:
         model = registry.find_model(con, name)
         agg = db.prediction_aggregates(con, model.model_id, by, low, by_line, **filters)
-        conf = db.labelled_confusion(con, model.model_id, by, by_line, **filters)
+        conf = db.labelled_confusion(con, model.model_id, by, list(NOT_TRAINING_LABELS), by_line, **filters)
     share_cols = [f"share_{label}" for label in model.labels]
     if agg.empty:
         return pd.DataFrame(columns=COLUMNS + share_cols)
@@ -81,9 +82,6 @@ def prediction_overview(store: Store, name: str) -> dict:
     return {"business_lines": lines, "first": first, "last": last}
 
 
-PERIOD_STEP = {"day": pd.DateOffset(days=1), "week": pd.DateOffset(weeks=1), "month": pd.DateOffset(months=1)}
-
-
 def without_running_period(stats: pd.DataFrame, by: str, now=None) -> tuple[pd.DataFrame, pd.Timestamp | None]:
     """The statistics without a period that has not ended yet (a half-finished week would read
     as a collapse in volume), and that period's start; unchanged when nothing else is left."""
@@ -112,3 +110,14 @@ def compare_last_periods(stats: pd.DataFrame) -> dict:
         delta = None if prev is None or pd.isna(prev[m]) or pd.isna(value) else value - prev[m]
         result[m] = (None if pd.isna(value) else value, delta)
     return result
+
+
+def class_mix_by_line(stats: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
+    """Each business line's share of predictions per predicted label over all its periods
+    (columns business_line, label, share), from stats_by_line_and_period's output."""
+    share_cols = [f"share_{label}" for label in labels]
+    if stats.empty:
+        return pd.DataFrame(columns=["business_line", "label", "share"])
+    counts = stats[share_cols].mul(stats["volume"], axis=0).groupby(stats["business_line"]).sum()
+    mix = counts.div(counts.sum(axis=1), axis=0).rename(columns=dict(zip(share_cols, labels)))
+    return mix.reset_index().melt(id_vars="business_line", var_name="label", value_name="share")

@@ -18,9 +18,7 @@ import duckdb
 import pandas as pd
 
 from . import settings
-from .errors import Conflict, InvalidInput, StoreBusy
-
-NOT_TRAINING_LABELS = ("skip", "unclear")
+from .errors import Conflict, StoreBusy
 
 MIGRATIONS = [
     ("create core tables", """
@@ -549,18 +547,9 @@ def prediction_time_range(con, model_id: int) -> tuple:
                        [model_id]).fetchone()
 
 
-def _timestamp(value, field: str):
-    try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError):
-        ts = pd.NaT
-    if pd.isna(ts):
-        raise InvalidInput(f"{field} must be a date like 2026-11-01, not {value!r}")
-    return ts.tz_localize(None).to_pydatetime() if ts.tzinfo else ts.to_pydatetime()
-
-
 def _prediction_filters(model_id, business_lines=None, since=None, until=None, version=None,
                         alias="p") -> tuple[str, list]:
+    """A WHERE clause for a slice whose fields are already checked (slices.Slice.filters())."""
     sql = f"{alias}.model_id = ?"
     args: list = [model_id]
     if business_lines:
@@ -568,13 +557,13 @@ def _prediction_filters(model_id, business_lines=None, since=None, until=None, v
         args.append(list(business_lines))
     if since is not None:
         sql += f" AND {alias}.created_at >= ?"
-        args.append(_timestamp(since, "since"))
+        args.append(since)
     if until is not None:
         sql += f" AND {alias}.created_at < ?"
-        args.append(_timestamp(until, "until"))
+        args.append(until)
     if version is not None:
         sql += f" AND {alias}.version = ?"
-        args.append(int(version))
+        args.append(version)
     return sql, args
 
 
@@ -633,9 +622,10 @@ def unlabelled_count(con, model_id: int, **filters) -> int:
 
 # --- feedback -----------------------------------------------------------------------------
 
-def insert_feedback(con, model_id: int, frame: pd.DataFrame, user: str, batch_id: int | None) -> list[int]:
-    """Record labels (columns prediction_id, text_key, label) and turn the real ones into
-    training examples with source 'feedback'. Returns the feedback ids."""
+def insert_feedback(con, model_id: int, frame: pd.DataFrame, user: str, batch_id: int | None,
+                    not_training: list[str]) -> list[int]:
+    """Record labels (columns prediction_id, text_key, label) and turn those not in `not_training`
+    into training examples with source 'feedback'. Returns the feedback ids."""
     batch = frame[["prediction_id", "text_key", "label"]].copy()
     batch["feedback_id"] = _next_ids(con, "feedback_seq", len(batch))
     at = now()
@@ -648,7 +638,7 @@ def insert_feedback(con, model_id: int, frame: pd.DataFrame, user: str, batch_id
         trainable = con.execute("""
             SELECT b.prediction_id, p.text, b.label, p.business_line
             FROM _feedback_batch b JOIN predictions p USING (prediction_id)
-            WHERE NOT list_contains(?, b.label)""", [list(NOT_TRAINING_LABELS)]).df()
+            WHERE NOT list_contains(?, b.label)""", [list(not_training)]).df()
     finally:
         con.unregister("_feedback_batch")
     if not trainable.empty:
@@ -690,40 +680,34 @@ def feedback_counts(con, model_id: int, user: str | None = None, since=None) -> 
 
 # --- statistics ---------------------------------------------------------------------------
 
-PERIODS = ("day", "week", "month")
-
-
-def _check_period(period: str) -> None:
-    if period not in PERIODS:
-        raise ValueError(f"period must be one of {', '.join(PERIODS)}, not {period!r}")
-
 def prediction_aggregates(con, model_id: int, period: str, low_confidence: float, by_line: bool = True,
                           **filters) -> pd.DataFrame:
     """One scan: per business line, period and predicted label, the sums the statistics need
-    (labelled counts come from labelled_confusion, which reads only labelled predictions)."""
-    _check_period(period)
+    (labelled counts come from labelled_confusion, which reads only labelled predictions).
+    `period` is one of slices.PERIODS."""
     where, args = _prediction_filters(model_id, **filters)
     line = "p.business_line" if by_line else "'(all)'"
     return con.execute(f"""
-        SELECT {line} AS business_line, date_trunc('{period}', p.created_at) AS period, p.label,
+        SELECT {line} AS business_line, date_trunc(?, p.created_at) AS period, p.label,
                count(*) AS n, sum(p.top_prob) AS sum_top_prob,
                count(*) FILTER (WHERE p.top_prob < ?) AS n_low
         FROM predictions p
         WHERE {where}
-        GROUP BY ALL""", [low_confidence] + args).df()
+        GROUP BY ALL""", [period, low_confidence] + args).df()
 
 
-def labelled_confusion(con, model_id: int, period: str, by_line: bool = True, **filters) -> pd.DataFrame:
-    """Per business line and period: counts of (true label, predicted label) over labelled predictions."""
-    _check_period(period)
+def labelled_confusion(con, model_id: int, period: str, not_training: list[str], by_line: bool = True,
+                       **filters) -> pd.DataFrame:
+    """Per business line and period: counts of (true label, predicted label) over labelled
+    predictions, leaving out decisions in `not_training` (skip, unclear)."""
     where, args = _prediction_filters(model_id, **filters)
     line = "p.business_line" if by_line else "'(all)'"
     return con.execute(f"""
-        SELECT {line} AS business_line, date_trunc('{period}', p.created_at) AS period,
+        SELECT {line} AS business_line, date_trunc(?, p.created_at) AS period,
                f.label AS truth, p.label AS predicted, count(*) AS n
         FROM feedback f JOIN predictions p USING (prediction_id)
         WHERE f.model_id = ? AND NOT list_contains(?, f.label) AND {where}
-        GROUP BY ALL""", [model_id, list(NOT_TRAINING_LABELS)] + args).df()
+        GROUP BY ALL""", [period, model_id, list(not_training)] + args).df()
 
 
 def revision(con) -> tuple:

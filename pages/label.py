@@ -9,10 +9,11 @@ import datetime as dt
 import pandas as pd
 import streamlit as st
 
-from core import feedback, sampling
+from core import feedback, sampling, slices
 from core.errors import EmptyPool, InvalidInput, MMSError, StoreBusy
-from core.predict import prob_column
-from core.store import NOT_TRAINING_LABELS
+from core.estimators import prob_column
+from core.registry import NOT_TRAINING_LABELS
+from core.slices import Slice
 from pages import _ui
 
 BATCH_SIZE = 20
@@ -41,15 +42,6 @@ def defaults(first: dt.date, last: dt.date) -> dict:
             "label_version": ALL}
 
 
-def follow_new_days(dates: tuple, old: tuple | None, first: dt.date, last: dt.date) -> tuple:
-    """When new days of predictions arrive, a date range that ended on the last day keeps ending on it."""
-    if not old or old == (first, last) or not dates:
-        return dates
-    start, end = (tuple(dates) + (old[1],))[:2]
-    return (first if start <= old[0] else min(max(start, first), last),
-            last if end >= old[1] else min(max(end, first), last))
-
-
 def prepare_filters(name: str, lines: list[str], first: dt.date, last: dt.date, versions: dict) -> None:
     """Set the filter widgets' state before they are drawn: from a slice the Monitor sent, else
     from this session's last choice for this model (widget state is dropped when the page is
@@ -62,31 +54,30 @@ def prepare_filters(name: str, lines: list[str], first: dt.date, last: dt.date, 
                           "showing this model's whole queue instead.")
         sent = None
     if sent is not None:
-        since = max(pd.Timestamp(sent.get("since") or first).date(), first)
-        until = pd.Timestamp(sent["until"]).date() - dt.timedelta(days=1) if sent.get("until") else last
+        where: Slice = sent["slice"]
         state = {**defaults(first, last),
                  "label_strategy": st.session_state.get("label_strategy", saved.get("label_strategy",
                                                                                   "least_confidence")),
-                 "label_lines": [line for line in sent.get("business_lines") or [] if line in lines],
-                 "label_dates": (since, max(min(until, last), since)),
-                 "label_version": sent.get("version") if sent.get("version") in versions else ALL}
+                 "label_lines": [line for line in where.business_lines if line in lines],
+                 "label_dates": where.widget_dates(first, last),
+                 "label_version": where.version if where.version in versions else ALL}
         st.session_state["label_from_monitor"] = "pending"
     elif saved.get("model") != name:
         state = defaults(first, last)
         st.session_state["label_from_monitor"] = None
     else:
         state = {k: st.session_state.get(k, saved[k]) for k in FILTER_KEYS}
-        state["label_dates"] = follow_new_days(state["label_dates"], saved.get("range"), first, last)
+        state["label_dates"] = slices.follow_new_days(state["label_dates"], saved.get("range"), first, last)
     st.session_state["label_range"] = (first, last)
     for key, value in state.items():
         st.session_state[key] = value
 
 
 def filters(lines: list[str], first: dt.date, last: dt.date, versions: dict) -> dict:
-    """The filter row; returns core's filter arguments and the strategy."""
+    """The filter row; returns the strategy and the slice it selects."""
     c1, c2, c3, c4 = st.columns([3, 3, 3, 2])
     strategy = c1.selectbox("Strategy", list(sampling.STRATEGIES), key="label_strategy",
-                            format_func=lambda s: f"{s.replace('_', ' ')}: {sampling.STRATEGIES[s]}")
+                            format_func=lambda s: f"{s.replace('_', ' ')}: {sampling.STRATEGIES[s].description}")
     chosen = c2.multiselect("Business lines", lines, key="label_lines", placeholder="All business lines")
     dates = c3.date_input("Dates", min_value=first, max_value=last, key="label_dates")
     version = c4.selectbox("Version", [ALL, *versions], key="label_version",
@@ -94,17 +85,14 @@ def filters(lines: list[str], first: dt.date, last: dt.date, versions: dict) -> 
     st.session_state["label_query"] = {"model": st.session_state.get("model"), "label_strategy": strategy,
                                        "label_lines": chosen, "label_dates": dates, "label_version": version,
                                        "range": st.session_state.get("label_range")}
-    start, end = (tuple(dates) + (last,))[:2] if dates else (first, last)
-    return {"strategy": strategy, "business_lines": list(chosen) or None,
-            "since": None if start <= first else start,
-            "until": None if end >= last else end + dt.timedelta(days=1),
-            "version": None if version == ALL else version}
+    since, until = slices.from_widget_dates(dates, first, last)
+    return {"strategy": strategy, "slice": Slice.of(chosen, since, until, None if version == ALL else version)}
 
 
 # --- the batch -----------------------------------------------------------------------------
 
 def batch_key(name: str, f: dict) -> tuple:
-    return (name, f["strategy"], tuple(f["business_lines"] or ()), f["since"], f["until"], f["version"])
+    return name, f["strategy"], f["slice"]
 
 
 def current_batch(name: str, f: dict) -> dict | None:
@@ -113,12 +101,11 @@ def current_batch(name: str, f: dict) -> dict | None:
     batch = st.session_state.get("label_batch")
     key = batch_key(name, f)
     if batch is None or batch["key"] != key or len(batch["done"]) >= len(batch["examples"]):
-        query = {k: f[k] for k in ("business_lines", "since", "until", "version")}
         st.session_state.pop("label_batch", None)
         with _ui.errors_as_messages(), st.spinner("Picking the next examples…"):
             try:
                 found = sampling.select_hard_examples(_ui.store(), name, BATCH_SIZE, _ui.user(),
-                                                      strategy=f["strategy"], **query)
+                                                      strategy=f["strategy"], **f["slice"].filters())
             except EmptyPool:
                 return None
         batch = {"key": key, "batch_id": found.batch_id, "strategy": found.strategy,
@@ -185,11 +172,9 @@ def undo() -> None:
 # --- drawing -------------------------------------------------------------------------------
 
 def counters(name: str, f: dict, batch: dict | None) -> None:
-    today = pd.Timestamp.now().normalize()
-    query = {k: f[k] for k in ("business_lines", "since", "until", "version")}
     with _ui.errors_as_messages():
-        mine = feedback.labelled_counts(_ui.store(), name, user=_ui.user(), since=today)
-        left = sampling.queue_size(_ui.store(), name, **query)
+        mine = feedback.labelled_today(_ui.store(), name, _ui.user())
+        left = sampling.queue_size(_ui.store(), name, **f["slice"].filters())
     c1, c2, c3 = st.columns(3)
     c1.metric("You labelled today", f"{sum(mine.values()):,}", border=True,
               help=" · ".join(f"{_ui.md_escape(label)} {n}" for label, n in sorted(mine.items())) or None)

@@ -8,35 +8,20 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from core import export, settings, stats
+from core import export, settings, slices, stats
+from core.slices import Slice, period_label
 from pages import _ui
 
-PERIODS = {"day": "Day", "week": "Week", "month": "Month"}
 ALL = 0  # the version filter's "all versions" (versions count from 1)
 FILTER_KEYS = ("monitor_lines", "monitor_period", "monitor_dates", "monitor_version", "monitor_range")
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def load_stats(_store, store_key: str, revision: tuple, name: str, by: str,
-               business_lines: tuple | None = None, since: dt.date | None = None, until: dt.date | None = None,
-               version: int | None = None, by_line: bool = True) -> pd.DataFrame:
+def load_stats(_store, store_key: str, revision: tuple, name: str, by: str, where: Slice,
+               by_line: bool = True) -> pd.DataFrame:
     """stats_by_line_and_period, cached per store (`store_key` names `_store`, which is not
-    hashed), revision and filters: reruns cost nothing."""
-    return stats.stats_by_line_and_period(_store, name, by=by, business_lines=list(business_lines or []),
-                                          since=since, until=until, version=version, by_line=by_line)
-
-
-def period_end(start: pd.Timestamp, by: str) -> pd.Timestamp:
-    """The first moment after the period that starts at `start`."""
-    return start + stats.PERIOD_STEP[by]
-
-
-def period_label(start: pd.Timestamp, by: str) -> str:
-    if by == "month":
-        return start.strftime("%Y-%m")
-    if by == "week":
-        return f"week of {start:%Y-%m-%d}"
-    return f"{start:%Y-%m-%d}"
+    hashed), revision and slice: reruns cost nothing."""
+    return stats.stats_by_line_and_period(_store, name, by, by_line=by_line, **where.filters())
 
 
 def reset_filters_on_model_change(name: str) -> None:
@@ -48,32 +33,24 @@ def reset_filters_on_model_change(name: str) -> None:
 
 
 def follow_new_days(first: dt.date, last: dt.date) -> None:
-    """Set the date range before its widget is drawn: all days at first; when new days of predictions
-    arrive, a range that ended on the last day keeps ending on it."""
-    old = st.session_state.get("monitor_range")
-    chosen = st.session_state.get("monitor_dates")
-    if old and old != (first, last) and chosen:
-        start, end = (tuple(chosen) + (old[1],))[:2]
-        chosen = (first if start <= old[0] else min(max(start, first), last),
-                  last if end >= old[1] else min(max(end, first), last))
+    """Set the date range before its widget is drawn: all days at first, then as slices.follow_new_days says."""
+    chosen = slices.follow_new_days(st.session_state.get("monitor_dates"), st.session_state.get("monitor_range"),
+                                    first, last)
     st.session_state["monitor_dates"] = chosen or (first, last)
     st.session_state["monitor_range"] = (first, last)
 
 
-def filters(lines: list[str], first: dt.date, last: dt.date, versions: dict[int, str]) -> dict:
-    """The filter row; returns core's filter arguments (None = no restriction)."""
+def filters(lines: list[str], first: dt.date, last: dt.date, versions: dict[int, str]) -> tuple[str, Slice]:
+    """The filter row; returns the period and the slice it selects."""
     c1, c2, c3, c4 = st.columns([3, 2.4, 2.6, 2])
     chosen = c1.multiselect("Business lines", lines, key="monitor_lines", placeholder="All business lines")
-    by = c2.segmented_control("Period", list(PERIODS), format_func=PERIODS.get, default="week",
+    by = c2.segmented_control("Period", list(slices.PERIODS), format_func=str.title, default="week",
                               required=True, key="monitor_period")
     dates = c3.date_input("Dates", min_value=first, max_value=last, key="monitor_dates")
     version = c4.selectbox("Version", [ALL, *versions], key="monitor_version",
                            format_func=lambda v: "All versions" if v == ALL else versions[v])
-    start, end = (tuple(dates) + (last,))[:2] if dates else (first, last)
-    return {"by": by or "week", "business_lines": tuple(chosen) or None,
-            "since": None if start <= first else start,
-            "until": None if end >= last else end + dt.timedelta(days=1),
-            "version": None if version == ALL else version}
+    since, until = slices.from_widget_dates(dates, first, last)
+    return by or "week", Slice.of(chosen, since, until, None if version == ALL else version)
 
 
 def delta_text(value, fmt: str) -> str | None:
@@ -93,8 +70,8 @@ def headline(overall: pd.DataFrame, by: str) -> None:
     ordered = complete.sort_values("period")
     last = ordered["period"].iloc[-1]
     against = f"vs the {by} before" if len(ordered) > 1 else "no earlier period"
-    still = "" if running is None else f" The {by} in progress ({period_label(running, by).removeprefix('week of ')}) is left out until it ends."
-    st.caption(f"Latest {'complete ' if running is not None else ''}{by}: {period_label(last, by).removeprefix('week of ')}"
+    still = "" if running is None else f" The {by} in progress ({period_label(running, by, short=True)}) is left out until it ends."
+    st.caption(f"Latest {'complete ' if running is not None else ''}{by}: {period_label(last, by, short=True)}"
                + (f", against {period_label(ordered['period'].iloc[-2], by)}." if len(ordered) > 1 else ".") + still)
     cells = [("volume", "Volume", lambda v: f"{v:,.0f}", "count", "normal"),
              ("mean_top_prob", "Mean confidence", lambda v: f"{v:.3f}", "abs", "normal"),
@@ -114,12 +91,11 @@ def show(fig, key: str) -> None:
 
 
 def charts(by_line: pd.DataFrame, overall: pd.DataFrame, labels: list[str], by: str, low: float) -> None:
-    share_cols = [f"share_{label}" for label in labels]
     left, right = st.columns(2)
     with left:
         st.subheader("Volume per business line")
         fig = px.bar(by_line, x="period", y="volume", color="business_line",
-                     labels={"period": PERIODS[by], "volume": "predictions", "business_line": "business line"})
+                     labels={"period": by.title(), "volume": "predictions", "business_line": "business line"})
         show(fig, key="monitor_chart_volume")
     with right:
         st.subheader("Confidence over time")
@@ -128,27 +104,25 @@ def charts(by_line: pd.DataFrame, overall: pd.DataFrame, labels: list[str], by: 
         conf["measure"] = conf["measure"].map({"mean_top_prob": "mean confidence",
                                                "low_conf_share": f"share below {low:.2f}"})
         fig = px.line(conf, x="period", y="value", color="measure", markers=True,
-                      labels={"period": PERIODS[by], "value": "", "measure": ""})
+                      labels={"period": by.title(), "value": "", "measure": ""})
         fig.update_yaxes(range=[0, 1], tickformat=".0%")
         show(fig, key="monitor_chart_confidence")
 
     left, right = st.columns(2)
     with left:
         st.subheader("Low-confidence share by line and period")
-        grid = by_line.assign(when=by_line["period"].map(lambda p: period_label(p, by).removeprefix("week of ")))
+        grid = by_line.assign(when=by_line["period"].map(lambda p: period_label(p, by, short=True)))
         heat = grid.pivot_table(index="business_line", columns="when", values="low_conf_share", sort=True)
         fig = px.imshow(heat, color_continuous_scale="Reds", zmin=0, aspect="auto",
                         text_auto=".0%" if heat.shape[1] <= 16 else False,
-                        labels={"x": PERIODS[by], "y": "business line", "color": "low-conf."})
+                        labels={"x": by.title(), "y": "business line", "color": "low-conf."})
         fig.update_coloraxes(colorbar_tickformat=".0%")
         show(fig, key="monitor_chart_heatmap")
     with right:
         st.subheader("Class mix per business line")
-        counts = by_line[share_cols].mul(by_line["volume"], axis=0).groupby(by_line["business_line"]).sum()
-        mix = counts.div(counts.sum(axis=1), axis=0).rename(columns=dict(zip(share_cols, labels)))
-        mix = mix.reset_index().melt(id_vars="business_line", var_name="predicted label", value_name="share")
-        fig = px.bar(mix, y="business_line", x="share", color="predicted label", orientation="h",
-                     labels={"business_line": "business line"})
+        mix = stats.class_mix_by_line(by_line, labels)
+        fig = px.bar(mix, y="business_line", x="share", color="label", orientation="h",
+                     labels={"business_line": "business line", "label": "predicted label"})
         fig.update_xaxes(tickformat=".0%", range=[0, 1])
         show(fig, key="monitor_chart_mix")
 
@@ -160,7 +134,7 @@ def charts(by_line: pd.DataFrame, overall: pd.DataFrame, labels: list[str], by: 
         return
     fig = px.line(labelled, x="period", y="accuracy", color="business_line", markers=True,
                   hover_data={"labelled": True},
-                  labels={"period": PERIODS[by], "accuracy": "accuracy", "business_line": "business line"})
+                  labels={"period": by.title(), "accuracy": "accuracy", "business_line": "business line"})
     fig.update_yaxes(tickformat=".0%")
     fig.update_traces(line_width=1, opacity=0.55)
     fig.update_traces(selector={"name": "(all lines)"}, line_width=4, opacity=1.0)
@@ -169,9 +143,8 @@ def charts(by_line: pd.DataFrame, overall: pd.DataFrame, labels: list[str], by: 
                "(hover to see how many).")
 
 
-def send_to_label(name: str, by_line: pd.DataFrame, by: str, f: dict, first: dt.date, last: dt.date) -> None:
-    """Pick a business line and period and open the Label page on that slice (dates as in core:
-    `since` inclusive, `until` exclusive)."""
+def send_to_label(name: str, by_line: pd.DataFrame, by: str, where: Slice, first: dt.date, last: dt.date) -> None:
+    """Pick a business line and period and open the Label page on that slice."""
     st.subheader("Label a slice")
     lines = sorted(by_line["business_line"].unique())
     periods = sorted(by_line["period"].unique(), reverse=True)
@@ -180,11 +153,8 @@ def send_to_label(name: str, by_line: pd.DataFrame, by: str, f: dict, first: dt.
                         format_func=lambda v: "All lines in the filter" if v is None else v)
     start = c2.selectbox("Period", periods, key="monitor_slice_period", format_func=lambda p: period_label(p, by))
     if c3.button("Label this slice", icon="🏷️", key="monitor_send", type="primary"):
-        since = max(pd.Timestamp(start).date(), f["since"] or first)
-        until = min(period_end(pd.Timestamp(start), by).date(), f["until"] or last + dt.timedelta(days=1))
-        st.session_state["label_filters"] = {
-            "model": name, "business_lines": [line] if line else list(f["business_lines"] or []),
-            "since": since, "until": until, "version": f["version"]}
+        st.session_state["label_filters"] = {"model": name,
+                                             "slice": slices.period_slice(where, start, by, line, first, last)}
         st.session_state["select_model"] = name  # a page switch resets the sidebar's model selectbox
         st.switch_page("pages/label.py")
 
@@ -228,19 +198,18 @@ def main() -> None:
 
     reset_filters_on_model_change(name)
     follow_new_days(first, last)
-    f = filters(lines, first, last, versions)
-    query = {k: f[k] for k in ("business_lines", "since", "until", "version")}
+    by, where = filters(lines, first, last, versions)
     with _ui.errors_as_messages(), st.spinner("Computing statistics…"):
-        by_line = load_stats(store, key, revision, name, f["by"], **query)
-        overall = load_stats(store, key, revision, name, f["by"], **query, by_line=False)
+        by_line = load_stats(store, key, revision, name, by, where)
+        overall = load_stats(store, key, revision, name, by, where, by_line=False)
     if by_line.empty:
         st.info("No predictions match these filters. Widen the dates or pick other business lines.")
         st.stop()
 
-    headline(overall, f["by"])
-    charts(by_line, overall, labels, f["by"], low)
-    send_to_label(name, by_line, f["by"], f, first, last)
-    table(by_line, name, f["by"])
+    headline(overall, by)
+    charts(by_line, overall, labels, by, low)
+    send_to_label(name, by_line, by, where, first, last)
+    table(by_line, name, by)
 
 
 main()

@@ -2,6 +2,7 @@
 import streamlit as st
 
 from core import export, predict, registry
+from core.estimators import PROB_PREFIX
 from pages import _ui
 
 st.title("Predict")
@@ -49,10 +50,10 @@ if result is not None:
 result = st.session_state.get("predict_result")
 if result is not None:
     st.success(f"{len(result)} predictions logged with version {result['version'].iloc[0]}.")
-    prob_cols = [c for c in result.columns if c.startswith("p_")]
-    st.dataframe(result, key="predict_table", hide_index=True,
-                 column_config={c: st.column_config.ProgressColumn(
-                     "top probability" if c == "top_prob" else c[2:], min_value=0.0, max_value=1.0, format="%.3f")
-                     for c in prob_cols + ["top_prob"]})
+    titles = {c: c.removeprefix(PROB_PREFIX) for c in result.columns if c.startswith(PROB_PREFIX)}
+    titles["top_prob"] = "top probability"
+    st.dataframe(result, key="predict_table", hide_index=True, column_config={
+        c: st.column_config.ProgressColumn(title, min_value=0.0, max_value=1.0, format="%.3f")
+        for c, title in titles.items()})
     st.download_button("Download CSV", export.to_csv_bytes(result), file_name=f"predictions-{name}.csv",
                        mime="text/csv", key="predict_download")
