@@ -421,11 +421,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _open_store(args):
     """The store the command works on; a store path with nothing there is refused unless the command creates one."""
-    from .store import Store  # after parsing: the store module imports duckdb and pandas
+    import duckdb  # after parsing, like the store module (which imports duckdb and pandas)
+
+    from .store import Store
 
     store = Store(args.store)
-    if args.command not in CREATES_STORE and not store.exists():
-        raise InvalidInput(f"no store at {store.path}; run `python -m core demo` or create a model")
+    if store.path.is_dir():
+        raise InvalidInput(f"--store {store.path} is a folder; give the store's file, e.g. {store.path / 'mms.duckdb'}")
+    if not store.exists():
+        if args.command not in CREATES_STORE:
+            raise InvalidInput(f"no store at {store.path}; run `python -m core demo` or create a model")
+        try:
+            store.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise InvalidInput(f"the store's folder {store.path.parent} cannot be created ({e.strerror})") from None
+        return store
+    try:
+        with store.connect():
+            pass
+    except duckdb.IOException as e:  # not a DuckDB file, no permission, a broken disk
+        reason = str(e).splitlines()[0].removeprefix("IO Error: ")
+        raise InvalidInput(f"{store.path} cannot be opened as a store ({reason})") from None
     return store
 
 
