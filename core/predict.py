@@ -1,6 +1,6 @@
 """Prediction with the active (or a named) version, every prediction logged in one batch.
 
-A loaded model is cached per file and hash (`registry.load_artifact`), and the active version
+A loaded model is cached per file and hash (`artifacts.load`), and the active version
 is looked up on every call, so an activation takes effect on the next call without a restart.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from . import auth, registry, settings
+from . import artifacts, auth, registry, settings
 from . import store as db
 from .errors import InvalidInput
 from .estimators import predict_proba, prob_column
@@ -75,7 +75,7 @@ def predict_texts(store: Store, name: str, texts: Sequence[str], user: str, busi
 def _probabilities(texts: list[str], store: Store, version: registry.Version, labels: list[str]) -> list:
     """(normalised text, probabilities) for one part of a batch, in this process or a worker
     (which loads and verifies the model file itself, once)."""
-    artifact = registry.load_artifact(store, version)
+    artifact = artifacts.load(store, version)
     tokenizer = artifact["tokenizer"]
     norm = [normalise(t, tokenizer.config) for t in texts]
     proba = predict_proba(artifact["pipeline"], [tokenizer.cut_normalised(t) for t in norm], labels)

@@ -1,25 +1,22 @@
-"""Models, versions, activation and model files.
+"""Models and versions: create and change models, read versions, and the one activation path.
 
 Each operation validates, opens one transaction, loads or raises a named error, changes, and
-returns a plain entity. Model files live under `<store folder>/artifacts/<model_id>/`, named by
-ids only, and are loaded only after their sha256 matches the registry's.
+returns a plain entity. Model files are `artifacts`' topic; activation checks a version's file
+through it before switching.
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import threading
 import unicodedata
-import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
-import joblib
 import pandas as pd
 
-from . import auth
+from . import artifacts, auth, compare
 from . import store as db
-from .errors import ArtifactError, InvalidInput, ModelExists, ModelNotFound, VersionNotFound
+from .errors import InvalidInput, ModelExists, ModelNotFound, Regression, VersionNotFound
+from .estimators import ModelConfig
+from .preprocess import PreprocessConfig
 from .store import Store
 
 TASKS = ("classification",)
@@ -114,9 +111,6 @@ def create_model(store: Store, name: str, labels, user: str, description: str = 
 
     `examples` ({split: validated frame}) are imported in the same transaction: a model is
     never left half-made."""
-    from .preprocess import PreprocessConfig
-    from .train import ModelConfig
-
     name = (name or "").strip()
     if not name or len(name) > 100:
         raise InvalidInput("a model name must be 1 to 100 characters")
@@ -158,9 +152,6 @@ def list_models(store: Store) -> list[Model]:
 def update_model(store: Store, name: str, user: str, description: str | None = None,
                  preprocess: dict | None = None, model_config: dict | None = None) -> Model:
     """Change what the next version will be trained with (existing versions keep theirs)."""
-    from .preprocess import PreprocessConfig
-    from .train import ModelConfig
-
     fields = {}
     if description is not None:
         fields["description"] = description
@@ -227,24 +218,58 @@ def models_overview(store: Store) -> pd.DataFrame:
                                        "macro_f1", "accuracy"])
 
 
-def activate_version(store: Store, name: str, version: int, user: str, reason: str = "") -> Version:
+def activate_version(store: Store, name: str, version: int, user: str, reason: str = "",
+                     force: bool = False) -> Version:
     """Make `version` the one that answers predictions; any earlier version may be reactivated.
 
-    The switch is one UPDATE in one transaction with its audit event; a version whose model file
-    is missing or altered cannot be activated."""
-    with store.connect() as con:
-        auth.require(con, user, "activate")
-        model = find_model(con, name)
-        verify_artifact(store, find_version(con, model, version))
+    One transaction: the permission check, the version's model file checked against its sha256
+    (a missing or altered file cannot be activated), the switch and its audit event. Training's
+    `activate` goes through the same `activate_in`."""
     with store.transaction() as con:
-        auth.require(con, user, "activate")
+        auth.require(con, user, "activate")  # before the file is read: a refusal costs nothing
         model = find_model(con, name)
         target = find_version(con, model, version)
-        previous = model.active_version
-        db.set_active_version(con, model.model_id, target.version)
-        db.add_event(con, user, "activate", model.model_id,
-                     {"from_version": previous, "to_version": target.version, "reason": reason})
-    return get_version(store, name, version)
+        artifacts.verify(store, target)
+        activate_in(con, model, target.version, user, reason, force)
+        return find_version(con, find_model(con, name), target.version)
+
+
+def activate_in(con, model: Model, version: int, user: str, reason: str = "", force: bool = False) -> None:
+    """The one writer of a model's active version, on an open transaction: a permission check,
+    the promotion guard, the switch, and one audit event {from_version, to_version, reason}, plus
+    {forced: true, regressions: [...]} when the guard was overridden.
+
+    Called by `activate_version` and by training's register step, so that a new version and its
+    activation commit together."""
+    auth.require(con, user, "activate")
+    found = promotion_guard(con, model, int(version), reason, force)
+    details = {"from_version": model.active_version, "to_version": int(version), "reason": reason}
+    if found:
+        details.update(forced=True, regressions=[r.to_dict() for r in found])
+    db.set_active_version(con, model.model_id, int(version))
+    db.add_event(con, user, "activate", model.model_id, details)
+
+
+def promotion_regressions(con, model: Model, version: int) -> list[compare.Regression]:
+    """Where `version` is worse than the model's active version beyond the tolerances (MMS_GUARD_*);
+    none for the active version itself, a model without one, or versions measured on other test sets."""
+    if model.active_version is None or model.active_version == version:
+        return []
+    return compare.regressions(find_version(con, model, version), find_version(con, model, model.active_version))
+
+
+def promotion_guard(con, model: Model, version: int, reason: str, force: bool) -> list[compare.Regression]:
+    """The promotion guard: Regression for a worse version unless forced, and forcing needs a reason.
+
+    A rollback to an earlier, worse version is a regression too. Returns what was overridden."""
+    found = promotion_regressions(con, model, version)
+    if found and not force:
+        raise Regression(compare.describe(found, version, model.active_version)
+                         + "; activate it anyway only by forcing it with a reason", [r.to_dict() for r in found])
+    if found and not (reason or "").strip():
+        raise InvalidInput(f"forcing version {version}, which is worse than active version {model.active_version}, "
+                           f"needs a reason for the activation history")
+    return found
 
 
 def activation_history(store: Store, name: str) -> pd.DataFrame:
@@ -267,90 +292,7 @@ def events_table(store: Store, name: str | None = None, limit: int = 1000) -> pd
         return db.events(con, model_id, limit=limit)
 
 
-# --- model files --------------------------------------------------------------------------
-
-def new_artifact_path(store: Store, model_id: int) -> tuple[Path, str]:
-    """A fresh file path for a model file (absolute, and relative to the store's folder)."""
-    rel = f"artifacts/{int(model_id)}/{uuid.uuid4().hex}.joblib"
-    return store.path.parent / rel, rel
-
-
-def save_artifact(store: Store, model_id: int, obj) -> tuple[str, str]:
-    """Write a model file; returns (relative path, sha256). Written fully before it is named."""
-    path, rel = new_artifact_path(store, model_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".partial")
-    joblib.dump(obj, tmp)
-    digest = file_sha256(tmp)
-    tmp.replace(path)
-    return rel, digest
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _artifact_file(store: Store, version: Version) -> Path:
-    path = (store.path.parent / version.artifact).resolve()
-    if store.artifacts_dir.resolve() not in path.parents:
-        raise ArtifactError(f"version {version.version}'s model file path points outside the store's folder")
-    return path
-
-
-def verify_artifact(store: Store, version: Version) -> Path:
-    """The model file's path once its sha256 matches the registry's; ArtifactError otherwise."""
-    path = _artifact_file(store, version)
-    if not path.exists():
-        raise ArtifactError(f"version {version.version}'s model file is missing ({version.artifact})")
-    if file_sha256(path) != version.sha256:
-        raise ArtifactError(f"version {version.version}'s model file has been altered: its sha256 differs "
-                            f"from the registry's, so it will not be loaded")
-    return path
-
-
-_loaded: dict[tuple[str, str], dict] = {}
-_loaded_lock = threading.Lock()
-
-
-def load_artifact(store: Store, version: Version) -> dict:
-    """The trained model of a version, cached per file and hash; verified before the first load."""
-    key = (str(store.path.parent / version.artifact), version.sha256)
-    with _loaded_lock:
-        obj = _loaded.get(key)
-    if obj is None:
-        path = verify_artifact(store, version)
-        obj = joblib.load(path)
-        with _loaded_lock:
-            _loaded[key] = obj
-    return obj
-
-
-def stray_artifacts(store: Store) -> list[Path]:
-    """Model files that no version references (left by a crashed training run)."""
-    if not store.artifacts_dir.exists():
-        return []
-    with store.connect() as con:
-        known = {str((store.path.parent / p).resolve()) for p in db.artifact_paths(con)}
-    return [p for p in store.artifacts_dir.glob("*/*") if p.is_file() and str(p.resolve()) not in known]
-
-
 def store_revision(store: Store) -> tuple:
     """A cheap token that changes with every write: pages key their caches on it."""
     with store.connect() as con:
         return db.revision(con)
-
-
-def remove_stray_artifacts(store: Store, older_than_seconds: float = 3600) -> list[Path]:
-    """Delete model files no version references, once they are old enough that no training run
-    in another process can still be about to register them. Returns what was removed."""
-    import time
-
-    cutoff = time.time() - older_than_seconds
-    removed = [p for p in stray_artifacts(store) if p.stat().st_mtime < cutoff]
-    for p in removed:
-        p.unlink(missing_ok=True)
-    return removed

@@ -1,24 +1,29 @@
-"""Training: a model config builds a scikit-learn Pipeline over jieba tokens; full or incremental.
+"""Training a version: a full fit or an incremental update, then one evaluate-and-register step.
 
-The pipeline's input is a list of tokens per text (from `preprocess.Tokenizer`), so stored
-examples are tokenised once per preprocessing config and cached in the store.
+What a model is (config, pipeline, probabilities) is `estimators`' topic; this module decides
+what a version learns from and records it. Stored examples are tokenised once per preprocessing
+config and cached in the store.
 """
 from __future__ import annotations
 
 import copy
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from . import auth, registry
+
+from . import artifacts, auth, registry
 from . import store as db
 from .errors import TrainingError
-from .estimators import ESTIMATORS, ModelConfig, build_pipeline
-# Model files written before estimators.py existed pickled the analyzer as core.train.TokenNgrams.
+# ESTIMATORS: the Train page reads it here until it switches to core.estimators.
+from .estimators import ESTIMATORS, ModelConfig, build_pipeline  # noqa: F401
+# Model files written before estimators.py existed pickled their analyzer as core.train.TokenNgrams.
 from .estimators import TokenNgrams  # noqa: F401
+from .metrics import evaluate
 from .preprocess import PreprocessConfig, Tokenizer
 from .store import Store
+
 
 @dataclass(frozen=True)
 class TrainingPlan:
@@ -30,19 +35,34 @@ class TrainingPlan:
     reason: str
 
 
+@dataclass(frozen=True)
+class Fit:
+    """A fitted pipeline and what it learned from: everything the register step records."""
+    pipeline: object
+    config: ModelConfig
+    prep: PreprocessConfig
+    train: pd.DataFrame        # the rows this fit learned from (new labels only, when incremental)
+    mode: str
+    parent_version: int | None
+    rows_by_source: dict       # every row the version has seen, by source
+    max_example_id: int
+
+
+def _quiet(fraction: float, message: str) -> None:
+    pass
+
+
 def _tokens(store: Store, model_id: int, split: str, prep: PreprocessConfig, labels, after=-1,
-            progress=None) -> pd.DataFrame:
+            progress=_quiet) -> pd.DataFrame:
     """Examples of a split with their tokens; tokenises and caches only the ones not cached yet."""
     key = prep.fingerprint()
     with store.connect() as con:
         frame = db.examples_with_tokens(con, model_id, split, key, after, labels)
     missing = frame["tokens"].isna()
     if missing.any():
-        if progress:
-            progress(0.1, f"tokenising {int(missing.sum())} {split} texts")
-        tokenizer = Tokenizer(prep)
+        progress(0.1, f"tokenising {int(missing.sum())} {split} texts")
         fresh = frame.loc[missing, ["example_id"]].copy()
-        fresh["tokens"] = tokenizer.cut_many(frame.loc[missing, "text"])
+        fresh["tokens"] = Tokenizer(prep).cut_many(frame.loc[missing, "text"])
         with store.transaction() as con:
             db.insert_tokens(con, key, fresh)
         frame.loc[missing, "tokens"] = fresh["tokens"]
@@ -61,9 +81,10 @@ def _fingerprint(frame: pd.DataFrame) -> str:
 
 
 def training_plan(store: Store, name: str) -> TrainingPlan:
-    model = registry.get_model(store, name)
-    active = registry.get_version(store, name) if model.active_version else None
+    """What a full retrain would use and whether an incremental update is possible, and why."""
     with store.connect() as con:
+        model = registry.find_model(con, name)
+        active = registry.resolve_version(con, model) if model.active_version else None
         summary = db.example_summary(con, model.model_id)
         new = db.examples_since(con, model.model_id, active.max_example_id if active else -1)
     train_rows = summary[summary["split"] == "train"].groupby("source")["rows"].sum().to_dict()
@@ -85,79 +106,66 @@ def train_version(store: Store, name: str, user: str, incremental: bool = False,
     """Train and register a new version; the model's first version becomes active by itself.
 
     Full: every training example (imported and feedback) with the model's (or given) config.
-    Incremental: the active version's SGD model, updated with `partial_fit` on the labels added
-    since that version only; refused for configs that cannot learn incrementally."""
-    progress = progress or (lambda fraction, message: None)
-    auth.check(store, user, "train")
-    model = registry.get_model(store, name)
-    labels = model.labels
+    Incremental: the active version's SGD model, updated on the labels added since that version
+    only; it keeps the parent's config and is refused for configs that cannot learn incrementally."""
+    progress = progress or _quiet
+    with store.connect() as con:
+        auth.require(con, user, "train")  # refused before any expensive work
+        model = registry.find_model(con, name)
+        parent = registry.resolve_version(con, model) if incremental else None
     if incremental:
-        parent = registry.get_version(store, name)  # the active one
-        config = ModelConfig.from_dict(parent.model_config)
         if model_config:
             raise TrainingError("an incremental update keeps the parent's config; use a full retrain to change it")
-        if not config.incremental:
-            raise TrainingError(f"version {parent.version} uses {config.estimator}, which cannot learn "
-                                f"incrementally; run a full retrain, or choose the sgd estimator")
-        prep = PreprocessConfig.from_dict(parent.preprocess)
-        progress(0.05, "loading the new labels")
-        train = _tokens(store, model.model_id, "train", prep, labels, parent.max_example_id, progress)
-        if train.empty:
-            raise TrainingError(f"no new labels since version {parent.version}; nothing to learn")
-        pipeline = copy.deepcopy(registry.load_artifact(store, parent)["pipeline"])
-        progress(0.4, f"updating on {len(train)} new labels")
-        _partial_fit(pipeline, train, labels, config)
-        parent_version, mode = parent.version, registry.INCREMENTAL
-        seen = dict(parent.data.get("rows_by_source", {}))
-        for source, n in train["source"].value_counts().items():
-            seen[source] = seen.get(source, 0) + int(n)
+        fit = fit_incremental(store, model, parent, progress)
     else:
         config = ModelConfig.from_dict(model_config if model_config is not None else model.model_config)
         prep = PreprocessConfig.from_dict(preprocess if preprocess is not None else model.preprocess)
-        progress(0.05, "loading training examples")
-        train = _tokens(store, model.model_id, "train", prep, labels, progress=progress)
-        classes = sorted(set(train["label"]))
-        if not classes:
-            raise TrainingError(f"training needs examples of at least two labels; model {name!r} has no "
-                                f"training rows yet (import some with --split train)")
-        if len(classes) < 2:
-            raise TrainingError(f"training needs examples of at least two labels; the training split has "
-                                f"{len(train)} rows, all {classes[0]}")
-        progress(0.4, f"fitting {config.estimator} on {len(train)} examples")
-        pipeline = build_pipeline(config)
-        pipeline.fit(train["tokens"].tolist(), train["label"].tolist())
-        parent_version, mode = model.active_version, registry.FULL
-        seen = {k: int(v) for k, v in train["source"].value_counts().items()}
-
-    from .metrics import evaluate
-
-    progress(0.75, "evaluating on the test split")
-    test = _tokens(store, model.model_id, "test", prep, labels)
-    metrics = evaluate(pipeline, test, labels) if len(test) else {"note": "no test rows"}
-    progress(0.9, "saving the model file")
-    max_seen = int(train["example_id"].max()) if len(train) else -1
-    if mode == registry.INCREMENTAL:
-        max_seen = max(max_seen, parent.max_example_id)
-    data = {"rows": int(sum(seen.values())), "rows_by_source": seen, "new_rows": int(len(train)),
-            "fingerprint": _fingerprint(train), "test_rows": int(len(test))}
-    features = pipeline.named_steps["features"]
-    if hasattr(features, "vocabulary_"):  # numpy ints pickle one by one: 3x slower to save and load
-        features.vocabulary_ = {term: int(i) for term, i in features.vocabulary_.items()}
-    artifact = {"format": 1, "labels": labels, "tokenizer": Tokenizer(prep), "pipeline": pipeline}
-    rel, digest = registry.save_artifact(store, model.model_id, artifact)
-    try:
-        version = _register(store, model, {
-            "parent_version": parent_version, "mode": mode, "model_config": config.to_dict(),
-            "preprocess": prep.to_dict(), "data": data, "metrics": metrics, "max_example_id": max_seen,
-            "artifact": rel, "sha256": digest}, user, activate)
-    except BaseException:
-        (store.path.parent / rel).unlink(missing_ok=True)
-        raise
-    progress(1.0, f"version {version.version} saved")
-    return version
+        fit = fit_full(store, model, config, prep, progress)
+    return _evaluate_and_register(store, model, fit, user, activate, progress)
 
 
-def _partial_fit(pipeline, train: pd.DataFrame, labels: list[str], config: ModelConfig) -> None:
+def fit_full(store: Store, model: registry.Model, config: ModelConfig, prep: PreprocessConfig,
+             progress=_quiet) -> Fit:
+    """A new pipeline fitted on every training example of the model."""
+    progress(0.05, "loading training examples")
+    train = _tokens(store, model.model_id, "train", prep, model.labels, progress=progress)
+    classes = sorted(set(train["label"]))
+    if not classes:
+        raise TrainingError(f"training needs examples of at least two labels; model {model.name!r} has no "
+                            f"training rows yet (import some with --split train)")
+    if len(classes) < 2:
+        raise TrainingError(f"training needs examples of at least two labels; the training split has "
+                            f"{len(train)} rows, all {classes[0]}")
+    progress(0.4, f"fitting {config.estimator} on {len(train)} examples")
+    pipeline = build_pipeline(config)
+    pipeline.fit(train["tokens"].tolist(), train["label"].tolist())
+    seen = {k: int(v) for k, v in train["source"].value_counts().items()}
+    return Fit(pipeline, config, prep, train, registry.FULL, model.active_version, seen,
+               int(train["example_id"].max()))
+
+
+def fit_incremental(store: Store, model: registry.Model, parent: registry.Version, progress=_quiet) -> Fit:
+    """The parent's pipeline (a copy) updated with `partial_fit` on the labels added since it."""
+    config = ModelConfig.from_dict(parent.model_config)
+    if not config.incremental:
+        raise TrainingError(f"version {parent.version} uses {config.estimator}, which cannot learn "
+                            f"incrementally; run a full retrain, or choose the sgd estimator")
+    prep = PreprocessConfig.from_dict(parent.preprocess)
+    progress(0.05, "loading the new labels")
+    train = _tokens(store, model.model_id, "train", prep, model.labels, parent.max_example_id, progress)
+    if train.empty:
+        raise TrainingError(f"no new labels since version {parent.version}; nothing to learn")
+    pipeline = copy.deepcopy(artifacts.load(store, parent)["pipeline"])
+    progress(0.4, f"updating on {len(train)} new labels")
+    _partial_fit(pipeline, train, config)
+    seen = dict(parent.data.get("rows_by_source", {}))
+    for source, n in train["source"].value_counts().items():
+        seen[source] = seen.get(source, 0) + int(n)
+    return Fit(pipeline, config, prep, train, registry.INCREMENTAL, parent.version, seen,
+               max(int(train["example_id"].max()), parent.max_example_id))
+
+
+def _partial_fit(pipeline, train: pd.DataFrame, config: ModelConfig) -> None:
     X = pipeline.named_steps["features"].transform(train["tokens"].tolist())
     y = np.asarray(train["label"].tolist())
     clf = pipeline.named_steps["clf"]
@@ -171,19 +179,46 @@ def _partial_fit(pipeline, train: pd.DataFrame, labels: list[str], config: Model
         clf.partial_fit(X[order], y[order])
 
 
-def _register(store: Store, model: registry.Model, fields: dict, user: str, activate: bool) -> registry.Version:
+def _evaluate_and_register(store: Store, model: registry.Model, fit: Fit, user: str, activate: bool,
+                           progress=_quiet) -> registry.Version:
+    """Evaluate a fit on the model's test split, save its file and register it as the next version."""
+    progress(0.75, "evaluating on the test split")
+    test = _tokens(store, model.model_id, "test", fit.prep, model.labels)
+    metrics = evaluate(fit.pipeline, test, model.labels) if len(test) else {"note": "no test rows"}
+    progress(0.9, "saving the model file")
+    features = fit.pipeline.named_steps["features"]
+    if hasattr(features, "vocabulary_"):  # numpy ints pickle one by one: 3x slower to save and load
+        features.vocabulary_ = {term: int(i) for term, i in features.vocabulary_.items()}
+    artifact = {"format": 1, "labels": model.labels, "tokenizer": Tokenizer(fit.prep), "pipeline": fit.pipeline}
+    rel, digest = artifacts.save(store, model.model_id, artifact)
+    data = {"rows": int(sum(fit.rows_by_source.values())), "rows_by_source": fit.rows_by_source,
+            "new_rows": int(len(fit.train)), "fingerprint": _fingerprint(fit.train), "test_rows": int(len(test))}
+    fields = {"parent_version": fit.parent_version, "mode": fit.mode, "model_config": fit.config.to_dict(),
+              "preprocess": fit.prep.to_dict(), "data": data, "metrics": metrics,
+              "max_example_id": fit.max_example_id, "artifact": rel, "sha256": digest}
+    try:
+        version = _register(store, model.name, fields, user, activate)
+    except BaseException:
+        artifacts.remove(store, rel)
+        raise
+    progress(1.0, f"version {version.version} saved")
+    return version
+
+
+def _register(store: Store, name: str, fields: dict, user: str, activate: bool) -> registry.Version:
+    """The new version, its audit event and, when asked or when it is the first, its activation:
+    one transaction, so a version is never left registered but half-activated."""
     with store.transaction() as con:
         auth.require(con, user, "train")
+        model = registry.find_model(con, name)  # read again: another version may have landed meanwhile
         number = db.next_version_number(con, model.model_id)
         db.insert_version(con, {"model_id": model.model_id, "version": number, **fields,
                                 "created_at": db.now(), "created_by": user})
         db.add_event(con, user, "train", model.model_id,
                      {"version": number, "mode": fields["mode"], "parent": fields["parent_version"],
                       "rows": fields["data"]["rows"], "macro_f1": fields["metrics"].get("macro_f1")})
-        current = db.model_by_name(con, model.name)["active_version"]
-        if activate or current is None:
-            db.set_active_version(con, model.model_id, number)
-            db.add_event(con, user, "activate", model.model_id,
-                         {"from_version": current, "to_version": number,
-                          "reason": "first version" if current is None else "activated after training"})
-    return registry.get_version(store, model.name, number)
+        if model.active_version is None:
+            registry.activate_in(con, model, number, user, reason="first version")
+        elif activate:
+            registry.activate_in(con, model, number, user, reason="activated after training")
+        return registry.find_version(con, registry.find_model(con, name), number)
