@@ -1,15 +1,22 @@
 """Large batches on every core: split a list, run the parts in lasting worker processes and in
-this one, and join the results in order (identical to running the whole list here)."""
+this one, and join the results in order (identical to running the whole list here).
+
+Workers end when the process that started them ends, however it ends (a kill -9 included): each
+holds a model in memory, and an orphaned worker would otherwise wait for work forever.
+"""
 from __future__ import annotations
 
 import multiprocessing
 import os
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 from . import settings
 
 MIN_ITEMS = 2000  # below this, handing work to another process costs more than it saves
+WATCH_SECONDS = 0.5  # how often a worker checks that the process it works for is still there
 
 _pool: ProcessPoolExecutor | None = None
 _pool_lock = threading.Lock()
@@ -20,6 +27,39 @@ def default_workers() -> int:
     return max(1, int(settings.get("workers")) or (os.cpu_count() or 1))
 
 
+def _end_with_parent(starter: int) -> None:
+    """Worker initializer: end this worker when the process that started the pool (`starter`) ends.
+
+    A worker's parent is the forkserver, not the starter, and the forkserver lives until its last
+    worker ends (every worker holds its pipe), so neither parent-death signals nor a closed pipe
+    would ever reach a worker: a thread watches the starter instead, and the parent too."""
+    parent = os.getppid()
+    if not _alive(starter):  # gone before the watch began
+        os._exit(1)
+    threading.Thread(target=_watch, args=(parent, starter), name="mms-parent-watch", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` still runs: a killed process nobody has reaped yet (a zombie) does not."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        pass
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:  # no /proc here: the signal's answer stands
+        return True
+
+
+def _watch(parent: int, starter: int) -> None:
+    # a killed forkserver hands its workers to another parent (init or a subreaper)
+    while os.getppid() == parent and _alive(starter):
+        time.sleep(WATCH_SECONDS)
+    os._exit(1)
+
+
 def _worker_pool(size: int) -> ProcessPoolExecutor:
     """Workers start from a clean forkserver, never as a fork of a threaded server process."""
     global _pool
@@ -27,7 +67,8 @@ def _worker_pool(size: int) -> ProcessPoolExecutor:
         if _pool is None or _pool._max_workers != size:
             if _pool is not None:
                 _pool.shutdown(wait=False, cancel_futures=True)
-            _pool = ProcessPoolExecutor(size, mp_context=multiprocessing.get_context("forkserver"))
+            _pool = ProcessPoolExecutor(size, mp_context=multiprocessing.get_context("forkserver"),
+                                        initializer=_end_with_parent, initargs=(os.getpid(),))
         return _pool
 
 
