@@ -2,8 +2,11 @@
 new version beside the active one on the same test split, ready to activate.
 
 The settings of the next version (estimator, features, jieba preprocessing) sit below, with a
-live tokenisation preview; the retrain uses them as shown, saved or not.
+live tokenisation preview. A retrain uses the model's saved settings; settings that differ from
+them are listed and used only once the user confirms them. Activating takes a typed reason and a
+confirmation; a version worse than the active one (core.compare) needs "activate anyway".
 """
+import hashlib
 import re
 import time
 
@@ -11,16 +14,10 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import preprocess, registry, train
+from core import auth, compare, estimators, preprocess, registry, train
 from pages import _ui
 
 SAMPLE = "这家酒店的房间很干净，前台服务也热情，就是早餐一般般。"
-OVERALL = [  # key, label, format, lower is better
-    ("accuracy", "Accuracy", "pct", False),
-    ("macro_f1", "Macro-F1", "num", False),
-    ("log_loss", "Log loss", "num", True),
-    ("ece", "Calibration error (ECE)", "num", True),
-]
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -42,13 +39,14 @@ def reset_form() -> None:
         del st.session_state[key]
 
 
-def seed_form(model: registry.Model) -> None:
-    """Widgets start from the model's saved settings; a different model starts afresh."""
-    if st.session_state.get("train_form_for") != model.name:
-        reset_form()
-        st.session_state["train_form_for"] = model.name
+def saved_values(model: registry.Model) -> dict:
+    """Each settings widget's value from the model's saved settings, by widget key.
+
+    Passed to the widgets as their `value`, never seeded into session state: a browser that does
+    not hold a widget's value (a fresh session, a page switch) falls back to the widget's own
+    default, which must be the saved setting, not the widget's minimum."""
     c, p = model.model_config, model.preprocess
-    defaults = {
+    return {
         "cfg_estimator": c["estimator"], "cfg_C": float(c["C"]), "cfg_alpha": float(c["alpha"]),
         "cfg_word_ngrams": tuple(c["word_ngrams"]), "cfg_char_on": c["char_ngrams"] is not None,
         "cfg_char_ngrams": tuple(c["char_ngrams"] or (1, 3)), "cfg_min_df": int(c["min_df"]),
@@ -59,37 +57,47 @@ def seed_form(model: registry.Model) -> None:
         "prep_fullwidth": bool(p["fullwidth_to_halfwidth"]), "prep_lowercase": bool(p["lowercase"]),
         "prep_punctuation": bool(p["drop_punctuation"]), "prep_sample": SAMPLE,
     }
-    for key, value in defaults.items():
-        st.session_state.setdefault(key, value)
 
 
-def model_settings(saved: dict) -> dict:
+def seed_form(model: registry.Model) -> dict:
+    """The widgets' values for this model; a different model starts afresh."""
+    if st.session_state.get("train_form_for") != model.name:
+        reset_form()
+        st.session_state["train_form_for"] = model.name
+    return saved_values(model)
+
+
+def model_settings(saved: dict, v: dict) -> dict:
     """Estimator and features; settings that do not apply to the chosen estimator keep their saved value."""
     s = st.session_state
-    st.selectbox("Estimator", list(train.ESTIMATORS), key="cfg_estimator",
-                 format_func=lambda k: f"{k} — {train.ESTIMATORS[k]}")
+    names = list(estimators.ESTIMATORS)
+    st.selectbox("Estimator", names, index=names.index(v["cfg_estimator"]), key="cfg_estimator",
+                 format_func=lambda k: f"{k} — {estimators.ESTIMATORS[k]}")
     estimator = s["cfg_estimator"]
     left, right = st.columns(2)
     with left:
         if estimator in ("logreg", "linear_svc"):
-            st.number_input("C (inverse regularisation)", min_value=1e-4, max_value=1e4, step=0.5, format="%.4g",
-                            key="cfg_C", help="Larger C fits the training data more closely.")
+            st.number_input("C (inverse regularisation)", min_value=1e-4, max_value=1e4, value=v["cfg_C"], step=0.5,
+                            format="%.4g", key="cfg_C", help="Larger C fits the training data more closely.")
         else:
-            st.number_input("alpha", min_value=1e-8, max_value=10.0, step=1e-5, format="%.0e", key="cfg_alpha",
-                            help="Smoothing for naive Bayes, regularisation for SGD.")
-        st.slider("Word n-grams", 1, 6, key="cfg_word_ngrams", help="Runs of 1 to n jieba tokens as features.")
-        st.toggle("Character n-grams as well", key="cfg_char_on")
-        st.slider("Character n-grams", 1, 6, key="cfg_char_ngrams", disabled=not s["cfg_char_on"])
+            st.number_input("alpha", min_value=1e-8, max_value=10.0, value=v["cfg_alpha"], step=1e-5, format="%.0e",
+                            key="cfg_alpha", help="Smoothing for naive Bayes, regularisation for SGD.")
+        st.slider("Word n-grams", 1, 6, value=v["cfg_word_ngrams"], key="cfg_word_ngrams",
+                  help="Runs of 1 to n jieba tokens as features.")
+        st.toggle("Character n-grams as well", value=v["cfg_char_on"], key="cfg_char_on")
+        st.slider("Character n-grams", 1, 6, value=v["cfg_char_ngrams"], key="cfg_char_ngrams",
+                  disabled=not s["cfg_char_on"])
     with right:
         if estimator != "sgd":
-            st.number_input("min_df (ignore features seen in fewer texts)", min_value=1, max_value=1000, step=1,
-                            key="cfg_min_df")
-            st.number_input("max_features (0 = no limit)", min_value=0, max_value=10_000_000, step=10_000,
-                            key="cfg_max_features")
+            st.number_input("min_df (ignore features seen in fewer texts)", min_value=1, max_value=1000,
+                            value=v["cfg_min_df"], step=1, key="cfg_min_df")
+            st.number_input("max_features (0 = no limit)", min_value=0, max_value=10_000_000,
+                            value=v["cfg_max_features"], step=10_000, key="cfg_max_features")
         else:
-            st.number_input("Epochs per incremental update", min_value=1, max_value=100, step=1, key="cfg_epochs",
+            st.number_input("Epochs per incremental update", min_value=1, max_value=100, value=v["cfg_epochs"],
+                            step=1, key="cfg_epochs",
                             help="Passes over the new labels when a later version updates this one.")
-        st.number_input("Random seed", min_value=0, max_value=2**31 - 1, step=1, key="cfg_seed")
+        st.number_input("Random seed", min_value=0, max_value=2**31 - 1, value=v["cfg_seed"], step=1, key="cfg_seed")
     config = dict(saved, estimator=estimator, word_ngrams=list(s["cfg_word_ngrams"]), seed=int(s["cfg_seed"]),
                   char_ngrams=list(s["cfg_char_ngrams"]) if s["cfg_char_on"] else None)
     if estimator in ("logreg", "linear_svc"):
@@ -104,21 +112,22 @@ def model_settings(saved: dict) -> dict:
     return config
 
 
-def preprocessing_settings() -> dict:
+def preprocessing_settings(v: dict) -> dict:
     s = st.session_state
     left, right = st.columns(2)
     with left:
-        st.segmented_control("jieba cut mode", list(preprocess.CUT_MODES), key="prep_cut_mode", required=True,
+        st.segmented_control("jieba cut mode", list(preprocess.CUT_MODES), default=v["prep_cut_mode"],
+                             key="prep_cut_mode", required=True,
                              help="accurate: one cut per text; full: every word jieba knows; "
                                   "search: accurate plus the shorter words inside long ones.")
-        st.toggle("HMM for words not in the dictionary", key="prep_hmm")
-        st.toggle("Full-width to half-width", key="prep_fullwidth")
-        st.toggle("Lower case", key="prep_lowercase")
-        st.toggle("Drop punctuation", key="prep_punctuation")
+        st.toggle("HMM for words not in the dictionary", value=v["prep_hmm"], key="prep_hmm")
+        st.toggle("Full-width to half-width", value=v["prep_fullwidth"], key="prep_fullwidth")
+        st.toggle("Lower case", value=v["prep_lowercase"], key="prep_lowercase")
+        st.toggle("Drop punctuation", value=v["prep_punctuation"], key="prep_punctuation")
     with right:
-        st.text_area("New words (one per line)", key="prep_new_words", height=90,
+        st.text_area("New words (one per line)", value=v["prep_new_words"], key="prep_new_words", height=90,
                      help="Added to this model's jieba dictionary only, so they are never split.")
-        st.text_area("Stop words (one per line)", key="prep_stop_words", height=90,
+        st.text_area("Stop words (one per line)", value=v["prep_stop_words"], key="prep_stop_words", height=90,
                      help="Dropped after cutting.")
     return {"cut_mode": s["prep_cut_mode"] or "accurate", "hmm": s["prep_hmm"],
             "new_words": s["prep_new_words"], "stop_words": s["prep_stop_words"],
@@ -128,7 +137,7 @@ def preprocessing_settings() -> dict:
 
 def tokenisation_preview(prep: dict) -> None:
     st.markdown("**Tokenisation preview**")
-    text = st.text_input("Sample sentence", key="prep_sample", help="Press Enter to see its tokens.")
+    text = st.text_input("Sample sentence", value=SAMPLE, key="prep_sample", help="Press Enter to see its tokens.")
     if not text.strip():
         st.caption("Type a sentence to see its tokens.")
         return
@@ -138,27 +147,34 @@ def tokenisation_preview(prep: dict) -> None:
     st.code(" / ".join(tokens) or "(no tokens left)", language=None, wrap_lines=True)
 
 
-def settings_panel(model: registry.Model) -> tuple[dict, dict, bool, bool]:
-    """The settings form; returns (model config, preprocessing, differs from the saved ones, save clicked)."""
-    seed_form(model)
+def unsaved(model: registry.Model, config: dict, prep: dict) -> pd.DataFrame:
+    """The settings shown that differ from the model's saved ones (setting, saved, shown)."""
+    with _ui.errors_as_messages():
+        def normal(c, p):
+            return {"config": estimators.ModelConfig.from_dict(c).to_dict(),
+                    "preprocess": preprocess.PreprocessConfig.from_dict(p).to_dict()}
+        return compare.settings_diff(normal(model.model_config, model.preprocess), normal(config, prep))
+
+
+def settings_panel(model: registry.Model) -> tuple[dict, dict, pd.DataFrame, bool]:
+    """The settings form; returns (model config, preprocessing, differences from the saved ones, save clicked)."""
+    values = seed_form(model)
     tab_model, tab_prep = st.tabs(["Model", "Preprocessing"])
     with tab_model:
-        config = model_settings(model.model_config)
+        config = model_settings(model.model_config, values)
     with tab_prep:
-        prep = preprocessing_settings()
+        prep = preprocessing_settings(values)
         tokenisation_preview(prep)
-    with _ui.errors_as_messages():
-        changed = (train.ModelConfig.from_dict(config) != train.ModelConfig.from_dict(model.model_config)
-                   or preprocess.PreprocessConfig.from_dict(prep)
-                   != preprocess.PreprocessConfig.from_dict(model.preprocess))
+    diff = unsaved(model, config, prep)
+    changed = not diff.empty
     row = st.container(horizontal=True, vertical_alignment="center")
     save = row.button("Save config", key="train_save", type="primary" if changed else "secondary",
-                      disabled=not changed or not owner())
+                      disabled=not changed or not may("manage"))
     row.button("Reset", key="train_reset", on_click=reset_form, disabled=not changed,
                help="Back to the model's saved settings.")
-    row.caption("Unsaved changes: a full retrain uses the settings shown here. Save them to make them "
-                 "the model's default." if changed else "These are the model's saved settings.")
-    return config, prep, changed, save
+    row.caption("Unsaved changes: save them to make them the model's default, or confirm them above the "
+                "Full retrain button to train with them once." if changed else "These are the model's saved settings.")
+    return config, prep, diff, save
 
 
 def save_settings(model: registry.Model, config: dict, prep: dict) -> None:
@@ -170,12 +186,12 @@ def save_settings(model: registry.Model, config: dict, prep: dict) -> None:
 
 # --- what the next version learns from, and the buttons -----------------------------------
 
-def owner() -> bool:
-    return _ui.role() == "owner"
+def may(action: str) -> bool:
+    return auth.may(_ui.role(), action)
 
 
 def summary(config: dict, prep: dict) -> str:
-    c = train.ModelConfig.from_dict(config)
+    c = estimators.ModelConfig.from_dict(config)
     p = preprocess.PreprocessConfig.from_dict(prep)
     hyper = f"C={c.C:g}" if c.estimator in ("logreg", "linear_svc") else f"alpha={c.alpha:g}"
     chars = f", characters {c.char_ngrams[0]}–{c.char_ngrams[1]}" if c.char_ngrams else ""
@@ -200,28 +216,47 @@ def plan_panel(plan: train.TrainingPlan) -> None:
     c.caption(plan.reason[:1].upper() + plan.reason[1:] + ".")
 
 
-def train_buttons(plan: train.TrainingPlan, config: dict, prep: dict, changed: bool) -> str | None:
-    """The two training buttons; returns the mode clicked ("full" or "incremental"), if any."""
+def confirm_unsaved(diff: pd.DataFrame) -> bool:
+    """With settings that differ from the saved ones: the differences, and a tick to train with them.
+
+    The tick's key depends on the differences, so a further change needs a fresh tick."""
+    if diff.empty:
+        return True
+    st.warning("The settings below differ from the model's saved settings. A Full retrain uses the saved "
+               "settings unless you confirm these:", icon=":material/warning:")
+    shown = diff.assign(saved=diff["saved"].map(compare.as_text), shown=diff["shown"].map(compare.as_text))
+    st.dataframe(shown, hide_index=True, key="train_unsaved_diff")
+    digest = hashlib.sha256(shown.to_json().encode("utf-8")).hexdigest()[:12]
+    return st.checkbox("Train with these unsaved settings", key=f"train_unsaved_ok_{digest}")
+
+
+def train_buttons(plan: train.TrainingPlan, config: dict, prep: dict, diff: pd.DataFrame) -> tuple[str | None, bool]:
+    """The two training buttons; returns (the mode clicked, "full" or "incremental", if any; whether the
+    settings shown may be used)."""
+    confirmed = confirm_unsaved(diff)
     with _ui.errors_as_messages():
         st.caption("Full retrain will use: " + _ui.md_escape(summary(config, prep))
-                   + (" — **unsaved settings**" if changed else ""))
+                   + ("" if diff.empty else " — **unsaved settings, confirmed**" if confirmed else
+                      " — **unsaved settings: tick the confirmation above first**"))
     full, inc, note = st.columns([1, 1, 3], vertical_alignment="center")
-    not_owner = None if owner() else "Training needs the owner role."
+    not_owner = None if may("train") else "Training needs the owner role."
     clicked_full = full.button("Full retrain", key="train_full", type="primary", icon=":material/model_training:",
-                               disabled=not owner(), width="stretch",
-                               help=not_owner or "A new version from every training row, with the settings below.")
+                               disabled=not (may("train") and confirmed), width="stretch",
+                               help=not_owner or ("A new version from every training row, with the settings below."
+                                                  if confirmed else "Confirm the unsaved settings first."))
     clicked_inc = inc.button("Incremental update", key="train_incremental", icon=":material/update:", width="stretch",
-                             disabled=not (owner() and plan.incremental_possible),
+                             disabled=not (may("train") and plan.incremental_possible),
                              help=not_owner or (plan.reason[:1].upper() + plan.reason[1:]))
     if not st.session_state.get("user"):
         st.caption("You will be recorded as “anonymous”: put your name in the sidebar.")
     note.caption("A new version is not activated until you activate it below "
                  + ("(the model's first version is)." if plan.active_version is None else
                     f"(version {plan.active_version} keeps answering predictions)."))
-    return "full" if clicked_full else "incremental" if clicked_inc else None
+    return ("full" if clicked_full else "incremental" if clicked_inc else None), confirmed
 
 
-def run_training(model: registry.Model, mode: str, config: dict, prep: dict) -> None:
+def run_training(model: registry.Model, mode: str, config: dict | None, prep: dict | None) -> None:
+    """Train; a full retrain with config None uses the model's saved settings (read by core)."""
     bar = st.progress(0.0, text="starting")
     started = time.monotonic()
     with _ui.errors_as_messages():
@@ -240,64 +275,36 @@ def run_training(model: registry.Model, mode: str, config: dict, prep: dict) -> 
 
 # --- the new version beside the active one ------------------------------------------------
 
-def fmt(value, kind: str) -> str:
-    return _ui.fmt_pct(value) if kind == "pct" else _ui.fmt_num(value)
+def fmt(value, measure: compare.Measure) -> str:
+    return _ui.fmt_pct(value) if measure.percent else _ui.fmt_num(value)
 
 
-def fmt_delta(new, old, kind: str) -> str | None:
-    if new is None or old is None:
+def fmt_delta(d: compare.Delta) -> str | None:
+    if d.delta is None:
         return None
-    d = new - old
-    return f"{d * 100:+.1f} pp" if kind == "pct" else f"{d:+.3f}"
+    return f"{d.delta * 100:+.1f} pp" if d.measure.percent else f"{d.delta:+.3f}"
 
 
 def overall(new: registry.Version, base: registry.Version | None) -> None:
-    for col, (key, label, kind, lower_better) in zip(st.columns(len(OVERALL)), OVERALL):
-        value = new.metrics.get(key)
-        old = base.metrics.get(key) if base else None
-        delta = fmt_delta(value, old, kind)
-        unchanged = delta is not None and float(re.sub(r"[^0-9.+-]", "", delta)) == 0
-        col.metric(label, fmt(value, kind), delta=delta, border=True,
-                   delta_color="off" if unchanged else "inverse" if lower_better else "normal",
-                   help=f"v{base.version}: {fmt(old, kind)}" + (" · lower is better" if lower_better else "")
+    deltas = compare.overall_deltas(new, base)
+    for col, d in zip(st.columns(len(deltas)), deltas):
+        m = d.measure
+        col.metric(m.label, fmt(d.candidate, m), delta=fmt_delta(d), border=True,
+                   delta_color="off" if d.unchanged else "inverse" if m.lower_is_better else "normal",
+                   help=f"v{base.version}: {fmt(d.base, m)}" + (" · lower is better" if m.lower_is_better else "")
                    if base else None)
-
-
-def per_class_table(new: registry.Version, base: registry.Version | None) -> pd.DataFrame:
-    """One row per class and measure, so that both versions sit side by side in a narrow column."""
-    rows = []
-    for label, m in new.metrics.get("per_class", {}).items():
-        old = base.metrics.get("per_class", {}).get(label, {}) if base else {}
-        for key in ("precision", "recall", "f1"):
-            row = {"class": label, "measure": key}
-            if base:
-                row[f"v{base.version}"] = old.get(key)
-            row[f"v{new.version}"] = m[key]
-            if base:
-                row["Δ"] = m[key] - old[key] if old.get(key) is not None else None
-            row["support"] = m["support"]
-            rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def by_line_table(new: registry.Version, base: registry.Version | None) -> pd.DataFrame:
-    rows = []
-    for line, m in new.metrics.get("by_business_line", {}).items():
-        row = {"business line": line, "test rows": m["n"]}
-        old = base.metrics.get("by_business_line", {}).get(line, {}) if base else {}
-        if base:
-            row[f"v{base.version}"] = old.get("accuracy")
-        row[f"v{new.version}"] = m["accuracy"]
-        if base:
-            row["Δ"] = m["accuracy"] - old["accuracy"] if old.get("accuracy") is not None else None
-        rows.append(row)
-    return pd.DataFrame(rows)
 
 
 def show_table(frame: pd.DataFrame, key: str) -> None:
     formats = {c: st.column_config.NumberColumn(c, format="%+.3f" if c == "Δ" else "%.3f")
                for c in frame.columns if c == "Δ" or re.fullmatch(r"v\d+", c)}
     st.dataframe(frame, hide_index=True, column_config=formats, key=key)
+
+
+def regressions_table(found: list[compare.Regression]) -> None:
+    st.dataframe(pd.DataFrame([r.to_dict() for r in found]), hide_index=True, key="train_regressions",
+                 column_config={c: st.column_config.NumberColumn(c, format="%.3f")
+                                for c in ("base", "candidate", "drop", "tolerance")})
 
 
 def confusion_figure(version: registry.Version, zmax: int) -> go.Figure:
@@ -316,7 +323,7 @@ def confusion_figure(version: registry.Version, zmax: int) -> go.Figure:
 def result_panel(model: registry.Model, versions: list[registry.Version]):
     """The version just trained (or the newest one, if it is not active) beside the active version.
 
-    Returns (version, reason) when its activate button is clicked."""
+    Returns (version, reason, force) when its activate button is clicked."""
     by_number = {v.version: v for v in versions}
     result = st.session_state.get("train_result")
     if result and result["model"] == model.name and result["version"] in by_number:
@@ -329,7 +336,7 @@ def result_panel(model: registry.Model, versions: list[registry.Version]):
     else:
         st.caption("The newest version is the active one. Train a version to see it here beside it.")
         return None
-    base = by_number.get(model.active_version if model.active_version != new.version else result.get("base"))
+    base = by_number.get(compare.comparison_base(new.version, model.active_version, result.get("base")))
     st.subheader(heading + (f", beside active version {base.version}" if base and base.status == registry.ACTIVE
                             else f", beside version {base.version}" if base else ""))
     st.caption(f"{new.mode} · trained by {_ui.md_escape(new.created_by)} at {new.created_at:%Y-%m-%d %H:%M} · "
@@ -337,18 +344,18 @@ def result_panel(model: registry.Model, versions: list[registry.Version]):
     if "accuracy" not in new.metrics:
         st.warning("This version has no metrics: the model has no test rows. Import a test split on the Data page.")
         return None
-    if base and base.metrics.get("n_test") != new.metrics.get("n_test"):
-        st.warning(f"The test split changed between the two versions ({base.metrics.get('n_test')} and "
-                   f"{new.metrics.get('n_test')} rows): differences are not only the model's.")
-    clicked = activate_box(model, new)
+    note = compare.not_comparable(new, base) if base else None
+    if note:
+        st.warning(note[:1].upper() + note[1:] + ": differences are not only the model's.")
+    clicked = activate_box(model, new, by_number.get(model.active_version))
     overall(new, base)
     left, right = st.columns(2)
     with left:
         st.markdown("**Per class**")
-        show_table(per_class_table(new, base), "train_per_class")
+        show_table(compare.per_class_table(new, base), "train_per_class")
     with right:
         st.markdown("**Per business line** (accuracy)")
-        show_table(by_line_table(new, base), "train_by_line")
+        show_table(compare.by_line_table(new, base), "train_by_line")
     shown = [v for v in (base, new) if v and "confusion" in v.metrics]
     zmax = max(max(max(row) for row in v.metrics["confusion"]["matrix"]) for v in shown)
     st.markdown("**Confusion matrices** (rows: true label, columns: predicted)")
@@ -357,27 +364,46 @@ def result_panel(model: registry.Model, versions: list[registry.Version]):
     return clicked
 
 
-def activate_box(model: registry.Model, new: registry.Version):
-    """The reason field and activate button; returns (version, reason) when clicked."""
+def activate_box(model: registry.Model, new: registry.Version, active: registry.Version | None):
+    """A typed reason, a confirmation, and, when the version is worse than the active one, what
+    regressed and a tick to activate it anyway; returns (version, reason, force) when clicked."""
     if new.status == registry.ACTIVE:
         st.success(f"Version {new.version} is active: it answers predictions now.")
         return None
-    reason, button = st.columns([4, 1], vertical_alignment="bottom")
-    text = reason.text_input("Reason for activating (recorded in the history)", key="train_activate_reason",
-                             placeholder=f"better than version {model.active_version} on the test split")
-    if button.button(f"Activate v{new.version}", key="train_activate", type="primary", width="stretch",
-                     disabled=not owner(), help=None if owner() else "Activating needs the owner role."):
-        return new.version, text.strip() or f"compared with version {model.active_version} on the Train page"
+    found = compare.regressions(new, active) if active else []
+    if found:
+        st.error(compare.describe(found, new.version, active.version)[:1].upper()
+                 + compare.describe(found, new.version, active.version)[1:] + ".", icon=":material/trending_down:")
+        regressions_table(found)
+    reason = st.text_input("Reason for activating (recorded in the history)", key="train_activate_reason",
+                           max_chars=500, placeholder=f"why version {new.version} should answer predictions")
+    switch = (f"Switch predictions from version {model.active_version} to version {new.version}"
+              if model.active_version else f"Make version {new.version} the active version")
+    confirm = st.checkbox(switch, key="train_activate_confirm")
+    force = found and st.checkbox(f"Activate anyway, although version {new.version} is worse (recorded as "
+                                  f"forced, with your reason)", key="train_activate_force")
+    ready = may("activate") and bool(reason.strip()) and confirm and (not found or force)
+    why_not = ("Activating needs the owner role." if not may("activate")
+               else "Type a reason and tick the confirmation first." if not (reason.strip() and confirm)
+               else "Tick “activate anyway” to switch to a worse version." if not ready else None)
+    if not st.session_state.get("user"):
+        st.caption("You will be recorded as “anonymous”: put your name in the sidebar.")
+    label = f"Activate v{new.version} anyway" if found else f"Activate v{new.version}"
+    if st.button(label, key="train_activate", type="primary", disabled=not ready,
+                 help=why_not or "The switch is one transaction, recorded with your name and reason."):
+        if ready:  # a disabled button's click from a stale browser is ignored
+            return new.version, reason.strip(), bool(found)
     return None
 
 
-def activate(model: registry.Model, version: int, reason: str) -> None:
+def activate(model: registry.Model, version: int, reason: str, force: bool) -> None:
     with _ui.errors_as_messages():
-        registry.activate_version(_ui.store(), model.name, version, _ui.user(), reason)
+        registry.activate_version(_ui.store(), model.name, version, _ui.user(), reason, force=force)
     # keep it beside the version it replaced
     st.session_state["train_result"] = {"model": model.name, "version": version, "base": model.active_version,
                                         "how": "just activated"}
-    st.session_state["flash"] = f"Version {version} is now active: it answers predictions."
+    st.session_state["flash"] = (f"Version {version} is now active: it answers predictions"
+                                 + (" (forced, recorded with your reason)." if force else "."))
     st.session_state["train_clear"] = True
     st.rerun()
 
@@ -388,14 +414,15 @@ def main() -> None:
     name = _ui.require_model()
     store = _ui.store()
     if st.session_state.pop("train_clear", False):
-        st.session_state["train_activate_reason"] = ""  # assigned: the browser keeps a deleted widget's value
+        # assigned, not deleted: the browser keeps a deleted widget's value
+        st.session_state.update(train_activate_reason="", train_activate_confirm=False, train_activate_force=False)
     with _ui.errors_as_messages():
         model, versions, plan = load(store, repr(store), name, _ui.revision())
     st.title("Train")
     st.markdown(f"**{_ui.md_escape(model.name)}** · " + (
         f"active version **v{model.active_version}**" if model.active_version else "no version yet")
         + (f" · {_ui.md_escape(model.description)}" if model.description else ""))
-    if not owner():
+    if not may("train"):
         st.info("Training, saving settings and activating need the owner role.")
 
     # Drawn top to bottom as a product owner reads; filled so that actions run last, where an
@@ -404,19 +431,24 @@ def main() -> None:
     with settings:
         st.divider()
         st.subheader("Settings for the next version")
-        config, prep, changed, save = settings_panel(model)
+        config, prep, diff, save = settings_panel(model)
     with result:
         to_activate = result_panel(model, versions)
     with top:
         st.subheader("What the next version will learn from")
         plan_panel(plan)
-        mode = train_buttons(plan, config, prep, changed)
+        mode, confirmed = train_buttons(plan, config, prep, diff)
     if save:
         with settings:
             save_settings(model, config, prep)
-    if mode:
+    if mode == "full" and not confirmed:  # a stale browser's click on the disabled button
         with top:
-            run_training(model, mode, config, prep)
+            st.error("The settings shown differ from the saved ones: tick “Train with these unsaved settings” "
+                     "or press Reset first.")
+    elif mode:
+        with top:
+            # unchanged settings: core reads the saved ones, whatever the widgets hold
+            run_training(model, mode, *((config, prep) if not diff.empty else (None, None)))
     if to_activate:
         with result:
             activate(model, *to_activate)

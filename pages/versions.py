@@ -1,12 +1,13 @@
 """Versions (product owners): every model at a glance; for the selected model its versions and their
-metrics, reactivating any version with a reason, a diff of two versions, and the history."""
-import json
+metrics, reactivating any version with a reason, a diff of two versions, and the history.
 
+Reactivating a version worse than the active one (an ordinary rollback, often) shows what regressed
+(core.compare) and needs "reactivate anyway", recorded as forced with the reason."""
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import registry
+from core import auth, compare, registry
 from pages import _ui
 
 HEADLINES = {"accuracy": "Accuracy", "macro_f1": "Macro-F1"}
@@ -27,12 +28,13 @@ def load_model(_store, store_key: str, name: str, revision: tuple) -> dict:
             "events": registry.events_table(_store, name, limit=50)}
 
 
-def owner() -> bool:
-    return _ui.role() == "owner"
+def may(action: str) -> bool:
+    return auth.may(_ui.role(), action)
 
 
-def label_of(v: registry.Version) -> str:
-    active = " · active" if v.status == registry.ACTIVE else ""
+def label_of(v: registry.Version, active: int | None) -> str:
+    """A version as the dropdowns name it; "active" from the model's active version as read this run."""
+    active = " · active" if v.version == active else ""
     return f"v{v.version} · {v.mode} · macro-F1 {_ui.fmt_num(v.headline)} · {v.created_at:%Y-%m-%d}{active}"
 
 
@@ -92,81 +94,58 @@ def versions_table(table: pd.DataFrame) -> None:
 
 
 def reactivate_box(model: registry.Model, versions: list[registry.Version], history: pd.DataFrame):
-    """Pick a version, give a reason, confirm; returns (version, reason, was active before) on click."""
+    """Pick a version, give a reason, confirm (and, for a worse version, tick "anyway");
+    returns (version, reason, was active before, force) on click."""
     st.markdown("**Switch the active version**")
     by_number = {v.version: v for v in versions}
-    inactive = [v.version for v in versions if v.status != registry.ACTIVE]
+    inactive = [v.version for v in versions if v.version != model.active_version]
     keep_valid("versions_pick", list(by_number), inactive[-1] if inactive else versions[-1].version)
     picked = st.selectbox("Version", list(by_number), key="versions_pick",
-                          format_func=lambda n: label_of(by_number[n]))
+                          format_func=lambda n: label_of(by_number[n], model.active_version))
     v = by_number[picked]
     st.caption(f"Trained by {_ui.md_escape(v.created_by)} at {v.created_at:%Y-%m-%d %H:%M} · "
                + (f"{v.data.get('rows', 0):,} rows seen · " if v.data.get("rows") is not None else "")
                + ("answers predictions now." if picked == model.active_version else
                   "was active before." if picked in set(history["to_version"]) else "never active yet."))
+    active = by_number.get(model.active_version)
+    found = compare.regressions(v, active) if active and picked != model.active_version else []
+    if found:
+        sentence = compare.describe(found, picked, model.active_version)
+        st.error(sentence[:1].upper() + sentence[1:] + ".", icon=":material/trending_down:")
+        st.dataframe(pd.DataFrame([r.to_dict() for r in found]), hide_index=True, key="versions_regressions",
+                     column_config={c: st.column_config.NumberColumn(c, format="%.3f")
+                                    for c in ("base", "candidate", "drop", "tolerance")})
     reason = st.text_input("Reason (recorded in the activation history)", key="versions_reason",
                            placeholder="e.g. version 3 misreads hotel reviews", max_chars=500)
     confirm = st.checkbox(f"Switch predictions from version {model.active_version} to version {picked}",
                           key="versions_confirm", disabled=picked == model.active_version)
-    ready = owner() and picked != model.active_version and bool(reason.strip()) and confirm
-    why_not = ("Activating needs the owner role." if not owner()
+    force = bool(found) and st.checkbox(f"Switch anyway, although version {picked} is worse (recorded as forced, "
+                                        f"with your reason)", key="versions_force")
+    ready = (may("activate") and picked != model.active_version and bool(reason.strip()) and confirm
+             and (force or not found))
+    why_not = ("Activating needs the owner role." if not may("activate")
                else "This version is already active." if picked == model.active_version
-               else "Give a reason and tick the confirmation first." if not ready else None)
+               else "Give a reason and tick the confirmation first." if not (reason.strip() and confirm)
+               else "Tick “switch anyway” to activate a worse version." if not ready else None)
     verb = "Reactivate" if picked in set(history["to_version"]) else "Activate"
-    if st.button(f"{verb} v{picked}", key="versions_reactivate", type="primary", disabled=not ready,
+    if st.button(f"{verb} v{picked}" + (" anyway" if found else ""), key="versions_reactivate", type="primary",
+                 disabled=not ready,
                  help=why_not or "The switch is one transaction, recorded with your name and reason."):
-        return picked, reason.strip(), verb == "Reactivate"
+        if ready:  # a disabled button's click from a stale browser is ignored
+            return picked, reason.strip(), verb == "Reactivate", bool(found)
     if not st.session_state.get("user"):
         st.caption("You will be recorded as “anonymous”: put your name in the sidebar.")
     return None
 
 
-def reactivate(model: registry.Model, version: int, reason: str, again: bool) -> None:
+def reactivate(model: registry.Model, version: int, reason: str, again: bool, force: bool) -> None:
     with _ui.errors_as_messages():
-        registry.activate_version(_ui.store(), model.name, version, _ui.user(), reason)
+        registry.activate_version(_ui.store(), model.name, version, _ui.user(), reason, force=force)
     st.session_state["flash"] = (f"Version {version} is {'active again' if again else 'now active'}: it answers "
-                                 f"{_ui.md_escape(model.name)}'s predictions from now on.")
+                                 f"{_ui.md_escape(model.name)}'s predictions from now on"
+                                 + (" (forced, recorded with your reason)." if force else "."))
     st.session_state["versions_clear"] = True
     st.rerun()
-
-
-def flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in d.items():
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def shown_value(value) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, (list, tuple)):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
-
-
-def version_facts(v: registry.Version) -> dict:
-    facts = {"mode": v.mode}
-    facts.update(flatten(v.model_config, "config."))
-    facts.update(flatten(v.preprocess, "preprocess."))
-    facts.update(flatten(v.data, "data."))
-    facts.update(flatten(v.metrics, "metrics."))
-    facts.update({"parent": v.parent_version, "created": f"{v.created_at:%Y-%m-%d %H:%M}", "created by": v.created_by})
-    return facts
-
-
-def diff_table(a: registry.Version, b: registry.Version) -> pd.DataFrame:
-    fa, fb = version_facts(a), version_facts(b)
-    keys = list(dict.fromkeys([*fa, *fb]))
-    rows = [(k, shown_value(fa.get(k)), shown_value(fb.get(k))) for k in keys]
-    frame = pd.DataFrame(rows, columns=["setting", f"v{a.version}", f"v{b.version}"])
-    frame["differs"] = (frame.iloc[:, 1] != frame.iloc[:, 2]).map({True: "●", False: ""})
-    return frame
 
 
 def diff_section(versions: list[registry.Version], active: int | None) -> None:
@@ -180,15 +159,18 @@ def diff_section(versions: list[registry.Version], active: int | None) -> None:
     keep_valid(DIFF_KEYS[0], numbers, active if active in by_number else numbers[-2])
     keep_valid(DIFF_KEYS[1], numbers, newest_other)
     left, right, only = st.columns([2, 2, 1], vertical_alignment="bottom")
-    a = left.selectbox("Version", numbers, key=DIFF_KEYS[0], format_func=lambda n: label_of(by_number[n]))
-    b = right.selectbox("beside version", numbers, key=DIFF_KEYS[1], format_func=lambda n: label_of(by_number[n]))
+    a = left.selectbox("Version", numbers, key=DIFF_KEYS[0], format_func=lambda n: label_of(by_number[n], active))
+    b = right.selectbox("beside version", numbers, key=DIFF_KEYS[1],
+                        format_func=lambda n: label_of(by_number[n], active))
     only_diff = only.toggle("Only differences", value=True, key="versions_diff_only")
-    frame = diff_table(by_number[a], by_number[b])
-    differing = int((frame["differs"] == "●").sum())
+    diff = compare.diff_table(by_number[a], by_number[b])
+    differing = int(diff["differs"].sum())
+    st.caption(f"{differing} of {len(diff)} settings and figures differ." if a != b
+               else "The same version on both sides.")
     if only_diff:
-        frame = frame[frame["differs"] == "●"]
-    st.caption(f"{differing} of {len(version_facts(by_number[a]) | version_facts(by_number[b]))} settings and "
-               f"figures differ." if a != b else "The same version on both sides.")
+        diff = diff[diff["differs"]]
+    frame = diff.assign(**{c: diff[c].map(compare.as_text) for c in diff.columns if c not in ("setting", "differs")},
+                        differs=diff["differs"].map({True: "●", False: ""}))
     styled = frame.style.apply(
         lambda row: ["background-color: rgba(250, 204, 21, 0.25)" if row["differs"] else ""] * len(row), axis=1)
     st.dataframe(styled, hide_index=True, key="versions_diff", column_config={
@@ -218,7 +200,7 @@ def main() -> None:
     store = _ui.store()
     if st.session_state.pop("versions_clear", False):
         # assigned, not deleted: the browser keeps a deleted widget's old value on screen
-        st.session_state.update(versions_reason="", versions_confirm=False, versions_pick=None)
+        st.session_state.update(versions_reason="", versions_confirm=False, versions_force=False, versions_pick=None)
     with _ui.errors_as_messages():
         data = load_model(store, repr(store), name, _ui.revision())
     model, versions = data["model"], data["versions"]

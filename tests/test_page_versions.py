@@ -1,4 +1,6 @@
 """The Versions page: models, versions, reactivating with a reason, the diff, the history."""
+import json
+
 import pytest
 
 from core import registry, train
@@ -14,7 +16,9 @@ def table(at, *columns):
 @pytest.fixture
 def two_versions(seeded_store):
     """Version 2 trained and activated, so that version 1 can be reactivated."""
-    train.train_version(seeded_store, MODEL, "owner2", model_config={"estimator": "complement_nb"}, activate=True)
+    train.train_version(seeded_store, MODEL, "owner2", model_config={"estimator": "complement_nb"})
+    # complement_nb is worse than version 1 here: activating it is forced, as a person would
+    registry.activate_version(seeded_store, MODEL, 2, "owner2", "set-up: try naive Bayes", force=True)
     return seeded_store
 
 
@@ -75,3 +79,39 @@ def test_analysts_cannot_reactivate(app, two_versions):
     at.text_input(key="versions_reason").input("roll back").run()
     at.checkbox(key="versions_confirm").check().run()
     assert at.button(key="versions_reactivate").disabled
+
+
+@pytest.fixture
+def better_active(seeded_store):
+    """Version 2 (complement_nb) trained; version 1 stays active and is better: reactivating 2 is worse."""
+    train.train_version(seeded_store, MODEL, "owner2", model_config={"estimator": "complement_nb"})
+    return seeded_store
+
+
+def test_switching_to_a_worse_version_shows_what_regressed_and_needs_forcing(app, better_active):
+    at = app("pages/versions.py")
+    assert at.selectbox(key="versions_pick").value == 2
+    assert any("version 2 is worse than version 1 on the same test set" in e.value.lower() for e in at.error)
+    fell = table(at, "what", "drop")
+    assert "accuracy" in set(fell["what"])
+    at.text_input(key="versions_reason").input("回滚演练").run()
+    at.checkbox(key="versions_confirm").check().run()
+    assert at.button(key="versions_reactivate").disabled  # a worse version needs "switch anyway"
+    at.checkbox(key="versions_force").check().run()
+    at.button(key="versions_reactivate").click().run()
+    assert not at.exception
+    assert registry.get_model(better_active, MODEL).active_version == 2
+    details = json.loads(registry.events_table(better_active, MODEL, limit=1).iloc[0]["details"])
+    assert (details["reason"], details["forced"]) == ("回滚演练", True)
+    assert any("forced" in s.value for s in at.success)
+
+
+def test_after_a_rollback_the_dropdowns_label_the_new_active_version(app, two_versions):
+    at = app("pages/versions.py")
+    at.text_input(key="versions_reason").input("roll back").run()
+    at.checkbox(key="versions_confirm").check().run()
+    at.button(key="versions_reactivate").click().run()
+    assert registry.get_model(two_versions, MODEL).active_version == 1
+    for key in ("versions_pick", "versions_diff_a", "versions_diff_b"):
+        labels = at.selectbox(key=key).options
+        assert [label.split(" · ")[0] for label in labels if label.endswith("active")] == ["v1"], key
