@@ -271,6 +271,16 @@ def cmd_restore(args, store):
     _emit_record(args, record)
 
 
+def cmd_check(args, store):
+    from . import check
+
+    report = check.check_store(store)
+    for sentence in report.sentences():
+        print(sentence)
+    if not report.ok:
+        raise MMSError(f"{len(report.problems)} problem(s) above need you")
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a mistake on the command line is one sentence on stderr and exit code 2."""
 
@@ -413,6 +423,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("dest")
     c = command("restore", cmd_restore, "replace the store with a backup (the old file is kept beside it)")
     c.add_argument("src")
+    command("check", cmd_check, "verify every model file's hash and each model's active version; "
+                                "remove model files no version references")
     c = command("events", cmd_events, "the audit log, newest first")
     c.add_argument("name", nargs="?")
     c.add_argument("--limit", type=_whole_number(1, MAX_COUNT), default=100, help="how many events (default 100)")
