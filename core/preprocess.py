@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 import jieba
 
 from .errors import InvalidInput
+from .workers import split_map
 
 jieba.setLogLevel(logging.WARNING)
 
@@ -136,8 +137,6 @@ class Tokenizer:
         """Tokens of every text; a large batch may be split across `workers` processes."""
         if workers == 1:
             return [self(t) for t in texts]
-        from .workers import split_map
-
         return split_map(_cut, list(texts), (self.config.to_dict(),), workers)
 
 
