@@ -28,6 +28,7 @@ from .errors import (ArtifactError, InvalidInput, MMSError, ModelNotFound, Permi
                      VersionNotFound)
 from . import compare
 from .errors import Regression
+from .estimators import PROB_PREFIX
 from .store import Store
 
 PREFIX = "/api"
@@ -325,8 +326,8 @@ def create_app(store: Store | None = None) -> FastAPI:
         _check_batch(body.texts)
         frame = predict.predict_texts(store, name, body.texts, caller.user, business_line=body.business_line,
                                       version=body.version, source="api")
-        columns = [c for c in frame.columns if c.startswith(predict.prob_column(""))]  # in the model's label order
-        labels = [c.removeprefix(predict.prob_column("")) for c in columns]
+        columns = [c for c in frame.columns if c.startswith(PROB_PREFIX)]  # in the model's label order
+        labels = [c.removeprefix(PROB_PREFIX) for c in columns]
         proba = frame[columns].to_numpy().tolist()
         answers = [Prediction(prediction_id=pid, label=label, probabilities=dict(zip(labels, p)), version=version)
                    for pid, label, p, version in zip(frame["prediction_id"].tolist(), frame["label"].tolist(),

@@ -16,8 +16,7 @@ import pandas as pd
 from . import artifacts, auth, registry
 from . import store as db
 from .errors import TrainingError
-# ESTIMATORS: the Train page reads it here until it switches to core.estimators.
-from .estimators import ESTIMATORS, ModelConfig, build_pipeline  # noqa: F401
+from .estimators import ModelConfig, build_pipeline
 # Model files written before estimators.py existed pickled their analyzer as core.train.TokenNgrams.
 from .estimators import TokenNgrams  # noqa: F401
 from .metrics import evaluate
