@@ -11,7 +11,7 @@ import shutil
 import time
 from pathlib import Path
 
-from . import auth, registry
+from . import artifacts, auth
 from . import store as db
 from .errors import InvalidInput
 from .store import Store
@@ -57,7 +57,7 @@ def _first_bad_copy(dest: Path, files) -> str | None:
         path = dest / rel
         if not path.is_file():
             return f"model {name!r} version {version}'s model file is missing ({rel})"
-        if registry.file_sha256(path) != sha256:
+        if artifacts.file_sha256(path) != sha256:
             return (f"model {name!r} version {version}'s model file has been altered: its sha256 differs "
                     f"from the one recorded when it was trained ({rel})")
     return None
