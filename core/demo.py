@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import importlib.resources
 import json
+import shutil
+import tempfile
+import threading
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -120,3 +124,63 @@ def demo_notice(store: Store) -> str | None:
     with store.connect() as con:
         ev = db.events(con, action="build_demo", limit=1)
     return json.loads(ev["details"].iloc[0])["notice"] if not ev.empty else None
+
+
+_build_lock = threading.Lock()
+_build_status: dict = {"fraction": 0.0, "message": "waiting to start"}
+
+
+def build_status() -> tuple[float, str]:
+    """How far the demo build running in this process has got (fraction, message)."""
+    return _build_status["fraction"], _build_status["message"]
+
+
+def ensure_demo_store(store: Store, user: str = "demo", progress=None) -> bool:
+    """Build the demo into `store` if it has no file yet; True if this call built it.
+
+    Once per process: the server starts the build when it starts, and a dashboard session that
+    arrives meanwhile waits here, following the same progress."""
+    progress = progress or (lambda fraction, message: None)
+    while not store.exists():
+        if not _build_lock.acquire(timeout=0.5):
+            progress(*build_status())
+            continue
+        try:
+            if store.exists():
+                return False
+
+            def report(fraction, message):
+                _build_status.update(fraction=fraction, message=message)
+                progress(fraction, message)
+
+            _build_into_place(store, user, report)
+            return True
+        finally:
+            _build_lock.release()
+    return False
+
+
+def _build_into_place(store: Store, user: str, progress) -> None:
+    """Build in a scratch folder beside the store, then move it in: the store file appears last,
+    whole, so a build killed half-way leaves no half-made store for the next start to trust."""
+    folder = store.path.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob(".demo-build-*"):
+        shutil.rmtree(old, ignore_errors=True)  # left by a build that was killed
+    scratch = Path(tempfile.mkdtemp(prefix=".demo-build-", dir=folder))
+    try:
+        build_store(Store(scratch / store.path.name), user, progress=progress)
+        built_artifacts = scratch / "artifacts"
+        if built_artifacts.exists():
+            for model_dir in built_artifacts.iterdir():
+                target = store.artifacts_dir / model_dir.name
+                if target.exists():  # model files of an earlier store whose database is gone
+                    target.rename(target.with_name(f"{target.name}.orphaned-{scratch.name}"))
+                target.parent.mkdir(parents=True, exist_ok=True)
+                model_dir.rename(target)
+        wal = scratch / (store.path.name + ".wal")
+        if wal.exists():
+            wal.rename(store.path.with_name(store.path.name + ".wal"))
+        (scratch / store.path.name).rename(store.path)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
