@@ -9,7 +9,7 @@ import datetime as dt
 import pandas as pd
 import streamlit as st
 
-from core import feedback, sampling, slices
+from core import auth, feedback, sampling, slices
 from core.errors import EmptyPool, InvalidInput, MMSError, StoreBusy
 from core.estimators import prob_column
 from core.registry import NOT_TRAINING_LABELS
@@ -259,7 +259,7 @@ def main() -> None:
         st.info(f"Model {_ui.md_escape(name)} has no predictions yet, so there is nothing to label. Log some on the "
                 "Predict page first.")
         st.stop()
-    can_label = _ui.role() in ("labeller", "owner")
+    can_label = auth.may(_ui.role(), "label")
     if not can_label:
         st.info("Your role is Analyst (read only): choose Labeller in the sidebar to label.")
         st.stop()
