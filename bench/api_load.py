@@ -28,8 +28,10 @@ import requests
 
 from _common import ROOT, header
 from core import demo
-from core import store as db
 from core.store import Store
+
+sys.path.insert(0, str(ROOT / "tests"))
+import storeprobe  # noqa: E402  (row counts before and after: a read the product itself never needs)
 
 HOST = "127.0.0.1"  # loopback only, always
 
@@ -179,7 +181,7 @@ def main(argv=None) -> int:
         demo.build_store(store, n_train=3000, n_test=1000, n_traffic=args.traffic, weeks=2)
         print(f"store: demo model {demo.MODEL!r}, built in {time.perf_counter() - t0:.1f} s at {store.path}")
         with store.connect() as con:
-            before = db.table_counts(con)
+            before = storeprobe.table_counts(con)
 
         proc, base, how = start_server(store, free_port(), Path(tmp) / "server.log")
         results, to_label = Results(), queue.Queue()
@@ -209,7 +211,7 @@ def main(argv=None) -> int:
             stop_server(proc)
 
         with store.connect() as con:
-            after = db.table_counts(con)
+            after = storeprobe.table_counts(con)
         failed = sum(n for (_, status), n in results.status.items() if status not in (200, 201))
         if failed:
             print(f"{failed} requests failed; the server's log ends with:\n"

@@ -284,16 +284,6 @@ def _shared_for(path: Path) -> _SharedDatabase:
         return _shared.setdefault(str(path), _SharedDatabase())
 
 
-def schema_version(con) -> int:
-    return con.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] or 0
-
-
-def table_counts(con) -> dict[str, int]:
-    """Row counts of every table: what a failed import or a crash must leave unchanged."""
-    tables = ["models", "versions", "examples", "predictions", "feedback", "sample_batches", "events"]
-    return {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
-
-
 def _next_ids(con, sequence: str, n: int) -> list[int]:
     if n == 0:
         return []
@@ -531,12 +521,6 @@ def predictions_by_id(con, model_id: int, prediction_ids: list[int]) -> pd.DataF
         WHERE p.model_id = ? AND list_contains(?, p.prediction_id)""", [model_id, prediction_ids]).df()
 
 
-def prediction_count(con, model_id: int | None = None) -> int:
-    if model_id is None:
-        return con.execute("SELECT count(*) FROM predictions").fetchone()[0]
-    return con.execute("SELECT count(*) FROM predictions WHERE model_id = ?", [model_id]).fetchone()[0]
-
-
 def business_lines(con, model_id: int) -> list[str]:
     return [r[0] for r in con.execute(
         "SELECT DISTINCT business_line FROM predictions WHERE model_id = ? ORDER BY 1", [model_id]).fetchall()]
@@ -605,10 +589,6 @@ def insert_batch(con, model_id: int, strategy: str, params: dict, prediction_ids
                 [batch_id, model_id, strategy, json.dumps(params, ensure_ascii=False, default=str),
                  prediction_ids, now(), user])
     return batch_id
-
-
-def batch_row(con, batch_id: int) -> dict | None:
-    return _row(con.execute("SELECT * FROM sample_batches WHERE batch_id = ?", [batch_id]))
 
 
 def unlabelled_count(con, model_id: int, **filters) -> int:

@@ -13,6 +13,8 @@ from core import api, auth, feedback, registry, train
 from core import store as db
 from core.store import Store
 
+import storeprobe as probe
+
 MODEL = "评论情感"
 PREDICT = f"/api/models/{MODEL}/predict"
 FEEDBACK = f"/api/models/{MODEL}/feedback"
@@ -44,7 +46,7 @@ def bearer(token: str) -> dict[str, str]:
 
 def counts(store) -> dict[str, int]:
     with store.connect() as con:
-        return db.table_counts(con)
+        return probe.table_counts(con)
 
 
 def predict(client, *texts, **fields):

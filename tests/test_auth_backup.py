@@ -1,8 +1,10 @@
 """Roles are checked in core on every write; backups round-trip."""
 import pytest
 
-from core import auth, backup, feedback, predict, registry, sampling, store as db, train
+from core import auth, backup, feedback, predict, registry, sampling, train
 from core.errors import InvalidInput, PermissionDenied
+
+import storeprobe as probe
 
 M = "评论情感"
 
@@ -34,7 +36,7 @@ def test_a_labeller_is_refused_an_activation_in_core(team):
 
 def test_each_role_gets_what_it_may_do_and_nothing_else(team):
     with team.connect() as con:
-        before = db.table_counts(con)
+        before = probe.table_counts(con)
     refused = [
         lambda: train.train_version(team, M, "lars"),
         lambda: registry.create_model(team, "x", ["a", "b"], "lars"),
@@ -46,7 +48,7 @@ def test_each_role_gets_what_it_may_do_and_nothing_else(team):
         with pytest.raises(PermissionDenied):
             attempt()
     with team.connect() as con:
-        assert db.table_counts(con) == before
+        assert probe.table_counts(con) == before
     batch = sampling.select_hard_examples(team, M, 1, "lars")
     feedback.label_prediction(team, M, int(batch.examples["prediction_id"].iloc[0]), "正面", "lars")
     predict.predict_texts(team, M, ["好"], "anna")
@@ -72,14 +74,14 @@ def test_passwords_and_tokens_are_stored_hashed(team):
 
 def test_backup_and_restore_round_trip(seeded_store, tmp_path):
     with seeded_store.connect() as con:
-        before = db.table_counts(con)
+        before = probe.table_counts(con)
     backup.backup(seeded_store, tmp_path / "bk", "ops")
     train.train_version(seeded_store, M, "ops", model_config={"estimator": "complement_nb"})
     registry.activate_version(seeded_store, M, 2, "ops")
     kept = backup.restore(seeded_store, tmp_path / "bk", "ops")
     assert kept.exists()
     with seeded_store.connect() as con:
-        after = db.table_counts(con)
+        after = probe.table_counts(con)
     assert {k: v for k, v in after.items() if k != "events"} == {k: v for k, v in before.items() if k != "events"}
     assert registry.get_model(seeded_store, M).active_version == 1
     assert predict.predict_texts(seeded_store, M, ["很好"], "ops")["version"].iloc[0] == 1

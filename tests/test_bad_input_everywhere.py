@@ -5,15 +5,16 @@ import io
 import pandas as pd
 import pytest
 
-from core import cli, export, store as db
+from core import cli, export
 from test_imports import BAD
+import storeprobe as probe
 
 M = "评论情感"
 
 
 def _counts(store):
     with store.connect() as con:
-        return db.table_counts(con)
+        return probe.table_counts(con)
 
 
 @pytest.mark.parametrize("filename,data,message", BAD, ids=[b[0] for b in BAD])

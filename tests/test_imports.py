@@ -4,8 +4,10 @@ import io
 import pandas as pd
 import pytest
 
-from core import imports, registry, store as db
+from core import imports, registry
 from core.errors import InvalidInput
+
+import storeprobe as probe
 
 GOOD = "text,label,business_line\n房间很干净,正面,酒店\n太差了,负面,酒店\n"
 
@@ -39,11 +41,11 @@ BAD = [
 @pytest.mark.parametrize("filename,data,message", BAD, ids=[b[0] for b in BAD])
 def test_bad_file_is_refused_with_a_sentence_and_nothing_is_written(model_store, filename, data, message):
     with model_store.connect() as con:
-        before = db.table_counts(con)
+        before = probe.table_counts(con)
     with pytest.raises(InvalidInput, match=message):
         imports.import_examples(model_store, "m", data, "train", "u", filename)
     with model_store.connect() as con:
-        assert db.table_counts(con) == before
+        assert probe.table_counts(con) == before
 
 
 @pytest.mark.parametrize("encoding", ["gbk", "gb18030", "utf-8-sig", "utf-8"])
@@ -70,10 +72,10 @@ def test_validation_reports_before_writing(model_store):
     assert report.ok and report.rows == 2
     assert report.summary()["rows"].sum() == 2
     with model_store.connect() as con:
-        assert db.table_counts(con)["examples"] == 0
+        assert probe.table_counts(con)["examples"] == 0
     imports.import_examples(model_store, "m", GOOD.encode(), "train", "u", "good.csv")
     with model_store.connect() as con:
-        assert db.table_counts(con)["examples"] == 2
+        assert probe.table_counts(con)["examples"] == 2
 
 
 def test_created_at_is_parsed_or_reported(model_store):

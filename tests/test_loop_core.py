@@ -6,12 +6,14 @@ import pytest
 from core import feedback, predict, registry, sampling, stats, store as db, train
 from core.errors import EmptyPool, InvalidInput
 
+import storeprobe as probe
+
 M = "评论情感"
 
 
 def test_predictions_are_logged_with_line_time_and_probabilities(seeded_store):
     with seeded_store.connect() as con:
-        before = db.prediction_count(con)
+        before = probe.prediction_count(con)
     out = predict.predict_texts(seeded_store, M, ["房间很干净，服务很好", "太差了，再也不来了"], "ana",
                                 business_line=["酒店", "酒店"], created_at=["2026-10-01 10:00", None])
     assert list(out.columns) == ["prediction_id", "text", "business_line", "label", "top_prob", "version",
@@ -20,7 +22,7 @@ def test_predictions_are_logged_with_line_time_and_probabilities(seeded_store):
     assert np.allclose(out[["p_正面", "p_负面"]].sum(axis=1), 1)
     assert (out["top_prob"] == out[["p_正面", "p_负面"]].max(axis=1)).all()
     with seeded_store.connect() as con:
-        assert db.prediction_count(con) == before + 2
+        assert probe.prediction_count(con) == before + 2
         logged = db.predictions_by_id(con, 1, out["prediction_id"].tolist())
     assert set(logged["business_line"]) == {"酒店"}
     with pytest.raises(InvalidInput, match="text 2 is empty"):
@@ -42,7 +44,7 @@ def test_every_strategy_returns_k_unique_unlabelled_predictions(seeded_store, st
     assert found.strategy == strategy
     with seeded_store.connect() as con:
         labelled = con.execute("SELECT prediction_id FROM feedback").df()["prediction_id"]
-        batch = db.batch_row(con, found.batch_id)
+        batch = probe.batch_row(con, found.batch_id)
     assert not ex["prediction_id"].isin(labelled).any()
     assert batch["strategy"] == strategy and list(batch["prediction_ids"]) == ex["prediction_id"].tolist()
 
@@ -81,11 +83,11 @@ def test_the_same_normalised_text_is_offered_once(seeded_store):
 def test_labels_become_training_rows_and_skip_does_not(seeded_store):
     ex = sampling.select_hard_examples(seeded_store, M, 3, "lab").examples
     with seeded_store.connect() as con:
-        before = db.table_counts(con)
+        before = probe.table_counts(con)
     ids = feedback.record_labels(seeded_store, M, pd.DataFrame(
         {"prediction_id": ex["prediction_id"], "label": ["正面", "skip", "unclear"]}), "lab")
     with seeded_store.connect() as con:
-        after = db.table_counts(con)
+        after = probe.table_counts(con)
     assert after["feedback"] == before["feedback"] + 3
     assert after["examples"] == before["examples"] + 1
     assert feedback.labelled_counts(seeded_store, M, user="lab") == {"正面": 1, "skip": 1, "unclear": 1}
@@ -94,13 +96,13 @@ def test_labels_become_training_rows_and_skip_does_not(seeded_store):
     assert not again["prediction_id"].isin(ex["prediction_id"]).any()
     feedback.undo_labels(seeded_store, M, ids[:1], "lab")
     with seeded_store.connect() as con:
-        assert db.table_counts(con)["examples"] == before["examples"]
+        assert probe.table_counts(con)["examples"] == before["examples"]
 
 
 def test_bad_labels_change_nothing(seeded_store):
     ex = sampling.select_hard_examples(seeded_store, M, 2, "lab").examples
     with seeded_store.connect() as con:
-        before = db.table_counts(con)
+        before = probe.table_counts(con)
     cases = [
         ({"prediction_id": ex["prediction_id"], "label": ["正面", "好评"]}, "label '好评' in row 3 is not one of"),
         ({"prediction_id": [ex["prediction_id"].iloc[0], 10 ** 9], "label": ["正面", "负面"]}, "no prediction 1000000000"),
@@ -113,7 +115,7 @@ def test_bad_labels_change_nothing(seeded_store):
     with pytest.raises(InvalidInput, match="already labelled"):
         feedback.label_prediction(seeded_store, M, int(ex["prediction_id"].iloc[0]), "负面", "lab")
     with seeded_store.connect() as con:
-        assert db.table_counts(con)["examples"] == before["examples"] + 1
+        assert probe.table_counts(con)["examples"] == before["examples"] + 1
 
 
 def test_statistics_match_the_log(seeded_store):

@@ -1,14 +1,16 @@
 
 import pandas as pd
 
-from core import imports, registry, store as db
+from core import imports, registry
+
+import storeprobe as probe
 
 M = "评论情感"
 
 
 def _counts(store):
     with store.connect() as con:
-        return db.table_counts(con)
+        return probe.table_counts(con)
 
 
 def test_predict_page_logs_typed_texts(app, seeded_store):

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from core import registry, store as db, train
+from core import registry, train
+
+import storeprobe as probe
 
 ROOT = Path(__file__).resolve().parent.parent
 M = "评论情感"
@@ -26,7 +28,7 @@ def _spawn(store, *args, env=None):
 
 def _state(store):
     with store.connect() as con:
-        counts = db.table_counts(con)
+        counts = probe.table_counts(con)
     versions = registry.list_versions(store, M)
     return counts, versions
 
@@ -103,7 +105,7 @@ print(ok, busy)
 """)
     env = {"MMS_LOCK_TIMEOUT": "30"}
     with seeded_store.connect() as con:
-        before = db.table_counts(con)
+        before = probe.table_counts(con)
     looper = subprocess.Popen([sys.executable, str(loop)], stdout=subprocess.PIPE, text=True,
                               env={**os.environ, **env})
     clis = [_spawn(seeded_store, "predict", M, tmp_path / "batch.csv", env=env) for _ in range(4)]
@@ -125,7 +127,7 @@ print(ok, busy)
     assert looper.returncode == 0, "the predicting loop failed (its error is above)"
     loop_ok, loop_busy = map(int, out.split())
     with seeded_store.connect() as con:
-        after = db.table_counts(con)
+        after = probe.table_counts(con)
     expected = app_predictions + 4 * 20 + loop_ok
     assert after["predictions"] - before["predictions"] == expected
     assert after["feedback"] - before["feedback"] == 16

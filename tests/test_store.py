@@ -8,10 +8,12 @@ from core import store as db
 from core.errors import StoreBusy
 from core.store import MIGRATIONS
 
+import storeprobe as probe
+
 
 def test_migrations_are_recorded_once(store):
     with store.connect() as con:
-        assert db.schema_version(con) == len(MIGRATIONS)
+        assert probe.schema_version(con) == len(MIGRATIONS)
     db._migrated.clear()
     with store.connect() as con:  # a second start applies nothing twice
         assert con.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] == len(MIGRATIONS)
@@ -19,13 +21,13 @@ def test_migrations_are_recorded_once(store):
 
 def test_transaction_rolls_back_on_error(store):
     with store.connect() as con:
-        before = db.table_counts(con)
+        before = probe.table_counts(con)
     with pytest.raises(RuntimeError):
         with store.transaction() as con:
             db.insert_model(con, "x", "", "classification", ["a", "b"], {}, {}, "u")
             raise RuntimeError("boom")
     with store.connect() as con:
-        assert db.table_counts(con) == before
+        assert probe.table_counts(con) == before
 
 
 def test_lock_held_by_another_process_is_reported_with_its_pid(store, monkeypatch):
@@ -47,4 +49,4 @@ def test_lock_held_by_another_process_is_reported_with_its_pid(store, monkeypatc
         holder.kill()
         holder.wait()
     with store.connect() as con:  # free again once the other process is gone
-        assert db.schema_version(con) >= 1
+        assert probe.schema_version(con) >= 1

@@ -2,10 +2,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import feedback, predict, registry, store as db, train
+from core import feedback, predict, registry, train
 from core.errors import ArtifactError, InvalidInput, ModelExists, ModelNotFound, TrainingError, VersionNotFound
 
 from conftest import make_model
+import storeprobe as probe
 
 
 def test_create_model_validates_and_refuses_duplicates(store):
@@ -91,7 +92,7 @@ def test_training_with_one_class_is_refused(store, reviews):
     with pytest.raises(TrainingError, match="at least two labels"):
         train.train_version(store, "m", "u")
     with store.connect() as con:
-        assert db.table_counts(con)["versions"] == 0
+        assert probe.table_counts(con)["versions"] == 0
 
 
 def test_activation_switches_atomically_and_is_audited(store, reviews):
