@@ -4,22 +4,10 @@ from __future__ import annotations
 
 import logging
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
 from _common import ROOT, timer
-
-# bench/pages.py would shadow the project's pages/ (a namespace package, which yields to a
-# module of the same name anywhere on the path) when app.py imports `pages._ui`: import the
-# project's package first, without this folder on the path. The folder stays on the path
-# otherwise: worker processes re-import a benchmark's main file, which imports from here.
-_BENCH = Path(__file__).resolve().parent
-_path = list(sys.path)
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _BENCH]
-import pages  # noqa: E402,F401
-sys.path[:] = _path
-assert Path(pages.__path__[0]) == ROOT / "pages", pages.__path__
 
 PAGES = ["pages/monitor.py", "pages/label.py", "pages/train.py", "pages/versions.py", "pages/data.py",
          "pages/predict.py"]

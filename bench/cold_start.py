@@ -44,7 +44,6 @@ def apptest_child(path: str) -> None:
     """In a fresh process: import the app's machinery and run app.py once (Monitor)."""
     start = time.perf_counter()
     os.environ["MMS_STORE"] = path
-    import _apptest  # noqa: F401  (keeps bench/pages.py from shadowing the project's pages/)
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)

@@ -2,7 +2,7 @@
 them: app.py with its st.navigation) on the full demo store: the first render of each page in
 a new session, and a second render (a rerun of that session, as after a click).
 
-    python bench/pages.py [--store PATH]
+    python bench/page_renders.py [--store PATH]
 
 Without --store, the demo store is built with core.demo.build_store's defaults in a temporary
 folder (deleted at the end). Before measuring, every page is rendered once on an empty store,
