@@ -62,13 +62,16 @@ def test_the_loop_end_to_end(tmp_path, reviews):
     versions = as_json(run(store, "--format", "json", "versions", "sentiment"))
     assert [(v["version"], v["status"], v["rows_seen"]) for v in versions] == [(1, "inactive", 400), (2, "active", 429)]
 
-    run(store, "activate", "sentiment", "1", "--reason", "roll back after complaints", user="owner")
+    run(store, "activate", "sentiment", "1", "--force", "--reason", "roll back after complaints", user="owner")
     again = as_json(run(store, "--format", "json", "predict", "sentiment", tmp_path / "stream.csv"))
     assert {p["version"] for p in again} == {1}
 
     events = as_json(run(store, "--format", "json", "events", "sentiment"))
     activations = [json.loads(e["details"]) | {"user": e["user"]} for e in events if e["action"] == "activate"]
-    assert activations[0] == {"from_version": 2, "to_version": 1, "reason": "roll back after complaints", "user": "owner"}
+    rollback = activations[0]
+    assert {k: rollback[k] for k in ("from_version", "to_version", "reason", "user")} == \
+        {"from_version": 2, "to_version": 1, "reason": "roll back after complaints", "user": "owner"}
+    assert rollback["forced"] is True and rollback["regressions"]  # v1 is worse on the test set: audited as forced
     assert activations[1]["from_version"] == 1 and activations[1]["to_version"] == 2
 
     table = as_json(run(store, "--format", "json", "stats", "sentiment", "--by", "week"))
