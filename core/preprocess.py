@@ -43,12 +43,12 @@ class PreprocessConfig:
             raise InvalidInput(f"unknown preprocessing setting(s): {', '.join(sorted(unknown))}")
         if d.get("cut_mode", "accurate") not in CUT_MODES:
             raise InvalidInput(f"cut_mode must be one of {', '.join(CUT_MODES)}, not {d['cut_mode']!r}")
+        for key in ("hmm", "fullwidth_to_halfwidth", "lowercase", "drop_punctuation"):
+            if key in d and not isinstance(d[key], bool):
+                raise InvalidInput(f"{key} must be true or false, not {d[key]!r}")
         for key in ("new_words", "stop_words"):
             if key in d:
-                words = d[key]
-                if isinstance(words, str):
-                    words = [w for w in words.replace("\n", ",").split(",")]
-                d[key] = tuple(sorted({w.strip() for w in words if w and w.strip()}))
+                d[key] = _word_list(key, d[key])
         return cls(**d)
 
     def to_dict(self) -> dict:
@@ -61,6 +61,15 @@ class PreprocessConfig:
         """Identifies the tokens this config produces: the key of the token cache."""
         blob = json.dumps(self.to_dict(), sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+
+def _word_list(key: str, words) -> tuple[str, ...]:
+    """A list of words, or one string of words separated by commas or new lines; sorted, distinct."""
+    if isinstance(words, str):
+        words = words.replace("\n", ",").split(",")
+    if not isinstance(words, (list, tuple)) or not all(isinstance(w, str) for w in words):
+        raise InvalidInput(f"{key} must be a list of words, like [\"差评\", \"好评\"], not {words!r}")
+    return tuple(sorted({w.strip() for w in words if w.strip()}))
 
 
 def normalise(text: str, config: PreprocessConfig = PreprocessConfig()) -> str:

@@ -53,3 +53,13 @@ def test_config_fingerprint_follows_settings():
     b = PreprocessConfig.from_dict({"stop_words": "了,的"})
     assert a == b and a.fingerprint() == b.fingerprint()
     assert a.fingerprint() != PreprocessConfig().fingerprint()
+
+
+@pytest.mark.parametrize("bad", [{"stop_words": 7}, {"new_words": [1, None]}, {"hmm": "yes"},
+                                 {"lowercase": [1]}, {"new_words": {"a": 1}}, {"cut_mode": "fast"}])
+def test_a_malformed_preprocessing_config_is_a_sentence_not_a_traceback(bad):
+    from core.errors import InvalidInput
+    from core.preprocess import PreprocessConfig
+
+    with pytest.raises(InvalidInput, match=next(iter(bad))):
+        PreprocessConfig.from_dict(bad)
