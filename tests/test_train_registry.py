@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import feedback, predict, registry, train
+from core import artifacts, estimators, feedback, predict, registry, train
 from core.errors import ArtifactError, InvalidInput, ModelExists, ModelNotFound, TrainingError, VersionNotFound
 
 from conftest import make_model
@@ -52,7 +52,7 @@ def test_same_data_config_and_seed_give_the_same_model(store, reviews):
 
 def test_every_estimator_trains(store, reviews):
     make_model(store, reviews)
-    for estimator in train.ESTIMATORS:
+    for estimator in estimators.ESTIMATORS:
         v = train.train_version(store, "m", "u", model_config={"estimator": estimator, "char_ngrams": [1, 2]})
         assert v.metrics["accuracy"] > 0.6, estimator
 
@@ -68,12 +68,12 @@ def test_incremental_update_learns_from_the_new_labels_only(store, reviews):
     v2 = train.train_version(store, "m", "u", incremental=True, activate=True)
     assert (v2.mode, v2.parent_version, v2.data["new_rows"]) == ("incremental", 1, 60)
     assert v2.data["rows_by_source"] == {"import": 300, "feedback": 60}
-    before = registry.load_artifact(store, v1)["pipeline"].named_steps["clf"].coef_
-    after = registry.load_artifact(store, v2)["pipeline"].named_steps["clf"].coef_
+    before = artifacts.load(store, v1)["pipeline"].named_steps["clf"].coef_
+    after = artifacts.load(store, v2)["pipeline"].named_steps["clf"].coef_
     assert not np.allclose(before, after)
     # the 60 new labels went through partial_fit: the updated model agrees with them more
-    tokens = registry.load_artifact(store, v2)["tokenizer"].cut_many(rest["text"].iloc[:60])
-    agree = lambda v: (registry.load_artifact(store, v)["pipeline"].predict(tokens) == rest["label"].iloc[:60]).mean()
+    tokens = artifacts.load(store, v2)["tokenizer"].cut_many(rest["text"].iloc[:60])
+    agree = lambda v: (artifacts.load(store, v)["pipeline"].predict(tokens) == rest["label"].iloc[:60]).mean()
     assert agree(v2) >= agree(v1)
     # and an update that repeats on the same labels is refused: nothing new since v2
     with pytest.raises(TrainingError, match="no new labels since version 2"):
