@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from core import registry, train
+from core import artifacts, registry, train
 
 import storeprobe as probe
 
@@ -38,7 +38,7 @@ def _assert_sound(store, active_before):
     model = registry.get_model(store, M)
     assert model.active_version == active_before
     for v in registry.list_versions(store, M):
-        registry.verify_artifact(store, v)
+        artifacts.verify(store, v)
 
 
 def test_kill_9_during_training_never_leaves_a_half_made_version(seeded_store):
@@ -56,9 +56,9 @@ def test_kill_9_during_training_never_leaves_a_half_made_version(seeded_store):
         assert len(after) in (len(before), len(before) + 1)
         completed += len(after) - len(before)
         _assert_sound(seeded_store, 1)
-    strays = registry.stray_artifacts(seeded_store)
-    assert all(registry.remove_stray_artifacts(seeded_store, older_than_seconds=0) == strays for _ in [0])
-    assert registry.stray_artifacts(seeded_store) == []
+    strays = artifacts.strays(seeded_store)
+    assert all(artifacts.remove_strays(seeded_store, older_than_seconds=0) == strays for _ in [0])
+    assert artifacts.strays(seeded_store) == []
     print(f"\ntraining: {trials} runs, {killed} killed, {completed} completed versions, "
           f"{len(strays)} stray files removed, 0 half-made versions")
 
