@@ -9,6 +9,10 @@ class StoreBusy(MMSError):
     """Another process holds the store's write lock for longer than we are willing to wait."""
 
 
+class StoreError(MMSError):
+    """The store refused a write for a reason that is not the caller's input (a full disk, a broken file)."""
+
+
 class Conflict(MMSError):
     """Two writers changed the same rows at once; this one was rolled back and may be retried."""
 

@@ -1,7 +1,9 @@
-"""Prediction with the active (or a named) version, every prediction logged in one batch.
+"""Prediction with the active (or a named) version, every prediction logged before it is answered.
 
 A loaded model is cached per file and hash (`artifacts.load`), and the active version
 is looked up on every call, so an activation takes effect on the next call without a restart.
+In the server, rows are logged by the group-commit writer (`logwriter`); elsewhere in one
+transaction per call.
 """
 from __future__ import annotations
 
@@ -10,8 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from . import artifacts, auth, registry, settings
-from . import store as db
+from . import artifacts, logwriter, registry, settings
 from .errors import InvalidInput
 from .estimators import predict_proba, prob_column
 from .files import display_name, read_table
@@ -61,9 +62,7 @@ def predict_texts(store: Store, name: str, texts: Sequence[str], user: str, busi
     frame["top_prob"] = proba.max(axis=1)
     frame["probs"] = list(proba)
     frame["created_at"] = pd.to_datetime(_per_text(created_at, len(texts), None))
-    with store.transaction() as con:
-        auth.require(con, user, "predict")
-        ids = db.insert_predictions(con, model.model_id, model_version.version, frame, source, user)
+    ids = logwriter.write(store, logwriter.Rows(model.model_id, model_version.version, frame, source, user))
     out = frame[["text", "business_line", "label", "top_prob"]].copy()
     out.insert(0, "prediction_id", ids)
     out["version"] = model_version.version
