@@ -50,10 +50,19 @@ class Regression(MMSError):
 
     `regressions` lists what fell (plain dicts: what, base, candidate, drop, tolerance)."""
 
-    def __init__(self, sentence: str, regressions: list[dict]):
+    def __init__(self, sentence: str, regressions: list[dict], version: int | None = None):
         super().__init__(sentence)
         self.regressions = regressions
+        self.version = version  # the version refused
 
 
 class EmptyPool(MMSError):
     """No unlabelled prediction matches the filters: the queue is exhausted."""
+
+
+class SignInRefused(MMSError):
+    """A sign-in was refused: wrong name or password, or too many failures (`retry_after` seconds)."""
+
+    def __init__(self, sentence: str, retry_after: int = 0):
+        super().__init__(sentence)
+        self.retry_after = retry_after

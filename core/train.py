@@ -15,7 +15,7 @@ import pandas as pd
 
 from . import artifacts, auth, registry
 from . import store as db
-from .errors import TrainingError
+from .errors import Regression, TrainingError
 from .estimators import ModelConfig, build_pipeline
 # Model files written before estimators.py existed pickled their analyzer as core.train.TokenNgrams.
 from .estimators import TokenNgrams  # noqa: F401
@@ -206,7 +206,19 @@ def _evaluate_and_register(store: Store, model: registry.Model, fit: Fit, user: 
 
 def _register(store: Store, name: str, fields: dict, user: str, activate: bool) -> registry.Version:
     """The new version, its audit event and, when asked or when it is the first, its activation:
-    one transaction, so a version is never left registered but half-activated."""
+    one transaction, so a version is never left registered but half-activated. A version the
+    promotion guard refuses is kept, not activated, and the refusal is raised after it is saved."""
+    refused = None
+    try:
+        return _insert_version(store, name, fields, user, activate)
+    except Regression as e:
+        refused = e
+    version = _insert_version(store, name, fields, user, activate=False)
+    raise Regression(f"version {version.version} was trained and kept but not activated: {refused}",
+                     refused.regressions, version.version)
+
+
+def _insert_version(store: Store, name: str, fields: dict, user: str, activate: bool) -> registry.Version:
     with store.transaction() as con:
         auth.require(con, user, "train")
         model = registry.find_model(con, name)  # read again: another version may have landed meanwhile

@@ -119,3 +119,13 @@ def test_api_compare_route(client, worse):
     assert answer.status_code == 200
     assert answer.json()["candidate"] == 2 and answer.json()["regressions"]
     assert client.get(f"/models/{MODEL}/compare", params={"a": 1, "b": 9}).status_code == 404
+
+
+def test_training_with_activate_keeps_a_refused_version_inactive(seeded_store):
+    with pytest.raises(Regression, match="version 2 was trained and kept but not activated") as e:
+        train.train_version(seeded_store, MODEL, "tester", model_config={"estimator": "complement_nb"}, activate=True)
+    assert e.value.version == 2
+    versions = registry.list_versions(seeded_store, MODEL)
+    assert [v.version for v in versions] == [1, 2]
+    assert registry.get_model(seeded_store, MODEL).active_version == 1
+    assert registry.activate_version(seeded_store, MODEL, 2, "tester", "nb anyway", force=True).status == "active"
