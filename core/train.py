@@ -197,6 +197,8 @@ def _evaluate_and_register(store: Store, model: registry.Model, fit: Fit, user: 
               "max_example_id": fit.max_example_id, "artifact": rel, "sha256": digest}
     try:
         version = _register(store, model.name, fields, user, activate)
+    except Regression:
+        raise  # registered and kept, only not activated: its file stays
     except BaseException:
         artifacts.remove(store, rel)
         raise
