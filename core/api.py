@@ -5,8 +5,9 @@ dashboard's process stays the store's single writer. Endpoints are plain `def`: 
 DuckDB and sklearn, and FastAPI runs such endpoints in its threadpool. Every refusal is a JSON
 body `{"error": sentence}` with a 4xx (5xx when the server is at fault), and nothing is logged
 for it. The active version is looked up on every call, so an activation answers the next one.
-While the store has no users the API is open; once it has, every call but /health needs a bearer
-token (`python -m core create-token USER`) and acts as that user, with that user's role.
+While the store has no users the API is open, to this machine only (any other client address is
+refused with 403); once it has users, every call but /health needs a bearer token (`python -m core
+create-token USER`) and acts as that user, with that user's role.
 """
 from __future__ import annotations
 
@@ -24,8 +25,8 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Mount
 
 from . import auth, demo, feedback, predict, registry, settings
-from .errors import (ArtifactError, InvalidInput, MMSError, ModelNotFound, PermissionDenied, StoreBusy,
-                     VersionNotFound)
+from .errors import (ArtifactError, InvalidInput, MMSError, ModelNotFound, PermissionDenied, SignInRefused,
+                     StoreBusy, VersionNotFound)
 from . import compare
 from .errors import Regression
 from .estimators import PROB_PREFIX
@@ -36,7 +37,7 @@ PREFIX = "/api"
 log = logging.getLogger(__name__)
 
 STATUS = {Regression: 409, ModelNotFound: 404, VersionNotFound: 404, InvalidInput: 422, PermissionDenied: 403,
-          StoreBusy: 503, ArtifactError: 500}
+          StoreBusy: 503, ArtifactError: 500, SignInRefused: 429}
 
 
 # --- request and answer bodies ------------------------------------------------------------
@@ -123,7 +124,7 @@ class ModelDetail(ModelSummary):
 
 class Health(BaseModel):
     ok: bool
-    store: str
+    store: str | None = Field(None, description="The store's path: only for a caller with a valid token.")
     models: int
     auth: str = Field(description='"open" while the store has no users (no token needed), else "bearer".')
 
@@ -205,12 +206,24 @@ def auth_mode(store: Store) -> str:
     return auth.OPEN if auth.is_open(store) else "bearer"
 
 
-def current_user(store: Store = Depends(get_store),
+def _address(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def local_while_open(request: Request, store: Store = Depends(get_store)) -> None:
+    """An open store (no users) answers this machine only: from anywhere else, anyone could label
+    and predict; every endpoint depends on this."""
+    if not auth.is_local(_address(request)) and auth.is_open(store):
+        raise HTTPException(403, auth.OPEN_STORE_IS_LOCAL)
+
+
+def current_user(request: Request, store: Store = Depends(get_store),
                  credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Caller:
     """The user a bearer token acts for; anyone, as "api", while the store is open. Core checks
-    the role on every write: predict for any role, feedback for labeller and owner."""
+    the role on every write: predict for any role, feedback for labeller and owner. A wrong token
+    is counted and audited per client address (auth.token_caller)."""
     if credentials is not None:
-        who = auth.token_identity(store, credentials.credentials)
+        who = auth.token_caller(store, credentials.credentials, _address(request) or "local")
         if who is None:
             raise HTTPException(401, "unknown API token", headers=CHALLENGE)
         return Caller(who.name, who.role)
@@ -264,6 +277,8 @@ def _on_invalid_request(request: Request, exc: RequestValidationError) -> JSONRe
 def _on_mms_error(request: Request, exc: MMSError) -> JSONResponse:
     status = next((code for kind, code in STATUS.items() if isinstance(exc, kind)), 400)
     headers = {"Retry-After": "1"} if status == 503 else None
+    if isinstance(exc, SignInRefused):
+        headers = {"Retry-After": str(exc.retry_after)}
     return _error(status, str(exc), headers=headers, regressions=getattr(exc, "regressions", None))
 
 
@@ -281,7 +296,7 @@ def _on_bug(request: Request, exc: Exception) -> JSONResponse:
 def create_app(store: Store | None = None) -> FastAPI:
     """The API on `store` (default: MMS_STORE, read on every request); routes are relative to
     where it is mounted (/api in the dashboard)."""
-    api = FastAPI(title="MMS API", version="1",
+    api = FastAPI(title="MMS API", version="1", dependencies=[Depends(local_while_open)],
                   description="Predict with the active version of a model, send labels back, read the "
                               "registry. Every prediction is logged like the dashboard's.",
                   docs_url="/docs", redoc_url=None, openapi_url="/openapi.json")
@@ -291,20 +306,23 @@ def create_app(store: Store | None = None) -> FastAPI:
     api.add_exception_handler(HTTPException, _on_http_error)
     api.add_exception_handler(Exception, _on_bug)
 
-    @api.get("/health", response_model=Health, responses=_errors(503))
-    def health(store: Store = Depends(get_store)) -> Health:
-        """Whether the API can read its store, and whether it asks for tokens."""
-        return Health(ok=True, store=str(store.path), models=len(registry.list_models(store)),
+    @api.get("/health", response_model=Health, responses=_errors(403, 429, 503))
+    def health(request: Request, store: Store = Depends(get_store),
+               credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Health:
+        """Whether the API can read its store, and whether it asks for tokens; the store's path
+        only for a valid token (it names folders and users of the server's machine)."""
+        caller = credentials and auth.token_caller(store, credentials.credentials, _address(request) or "local")
+        return Health(ok=True, store=str(store.path) if caller else None, models=len(registry.list_models(store)),
                       auth=auth_mode(store))
 
-    @api.get("/models", response_model=list[ModelSummary], responses=_errors(401, 503))
+    @api.get("/models", response_model=list[ModelSummary], responses=_errors(401, 403, 429, 503))
     def models(store: Store = Depends(get_store), caller: Caller = Depends(current_user)) -> list[ModelSummary]:
         """Every model with its active version and that version's headline metrics."""
         overview = registry.models_overview(store)
         models = {m.name: m for m in registry.list_models(store)}  # read second: models are never deleted
         return [_summary(models[row["model"]], row) for row in overview.to_dict("records")]
 
-    @api.get("/models/{name}", response_model=ModelDetail, responses=_errors(401, 404, 503))
+    @api.get("/models/{name}", response_model=ModelDetail, responses=_errors(401, 403, 404, 429, 503))
     def model(name: ModelName, store: Store = Depends(get_store),
               caller: Caller = Depends(current_user)) -> ModelDetail:
         """One model: labels, active version, its metrics, and every version."""
@@ -319,7 +337,7 @@ def create_app(store: Store | None = None) -> FastAPI:
                            version_list=[_version_summary(v) for v in versions])
 
     @api.post("/models/{name}/predict", response_model=PredictResponse,
-              responses=_errors(400, 401, 403, 404, 422, 500, 503))
+              responses=_errors(400, 401, 403, 404, 422, 429, 500, 503))
     def predict_texts(name: ModelName, body: PredictRequest, store: Store = Depends(get_store),
                       caller: Caller = Depends(current_user)) -> PredictResponse:
         """Classify texts with the active version (or `version`) and log every prediction."""
@@ -335,7 +353,7 @@ def create_app(store: Store | None = None) -> FastAPI:
         return PredictResponse(model=name, business_line=body.business_line, predictions=answers)
 
     @api.post("/models/{name}/feedback", response_model=FeedbackResponse, status_code=201,
-              responses=_errors(400, 401, 403, 404, 422, 503))
+              responses=_errors(400, 401, 403, 404, 422, 429, 503))
     def give_feedback(name: ModelName, body: FeedbackRequest, store: Store = Depends(get_store),
                       caller: Caller = Depends(current_user)) -> FeedbackResponse:
         """The true label of a logged prediction; it enters the loop like one given on the Label page."""

@@ -6,14 +6,19 @@ dashboard and the API say so on screen.
 """
 from __future__ import annotations
 
+import datetime as dt
+import functools
 import hashlib
+import ipaddress
+import math
 import secrets
 from dataclasses import dataclass
 
 import bcrypt
 
+from . import settings
 from . import store as db
-from .errors import InvalidInput, PermissionDenied
+from .errors import InvalidInput, PermissionDenied, SignInRefused
 from .store import Store
 
 ANALYST, LABELLER, OWNER = "analyst", "labeller", "owner"
@@ -78,6 +83,23 @@ def is_open(store: Store) -> bool:
         return db.user_count(con) == 0
 
 
+OPEN_STORE_IS_LOCAL = ("This store has no users, so it answers only on this machine (127.0.0.1): anyone else "
+                       "could train, activate and label. Add an owner with `python -m core add-user NAME --role "
+                       "owner`, and everyone else signs in (the API then needs a token).")
+
+
+def is_local(address: str | None) -> bool:
+    """Whether a client address is this machine: a loopback IP, or none at all (a Unix socket)."""
+    if not address:
+        return True
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)  # ::ffff:127.0.0.1 from a dual-stack socket
+    return (mapped or ip).is_loopback
+
+
 
 
 def add_user(store: Store, name: str, role: str, password: str, by: str) -> None:
@@ -114,11 +136,73 @@ def users(store: Store):
 
 
 def verify_password(store: Store, name: str, password: str) -> Identity | None:
-    """The identity if the password is right; None otherwise (no hint which part was wrong)."""
+    """The identity if the password is right; None otherwise (no hint which part was wrong).
+
+    No backoff and no audit: faces sign people in with `sign_in`."""
     with store.connect() as con:
         row = db.user_row(con, name)
-    if row is None or not bcrypt.checkpw((password or "").encode("utf-8"), row["password_hash"].encode("ascii")):
-        return None
+    return Identity(row["name"], row["role"]) if _password_matches(row, password) else None
+
+
+WRONG_PASSWORD = "Unknown user or wrong password."
+FAILURE_MEMORY = dt.timedelta(days=1)  # failures older than this no longer count towards a lockout
+
+
+@functools.cache
+def _decoy_hash() -> bytes:
+    return bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt())
+
+
+def _password_matches(row: dict | None, password: str) -> bool:
+    # an unknown name costs one bcrypt check too, so the time taken does not tell which names exist
+    hashed = row["password_hash"].encode("ascii") if row else _decoy_hash()
+    return bcrypt.checkpw((password or "").encode("utf-8"), hashed) and row is not None
+
+
+def _lockout(con, subject: str) -> tuple[int, int]:
+    """(failures since the subject's last success, seconds it is still refused)."""
+    failures = db.failures_since_success(con, subject, db.now() - FAILURE_MEMORY)
+    limit = int(settings.get("signin_max_failures"))
+    if len(failures) < limit:
+        return len(failures), 0
+    delay = min(int(settings.get("signin_lockout")) * 2 ** (len(failures) - limit),
+                int(settings.get("signin_lockout_max")))
+    left = (failures[0] + dt.timedelta(seconds=delay) - db.now()).total_seconds()
+    return len(failures), max(math.ceil(left), 0)
+
+
+def _locked_sentence(name: str, wait: int) -> str:
+    until = (dt.datetime.now() + dt.timedelta(seconds=wait)).strftime("%H:%M:%S")
+    return (f"Too many failed sign-ins for {name!r}: signing in as {name!r} is refused until {until} "
+            f"(in {wait} s), even with the right password. Try again then.")
+
+
+def sign_in(store: Store, name: str, password: str, via: str) -> Identity:
+    """The identity for the right password; SignInRefused for a wrong one, and for any password while
+    the name is locked out after repeated failures (a delay that doubles with each further failure).
+
+    Attempts are kept in the store, so every process agrees; each failure is audited as
+    `sign_in_failed` with `via` (dashboard, cli) and the reason, never the password."""
+    name = (name or "").strip()[:200]
+    with store.transaction() as con:
+        failures, wait = _lockout(con, name)
+        if wait:
+            db.add_event(con, name, "sign_in_failed", None, {"via": via, "reason": "locked out", "failures": failures})
+    if wait:
+        raise SignInRefused(_locked_sentence(name, wait), retry_after=wait)
+    with store.connect() as con:
+        row = db.user_row(con, name)
+    ok = _password_matches(row, password)  # outside any transaction: bcrypt takes a while on purpose
+    with store.transaction() as con:
+        db.add_attempt(con, name, ok)
+        if ok:
+            db.add_event(con, name, "sign_in", None, {"via": via})
+        else:
+            reason = "unknown user" if row is None else "wrong password"
+            db.add_event(con, name, "sign_in_failed", None, {"via": via, "reason": reason, "failures": failures + 1})
+        db.forget_attempts(con, db.now() - FAILURE_MEMORY)
+    if not ok:
+        raise SignInRefused(WRONG_PASSWORD)
     return Identity(row["name"], row["role"])
 
 
@@ -142,3 +226,25 @@ def token_identity(store: Store, token: str) -> Identity | None:
     with store.connect() as con:
         row = db.token_user(con, _token_hash(token))
     return Identity(row["name"], row["role"]) if row else None
+
+
+def token_caller(store: Store, token: str, address: str) -> Identity | None:
+    """The identity a bearer token acts for, or None for an unknown one. Unknown tokens are counted
+    per client `address` like failed sign-ins: past signin_max_failures the address is refused
+    (SignInRefused, with retry_after) for a growing delay, and each failure from then on is audited
+    as `api_token_failed`, so a flood can neither bury the log nor go unnoticed."""
+    subject = f"token@{address}"[:200]
+    with store.connect() as con:
+        failures, wait = _lockout(con, subject)
+    if wait:
+        raise SignInRefused(f"too many unknown API tokens from {address}: requests with a token are refused "
+                            f"for {wait} s more; check the token (`python -m core create-token` makes a new one)",
+                            retry_after=wait)
+    who = token_identity(store, token)
+    if who is not None:
+        return who
+    with store.transaction() as con:
+        db.add_attempt(con, subject, False)
+        if failures + 1 >= int(settings.get("signin_max_failures")):
+            db.add_event(con, subject, "api_token_failed", None, {"address": address, "failures": failures + 1})
+    return None

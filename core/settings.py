@@ -26,6 +26,14 @@ SETTINGS = {
         Setting("max_batch", 10000, "Most texts in one API prediction request."),
         Setting("workers", 0, "Processes that tokenise a large prediction batch (0: one per core)."),
         Setting("user", "cli", "Name recorded on writes made from the command line."),
+        Setting("token", "", "API token that identifies the command line's user once the store has users "
+                             "(from `python -m core create-token NAME`); writes need it or a password."),
+        Setting("signin_max_failures", 5, "Failed sign-ins for one user name (since its last success, within "
+                                          "a day) before sign-in is refused for a while."),
+        Setting("signin_lockout", 60, "Seconds sign-in is refused after the last allowed failure; doubles "
+                                      "with every further failure."),
+        Setting("signin_lockout_max", 3600, "Longest refusal after failed sign-ins, in seconds."),
+        Setting("session_hours", 12.0, "Hours a dashboard sign-in lasts in a browser, across reloads."),
         Setting("guard_overall", 0.005, "Largest fall in accuracy or macro-F1 (0.005 = 0.5 pp) that activation "
                                         "accepts without --force and a reason."),
         Setting("guard_class_recall", 0.02, "Largest fall in any class's recall that activation accepts without "

@@ -142,6 +142,71 @@ MIGRATIONS.append(("one label per prediction", """
     CREATE UNIQUE INDEX feedback_one_per_prediction ON feedback (prediction_id);
     """))
 
+MIGRATIONS.append(("dashboard sessions and sign-in attempts", """
+    CREATE TABLE app_secrets (
+        name VARCHAR PRIMARY KEY,         -- e.g. the key that signs dashboard session cookies
+        value VARCHAR NOT NULL,
+        created_at TIMESTAMP NOT NULL
+    );
+    CREATE TABLE sessions (
+        session_hash VARCHAR PRIMARY KEY, -- sha256 of the session id; the id itself is only in the cookie
+        name VARCHAR NOT NULL,
+        created_at TIMESTAMP NOT NULL,
+        expires_at TIMESTAMP NOT NULL
+    );
+    CREATE TABLE session_handoffs (       -- one-time codes that put a session into a browser cookie
+        code_hash VARCHAR PRIMARY KEY,
+        token VARCHAR NOT NULL,           -- the signed session token, kept for at most a minute
+        expires_at TIMESTAMP NOT NULL
+    );
+    CREATE TABLE sign_in_attempts (       -- what sign-in backoff counts; kept here so every process agrees
+        subject VARCHAR NOT NULL,         -- a user name, or token@ADDRESS for an API token
+        "at" TIMESTAMP NOT NULL,
+        ok BOOLEAN NOT NULL
+    );
+    """))
+
+# Statistics read rollups instead of the log. A prediction counts in the row of its model, version,
+# business line, day, predicted label and confidence bucket b (b/100 <= top_prob < (b+1)/100, as
+# floats compare), so a low-confidence threshold of whole hundredths counts exactly. Every written
+# batch appends its own rows, summed when read and merged by compact_rollups: DuckLake has no keys
+# to upsert on, and appends from several writers never conflict where upserts of one row would.
+_BUCKET = ("(CAST(floor(top_prob * 100) AS INTEGER) - CAST(top_prob < floor(top_prob * 100) / 100 AS INTEGER)"
+           " + CAST(top_prob >= (floor(top_prob * 100) + 1) / 100 AS INTEGER))")
+_PREDICTION_ROLLUP = f"""
+    SELECT model_id, version, business_line, CAST(created_at AS DATE) AS day, label, {_BUCKET} AS bucket,
+           count(*) AS n, sum(top_prob) AS sum_top_prob
+    FROM {{source}} GROUP BY ALL"""
+# Labels count in the row of the labelled prediction's keys; an undo appends the same row negated.
+_LABEL_ROLLUP = """
+    SELECT p.model_id, p.version, p.business_line, CAST(p.created_at AS DATE) AS day, f.label AS truth,
+           p.label AS predicted, {sign} * count(*) AS n
+    FROM {feedback} f JOIN predictions p USING (prediction_id) GROUP BY ALL"""
+
+MIGRATIONS.append(("statistics rollups", f"""
+    CREATE TABLE prediction_rollups (
+        model_id INTEGER NOT NULL,
+        version INTEGER NOT NULL,
+        business_line VARCHAR NOT NULL,
+        day DATE NOT NULL,                -- of created_at
+        label VARCHAR NOT NULL,           -- predicted
+        bucket INTEGER NOT NULL,          -- top_prob in [bucket / 100, (bucket + 1) / 100)
+        n BIGINT NOT NULL,
+        sum_top_prob DOUBLE NOT NULL
+    );
+    CREATE TABLE label_rollups (
+        model_id INTEGER NOT NULL,
+        version INTEGER NOT NULL,
+        business_line VARCHAR NOT NULL,
+        day DATE NOT NULL,                -- of the labelled prediction's created_at
+        truth VARCHAR NOT NULL,           -- the label given, skip and unclear included
+        predicted VARCHAR NOT NULL,
+        n BIGINT NOT NULL                 -- negative for an undo
+    );
+    INSERT INTO prediction_rollups {_PREDICTION_ROLLUP.format(source="predictions")};
+    INSERT INTO label_rollups {_LABEL_ROLLUP.format(sign=1, feedback="feedback")};
+    """))
+
 _migrated: set[str] = set()
 _migrate_lock = threading.Lock()
 _PID = re.compile(r"PID (\d+)")
@@ -407,6 +472,7 @@ def upsert_user(con, name: str, role: str, password_hash: str, by: str) -> None:
 def delete_user(con, name: str) -> int:
     n = con.execute("SELECT count(*) FROM users WHERE name = ?", [name]).fetchone()[0]
     con.execute("DELETE FROM api_tokens WHERE name = ?", [name])
+    con.execute("DELETE FROM sessions WHERE name = ?", [name])  # a user added again later starts signed out
     con.execute("DELETE FROM users WHERE name = ?", [name])
     return n
 
@@ -418,6 +484,62 @@ def insert_token(con, token_hash: str, name: str, label: str, by: str) -> None:
 def token_user(con, token_hash: str) -> dict | None:
     return _row(con.execute("""SELECT u.name, u.role FROM api_tokens t JOIN users u USING (name)
                                WHERE t.token_hash = ?""", [token_hash]))
+
+
+# --- sign-in attempts, sessions and the secret that signs them -----------------------------
+
+def add_attempt(con, subject: str, ok: bool) -> None:
+    con.execute('INSERT INTO sign_in_attempts VALUES (?, ?, ?)', [subject, now(), ok])
+
+
+def failures_since_success(con, subject: str, since) -> list:
+    """Times of `subject`'s failed attempts after its last success and after `since`, newest first."""
+    return [r[0] for r in con.execute("""
+        SELECT "at" FROM sign_in_attempts
+        WHERE subject = ? AND NOT ok AND "at" >= ?
+          AND "at" > coalesce((SELECT max("at") FROM sign_in_attempts WHERE subject = ? AND ok), ?)
+        ORDER BY "at" DESC""", [subject, since, subject, since]).fetchall()]
+
+
+def forget_attempts(con, before) -> None:
+    con.execute('DELETE FROM sign_in_attempts WHERE "at" < ?', [before])
+
+
+def app_secret(con, name: str) -> str | None:
+    row = con.execute("SELECT value FROM app_secrets WHERE name = ?", [name]).fetchone()
+    return row[0] if row else None
+
+
+def insert_app_secret(con, name: str, value: str) -> None:
+    con.execute("INSERT INTO app_secrets VALUES (?, ?, ?) ON CONFLICT DO NOTHING", [name, value, now()])
+
+
+def insert_session(con, session_hash: str, name: str, expires_at) -> None:
+    con.execute("DELETE FROM sessions WHERE expires_at < ?", [now()])
+    con.execute("INSERT INTO sessions VALUES (?, ?, ?, ?)", [session_hash, name, now(), expires_at])
+
+
+def session_user(con, session_hash: str) -> dict | None:
+    """The user (name, role) of a live session; None if it ended, expired or the user is gone."""
+    return _row(con.execute("""SELECT u.name, u.role FROM sessions s JOIN users u USING (name)
+                               WHERE s.session_hash = ? AND s.expires_at > ?""", [session_hash, now()]))
+
+
+def delete_session(con, session_hash: str) -> None:
+    con.execute("DELETE FROM sessions WHERE session_hash = ?", [session_hash])
+
+
+def insert_handoff(con, code_hash: str, token: str, expires_at) -> None:
+    con.execute("DELETE FROM session_handoffs WHERE expires_at < ?", [now()])
+    con.execute("INSERT INTO session_handoffs VALUES (?, ?, ?)", [code_hash, token, expires_at])
+
+
+def take_handoff(con, code_hash: str) -> str | None:
+    """The token a live one-time code stands for; the code is used up either way."""
+    row = con.execute("SELECT token FROM session_handoffs WHERE code_hash = ? AND expires_at > ?",
+                      [code_hash, now()]).fetchone()
+    con.execute("DELETE FROM session_handoffs WHERE code_hash = ?", [code_hash])
+    return row[0] if row else None
 
 
 # --- models -------------------------------------------------------------------------------
