@@ -19,12 +19,15 @@ ROLES = {auth.ANALYST: "Analyst (read)", auth.LABELLER: "Labeller (read, label)"
 
 
 ENTRY_RAN = "_entry_ran"
+DEEP_LINK = "_deep_link"  # the URL a detour through app.py started from; app.py opens its page after
 
 
 def _through_entry() -> None:
     """Before st.navigation has run once in a server process, Streamlit treats pages/ as an
-    old-style pages folder and runs a deep-linked page without app.py: go through app.py."""
+    old-style pages folder and runs a deep-linked page without app.py: go through app.py, which
+    then opens the page the link named."""
     if not st.session_state.get(ENTRY_RAN):
+        st.session_state[DEEP_LINK] = st.context.url
         st.switch_page("app.py")
 
 

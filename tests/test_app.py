@@ -45,12 +45,12 @@ def test_sign_in_is_required_once_users_exist_and_roles_limit_pages(app, seeded_
     assert not at.exception
     assert at.session_state["user"] == "anna" and at.session_state["role"] == "analyst"
     assert not any("Open mode" in w.value for w in at.sidebar.warning)
-    # an analyst's navigation has no Train page, and core refuses her a retrain anyway
+    # an analyst who opens Train (a link, a bookmark) is told why not, and core refuses her a retrain anyway
     import pytest
     from core import train
     from core.errors import PermissionDenied
 
-    with pytest.raises(ValueError):
-        at.switch_page("pages/train.py")
+    at.switch_page("pages/train.py").run()
+    assert "needs the role owner" in at.error[0].value and "Train" not in [t.value for t in at.title]
     with pytest.raises(PermissionDenied):
         train.train_version(seeded_store, "评论情感", "anna")
