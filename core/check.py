@@ -1,5 +1,6 @@
 """A store's health: every version's model file matches its hash, every model's active version
-exists, and model files that nothing references (left by killed training runs) are removed.
+exists, and model files that nothing references (left by killed training runs) are removed; the
+statistics rollups' per-batch rows are merged.
 
 `check_store` is the whole check (`python -m core check`); `at_start` is the cheap part the server
 runs when it starts: it reads no model file.
@@ -9,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import artifacts, registry
+from . import artifacts, registry, stats
 from .errors import ArtifactError
 from .store import Store
 
@@ -45,6 +46,9 @@ def check_store(store: Store, stray_seconds: float = STRAY_SECONDS) -> CheckRepo
                 problems.append(f"model {model.name!r}: {e}")
     notes.append(f"{checked} model file(s) checked against their sha256")
     notes.extend(_strays(store, stray_seconds))
+    merged = stats.compact_rollups(store)
+    if merged:
+        notes.append(f"merged {merged} statistics rollup row(s) that written batches had appended")
     return CheckReport(problems, notes)
 
 

@@ -30,6 +30,9 @@ def _macro_f1_by(conf: pd.DataFrame, keys: list[str]) -> pd.Series:
     return f1.where(conf.groupby(keys)["truth"].nunique() >= 2)
 
 
+ALL_LINES = "(all)"  # the business line of the figures over all lines together
+
+
 def stats_by_line_and_period(store: Store, name: str, by: str = "day", business_lines=None, since=None,
                              until=None, version: int | None = None, low_confidence: float | None = None,
                              by_line: bool = True) -> pd.DataFrame:
@@ -39,14 +42,39 @@ def stats_by_line_and_period(store: Store, name: str, by: str = "day", business_
     mix and the line's mix over the whole range: a simple drift signal).
 
     The slice's fields are given loose (a line or a list, dates as text) and checked by Slice.of."""
+    labels, agg, conf = _aggregates(store, name, by, Slice.of(business_lines, since, until, version), low_confidence)
+    if not by_line:
+        agg, conf = _all_lines(agg), _all_lines(conf)
+    return _table(agg, conf, labels)
+
+
+def stats_by_line_and_overall(store: Store, name: str, by: str = "day", business_lines=None, since=None,
+                              until=None, version: int | None = None,
+                              low_confidence: float | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """stats_by_line_and_period by line and over all lines, both from one read of the aggregates."""
+    labels, agg, conf = _aggregates(store, name, by, Slice.of(business_lines, since, until, version), low_confidence)
+    return _table(agg, conf, labels), _table(_all_lines(agg), _all_lines(conf), labels)
+
+
+def _aggregates(store: Store, name: str, by: str, where: Slice, low_confidence: float | None):
+    """The model's labels, and the per line, period and label sums and labelled counts (store rollups)."""
     check_period(by)
     low = float(settings.get("low_confidence") if low_confidence is None else low_confidence)
-    filters = Slice.of(business_lines, since, until, version).filters()
+    filters = where.filters()
     with store.connect() as con:
         model = registry.find_model(con, name)
-        agg = db.prediction_aggregates(con, model.model_id, by, low, by_line, **filters)
-        conf = db.labelled_confusion(con, model.model_id, by, list(NOT_TRAINING_LABELS), by_line, **filters)
-    share_cols = [f"share_{label}" for label in model.labels]
+        agg = db.prediction_aggregates(con, model.model_id, by, low, **filters)
+        conf = db.labelled_confusion(con, model.model_id, by, list(NOT_TRAINING_LABELS), **filters)
+    return model.labels, agg, conf
+
+
+def _all_lines(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.assign(business_line=ALL_LINES)
+
+
+def _table(agg: pd.DataFrame, conf: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
+    """The statistics table from the sums: rows of agg and conf that share a key add up."""
+    share_cols = [f"share_{label}" for label in labels]
     if agg.empty:
         return pd.DataFrame(columns=COLUMNS + share_cols)
     keys = ["business_line", "period"]
@@ -62,7 +90,7 @@ def stats_by_line_and_period(store: Store, name: str, by: str = "day", business_
         out["accuracy"] = (correct.reindex(out.index, fill_value=0) / out["labelled"]).where(out["labelled"] > 0)
         out["macro_f1"] = _macro_f1_by(conf, keys).reindex(out.index)
     mix = agg.pivot_table(index=keys, columns="label", values="n", aggfunc="sum", fill_value=0)
-    mix = mix.reindex(columns=model.labels, fill_value=0)
+    mix = mix.reindex(columns=labels, fill_value=0)
     shares = mix.div(mix.sum(axis=1), axis=0)
     line_mix = mix.groupby(level="business_line").sum()
     line_shares = line_mix.div(line_mix.sum(axis=1), axis=0)
@@ -74,12 +102,21 @@ def stats_by_line_and_period(store: Store, name: str, by: str = "day", business_
 
 
 def prediction_overview(store: Store, name: str) -> dict:
-    """What the filters can offer: business lines, and the first and last prediction time."""
+    """What the filters can offer: business lines, and the first and last day with predictions
+    (midnight timestamps, None without predictions), from the rollups."""
     with store.connect() as con:
         model = registry.find_model(con, name)
         lines = db.business_lines(con, model.model_id)
-        first, last = db.prediction_time_range(con, model.model_id)
-    return {"business_lines": lines, "first": first, "last": last}
+        first, last = db.prediction_day_range(con, model.model_id)
+    return {"business_lines": lines, "first": None if first is None else pd.Timestamp(first),
+            "last": None if last is None else pd.Timestamp(last)}
+
+
+def compact_rollups(store: Store) -> int:
+    """Merge the rollup rows that written batches appended (the server and `python -m core check`
+    call this now and then); returns how many rows fewer the rollups hold."""
+    with store.transaction() as con:
+        return db.compact_rollups(con)
 
 
 def without_running_period(stats: pd.DataFrame, by: str, now=None) -> tuple[pd.DataFrame, pd.Timestamp | None]:

@@ -680,7 +680,8 @@ def examples_since(con, model_id: int, after_example_id: int) -> dict[str, int]:
 
 def insert_predictions(con, model_id: int, version: int, frame: pd.DataFrame, source: str, user: str) -> list[int]:
     """Log a batch of predictions (columns text, norm_text, business_line, label, top_prob, probs,
-    created_at) and return their ids in the frame's order."""
+    created_at) and their rollup rows, in the caller's transaction, and return their ids in the
+    frame's order."""
     batch = frame[["text", "norm_text", "business_line", "label", "top_prob", "probs", "created_at"]].copy()
     ids = _next_ids(con, "prediction_seq", len(batch))
     batch["prediction_id"] = ids
@@ -692,6 +693,10 @@ def insert_predictions(con, model_id: int, version: int, frame: pd.DataFrame, so
             SELECT prediction_id, ?, ?, text, hash(norm_text), business_line, label, top_prob,
                    CAST(probs AS DOUBLE[]), coalesce(CAST(created_at AS TIMESTAMP), ?), ?, ?, ?
             FROM _predictions_batch""", [model_id, version, logged, logged, source, user])
+        rows = ("(SELECT ? AS model_id, ? AS version, business_line, label, top_prob, "
+                "coalesce(CAST(created_at AS TIMESTAMP), ?) AS created_at FROM _predictions_batch)")
+        con.execute(f"INSERT INTO prediction_rollups {_PREDICTION_ROLLUP.format(source=rows)}",
+                    [model_id, version, logged])
     finally:
         con.unregister("_predictions_batch")
     return ids
@@ -702,32 +707,38 @@ def predictions_by_id(con, model_id: int, prediction_ids: list[int]) -> pd.DataF
         SELECT p.prediction_id, p.text, p.text_key, p.business_line, p.label, p.version,
                f.label AS feedback_label
         FROM predictions p LEFT JOIN feedback f USING (prediction_id)
-        WHERE p.model_id = ? AND list_contains(?, p.prediction_id)""", [model_id, prediction_ids]).df()
+        WHERE p.model_id = ? AND p.prediction_id BETWEEN ? AND ?  -- lets zone maps skip most of the log
+          AND list_contains(?, p.prediction_id)""",
+                       [model_id, min(prediction_ids, default=0), max(prediction_ids, default=0),
+                        prediction_ids]).df()
 
 
 def business_lines(con, model_id: int) -> list[str]:
     return [r[0] for r in con.execute(
-        "SELECT DISTINCT business_line FROM predictions WHERE model_id = ? ORDER BY 1", [model_id]).fetchall()]
+        "SELECT DISTINCT business_line FROM prediction_rollups WHERE model_id = ? ORDER BY 1",
+        [model_id]).fetchall()]
 
 
-def prediction_time_range(con, model_id: int) -> tuple:
-    return con.execute("SELECT min(created_at), max(created_at) FROM predictions WHERE model_id = ?",
+def prediction_day_range(con, model_id: int) -> tuple:
+    """The first and last day with predictions (dates), or (None, None)."""
+    return con.execute("SELECT min(day), max(day) FROM prediction_rollups WHERE model_id = ?",
                        [model_id]).fetchone()
 
 
 def _prediction_filters(model_id, business_lines=None, since=None, until=None, version=None,
-                        alias="p") -> tuple[str, list]:
-    """A WHERE clause for a slice whose fields are already checked (slices.Slice.filters())."""
+                        alias="p", at="created_at") -> tuple[str, list]:
+    """A WHERE clause for a slice whose fields are already checked (slices.Slice.filters());
+    `at` is the column the time bounds apply to (a rollup's `day`)."""
     sql = f"{alias}.model_id = ?"
     args: list = [model_id]
     if business_lines:
         sql += f" AND list_contains(?, {alias}.business_line)"
         args.append(list(business_lines))
     if since is not None:
-        sql += f" AND {alias}.created_at >= ?"
+        sql += f" AND {alias}.{at} >= ?"
         args.append(since)
     if until is not None:
-        sql += f" AND {alias}.created_at < ?"
+        sql += f" AND {alias}.{at} < ?"
         args.append(until)
     if version is not None:
         sql += f" AND {alias}.version = ?"
@@ -749,22 +760,27 @@ STRATEGY_SCORES = {
 def hard_examples(con, model_id: int, strategy: str, k: int, seed: int = 0, **filters) -> pd.DataFrame:
     """The k highest-scoring predictions without feedback, one per normalised text.
 
-    Grouping by text (arg_max) instead of a window over every row keeps this one pass."""
+    The slice is read first and alone, so DuckDB's zone maps skip the row groups outside its time
+    range (the log is appended in time order); labelled texts are removed from these candidates
+    only, and grouping by text (arg_max) instead of a window keeps this one pass. The final lookup
+    repeats the slice's filter, which lets its scan skip the same row groups."""
     where, args = _prediction_filters(model_id, **filters)
     score = STRATEGY_SCORES[strategy]
     score_args = [seed] if "?" in score else []
     return con.execute(f"""
-        WITH best AS (
-            SELECT arg_max(p.prediction_id, ({score}, -p.prediction_id)) AS prediction_id, max({score}) AS score
-            FROM predictions p
-            WHERE {where} AND p.text_key NOT IN (SELECT text_key FROM feedback WHERE model_id = ?)
-            GROUP BY p.text_key
+        WITH candidates AS (
+            SELECT p.prediction_id, p.text_key, {score} AS score FROM predictions p WHERE {where}),
+        best AS (
+            SELECT arg_max(c.prediction_id, (c.score, -c.prediction_id)) AS prediction_id, max(c.score) AS score
+            FROM candidates c ANTI JOIN (SELECT text_key FROM feedback WHERE model_id = ?) f USING (text_key)
+            GROUP BY c.text_key
             ORDER BY score DESC, prediction_id
             LIMIT ?)
         SELECT p.prediction_id, p.created_at, p.business_line, p.version, p.text, p.label,
                p.top_prob, p.probs, b.score
         FROM best b JOIN predictions p USING (prediction_id)
-        ORDER BY b.score DESC, p.prediction_id""", score_args * 2 + args + [model_id, k]).df()
+        WHERE {where}
+        ORDER BY b.score DESC, p.prediction_id""", score_args + args + [model_id, k] + args).df()
 
 
 def insert_batch(con, model_id: int, strategy: str, params: dict, prediction_ids: list[int], user: str) -> int:
@@ -799,6 +815,7 @@ def insert_feedback(con, model_id: int, frame: pd.DataFrame, user: str, batch_id
             INSERT INTO feedback
             SELECT feedback_id, prediction_id, ?, text_key, label, ?, ?, ? FROM _feedback_batch""",
                     [model_id, batch_id, at, user])
+        con.execute(f"INSERT INTO label_rollups {_LABEL_ROLLUP.format(sign=1, feedback='_feedback_batch')}")
         trainable = con.execute("""
             SELECT b.prediction_id, p.text, b.label, p.business_line
             FROM _feedback_batch b JOIN predictions p USING (prediction_id)
@@ -823,7 +840,9 @@ def feedback_rows(con, feedback_ids: list[int]) -> pd.DataFrame:
 
 
 def delete_feedback(con, feedback_ids: list[int]) -> None:
-    """Remove feedback and the training examples it created (an undo)."""
+    """Remove feedback and the training examples it created (an undo), and count it out of the rollups."""
+    taken = "(SELECT * FROM feedback WHERE list_contains(?, feedback_id))"
+    con.execute(f"INSERT INTO label_rollups {_LABEL_ROLLUP.format(sign=-1, feedback=taken)}", [feedback_ids])
     con.execute("""
         DELETE FROM examples WHERE source = 'feedback' AND prediction_id IN
             (SELECT prediction_id FROM feedback WHERE list_contains(?, feedback_id))""", [feedback_ids])
@@ -844,34 +863,116 @@ def feedback_counts(con, model_id: int, user: str | None = None, since=None) -> 
 
 # --- statistics ---------------------------------------------------------------------------
 
-def prediction_aggregates(con, model_id: int, period: str, low_confidence: float, by_line: bool = True,
-                          **filters) -> pd.DataFrame:
-    """One scan: per business line, period and predicted label, the sums the statistics need
-    (labelled counts come from labelled_confusion, which reads only labelled predictions).
-    `period` is one of slices.PERIODS."""
+def prediction_aggregates(con, model_id: int, period: str, low_confidence: float, **filters) -> pd.DataFrame:
+    """Per business line, period and predicted label: n, sum_top_prob and n_low (top_prob below
+    `low_confidence`). Whole days come from the rollups; the part of a day that a since/until bound
+    cuts, and every day when the threshold is not whole hundredths (the buckets' edges), from the log.
+    `period` is one of slices.PERIODS; labelled counts come from labelled_confusion."""
+    bucket = round(low_confidence * 100)
+    if bucket / 100 != low_confidence:
+        return _union_all(con, [_logged_aggregates(model_id, period, low_confidence, filters)])
+    days, edges = _day_split(filters.get("since"), filters.get("until"))
+    parts = [_logged_aggregates(model_id, period, low_confidence, {**filters, "since": a, "until": b})
+             for a, b in edges]
+    if days is not None:
+        where, args = _prediction_filters(model_id, **{**filters, "since": days[0], "until": days[1]},
+                                          alias="r", at="day")
+        parts.append((f"""
+            SELECT r.business_line, CAST(date_trunc(?, r.day) AS TIMESTAMP) AS period, r.label,
+                   CAST(sum(r.n) AS BIGINT) AS n, sum(r.sum_top_prob) AS sum_top_prob,
+                   CAST(coalesce(sum(r.n) FILTER (WHERE r.bucket < ?), 0) AS BIGINT) AS n_low
+            FROM prediction_rollups r WHERE {where} GROUP BY ALL""",
+                      [period, min(max(bucket, 0), 101)] + args))
+    return _union_all(con, parts)
+
+
+def _logged_aggregates(model_id: int, period: str, low_confidence: float, filters: dict) -> tuple[str, list]:
     where, args = _prediction_filters(model_id, **filters)
-    line = "p.business_line" if by_line else "'(all)'"
-    return con.execute(f"""
-        SELECT {line} AS business_line, date_trunc(?, p.created_at) AS period, p.label,
+    return (f"""
+        SELECT p.business_line, date_trunc(?, p.created_at) AS period, p.label,
                count(*) AS n, sum(p.top_prob) AS sum_top_prob,
                count(*) FILTER (WHERE p.top_prob < ?) AS n_low
-        FROM predictions p
-        WHERE {where}
-        GROUP BY ALL""", [period, low_confidence] + args).df()
+        FROM predictions p WHERE {where} GROUP BY ALL""", [period, low_confidence] + args)
 
 
-def labelled_confusion(con, model_id: int, period: str, not_training: list[str], by_line: bool = True,
-                       **filters) -> pd.DataFrame:
+def labelled_confusion(con, model_id: int, period: str, not_training: list[str], **filters) -> pd.DataFrame:
     """Per business line and period: counts of (true label, predicted label) over labelled
-    predictions, leaving out decisions in `not_training` (skip, unclear)."""
-    where, args = _prediction_filters(model_id, **filters)
-    line = "p.business_line" if by_line else "'(all)'"
-    return con.execute(f"""
-        SELECT {line} AS business_line, date_trunc(?, p.created_at) AS period,
-               f.label AS truth, p.label AS predicted, count(*) AS n
-        FROM feedback f JOIN predictions p USING (prediction_id)
-        WHERE f.model_id = ? AND NOT list_contains(?, f.label) AND {where}
-        GROUP BY ALL""", [period, model_id, list(not_training)] + args).df()
+    predictions, leaving out decisions in `not_training` (skip, unclear). Whole days come from the
+    rollups, the part of a day that a since/until bound cuts from the labels joined to their predictions."""
+    days, edges = _day_split(filters.get("since"), filters.get("until"))
+    parts = []
+    for a, b in edges:
+        where, args = _prediction_filters(model_id, **{**filters, "since": a, "until": b})
+        parts.append((f"""
+            SELECT p.business_line, date_trunc(?, p.created_at) AS period, f.label AS truth,
+                   p.label AS predicted, count(*) AS n
+            FROM feedback f JOIN predictions p USING (prediction_id)
+            WHERE f.model_id = ? AND NOT list_contains(?, f.label) AND {where} GROUP BY ALL""",
+                      [period, model_id, list(not_training)] + args))
+    if days is not None:
+        where, args = _prediction_filters(model_id, **{**filters, "since": days[0], "until": days[1]},
+                                          alias="r", at="day")
+        parts.append((f"""
+            SELECT r.business_line, CAST(date_trunc(?, r.day) AS TIMESTAMP) AS period, r.truth, r.predicted,
+                   CAST(sum(r.n) AS BIGINT) AS n
+            FROM label_rollups r WHERE {where} AND NOT list_contains(?, r.truth)
+            GROUP BY ALL HAVING sum(r.n) > 0""", [period] + args + [list(not_training)]))
+    return _union_all(con, parts)
+
+
+def _day_split(since, until) -> tuple[tuple | None, list[tuple]]:
+    """[since, until) as whole days for the rollups ((first day, end day), or None when no day is
+    whole) and the cut parts of days at either end for the log ([(since, until), ...])."""
+    first = None if since is None else pd.Timestamp(since).ceil("D")
+    end = None if until is None else pd.Timestamp(until).floor("D")
+    if first is not None and end is not None and first >= end:
+        return None, [(since, until)]  # inside one day, or two part-days that meet at midnight
+    edges = []
+    if first is not None and first != pd.Timestamp(since):
+        edges.append((since, first.to_pydatetime()))
+    if end is not None and end != pd.Timestamp(until):
+        edges.append((end.to_pydatetime(), until))
+    days = (None if first is None else first.date(), None if end is None else end.date())
+    return days, edges
+
+
+def _union_all(con, parts: list[tuple[str, list]]) -> pd.DataFrame:
+    return con.execute(" UNION ALL ".join(sql for sql, _ in parts), [a for _, args in parts for a in args]).df()
+
+
+def rebuild_rollups(con) -> None:
+    """Compute both rollups again from the whole log and its labels, with the statistics
+    migration's SQL: for rows that reached the log without insert_predictions (a bulk load)."""
+    con.execute("DELETE FROM prediction_rollups; DELETE FROM label_rollups")
+    con.execute(f"INSERT INTO prediction_rollups {_PREDICTION_ROLLUP.format(source='predictions')}")
+    con.execute(f"INSERT INTO label_rollups {_LABEL_ROLLUP.format(sign=1, feedback='feedback')}")
+
+
+# Each rollup's key, and how its rows merge.
+_ROLLUPS = {"prediction_rollups": ("model_id, version, business_line, day, label, bucket", "sum(n), sum(sum_top_prob)"),
+            "label_rollups": ("model_id, version, business_line, day, truth, predicted", "sum(n)")}
+
+
+def compact_rollups(con) -> int:
+    """Merge the rollup rows that batches appended into one per key, on the days that have several,
+    and drop label rows that undos brought to zero. Returns how many rows fewer the rollups hold.
+
+    Rows a concurrent writer appends meanwhile are not in this transaction's snapshot, so they
+    are neither deleted nor merged: they wait for the next compaction."""
+    before = after = 0
+    for table, (keys, sums) in _ROLLUPS.items():
+        before += con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        con.execute(f"""CREATE OR REPLACE TEMP TABLE _rollup_days AS
+                        SELECT DISTINCT model_id, day FROM (SELECT model_id, day FROM {table} GROUP BY {keys}
+                                                           HAVING count(*) > 1 OR sum(n) = 0)""")
+        con.execute(f"""CREATE OR REPLACE TEMP TABLE _rollup_merged AS
+                        SELECT {keys}, {sums} FROM {table} t SEMI JOIN _rollup_days d USING (model_id, day)
+                        GROUP BY {keys} HAVING sum(n) <> 0""")
+        con.execute(f"DELETE FROM {table} t USING _rollup_days d WHERE t.model_id = d.model_id AND t.day = d.day")
+        con.execute(f"INSERT INTO {table} SELECT * FROM _rollup_merged")
+        con.execute("DROP TABLE _rollup_days; DROP TABLE _rollup_merged")
+        after += con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    return before - after
 
 
 def revision(con) -> tuple:

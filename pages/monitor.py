@@ -17,11 +17,11 @@ FILTER_KEYS = ("monitor_lines", "monitor_period", "monitor_dates", "monitor_vers
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def load_stats(_store, store_key: str, revision: tuple, name: str, by: str, where: Slice,
-               by_line: bool = True) -> pd.DataFrame:
-    """stats_by_line_and_period, cached per store (`store_key` names `_store`, which is not
-    hashed), revision and slice: reruns cost nothing."""
-    return stats.stats_by_line_and_period(_store, name, by, by_line=by_line, **where.filters())
+def load_stats(_store, store_key: str, revision: tuple, name: str, by: str,
+               where: Slice) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Statistics by line and over all lines (one read of the rollups), cached per store
+    (`store_key` names `_store`, which is not hashed), revision and slice: reruns cost nothing."""
+    return stats.stats_by_line_and_overall(_store, name, by, **where.filters())
 
 
 def reset_filters_on_model_change(name: str) -> None:
@@ -200,8 +200,7 @@ def main() -> None:
     follow_new_days(first, last)
     by, where = filters(lines, first, last, versions)
     with _ui.errors_as_messages(), st.spinner("Computing statistics…"):
-        by_line = load_stats(store, key, revision, name, by, where)
-        overall = load_stats(store, key, revision, name, by, where, by_line=False)
+        by_line, overall = load_stats(store, key, revision, name, by, where)
     if by_line.empty:
         st.info("No predictions match these filters. Widen the dates or pick other business lines.")
         st.stop()
