@@ -21,7 +21,8 @@ def _prediction_ids(values: pd.Series, filename: str) -> pd.Series:
     whole = text.str.fullmatch(r"[0-9]+")
     if not whole.all():
         row = int((~whole).idxmax())
-        raise InvalidInput(f"{filename}: prediction_id {text[row]!r} in row {row + 2} is not a whole number")
+        raise InvalidInput(f"{filename}: prediction_id {text[row]!r} is not a number in row {row + 2}: ids are "
+                           f"whole numbers, written as such")
     ids = text.map(int)
     too_large = ids > LARGEST_ID
     if too_large.any():

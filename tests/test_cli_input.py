@@ -89,10 +89,10 @@ def _some_prediction_ids(store, capsys, k=2):
 
 
 @pytest.mark.parametrize("written,fragment", [
-    ("{id}.7", "'{id}.7' in row 2 is not a whole number"),
-    ("1e1", "'1e1' in row 2 is not a whole number"),
-    ("{id}.0", "'{id}.0' in row 2 is not a whole number"),
-    ("-{id}", "'-{id}' in row 2 is not a whole number"),
+    ("{id}.7", "'{id}.7' is not a number in row 2: ids are whole numbers"),
+    ("1e1", "'1e1' is not a number in row 2: ids are whole numbers"),
+    ("{id}.0", "'{id}.0' is not a number in row 2: ids are whole numbers"),
+    ("-{id}", "'-{id}' is not a number in row 2: ids are whole numbers"),
     ("99999999999999999999", "prediction_id 99999999999999999999 in row 2 is too large"),
 ])
 def test_label_refuses_ids_that_are_not_whole_numbers(seeded_store, tmp_path, capsys, written, fragment):

@@ -32,7 +32,7 @@ def test_predictions_are_logged_with_line_time_and_probabilities(seeded_store):
 def test_activation_takes_effect_on_the_next_prediction(seeded_store):
     train.train_version(seeded_store, M, "owner", model_config={"estimator": "complement_nb"})
     assert predict.predict_texts(seeded_store, M, ["不错"], "u")["version"].iloc[0] == 1
-    registry.activate_version(seeded_store, M, 2, "owner")
+    registry.activate_version(seeded_store, M, 2, "owner", "naive Bayes for a day", force=True)  # worse: forced
     assert predict.predict_texts(seeded_store, M, ["不错"], "u")["version"].iloc[0] == 2
 
 
