@@ -352,7 +352,9 @@ def test_a_browser_stays_signed_in_across_a_reload_on_the_page_it_asked_for(serv
             page.get_by_role("heading", name="Sign in to MMS").wait_for()
             page.get_by_label("User", exact=True).fill("olga")
             page.get_by_label("Password", exact=True).fill("owner-pass-1")
-            page.get_by_role("button", name="Sign in").click()
+            with page.expect_response(lambda r: r.url.endswith(sessions.START_PATH)) as started:
+                page.get_by_role("button", name="Sign in").click()
+            assert started.value.status == 204
             page.get_by_role("heading", name="Versions").first.wait_for()
             _idle(page)
             [cookie] = [c for c in page.context.cookies() if c["name"] == sessions.cookie_name(store)]
@@ -362,7 +364,8 @@ def test_a_browser_stays_signed_in_across_a_reload_on_the_page_it_asked_for(serv
             page.get_by_role("heading", name="Versions").first.wait_for()
             _idle(page)
             assert page.url.endswith("/versions") and page.get_by_text("Sign in to MMS").count() == 0
-            page.get_by_role("button", name="Sign out").click()
+            with page.expect_response(lambda r: r.url.endswith(sessions.END_PATH)):
+                page.get_by_role("button", name="Sign out").click()
             page.get_by_role("heading", name="Sign in to MMS").wait_for()
             _idle(page)
             page.reload()

@@ -30,7 +30,7 @@ def test_a_labeller_is_refused_an_activation_in_core(team):
     with pytest.raises(PermissionDenied, match="lars is a labeller and may not activate a version"):
         registry.activate_version(team, M, 2, "lars")
     assert registry.get_model(team, M).active_version == 1
-    registry.activate_version(team, M, 2, "olga", "ok")
+    registry.activate_version(team, M, 2, "olga", "ok", force=True)  # the weaker NB version needs forcing
     assert registry.get_model(team, M).active_version == 2
 
 
@@ -77,7 +77,7 @@ def test_backup_and_restore_round_trip(seeded_store, tmp_path):
         before = probe.table_counts(con)
     backup.backup(seeded_store, tmp_path / "bk", "ops")
     train.train_version(seeded_store, M, "ops", model_config={"estimator": "complement_nb"})
-    registry.activate_version(seeded_store, M, 2, "ops")
+    registry.activate_version(seeded_store, M, 2, "ops", "round trip", force=True)
     kept = backup.restore(seeded_store, tmp_path / "bk", "ops")
     assert kept.exists()
     with seeded_store.connect() as con:
