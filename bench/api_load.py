@@ -1,15 +1,17 @@
-"""Load on the HTTP API over loopback: predictors in batches of 1 and 32 while a labeller labels.
+"""The serving path over loopback, through a real `streamlit run app.py` (issue 17's targets).
 
-    python bench/api_load.py [--seconds 60] [--clients 8] [--label-rate 20]
+    python bench/api_load.py [--seconds 20] [--clients 8]
 
-Builds a small demo store in a temporary folder, starts the real server on a free loopback port
-(`streamlit run app.py` when app.py serves the API, else uvicorn on core.api alone), runs for a
-bounded time, stops the server, and prints requests per second, p50/p99 latency per batch size,
-and the predictions logged in the store (read through core afterwards) against those answered.
+Builds a demo store in a temporary folder, measures bare jieba.lcut on one core over the texts
+the clients send, starts the server on a free loopback port, then in turn: batches of 1 text
+from --clients clients (requests/s, p50/p99), batches of 100 (texts/s against bare jieba), and two
+clients while the command line trains and force-activates a version through the server (rate
+before and during, refusals). Stops the server and compares predictions answered with logged.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import queue
 import random
@@ -113,7 +115,7 @@ class Results:
 def predictor(base, model, texts, batch, seed, stop_at, results, to_label):
     rng = random.Random(seed)
     session = requests.Session()
-    while time.monotonic() < stop_at:
+    while time.monotonic() < stop_at():
         picked = rng.sample(range(len(texts)), batch)
         body = {"texts": [texts[i] for i in picked], "business_line": "bench"}
         start = time.perf_counter()
@@ -126,26 +128,8 @@ def predictor(base, model, texts, batch, seed, stop_at, results, to_label):
         answers = r.json().get("predictions", []) if r.status_code == 200 else []
         results.add("predict", r.status_code, seconds, len(answers), batch)
         for i, a in zip(picked, answers):
-            if rng.random() < 0.2:
+            if to_label is not None and rng.random() < 0.2:
                 to_label.put((a["prediction_id"], i))
-
-
-def labeller(base, model, labels, rate, stop_at, results, to_label):
-    session = requests.Session()
-    pause = 1.0 / rate
-    while time.monotonic() < stop_at:
-        try:
-            prediction_id, i = to_label.get(timeout=0.2)
-        except queue.Empty:
-            continue
-        start = time.perf_counter()
-        try:
-            r = session.post(f"{base}/models/{model}/feedback",
-                             json={"prediction_id": prediction_id, "label": labels[i]}, timeout=30)
-            results.add("feedback", r.status_code, time.perf_counter() - start)
-        except requests.RequestException as e:
-            results.add("feedback", type(e).__name__, time.perf_counter() - start)
-        time.sleep(pause)
 
 
 def warm_up(base: str, text: str, results: Results) -> float:
@@ -162,80 +146,128 @@ def pct(values, q) -> str:
     return f"{np.percentile(values, q) * 1000:7.1f} ms" if values else "      – "
 
 
+def bare_jieba_rate(texts: list[str]) -> float:
+    """Texts per second of jieba.lcut alone, one core, on `texts` (the dictionary loaded first)."""
+    import logging
+
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    jieba.initialize()
+    start = time.perf_counter()
+    for t in texts:
+        jieba.lcut(t)
+    return len(texts) / (time.perf_counter() - start)
+
+
+def run_phase(base, texts, batch, clients, seconds, results: Results, during=None) -> float:
+    """`clients` predictors sending `batch` texts each for `seconds` (or while `during()` runs); elapsed."""
+    stop_at = time.monotonic() + (seconds if during is None else 3600)
+    threads = [threading.Thread(target=predictor, args=(base, demo.MODEL, texts, batch, 100 * batch + i,
+                                                        lambda: stop_at, results, None))
+               for i in range(clients)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    if during is not None:
+        during()
+        stop_at = time.monotonic()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - started
+
+
+def cli(store: Store, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "core", *args], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "MMS_STORE": str(store.path), "PYTHONPATH": str(ROOT)})
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seconds", type=float, default=60, help="length of the load (default 60)")
-    p.add_argument("--clients", type=int, default=8, help="concurrent predictors, half send 1 text, half 32")
-    p.add_argument("--label-rate", type=float, default=20, help="labels per second the labeller sends at most")
+    p.add_argument("--seconds", type=float, default=20, help="length of each load phase (default 20)")
+    p.add_argument("--clients", type=int, default=8, help="concurrent clients sending one text each (default 8)")
     p.add_argument("--traffic", type=int, default=2000, help="demo traffic rows in the temporary store")
     args = p.parse_args(argv)
     if not 0 < args.seconds <= 600 or not 1 <= args.clients <= 64:
         p.error("--seconds must be in (0, 600] and --clients in [1, 64]")
 
-    header("HTTP API under load")
+    header("the serving path: HTTP API under load, and the command line through the server")
     reviews = demo.load_reviews().sample(frac=1.0, random_state=1).reset_index(drop=True).iloc[:5000]
-    texts, labels = reviews["text"].tolist(), reviews["label"].tolist()
+    texts = reviews["text"].tolist()
+    jieba_rate = bare_jieba_rate(texts)
+    print(f"bare jieba.lcut, one core, the {len(texts)} texts the clients send: {jieba_rate:,.0f} texts/s")
+    results: dict[str, Results] = {}
     with tempfile.TemporaryDirectory(prefix="mms-bench-") as tmp:
         store = Store(Path(tmp) / "mms.duckdb")
         t0 = time.perf_counter()
         demo.build_store(store, n_train=3000, n_test=1000, n_traffic=args.traffic, weeks=2)
-        print(f"store: demo model {demo.MODEL!r}, built in {time.perf_counter() - t0:.1f} s at {store.path}")
+        print(f"store: demo model {demo.MODEL!r}, built in {time.perf_counter() - t0:.1f} s")
         with store.connect() as con:
             before = storeprobe.table_counts(con)
-
         proc, base, how = start_server(store, free_port(), Path(tmp) / "server.log")
-        results, to_label = Results(), queue.Queue()
         try:
             wait_healthy(base, proc)
             print(f"server: {how}, API at {base}")
-            first = warm_up(base, texts[0], results)
-            print(f"first prediction (loads the model file and jieba's dictionary): {first * 1000:.0f} ms")
-            print(f"load: {args.seconds:.0f} s, {args.clients} predictors (batches of 1 and 32), "
-                  f"1 labeller at <= {args.label_rate:.0f}/s")
-            stop_at = time.monotonic() + args.seconds
-            threads = [threading.Thread(target=predictor, args=(base, demo.MODEL, texts, 1 if i % 2 == 0 else 32,
-                                                                i, stop_at, results, to_label))
-                       for i in range(args.clients)]
-            threads.append(threading.Thread(target=labeller, args=(base, demo.MODEL, labels, args.label_rate,
-                                                                   stop_at, results, to_label)))
-            started = time.perf_counter()
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            elapsed = time.perf_counter() - started
+            warm = Results()
+            print(f"first prediction: {warm_up(base, texts[0], warm) * 1000:.0f} ms")
+            results["warm"] = warm
+            elapsed = {}
+            for name, batch, clients in (("batch 1", 1, args.clients), ("batch 100", 100, 4)):
+                results[name] = Results()
+                elapsed[name] = run_phase(base, texts, batch, clients, args.seconds, results[name])
+            results["before"] = Results()
+            elapsed["before"] = run_phase(base, texts, 1, 2, min(args.seconds, 10), results["before"])
+            steps = []
+
+            def train_and_activate():
+                trained = cli(store, "train", demo.MODEL, "--format", "json")
+                steps.append(("train", trained))
+                if trained.returncode == 0:
+                    version = str(json.loads(trained.stdout)["version"])
+                    steps.append(("activate", cli(store, "activate", demo.MODEL, version, "--force",
+                                                  "--reason", "bench")))
+
+            results["during"] = Results()
+            elapsed["during"] = run_phase(base, texts, 1, 2, None, results["during"], during=train_and_activate)
         except Exception:
             print((Path(tmp) / "server.log").read_text()[-3000:], file=sys.stderr)
             raise
         finally:
             stop_server(proc)
-
         with store.connect() as con:
             after = storeprobe.table_counts(con)
-        failed = sum(n for (_, status), n in results.status.items() if status not in (200, 201))
-        if failed:
-            print(f"{failed} requests failed; the server's log ends with:\n"
-                  + (Path(tmp) / "server.log").read_text()[-4000:], file=sys.stderr)
-    report(results, elapsed, after["predictions"] - before["predictions"], after["feedback"] - before["feedback"])
+    report(results, elapsed, steps, jieba_rate, after["predictions"] - before["predictions"])
     return 0
 
 
-def report(results: Results, elapsed: float, logged: int, feedback_logged: int) -> None:
-    predict_requests = sum(n for (kind, _), n in results.status.items() if kind == "predict")
-    print(f"\nran {elapsed:.1f} s")
-    print(f"{'requests':>10} {'req/s':>8} {'texts/s':>8} {'p50':>10} {'p99':>10}  kind")
-    for batch in sorted(results.latency):
-        lat = results.latency[batch]
-        print(f"{len(lat):>10} {len(lat) / elapsed:>8.1f} {len(lat) * batch / elapsed:>8.1f} {pct(lat, 50):>10} "
-              f"{pct(lat, 99):>10}  predict, batch of {batch}")
-    print(f"{results.labelled:>10} {results.labelled / elapsed:>8.1f} {'':>8} {pct(results.label_latency, 50):>10} "
-          f"{pct(results.label_latency, 99):>10}  feedback")
-    print(f"all predict requests: {predict_requests} ({predict_requests / elapsed:.1f}/s)")
-    print("answers by status:", ", ".join(f"{k} {s}: {n}" for (k, s), n in sorted(results.status.items(), key=str)))
-    same = "equal" if logged == results.answered else "DIFFERENT"
-    print(f"predictions answered: {results.answered}, logged in the store: {logged} ({same})")
-    same = "equal" if feedback_logged == results.labelled else "DIFFERENT"
-    print(f"labels accepted: {results.labelled}, recorded in the store: {feedback_logged} ({same})")
+def report(results: dict, elapsed: dict, steps, jieba_rate: float, logged: int) -> None:
+    print(f"\n{'phase':<10} {'seconds':>7} {'requests':>9} {'req/s':>8} {'texts/s':>8} {'p50':>10} {'p99':>10} refused")
+    for name in ("batch 1", "batch 100", "before", "during"):
+        r, t = results[name], elapsed[name]
+        lat = [x for values in r.latency.values() for x in values]
+        texts = sum(len(v) * b for b, v in r.latency.items())
+        refused = sum(n for (_, status), n in r.status.items() if status != 200)
+        print(f"{name:<10} {t:>7.1f} {len(lat):>9} {len(lat) / t:>8.1f} {texts / t:>8.0f} {pct(lat, 50):>10} "
+              f"{pct(lat, 99):>10} {refused}")
+    one, hundred = results["batch 1"], results["batch 100"]
+    lat = one.latency[1]
+    print(f"\nAPI, 1 text, clients: {len(lat) / elapsed['batch 1']:.0f} req/s (target >= 400); "
+          f"p50 {pct(lat, 50).strip()} / p99 {pct(lat, 99).strip()} (targets <= 10 / 50 ms)")
+    rate100 = len(hundred.latency[100]) * 100 / elapsed["batch 100"]
+    print(f"API, 100 texts per request: {rate100:,.0f} texts/s = {rate100 / jieba_rate:.2f} x bare jieba on one "
+          f"core (target >= 0.8)")
+    before = len(results["before"].latency[1]) / elapsed["before"]
+    during = len(results["during"].latency[1]) / elapsed["during"]
+    refused = sum(n for (_, s), n in results["during"].status.items() if s != 200)
+    print(f"while the CLI trains and activates ({', '.join(f'{n} exit {r.returncode}' for n, r in steps)}, "
+          f"{elapsed['during']:.1f} s): {refused} refused (target 0); {during:.1f} vs {before:.1f} req/s before "
+          f"= {during / before:.2f} x (target >= 0.5)")
+    for name, r in steps:
+        if r.returncode:
+            print(f"  {name}: {r.stderr.strip()[-500:]}")
+    answered = sum(r.answered for r in results.values())
+    print(f"predictions answered: {answered}, logged in the store: {logged} "
+          f"({'equal' if answered == logged else 'DIFFERENT'})")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ def backup(store: Store, dest, user: str) -> Path:
     """Copy the store into a new folder; refused, with nothing left behind, if a model file is missing or altered."""
     dest = Path(dest)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-        raise InvalidInput(f"{dest} is not an empty folder; choose a new folder for the backup")
+        raise InvalidInput(f"{dest} is not empty; choose a new or empty folder for the backup")
     if not store.exists():
         raise InvalidInput(f"there is no store at {store.path} to back up")
     created = not dest.exists()
@@ -81,9 +81,10 @@ def restore(store: Store, src, user: str) -> Path | None:
         raise InvalidInput(f"{src} could not be restored: {e}") from None
     if (src / "artifacts").exists():
         shutil.copytree(src / "artifacts", store.artifacts_dir, dirs_exist_ok=True)
-    kept = _keep_previous(store) if store.exists() else None
-    tmp.replace(store.path)
-    db._migrated.discard(str(store.path))  # an older backup may need newer migrations
+    with store.closed():  # a server holding the store reopens it once the new file is in place
+        kept = _keep_previous(store) if store.exists() else None
+        tmp.replace(store.path)
+        db._migrated.discard(str(store.path))  # an older backup may need newer migrations
     with store.transaction() as con:
         db.add_event(con, user, "restore", None, {"src": str(src), "previous": str(kept) if kept else None})
     return kept
