@@ -17,19 +17,6 @@ COLUMNS = ["business_line", "period", "volume", "mean_top_prob", "low_conf_share
            "accuracy", "macro_f1", "mix_shift"]
 
 
-def _macro_f1_by(conf: pd.DataFrame, keys: list[str]) -> pd.Series:
-    """Macro-F1 per slice over the labels seen there (true or predicted), from (truth, predicted, n)
-    counts; NaN where a slice has fewer than two true labels. F1 = 2tp / (true + predicted)."""
-    tp = conf[conf["truth"] == conf["predicted"]].groupby(keys + ["truth"])["n"].sum()
-    true = conf.groupby(keys + ["truth"])["n"].sum()
-    pred = conf.groupby(keys + ["predicted"])["n"].sum()
-    for s in (tp, true, pred):
-        s.index = s.index.set_names(keys + ["label"])
-    counts = pd.concat({"tp": tp, "true": true, "pred": pred}, axis=1).fillna(0)
-    f1 = (2 * counts["tp"] / (counts["true"] + counts["pred"])).groupby(level=keys).mean()
-    return f1.where(conf.groupby(keys)["truth"].nunique() >= 2)
-
-
 ALL_LINES = "(all)"  # the business line of the figures over all lines together
 
 
@@ -42,63 +29,45 @@ def stats_by_line_and_period(store: Store, name: str, by: str = "day", business_
     mix and the line's mix over the whole range: a simple drift signal).
 
     The slice's fields are given loose (a line or a list, dates as text) and checked by Slice.of."""
-    labels, agg, conf = _aggregates(store, name, by, Slice.of(business_lines, since, until, version), low_confidence)
-    if not by_line:
-        agg, conf = _all_lines(agg), _all_lines(conf)
-    return _table(agg, conf, labels)
+    lines, overall = stats_by_line_and_overall(store, name, by, business_lines, since, until, version, low_confidence)
+    return lines if by_line else overall
 
 
 def stats_by_line_and_overall(store: Store, name: str, by: str = "day", business_lines=None, since=None,
                               until=None, version: int | None = None,
                               low_confidence: float | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """stats_by_line_and_period by line and over all lines, both from one read of the aggregates."""
-    labels, agg, conf = _aggregates(store, name, by, Slice.of(business_lines, since, until, version), low_confidence)
-    return _table(agg, conf, labels), _table(_all_lines(agg), _all_lines(conf), labels)
-
-
-def _aggregates(store: Store, name: str, by: str, where: Slice, low_confidence: float | None):
-    """The model's labels, and the per line, period and label sums and labelled counts (store rollups)."""
+    """stats_by_line_and_period by line and over all lines, both from one query of the rollups."""
     check_period(by)
     low = float(settings.get("low_confidence") if low_confidence is None else low_confidence)
-    filters = where.filters()
+    filters = Slice.of(business_lines, since, until, version).filters()
     with store.connect() as con:
         model = registry.find_model(con, name)
-        agg = db.prediction_aggregates(con, model.model_id, by, low, **filters)
-        conf = db.labelled_confusion(con, model.model_id, by, list(NOT_TRAINING_LABELS), **filters)
-    return model.labels, agg, conf
+        sums = db.line_period_statistics(con, model.model_id, by, low, model.labels, list(NOT_TRAINING_LABELS),
+                                         **filters)
+    overall = sums["business_line"].isna()
+    return _table(sums[~overall], model.labels), _table(sums[overall].assign(business_line=ALL_LINES), model.labels)
 
 
-def _all_lines(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.assign(business_line=ALL_LINES)
-
-
-def _table(agg: pd.DataFrame, conf: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
-    """The statistics table from the sums: rows of agg and conf that share a key add up."""
+def _table(sums: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
+    """The statistics table from line_period_statistics' sums (one group of rows: by line, or overall)."""
     share_cols = [f"share_{label}" for label in labels]
-    if agg.empty:
+    if sums.empty:
         return pd.DataFrame(columns=COLUMNS + share_cols)
-    keys = ["business_line", "period"]
-    out = agg.groupby(keys)[["n", "sum_top_prob", "n_low"]].sum()
-    out["volume"] = out["n"]
-    out["mean_top_prob"] = out["sum_top_prob"] / out["n"]
-    out["low_conf_share"] = out["n_low"] / out["n"]
-    if conf.empty:
-        out["labelled"], out["accuracy"], out["macro_f1"] = 0, np.nan, np.nan
-    else:
-        correct = conf[conf["truth"] == conf["predicted"]].groupby(keys)["n"].sum()
-        out["labelled"] = conf.groupby(keys)["n"].sum().reindex(out.index, fill_value=0)
-        out["accuracy"] = (correct.reindex(out.index, fill_value=0) / out["labelled"]).where(out["labelled"] > 0)
-        out["macro_f1"] = _macro_f1_by(conf, keys).reindex(out.index)
-    mix = agg.pivot_table(index=keys, columns="label", values="n", aggfunc="sum", fill_value=0)
-    mix = mix.reindex(columns=labels, fill_value=0)
-    shares = mix.div(mix.sum(axis=1), axis=0)
-    line_mix = mix.groupby(level="business_line").sum()
-    line_shares = line_mix.div(line_mix.sum(axis=1), axis=0)
-    shift = 0.5 * (shares - line_shares.reindex(shares.index.get_level_values(0)).to_numpy()).abs().sum(axis=1)
-    shares.columns = share_cols
-    out = out.join(shares).join(shift.rename("mix_shift")).reset_index()
-    out["period"] = pd.to_datetime(out["period"])
-    return out[COLUMNS + share_cols].sort_values(keys).reset_index(drop=True)
+    column = {c: sums[c].to_numpy(dtype=float) for c in ("n", "sum_top_prob", "n_low", "labelled", "correct", "macro_f1")}
+    n, labelled = column["n"], column["labelled"]
+    counts = sums[[f"n_{i}" for i in range(len(labels))]].fillna(0).to_numpy(dtype=float)
+    out = pd.DataFrame({"business_line": sums["business_line"].to_numpy(),
+                        "period": pd.to_datetime(sums["period"]).to_numpy(), "volume": n.astype("int64"),
+                        "mean_top_prob": column["sum_top_prob"] / n, "low_conf_share": column["n_low"] / n,
+                        "labelled": labelled.astype("int64"),
+                        "accuracy": np.where(labelled > 0, column["correct"] / np.maximum(labelled, 1), np.nan),
+                        "macro_f1": column["macro_f1"]})
+    shares = counts / n[:, None]
+    line_counts = pd.DataFrame(counts).groupby(out["business_line"].to_numpy()).transform("sum").to_numpy()
+    line_shares = line_counts / line_counts.sum(axis=1, keepdims=True)
+    out["mix_shift"] = 0.5 * np.abs(shares - line_shares).sum(axis=1)
+    out[share_cols] = shares
+    return out.sort_values(["business_line", "period"]).reset_index(drop=True)
 
 
 def prediction_overview(store: Store, name: str) -> dict:

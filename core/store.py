@@ -863,17 +863,46 @@ def feedback_counts(con, model_id: int, user: str | None = None, since=None) -> 
 
 # --- statistics ---------------------------------------------------------------------------
 
-def prediction_aggregates(con, model_id: int, period: str, low_confidence: float, **filters) -> pd.DataFrame:
-    """Per business line, period and predicted label: n, sum_top_prob and n_low (top_prob below
-    `low_confidence`). Whole days come from the rollups; the part of a day that a since/until bound
-    cuts, and every day when the threshold is not whole hundredths (the buckets' edges), from the log.
-    `period` is one of slices.PERIODS; labelled counts come from labelled_confusion."""
+def line_period_statistics(con, model_id: int, period: str, low_confidence: float, labels: list[str],
+                           not_training: list[str], **filters) -> pd.DataFrame:
+    """Per business line and period, and per period over all lines (business_line NULL), in one
+    query: n, sum_top_prob, n_low (top_prob below `low_confidence`), n_0, n_1 … per predicted label
+    in `labels`' order, and over labelled predictions (labels in `not_training` left out):
+    labelled, correct and macro_f1 (over the labels seen there; NULL with fewer than two true labels).
+    `period` is one of slices.PERIODS."""
+    predicted = _prediction_parts(model_id, period, low_confidence, filters)
+    judged = _label_parts(model_id, period, not_training, filters)
+    per_label = ", ".join(f"sum(n) FILTER (WHERE label = ?) AS n_{i}" for i in range(len(labels)))
+    sql = f"""
+        WITH agg AS ({" UNION ALL ".join(q for q, _ in predicted)}),
+        conf AS ({" UNION ALL ".join(q for q, _ in judged)}),
+        a AS (SELECT business_line, period, sum(n) AS n, sum(sum_top_prob) AS sum_top_prob, sum(n_low) AS n_low,
+                     {per_label}
+              FROM agg GROUP BY GROUPING SETS ((business_line, period), (period))),
+        per_label AS (
+            SELECT business_line, period, label, sum(tp) AS tp, sum(t) AS t, sum(p) AS p
+            FROM (SELECT business_line, period, truth AS label, CASE WHEN truth = predicted THEN n ELSE 0 END AS tp,
+                         n AS t, 0 AS p FROM conf
+                  UNION ALL SELECT business_line, period, predicted, 0, 0, n FROM conf)
+            GROUP BY GROUPING SETS ((business_line, period, label), (period, label))),
+        l AS (SELECT business_line, period, sum(t) AS labelled, sum(tp) AS correct,
+                     CASE WHEN count(*) FILTER (WHERE t > 0) >= 2 THEN avg(2 * tp / (t + p)) END AS macro_f1
+              FROM per_label GROUP BY business_line, period)
+        SELECT a.*, coalesce(l.labelled, 0) AS labelled, coalesce(l.correct, 0) AS correct, l.macro_f1
+        FROM a LEFT JOIN l ON a.period = l.period AND a.business_line IS NOT DISTINCT FROM l.business_line"""
+    args = [a for _, part in predicted + judged for a in part] + list(labels)
+    return con.execute(sql, args).df()
+
+
+def _prediction_parts(model_id: int, period: str, low_confidence: float, filters: dict) -> list[tuple[str, list]]:
+    """Queries whose rows (business_line, period, label, n, sum_top_prob, n_low) add up to the slice:
+    whole days from the rollups; the part of a day that a since/until bound cuts, and every day when
+    the threshold is not whole hundredths (the buckets' edges), from the log."""
     bucket = round(low_confidence * 100)
     if bucket / 100 != low_confidence:
-        return _union_all(con, [_logged_aggregates(model_id, period, low_confidence, filters)])
+        return [_logged_part(model_id, period, low_confidence, filters)]
     days, edges = _day_split(filters.get("since"), filters.get("until"))
-    parts = [_logged_aggregates(model_id, period, low_confidence, {**filters, "since": a, "until": b})
-             for a, b in edges]
+    parts = [_logged_part(model_id, period, low_confidence, {**filters, "since": a, "until": b}) for a, b in edges]
     if days is not None:
         where, args = _prediction_filters(model_id, **{**filters, "since": days[0], "until": days[1]},
                                           alias="r", at="day")
@@ -883,10 +912,10 @@ def prediction_aggregates(con, model_id: int, period: str, low_confidence: float
                    CAST(coalesce(sum(r.n) FILTER (WHERE r.bucket < ?), 0) AS BIGINT) AS n_low
             FROM prediction_rollups r WHERE {where} GROUP BY ALL""",
                       [period, min(max(bucket, 0), 101)] + args))
-    return _union_all(con, parts)
+    return parts
 
 
-def _logged_aggregates(model_id: int, period: str, low_confidence: float, filters: dict) -> tuple[str, list]:
+def _logged_part(model_id: int, period: str, low_confidence: float, filters: dict) -> tuple[str, list]:
     where, args = _prediction_filters(model_id, **filters)
     return (f"""
         SELECT p.business_line, date_trunc(?, p.created_at) AS period, p.label,
@@ -895,9 +924,9 @@ def _logged_aggregates(model_id: int, period: str, low_confidence: float, filter
         FROM predictions p WHERE {where} GROUP BY ALL""", [period, low_confidence] + args)
 
 
-def labelled_confusion(con, model_id: int, period: str, not_training: list[str], **filters) -> pd.DataFrame:
-    """Per business line and period: counts of (true label, predicted label) over labelled
-    predictions, leaving out decisions in `not_training` (skip, unclear). Whole days come from the
+def _label_parts(model_id: int, period: str, not_training: list[str], filters: dict) -> list[tuple[str, list]]:
+    """Queries whose rows (business_line, period, truth, predicted, n) count the slice's labelled
+    predictions, leaving out decisions in `not_training` (skip, unclear): whole days from the
     rollups, the part of a day that a since/until bound cuts from the labels joined to their predictions."""
     days, edges = _day_split(filters.get("since"), filters.get("until"))
     parts = []
@@ -917,7 +946,7 @@ def labelled_confusion(con, model_id: int, period: str, not_training: list[str],
                    CAST(sum(r.n) AS BIGINT) AS n
             FROM label_rollups r WHERE {where} AND NOT list_contains(?, r.truth)
             GROUP BY ALL HAVING sum(r.n) > 0""", [period] + args + [list(not_training)]))
-    return _union_all(con, parts)
+    return parts
 
 
 def _day_split(since, until) -> tuple[tuple | None, list[tuple]]:
@@ -934,10 +963,6 @@ def _day_split(since, until) -> tuple[tuple | None, list[tuple]]:
         edges.append((end.to_pydatetime(), until))
     days = (None if first is None else first.date(), None if end is None else end.date())
     return days, edges
-
-
-def _union_all(con, parts: list[tuple[str, list]]) -> pd.DataFrame:
-    return con.execute(" UNION ALL ".join(sql for sql, _ in parts), [a for _, args in parts for a in args]).df()
 
 
 def rebuild_rollups(con) -> None:
