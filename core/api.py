@@ -181,11 +181,15 @@ def _errors(*codes: int) -> dict:
 # --- the store and who is calling ---------------------------------------------------------
 
 def get_store(request: Request) -> Store:
-    """The store this app serves; a missing one is not created (the dashboard builds the demo)."""
+    """The store this app serves; a missing one is not created here (the server builds the demo at start)."""
     store = request.app.state.store or Store(settings.get("store"))
     if not store.exists():
-        raise HTTPException(503, f"no store at {store.path} yet: open the dashboard once, or run "
-                                 f"`python -m core demo`")
+        if demo.building():
+            fraction, message = demo.build_status()
+            raise HTTPException(503, f"the store is not ready yet: the server is building the demo store "
+                                     f"({fraction:.0%}, {message}); try again in a few seconds")
+        raise HTTPException(503, "there is no store yet: restart the server to build the demo store, or run "
+                                 "`python -m core demo`")
     return store
 
 
@@ -307,11 +311,14 @@ def create_app(store: Store | None = None) -> FastAPI:
     api.add_exception_handler(Exception, _on_bug)
 
     @api.get("/health", response_model=Health, responses=_errors(403, 429, 503))
-    def health(request: Request, store: Store = Depends(get_store),
-               credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Health:
+    def health(request: Request, store: Store = Depends(get_store)) -> Health:
         """Whether the API can read its store, and whether it asks for tokens; the store's path
         only for a valid token (it names folders and users of the server's machine)."""
-        caller = credentials and auth.token_caller(store, credentials.credentials, _address(request) or "local")
+        # read by hand, not through `bearer`: the token is optional here, and a declared security
+        # scheme would tell clients (and the OpenAPI checks) that health needs one
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        caller = (scheme.lower() == "bearer" and token.strip()
+                  and auth.token_caller(store, token.strip(), _address(request) or "local"))
         return Health(ok=True, store=str(store.path) if caller else None, models=len(registry.list_models(store)),
                       auth=auth_mode(store))
 
@@ -361,7 +368,7 @@ def create_app(store: Store | None = None) -> FastAPI:
         feedback_id = feedback.label_prediction(store, name, body.prediction_id, label, caller.user)
         return FeedbackResponse(feedback_id=feedback_id, prediction_id=body.prediction_id, label=label)
 
-    @api.get("/models/{name}/compare", response_model=Comparison, responses=_errors(401, 404, 422, 503))
+    @api.get("/models/{name}/compare", response_model=Comparison, responses=_errors(401, 403, 404, 422, 429, 503))
     def compare_versions(name: ModelName, a: VersionQuery, b: VersionQuery, store: Store = Depends(get_store),
                          caller: Caller = Depends(current_user)) -> dict:
         """Version b beside version a on the model's test set: overall, per-class and per-line deltas (b - a),
@@ -369,7 +376,7 @@ def create_app(store: Store | None = None) -> FastAPI:
         return compare.comparison(registry.get_version(store, name, b), registry.get_version(store, name, a))
 
     @api.post("/models/{name}/versions/{version}/activate", response_model=VersionSummary,
-              responses=_errors(400, 401, 403, 404, 409, 422, 500, 503))
+              responses=_errors(400, 401, 403, 404, 409, 422, 429, 500, 503))
     def activate(name: ModelName, version: VersionPath, body: ActivateRequest | None = None,
                  store: Store = Depends(get_store), caller: Caller = Depends(current_user)) -> VersionSummary:
         """Make a version (any earlier one too) the one that answers predictions. A version worse than the

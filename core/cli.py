@@ -9,20 +9,47 @@ pulls in pandas, scikit-learn and jieba and makes `--help` take seconds.
 from __future__ import annotations
 
 import argparse
+import getpass
 import importlib
 import json
 import os
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
-from . import settings
-from .errors import InvalidInput, MMSError
+from . import forward, settings
+from .errors import InvalidInput, MMSError, PermissionDenied
 
 USER_ERROR = 2
 FORMATS = ("table", "json", "csv")
 MAX_COUNT = 1_000_000  # largest --k, --limit or version number the command line accepts
 # commands that may start a new store; every other command refuses a store path with nothing there
 CREATES_STORE = {"demo", "create-model", "restore", "add-user"}
+# commands that only read: open to whoever can read the store's file (they could open it with duckdb anyway)
+READS = {"models", "versions", "stats", "events", "users"}
+
+
+@dataclass
+class Console:
+    """Where a command reads and writes, and what it knows of its caller: this process's streams
+    and environment, or, in a server running a command line's command, what that command line sent
+    (sys.stdout is one per process, and the server runs several commands at once)."""
+    out: TextIO
+    err: TextIO
+    stdin: TextIO
+    user: str  # MMS_USER: who acts without --user
+    token: str  # MMS_TOKEN
+    terminal: bool  # whether a password may be asked for
+    ask_password: Callable[[str], str]
+    store: object | None = None  # the store a server holds open, used instead of opening --store
+    cwd: str | None = None  # the command line's folder: relative paths are the caller's
+
+    @classmethod
+    def local(cls) -> "Console":
+        return cls(sys.stdout, sys.stderr, sys.stdin, settings.get("user"), settings.get("token"), _terminal(),
+                   getpass.getpass)
 
 
 def _json_arg(text: str | None, what: str) -> dict | None:
@@ -58,36 +85,37 @@ def _emit(args, frame, out: str | None = None) -> None:
             Path(out).write_bytes(export.to_csv_bytes(frame, bom=args.excel))
         except OSError as e:
             raise InvalidInput(f"--out {out} could not be written ({e.strerror})") from None
-        print(f"wrote {len(frame)} rows to {out}", file=sys.stderr)
+        print(f"wrote {len(frame)} rows to {out}", file=args.console.err)
         return
     if args.format == "json":
-        print(frame.to_json(orient="records", force_ascii=False, date_format="iso"))
+        print(frame.to_json(orient="records", force_ascii=False, date_format="iso"), file=args.console.out)
     elif args.format == "csv":
-        sys.stdout.write(export.safe_frame(frame).to_csv(index=False))
+        args.console.out.write(export.safe_frame(frame).to_csv(index=False))
     else:
         import pandas as pd
 
         with pd.option_context("display.max_rows", 500, "display.max_columns", 50, "display.width", 200):
-            print(frame.to_string(index=False) if len(frame) else "(no rows)")
+            print(frame.to_string(index=False) if len(frame) else "(no rows)", file=args.console.out)
 
 
 def _emit_record(args, record: dict) -> None:
     if args.format == "json":
-        print(json.dumps(record, ensure_ascii=False, default=str))
+        print(json.dumps(record, ensure_ascii=False, default=str), file=args.console.out)
     else:
         for key, value in record.items():
-            print(f"{key}: {value}")
+            print(f"{key}: {value}", file=args.console.out)
 
 
-def _progress(fraction: float, message: str) -> None:
-    print(f"[{fraction:4.0%}] {message}", file=sys.stderr)
+def _progress(args):
+    """A progress callback that writes to the command's stderr."""
+    return lambda fraction, message: print(f"[{fraction:4.0%}] {message}", file=args.console.err)
 
 
 def cmd_demo(args, store):
     from . import demo
 
-    demo.build_store(store, args.user, progress=_progress)
-    print(f"demo store ready: {store.path}")
+    demo.build_store(store, args.user, progress=_progress(args))
+    print(f"demo store ready: {store.path}", file=args.console.out)
 
 
 def cmd_models(args, store):
@@ -121,19 +149,16 @@ def _version_record(v) -> dict:
 
 
 def cmd_train(args, store):
-    from . import registry, train
+    from . import train
     from .errors import Regression
 
-    v = train.train_version(store, args.name, args.user, incremental=args.incremental,
-                            model_config=_json_arg(args.config, "--config"), progress=_progress)
-    if args.activate and v.status != registry.ACTIVE:
-        # activated apart from training, so that a version the guard refuses is still kept
-        try:
-            v = registry.activate_version(store, args.name, v.version, args.user, "activated after training")
-        except Regression as e:
-            raise Regression(f"version {v.version} was trained and kept but not activated: {e}; to activate it "
-                             f"anyway run `python -m core activate {args.name} {v.version} --force --reason TEXT`",
-                             e.regressions) from None
+    try:
+        v = train.train_version(store, args.name, args.user, incremental=args.incremental,
+                                model_config=_json_arg(args.config, "--config"), activate=args.activate,
+                                progress=_progress(args))
+    except Regression as e:  # the version is kept; say how to activate it anyway
+        raise Regression(f"{e}; to activate it anyway run `python -m core activate {args.name} {e.version} "
+                         f"--force --reason TEXT`", e.regressions, e.version) from None
     _emit_record(args, _version_record(v))
 
 
@@ -151,7 +176,7 @@ def cmd_hard_examples(args, store):
     found = sampling.select_hard_examples(store, args.name, args.k, args.user, args.strategy,
                                           business_lines=args.business_line, since=args.since,
                                           until=args.until, version=args.version)
-    print(f"batch {found.batch_id} chosen by {found.strategy}", file=sys.stderr)
+    print(f"batch {found.batch_id} chosen by {found.strategy}", file=args.console.err)
     _emit(args, found.examples, args.out)
 
 
@@ -181,27 +206,28 @@ def cmd_compare(args, store):
     plain = compare.comparison(registry.get_version(store, args.name, args.b),
                                registry.get_version(store, args.name, args.a))
     if args.format == "json":
-        print(json.dumps(plain, ensure_ascii=False))
+        print(json.dumps(plain, ensure_ascii=False), file=args.console.out)
         return
-    _print_comparison(plain)
+    _print_comparison(plain, args.console.out)
 
 
-def _print_comparison(plain: dict) -> None:
+def _print_comparison(plain: dict, out: TextIO) -> None:
     import pandas as pd
 
     a, b = plain["base"], plain["candidate"]
-    print(f"version {b} beside version {a} (delta = v{b} - v{a})")
+    print(f"version {b} beside version {a} (delta = v{b} - v{a})", file=out)
     if plain["note"]:
-        print(f"note: {plain['note']}")
+        print(f"note: {plain['note']}", file=out)
     names = {"base": f"v{a}", "candidate": f"v{b}"}
     for title, rows in (("overall", plain["overall"]), ("per class", plain["per_class"]),
                         ("per business line (accuracy)", plain["by_line"])):
         frame = pd.DataFrame(rows).rename(columns=names)
-        print(f"\n{title}")
-        print(frame.to_string(index=False, float_format=lambda x: f"{x:.4f}") if len(frame) else "(none)")
+        print(f"\n{title}", file=out)
+        print(frame.to_string(index=False, float_format=lambda x: f"{x:.4f}") if len(frame) else "(none)", file=out)
     found = plain["regressions"]
     print("\nregressions: " + ("none beyond the guard's tolerances" if not found else
-                             "; ".join(f"{r['what']} {r['base']:.3f} -> {r['candidate']:.3f}" for r in found)))
+                             "; ".join(f"{r['what']} {r['base']:.3f} -> {r['candidate']:.3f}" for r in found)),
+          file=out)
 
 
 def cmd_stats(args, store):
@@ -220,10 +246,8 @@ def cmd_events(args, store):
 
 def _password(args) -> str:
     if args.password_stdin:
-        return sys.stdin.readline().rstrip("\n")
-    import getpass
-
-    return getpass.getpass(f"password for {args.name}: ")
+        return args.console.stdin.readline().rstrip("\n")
+    return args.console.ask_password(f"password for {args.name}: ")
 
 
 def cmd_add_user(args, store):
@@ -251,7 +275,7 @@ def cmd_create_token(args, store):
 
     token = auth.create_token(store, args.name, args.user, args.label or "")
     _emit_record(args, {"user": args.name, "token": token})
-    print("keep this token now: it is stored only as a hash and cannot be shown again", file=sys.stderr)
+    print("keep this token now: it is stored only as a hash and cannot be shown again", file=args.console.err)
 
 
 def cmd_backup(args, store):
@@ -276,7 +300,7 @@ def cmd_check(args, store):
 
     report = check.check_store(store)
     for sentence in report.sentences():
-        print(sentence)
+        print(sentence, file=args.console.out)
     if not report.ok:
         raise MMSError(f"{len(report.problems)} problem(s) above need you")
 
@@ -313,7 +337,8 @@ def _common_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
     parser.add_argument("--store", default=None if defaults else keep,
                         help=f"store file (default: $MMS_STORE or {settings.SETTINGS['store'].default})")
     parser.add_argument("--user", default=None if defaults else keep,
-                        help="name recorded on writes (default: $MMS_USER or cli)")
+                        help="who acts (default: $MMS_USER or cli); once the store has users, a write needs "
+                             "$MMS_TOKEN or this user's password at a terminal")
     parser.add_argument("--format", choices=FORMATS, default="table" if defaults else keep,
                         help="how tables and records are printed")
 
@@ -437,7 +462,7 @@ def _open_store(args):
 
     from .store import Store
 
-    store = Store(args.store)
+    store = args.console.store or Store(args.store)
     if store.path.is_dir():
         raise InvalidInput(f"--store {store.path} is a folder; give the store's file, e.g. {store.path / 'mms.duckdb'}")
     if not store.exists():
@@ -457,17 +482,91 @@ def _open_store(args):
     return store
 
 
-def main(argv: list[str] | None = None) -> int:
+def _terminal() -> bool:
+    return sys.stdin.isatty()
+
+
+def _acting_user(args, store) -> str:
+    """Who a command acts as. Once the store has users, a write needs a credential, so the audit log
+    tells the truth: the token in MMS_TOKEN (--user, if given, must name its user), or the password
+    of --user typed at a terminal. Reads need none, and an open store takes --user as said."""
+    from . import auth
+
+    if args.command in READS or not store.exists() or auth.is_open(store):
+        return args.user or args.console.user
+    token = args.console.token
+    if token:
+        who = auth.token_caller(store, token, "cli")
+        if who is None:
+            raise PermissionDenied("MMS_TOKEN is not a token of this store (or its user was removed); an owner "
+                                   "makes one with `python -m core create-token NAME`")
+        if args.user and args.user != who.name:
+            raise PermissionDenied(f"MMS_TOKEN belongs to {who.name}, not {args.user}: drop --user, or use "
+                                   f"{args.user}'s own token")
+        return who.name
+    if args.console.terminal:
+        name = args.user or args.console.user
+        return auth.sign_in(store, name, args.console.ask_password(f"password for {name}: "), via="cli").name
+    raise PermissionDenied(f"this store has users, so `{args.command}` must know who you are: set MMS_TOKEN to "
+                           f"your API token (an owner makes one with `python -m core create-token NAME`), or run "
+                           f"it in a terminal with --user NAME to be asked for that user's password")
+
+
+def main(argv: list[str] | None = None, console: Console | None = None) -> int:
+    """Run one command; its exit code. `console` is given by a server running a command line's
+    command; without one, a command whose store a running server holds is sent to that server."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
-    args.user = args.user or settings.get("user")
+    args.console = console or Console.local()
+    if console is None:
+        server = forward.find(Path(args.store or settings.get("store")).resolve())
+        if server is not None:
+            return _through_server(server, args, argv)
+    if args.console.cwd:
+        _as_the_caller_meant(args, Path(args.console.cwd))
     try:
         if args.out:
             check_out_path(args.out)
         store = _open_store(args)
+        args.user = _acting_user(args, store)
         args.func(args, store)
     except MMSError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {e}", file=args.console.err)
         return USER_ERROR
     except BrokenPipeError:
         return 0
     return 0
+
+
+PATH_ARGUMENTS = ("file", "out", "dest", "src")
+
+
+def _as_the_caller_meant(args, cwd: Path) -> None:
+    """Relative paths a command line sent are relative to its folder, not the server's."""
+    for name in PATH_ARGUMENTS:
+        value = getattr(args, name, None)
+        if value:
+            setattr(args, name, str(cwd / Path(value).expanduser()))
+
+
+def _through_server(server: forward.Server, args, argv: list[str]) -> int:
+    """Run the command in the server that holds the store (it alone may open the file); a password
+    it needs is asked for here, at this terminal, and the command sent again with it."""
+    request = {"argv": argv, "cwd": os.getcwd(), "store": server.store, "user": args.console.user,
+               "token": args.console.token, "terminal": args.console.terminal, "passwords": [],
+               "stdin": sys.stdin.read() if getattr(args, "password_stdin", False) else ""}
+    try:
+        answer = forward.send(server, request)
+        while "ask" in answer and args.console.terminal and len(request["passwords"]) < 3:
+            request["passwords"].append(args.console.ask_password(answer["ask"]))
+            answer = forward.send(server, request)
+    except ConnectionError as e:
+        print(f"error: {e}; is it still starting? try again in a moment", file=sys.stderr)
+        return USER_ERROR
+    if "error" in answer or "ask" in answer:
+        print(f"error: {answer.get('error') or 'the server asked for a password and no terminal can type it'}",
+              file=sys.stderr)
+        return USER_ERROR
+    sys.stdout.write(answer["stdout"])
+    sys.stderr.write(answer["stderr"])
+    return answer["code"]

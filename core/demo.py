@@ -130,6 +130,11 @@ _build_lock = threading.Lock()
 _build_status: dict = {"fraction": 0.0, "message": "waiting to start"}
 
 
+def building() -> bool:
+    """Whether this process is building the demo store right now."""
+    return _build_lock.locked()
+
+
 def build_status() -> tuple[float, str]:
     """How far the demo build running in this process has got (fraction, message)."""
     return _build_status["fraction"], _build_status["message"]

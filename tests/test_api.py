@@ -128,10 +128,10 @@ def test_predict_without_business_line_logs_the_default_line(client, seeded_stor
 def test_an_activation_changes_the_answering_version_on_the_next_call(client, seeded_store):
     train.train_version(seeded_store, MODEL, "tester")
     assert predict(client, "很好")[0]["version"] == 1
-    registry.activate_version(seeded_store, MODEL, 2, "tester")
+    registry.activate_version(seeded_store, MODEL, 2, "tester", "retrained with the labels", force=True)
     assert predict(client, "很好")[0]["version"] == 2
     assert client.get("/api/models").json()[0]["active_version"] == 2
-    registry.activate_version(seeded_store, MODEL, 1, "tester", reason="roll back")
+    registry.activate_version(seeded_store, MODEL, 1, "tester", reason="roll back", force=True)
     assert predict(client, "很好")[0]["version"] == 1
     assert predict(client, "很好", version=2)[0]["version"] == 2
 
@@ -232,7 +232,8 @@ def test_openapi_description_and_docs_are_served_under_api(client):
     spec = client.get("/api/openapi.json").json()
     assert spec["servers"] == [{"url": "/api"}]
     assert set(spec["paths"]) == {"/health", "/models", "/models/{name}", "/models/{name}/predict",
-                                  "/models/{name}/feedback"}
+                                  "/models/{name}/feedback", "/models/{name}/compare",
+                                  "/models/{name}/versions/{version}/activate"}
     docs = client.get("/api/docs")
     assert docs.status_code == 200 and "/api/openapi.json" in docs.text
 

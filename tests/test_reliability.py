@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from core import artifacts, registry, train
 
@@ -41,49 +42,71 @@ def _assert_sound(store, active_before):
         artifacts.verify(store, v)
 
 
+TRAINING_STAGES = ("loading", "fitting", "evaluating", "saving")
+
+
+@pytest.mark.stress
 def test_kill_9_during_training_never_leaves_a_half_made_version(seeded_store):
-    rng = random.Random(7)
-    trials, completed, killed = 12, 0, 0
+    """Each run is killed just after it reports a stage, so every trial is a real kill."""
+    trials = 8
     for trial in range(trials):
         (_, before) = _state(seeded_store)
         proc = _spawn(seeded_store, "train", M)
-        time.sleep(rng.uniform(0.5, 9.0))
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            killed += 1
+        stage = TRAINING_STAGES[trial % len(TRAINING_STAGES)]
+        seen = [line for line in _lines_until(proc, stage)]
+        proc.send_signal(signal.SIGKILL)
         proc.wait()
+        assert proc.returncode == -signal.SIGKILL, f"trial {trial}: training ended before the kill at {stage!r}: {seen}"
         (_, after) = _state(seeded_store)
-        assert len(after) in (len(before), len(before) + 1)
-        completed += len(after) - len(before)
+        assert len(after) == len(before), f"trial {trial}: a version appeared although training was killed"
         _assert_sound(seeded_store, 1)
     strays = artifacts.strays(seeded_store)
-    assert all(artifacts.remove_strays(seeded_store, older_than_seconds=0) == strays for _ in [0])
+    assert artifacts.remove_strays(seeded_store, older_than_seconds=0) == strays
     assert artifacts.strays(seeded_store) == []
-    print(f"\ntraining: {trials} runs, {killed} killed, {completed} completed versions, "
+    print(f"\ntraining: {trials} runs, {trials} killed (one per stage in turn), "
           f"{len(strays)} stray files removed, 0 half-made versions")
 
 
+def _lines_until(proc, word: str):
+    """stderr lines of a running command up to the first one containing `word`."""
+    for line in proc.stderr:
+        yield line
+        if word in line:
+            return
+    raise AssertionError(f"the command ended without reporting {word!r} (exit {proc.wait()})")
+
+
+@pytest.mark.stress
 def test_kill_9_during_an_import_writes_all_rows_or_none(seeded_store, reviews, tmp_path):
+    """One import runs to the end to time it; each later one is killed inside that time."""
     big = reviews.iloc[:12000][["text", "label"]]
     big.to_csv(tmp_path / "big.csv", index=False)
+    (before, _) = _state(seeded_store)
+    started = time.monotonic()
+    assert _spawn(seeded_store, "import", M, tmp_path / "big.csv", "--split", "train").wait() == 0
+    duration = time.monotonic() - started
+    (after, _) = _state(seeded_store)
+    assert after["examples"] - before["examples"] == len(big)
     rng = random.Random(11)
-    trials, whole, none = 10, 0, 0
+    trials, whole, none = 8, 0, 0
     for trial in range(trials):
         (before, _) = _state(seeded_store)
         proc = _spawn(seeded_store, "import", M, tmp_path / "big.csv", "--split", "train")
-        time.sleep(rng.uniform(0.3, 3.0))
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
+        time.sleep(rng.uniform(0.1, 0.8) * duration)
+        proc.send_signal(signal.SIGKILL)
         proc.wait()
+        assert proc.returncode == -signal.SIGKILL, f"trial {trial}: the import ended before the kill"
         (after, _) = _state(seeded_store)
         added = after["examples"] - before["examples"]
         assert added in (0, len(big)), f"trial {trial}: {added} rows of {len(big)} written"
         whole += added == len(big)
         none += added == 0
         _assert_sound(seeded_store, 1)
-    print(f"\nimport: {trials} runs killed at random, {whole} complete, {none} left nothing, 0 partial")
+    print(f"\nimport ({duration:.1f} s when not killed): {trials} runs killed, {whole} complete, "
+          f"{none} left nothing, 0 partial")
 
 
+@pytest.mark.stress
 def test_concurrent_writers_lose_nothing(seeded_store, reviews, tmp_path):
     """The app (threads in this process), the CLI and a second predicting process, at once."""
     texts = reviews["text"].iloc[:40].tolist()
@@ -135,10 +158,11 @@ print(ok, busy)
           f"{after['predictions'] - before['predictions']} logged, {loop_busy} busy refusals, 0 lost")
 
 
+@pytest.mark.stress
 def test_simultaneous_activations_leave_exactly_one_active_and_all_audited(seeded_store):
     for estimator in ("complement_nb", "sgd", "logreg"):
         train.train_version(seeded_store, M, "ops", model_config={"estimator": estimator})
-    procs = [(v, _spawn(seeded_store, "activate", M, v, "--reason", f"race {v}", env={"MMS_LOCK_TIMEOUT": "30"}))
+    procs = [(v, _spawn(seeded_store, "activate", M, v, "--force", "--reason", f"race {v}", env={"MMS_LOCK_TIMEOUT": "30"}))
              for v in (1, 2, 3, 4) for _ in range(2)]
     codes = [(v, p.wait(timeout=120)) for v, p in procs]
     assert all(code == 0 for _, code in codes)

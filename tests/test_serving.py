@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import quote
 
 import duckdb
 import pandas as pd
@@ -146,3 +147,168 @@ def test_a_closed_writer_refuses_with_a_sentence(seeded_store):
     writer.close()
     with pytest.raises(Exception, match="shutting down"):
         writer.submit(_rows(seeded_store, "好"))
+
+
+def test_restore_under_a_holder_reopens_the_restored_file(seeded_store, tmp_path):
+    from core import backup
+
+    backup.backup(seeded_store, tmp_path / "bk", "tester")
+    seeded_store.hold()
+    try:
+        extra = predict.predict_texts(seeded_store, M, ["多出来的一条"], "tester")["prediction_id"].tolist()
+        backup.restore(seeded_store, tmp_path / "bk", "tester")
+        assert _logged(seeded_store, extra) == set()  # the held store now reads the restored file
+        again = predict.predict_texts(seeded_store, M, ["恢复以后"], "tester")["prediction_id"].tolist()
+        assert _logged(seeded_store, again) == set(again)
+    finally:
+        seeded_store.unhold()
+
+
+# --- a real server: `streamlit run app.py` ------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(seeded_store, tmp_path):
+    """A running server on the seeded store, ready once it holds the store (its file is written)."""
+    port = _free_port()
+    log = open(tmp_path / "server.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                             "--server.address", "127.0.0.1", "--server.headless", "true"],
+                            cwd=ROOT, env={**os.environ, "MMS_STORE": str(seeded_store.path)}, stdout=log,
+                            stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 90
+    while forward.find(seeded_store.path) is None or _status(f"http://127.0.0.1:{port}/api/health") != 200:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("the server did not start: " + (tmp_path / "server.log").read_text()[-2000:])
+        time.sleep(0.3)
+    yield f"http://127.0.0.1:{port}", seeded_store, proc
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    log.close()
+
+
+def _status(url: str) -> int | None:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except OSError:
+        return None
+
+
+def _post(url: str, body: dict) -> tuple[int, dict]:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+class Traffic:
+    """Threads posting one-text predictions until stopped; what was answered, and every refusal."""
+
+    def __init__(self, url: str, threads: int = 2):
+        self.url = f"{url}/api/models/{quote(M)}/predict"
+        self.answered: list[int] = []
+        self.refused: list[tuple[int, dict]] = []
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(threads)]
+
+    def __enter__(self):
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=60)
+
+    def _run(self, n: int) -> None:
+        i = 0
+        while not self._stop.is_set():
+            i += 1
+            try:
+                status, body = _post(self.url, {"texts": [f"第{n}-{i}条：东西不错，物流很快"], "business_line": "load"})
+            except OSError as e:  # the server was killed: this answer never arrived
+                self.errors.append(str(e))
+                return
+            if status == 200:
+                self.answered += [p["prediction_id"] for p in body["predictions"]]
+            else:
+                self.refused.append((status, body))
+
+
+def _cli(*args: str, cwd=ROOT, store=None, stdin: str | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MMS_STORE": str(store.path), "PYTHONPATH": str(ROOT)}
+    env.pop("MMS_TOKEN", None)
+    return subprocess.run([sys.executable, "-m", "core", *args], cwd=cwd, env=env, input=stdin or "",
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_every_command_works_through_a_running_server_while_it_answers_predictions(server, tmp_path):
+    url, store, proc = server
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "texts.csv").write_text("text\n很好用\n太差了\n", encoding="utf-8")
+    with Traffic(url) as traffic:
+        time.sleep(1)
+        steps = [("models",), ("train", M), ("versions", M, "--format", "json"),
+                 ("activate", M, "2", "--force", "--reason", "x"),
+                 ("predict", M, "texts.csv", "--out", "answers.csv"), ("stats", M),
+                 ("backup", "bk")]
+        done = {step[0]: _cli(*step, cwd=tmp_path / "work", store=store) for step in steps}
+        time.sleep(1)
+    for name, result in done.items():
+        assert result.returncode == 0, (name, result.stdout, result.stderr)
+        assert "busy" not in result.stderr
+    assert [v["version"] for v in json.loads(done["versions"].stdout)] == [1, 2]
+    assert "version: 2" in done["activate"].stdout and "status: active" in done["activate"].stdout
+    answers = (tmp_path / "work" / "answers.csv").read_text(encoding="utf-8")  # the caller's relative path
+    assert "很好用" in answers and "太差了" in answers
+    assert (tmp_path / "work" / "bk" / "database" / "schema.sql").exists()
+    assert traffic.refused == [] and traffic.errors == [] and len(traffic.answered) > 0
+    versions = {p["version"] for p in _post(f"{url}/api/models/{quote(M)}/predict", {"texts": ["好"]})[1]["predictions"]}
+    assert versions == {2}
+
+    # a user added through the server (its password from this command's stdin) closes the store to
+    # writes without a credential, and says so instead of asking where no one can type
+    added = _cli("add-user", "boss", "--role", "owner", "--password-stdin", store=store, stdin="a long password\n")
+    assert added.returncode == 0, added.stderr
+    refused = _cli("activate", M, "1", "--force", "--reason", "x", store=store)
+    assert refused.returncode == 2 and "MMS_TOKEN" in refused.stderr
+
+    proc.terminate()
+    proc.wait(timeout=30)
+    assert not forward.server_file(store.path).exists()  # removed at exit: the CLI opens the file itself again
+    assert _logged(store, traffic.answered) == set(traffic.answered)  # sent = logged
+
+
+@pytest.mark.stress
+def test_a_server_killed_under_load_has_logged_every_prediction_it_answered(server):
+    url, store, proc = server
+    with Traffic(url, threads=6) as traffic:
+        deadline = time.monotonic() + 60
+        while len(traffic.answered) < 50 and time.monotonic() < deadline:  # under load, not at its first call
+            time.sleep(0.2)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    assert len(traffic.answered) > 0 and traffic.refused == [], (traffic.refused[:3], traffic.errors[:3])
+    assert _logged(store, traffic.answered) == set(traffic.answered)
+    # the server's file is left behind, but it names a dead process: the command line opens the store itself
+    assert forward.server_file(store.path).exists()
+    listed = _cli("models", store=store)
+    assert listed.returncode == 0 and M in listed.stdout
