@@ -47,7 +47,7 @@ def user() -> str:
 
 
 def role() -> str:
-    return st.session_state.get("role") or "analyst"
+    return st.session_state.get("role") or auth.ANALYST
 
 
 def model_name() -> str | None:
