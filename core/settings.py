@@ -19,7 +19,17 @@ class Setting:
 SETTINGS = {
     s.name: s
     for s in [
-        Setting("store", "data/mms.duckdb", "Path of the DuckDB store file."),
+        Setting("store", "data/mms.duckdb", "Path of the DuckDB store file, or a DuckLake catalog: "
+                                           "ducklake:postgres:dbname=... host=... port=... user=..."),
+        Setting("data_path", "", "Where a DuckLake store (MMS_STORE=ducklake:postgres:...) keeps its Parquet files and "
+                                 "model files: a folder every process sees, or s3://bucket/prefix."),
+        Setting("artifacts_path", "", "Folder for model files when MMS_DATA_PATH is on object storage (s3://): "
+                                      "a folder every server process mounts."),
+        Setting("lake_inline_rows", 1000, "Rows of one DuckLake insert kept in the catalog instead of a Parquet "
+                                          "file, until compaction writes them out together."),
+        Setting("compact_seconds", 600.0, "Seconds between the server's compactions: rollup rows merged, and on "
+                                          "DuckLake inlined rows and small Parquet files written out as larger "
+                                          "files (0: never)."),
         Setting("lock_timeout", 5.0, "Seconds to retry when another process holds the store's lock."),
         Setting("low_confidence", 0.6, "Top probability below which a prediction counts as low-confidence."),
         Setting("max_text_chars", 20000, "Longest text accepted for import or prediction, in characters."),

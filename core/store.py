@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import threading
 import time
@@ -18,7 +19,7 @@ import duckdb
 import pandas as pd
 
 from . import settings
-from .errors import Conflict, StoreBusy
+from .errors import Conflict, InvalidInput, StoreBusy, StoreError
 
 MIGRATIONS = [
     ("create core tables", """
@@ -211,6 +212,58 @@ _migrated: set[str] = set()
 _migrate_lock = threading.Lock()
 _PID = re.compile(r"PID (\d+)")
 
+# --- two backends: the embedded file, and DuckLake --------------------------------------------
+# DuckLake has no primary keys, unique constraints, indexes or sequences. The migrations above are
+# written once, for the embedded file; on DuckLake the statements and clauses below are left out,
+# ids come from counter tables (see _next_ids) and the invariants the constraints keep are checked
+# inside the writing transaction, where DuckLake's conflict detection makes concurrent writers of
+# the same counter or row fail at commit (store.Conflict) instead of both succeeding.
+LAKE = "mms_lake"  # the attached DuckLake's name in every connection
+_EMBEDDED_ONLY = [
+    (re.compile(r"^\s*CREATE (UNIQUE )?(SEQUENCE|INDEX)\b[^;]*;", re.M | re.I), ""),
+    (re.compile(r",\s*PRIMARY KEY\s*\([^)]*\)", re.I), ""),
+    (re.compile(r"\s+(PRIMARY KEY|UNIQUE)\b", re.I), ""),
+]
+SEQUENCES = ("model_seq", "example_seq", "import_seq", "prediction_seq", "feedback_seq", "batch_seq", "event_seq")
+# Allocated inside the writer's transaction: ids follow commit order (training's "examples newer
+# than the version" needs that), and two transactions taking the same counter conflict, which is
+# what keeps one model per name and one label per prediction with several writers.
+SERIAL_IDS = {"model_seq", "example_seq", "feedback_seq"}
+ID_BLOCK = 4096  # other ids come in blocks per process, taken in a short transaction of their own
+_EXTENSIONS = ("postgres_scanner", "ducklake", "httpfs")
+
+
+def lake_sql(sql: str) -> str:
+    """A migration's statements as DuckLake takes them: no sequences, indexes or key constraints."""
+    for pattern, replacement in _EMBEDDED_ONLY:
+        sql = pattern.sub(replacement, sql)
+    return sql
+
+
+def is_lake_url(where) -> bool:
+    return str(where).startswith("ducklake:")
+
+
+def _extension_file(name: str) -> str:
+    """The signed extension binary that the duckdb-extension-<name> package installed (never INSTALL)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(f"duckdb_extension_{name}")
+    if spec is None or not spec.submodule_search_locations:
+        raise StoreError(f"the DuckLake backend needs the Python package duckdb-extension-{name.replace('_', '-')}"
+                         f"=={duckdb.__version__} (pip install -r requirements.txt)")
+    folder = Path(list(spec.submodule_search_locations)[0]) / "extensions" / f"v{duckdb.__version__}"
+    files = sorted(folder.glob("*.duckdb_extension"))
+    if not files:
+        raise StoreError(f"duckdb-extension-{name.replace('_', '-')} has no extension for DuckDB "
+                         f"{duckdb.__version__} in {folder}")
+    return str(files[0])
+
+
+def _catalog_name(url: str) -> str:
+    """The catalog as a sentence may show it: the connection string without a password."""
+    return re.sub(r"password=\S+", "password=…", url)
+
 
 def now() -> pd.Timestamp:
     """The current time as a naive timestamp (the store keeps naive TIMESTAMPs in local time)."""
@@ -218,20 +271,51 @@ def now() -> pd.Timestamp:
 
 
 class Store:
-    """A DuckDB file and the artifacts folder beside it; connections are shared per file per process."""
+    """A store and its model files: a DuckDB file with `artifacts/` beside it (the default), or a
+    DuckLake (`ducklake:postgres:...` catalog, Parquet and model files under a data path).
 
-    def __init__(self, path: str | os.PathLike | None = None):
-        self.path = Path(path or settings.get("store")).resolve()
+    Connections are shared per store per process."""
+
+    def __init__(self, path: str | os.PathLike | None = None, data_path: str | None = None):
+        where = str(path or settings.get("store"))
+        self.url = where if is_lake_url(where) else None
+        if self.url is None:
+            self.data_path = None
+            self.path = Path(where).resolve()
+            self.key = str(self.path)
+            return
+        self.data_path = str(data_path or settings.get("data_path"))
+        files = settings.get("artifacts_path") if self.data_path.startswith("s3://") else self.data_path
+        # model files and the per-store files other modules keep "beside the store" live in this folder
+        self.path = (Path(files).resolve() if files else Path.cwd() / "lake-artifacts-unset") / "mms.ducklake"
+        self.key = f"{self.url} {self.data_path}"
 
     def __repr__(self) -> str:
-        return f"Store({str(self.path)!r})"
+        return f"Store({self.url or str(self.path)!r})"
+
+    def __str__(self) -> str:
+        return f"{_catalog_name(self.url)} (data {self.data_path})" if self.url else str(self.path)
+
+    @property
+    def is_lake(self) -> bool:
+        return self.url is not None
 
     @property
     def artifacts_dir(self) -> Path:
         return self.path.parent / "artifacts"
 
     def exists(self) -> bool:
-        return self.path.exists()
+        """Whether the store has been created (a DuckLake store: its catalog has the schema)."""
+        if not self.is_lake:
+            return self.path.exists()
+        if self.key in _migrated:
+            return True
+        con = self._open()
+        try:
+            return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND "
+                                    "table_name = 'schema_migrations'", [LAKE]).fetchone()[0])
+        finally:
+            con.close()
 
     @contextmanager
     def connect(self):
@@ -240,7 +324,7 @@ class Store:
         Threads of one process share one open database (DuckDB allows a file to be attached
         once per process); the file is closed, and its lock released for other processes, as
         soon as no operation in this process is using it."""
-        shared = _shared_for(self.path)
+        shared = _shared_for(self.key)
         con = shared.acquire(self)
         try:
             yield con
@@ -259,6 +343,11 @@ class Store:
                 _rollback(con)
                 raise Conflict("another change to the same rows was made at the same moment; nothing was "
                                "written, try again") from e
+            except (duckdb.IOException, duckdb.HTTPException) as e:
+                _rollback(con)
+                if not self.is_lake:
+                    raise
+                raise self._unreachable(e) from None
             except BaseException:
                 _rollback(con)
                 raise
@@ -266,18 +355,21 @@ class Store:
     def hold(self) -> None:
         """Keep the database open until `unhold`: the server holds its store for its life, so no
         request opens or closes the file (that cost ~80 ms of a ~100 ms prediction)."""
-        _shared_for(self.path).hold(self)
+        _shared_for(self.key).hold(self)
 
     def unhold(self) -> None:
-        _shared_for(self.path).unhold()
+        _shared_for(self.key).unhold()
 
     @contextmanager
     def closed(self):
         """The file closed in this process for the block, even while held (a restore replaces it)."""
-        with _shared_for(self.path).closed(self):
+        with _shared_for(self.key).closed(self):
             yield
 
     def _open(self) -> duckdb.DuckDBPyConnection:
+        return self._open_lake() if self.is_lake else self._open_file()
+
+    def _open_file(self) -> duckdb.DuckDBPyConnection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + float(settings.get("lock_timeout"))
         delay = 0.02
@@ -295,26 +387,97 @@ class Store:
                 time.sleep(delay)
                 delay = min(delay * 2, 0.25)
 
+    def _open_lake(self) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB with the DuckLake attached as LAKE and in use."""
+        if not self.data_path:
+            raise StoreError("a DuckLake store needs MMS_DATA_PATH: the folder (or s3://bucket/prefix) that "
+                             "holds its Parquet and model files")
+        if self.data_path.startswith("s3://") and not settings.get("artifacts_path"):
+            raise StoreError("with MMS_DATA_PATH on s3://, model files need MMS_ARTIFACTS_PATH: a folder every "
+                             "server process mounts")
+        con = duckdb.connect()
+        try:
+            for name in _EXTENSIONS:
+                con.execute(f"LOAD '{_quote(_extension_file(name))}'")
+            if self.data_path.startswith("s3://"):
+                _s3_secret(con)
+            else:
+                Path(self.data_path).mkdir(parents=True, exist_ok=True)
+            con.execute(f"ATTACH '{_quote(self.url)}' AS {LAKE} (DATA_PATH '{_quote(self.data_path)}')")
+            con.execute(f"USE {LAKE}")
+            return con
+        except (duckdb.Error, OSError) as e:
+            con.close()
+            raise self._unreachable(e) from None
+        except BaseException:
+            con.close()
+            raise
+
+    def _unreachable(self, error: BaseException) -> StoreError:
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        if isinstance(error, OSError) or "s3://" in first or "HTTP" in first or self.data_path in first:
+            where = f"the DuckLake data path {self.data_path}"
+        else:
+            where = f"the DuckLake catalog {_catalog_name(self.url)}"
+        return StoreError(f"{where} cannot be reached ({first}); nothing was changed")
+
+    def _cursor(self, root) -> duckdb.DuckDBPyConnection:
+        cur = root.cursor()
+        if self.is_lake:
+            cur.execute(f"USE {LAKE}")  # a cursor starts in the in-memory database
+        return cur
+
     def _migrate(self, con) -> None:
-        key = str(self.path)
-        if key in _migrated:
+        if self.key in _migrated:
             return
         with _migrate_lock:
-            con.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
-                        "(version INTEGER PRIMARY KEY, name VARCHAR, applied_at TIMESTAMP)")
-            done = {r[0] for r in con.execute("SELECT version FROM schema_migrations").fetchall()}
-            for number, (name, sql) in enumerate(MIGRATIONS, start=1):
-                if number in done:
-                    continue
-                con.begin()
+            for attempt in range(20):  # two processes creating one new DuckLake: the second one's commit conflicts
                 try:
-                    con.execute(sql)
-                    con.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", [number, name, now()])
-                    con.commit()
-                except BaseException:
-                    con.rollback()
-                    raise
-            _migrated.add(key)
+                    self._apply_migrations(con)
+                    break
+                except duckdb.TransactionException:
+                    if attempt == 19:
+                        raise
+                    time.sleep(0.05 * (attempt + 1))
+            _migrated.add(self.key)
+
+    def _apply_migrations(self, con) -> None:
+        table = "schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR, applied_at TIMESTAMP)"
+        con.execute(f"CREATE TABLE IF NOT EXISTS {lake_sql(table) if self.is_lake else table}")
+        done = {r[0] for r in con.execute("SELECT version FROM schema_migrations").fetchall()}
+        for number, (name, sql) in enumerate(MIGRATIONS, start=1):
+            if number in done:
+                continue
+            if self.is_lake:
+                sql = lake_sql(sql) + (_LAKE_START if number == 1 else "")
+            con.begin()
+            try:
+                con.execute(sql)
+                con.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", [number, name, now()])
+                con.commit()
+            except BaseException:
+                _rollback(con)
+                raise
+        if self.is_lake:
+            con.execute(f"CALL {LAKE}.set_option('data_inlining_row_limit', ?)", [int(settings.get("lake_inline_rows"))])
+
+
+# On DuckLake: one counter table per id (a table each, so taking one id never conflicts with another).
+_LAKE_START = "".join(f"CREATE TABLE id_{s} (next_id BIGINT NOT NULL); INSERT INTO id_{s} VALUES (1);"
+                      for s in SEQUENCES)
+
+
+def _s3_secret(con) -> None:
+    """S3 credentials from the usual AWS variables (an endpoint for MinIO or another S3-compatible server)."""
+    env = os.environ
+    options = {"KEY_ID": env.get("AWS_ACCESS_KEY_ID"), "SECRET": env.get("AWS_SECRET_ACCESS_KEY"),
+               "REGION": env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")}
+    endpoint = env.get("AWS_ENDPOINT_URL", "")
+    if endpoint:
+        options.update(ENDPOINT=re.sub(r"^https?://", "", endpoint), URL_STYLE="path",
+                       USE_SSL="true" if endpoint.startswith("https") else "false")
+    given = ", ".join(f"{k} '{_quote(v)}'" for k, v in options.items() if v)
+    con.execute(f"CREATE SECRET mms_s3 (TYPE s3{', ' + given if given else ''})")
 
 
 def _rollback(con) -> None:
@@ -325,7 +488,7 @@ def _rollback(con) -> None:
 
 
 class _SharedDatabase:
-    """One open database per file per process, counted by the operations using it.
+    """One open database per store per process, counted by the operations using it.
 
     A holder (the server, for its whole life) counts as a user that never leaves, so the file
     stays open and every operation is a cursor of the open root: no open or close per request."""
@@ -336,15 +499,26 @@ class _SharedDatabase:
         self.users = 0
         self.held = 0
         self.swapping = False
+        self.blocks: dict[str, tuple[int, int]] = {}  # DuckLake: this process's unused ids, per counter
+        self.blocks_lock = threading.Lock()
 
     def acquire(self, store: "Store") -> duckdb.DuckDBPyConnection:
         with self.lock:
             self.lock.wait_for(lambda: not self.swapping)
             self._open_root(store)
             self.users += 1
-            return self.root.cursor()
+            try:
+                cur = store._cursor(self.root)
+            except BaseException:
+                self.users -= 1
+                self._close_if_unused()
+                raise
+            if store.is_lake:
+                _lake_cursors[id(cur)] = self
+            return cur
 
     def release(self, con) -> None:
+        _lake_cursors.pop(id(con), None)
         con.close()
         with self.lock:
             self.users -= 1
@@ -385,6 +559,16 @@ class _SharedDatabase:
                     self.swapping = False
                     self.lock.notify_all()
 
+    def block_ids(self, sequence: str, n: int) -> list[int]:
+        """`n` ids from this process's block of `sequence`, taking a new block when it runs out."""
+        with self.blocks_lock:
+            start, end = self.blocks.get(sequence, (0, 0))
+            if end - start < n:
+                start = _take_block(self.root, sequence, max(n, ID_BLOCK))
+                end = start + max(n, ID_BLOCK)
+            self.blocks[sequence] = (start + n, end)
+        return list(range(start, start + n))
+
     def _open_root(self, store: "Store") -> None:
         if self.root is None:
             root = store._open()
@@ -399,23 +583,67 @@ class _SharedDatabase:
         if self.users == 0 and self.root is not None:
             self.root.close()
             self.root = None
+            self.blocks.clear()
         self.lock.notify_all()
 
 
 _shared: dict[str, _SharedDatabase] = {}
 _shared_lock = threading.Lock()
+_lake_cursors: dict[int, _SharedDatabase] = {}  # DuckLake cursors in use, to their store's shared database
 
 
-def _shared_for(path: Path) -> _SharedDatabase:
+def _shared_for(key: str) -> _SharedDatabase:
     with _shared_lock:
-        return _shared.setdefault(str(path), _SharedDatabase())
+        return _shared.setdefault(key, _SharedDatabase())
 
 
 def _next_ids(con, sequence: str, n: int) -> list[int]:
+    """`n` new ids of `sequence`: from the sequence on the embedded file; on DuckLake from its
+    counter table, in the caller's transaction for SERIAL_IDS, else from this process's block."""
     if n == 0:
         return []
-    return con.execute(f"SELECT nextval('{sequence}') FROM range(?)", [n]).fetchnumpy()[
-        f"nextval('{sequence}')"].tolist()
+    shared = _lake_cursors.get(id(con))
+    if shared is None:
+        return con.execute(f"SELECT nextval('{sequence}') FROM range(?)", [n]).fetchnumpy()[
+            f"nextval('{sequence}')"].tolist()
+    if sequence not in SERIAL_IDS:
+        return shared.block_ids(sequence, n)
+    start = con.execute(f"SELECT next_id FROM id_{sequence}").fetchone()[0]
+    con.execute(f"UPDATE id_{sequence} SET next_id = ?", [start + n])
+    return list(range(start, start + n))
+
+
+def _take_block(root, sequence: str, size: int) -> int:
+    """The first id of a block of `size` taken from a DuckLake counter in a transaction of its own,
+    retried while other processes take theirs."""
+    for attempt in range(100):
+        cur = root.cursor()
+        try:
+            cur.execute(f"USE {LAKE}")
+            cur.begin()
+            start = cur.execute(f"SELECT next_id FROM id_{sequence}").fetchone()[0]
+            cur.execute(f"UPDATE id_{sequence} SET next_id = ?", [start + size])
+            cur.commit()
+            return start
+        except duckdb.TransactionException:
+            _rollback(cur)
+            time.sleep(random.uniform(0.005, 0.05) * min(attempt + 1, 10))
+        finally:
+            cur.close()
+    raise Conflict(f"no block of {sequence} ids could be taken: other processes kept taking theirs; try again")
+
+
+def set_lake_counters(con) -> None:
+    """Move every DuckLake id counter past the largest id its table holds (after a bulk copy)."""
+    for sequence, (table, column) in _ID_COLUMNS.items():
+        top = con.execute(f"SELECT coalesce(max({column}), 0) + 1 FROM {table}").fetchone()[0]
+        con.execute(f"UPDATE id_{sequence} SET next_id = greatest(next_id, ?)", [top])
+
+
+_ID_COLUMNS = {"model_seq": ("models", "model_id"), "example_seq": ("examples", "example_id"),
+               "import_seq": ("examples", "import_id"), "prediction_seq": ("predictions", "prediction_id"),
+               "feedback_seq": ("feedback", "feedback_id"), "batch_seq": ("sample_batches", "batch_id"),
+               "event_seq": ("events", "event_id")}
 
 
 def _row(cur) -> dict | None:
@@ -433,8 +661,9 @@ def _rows(cur) -> list[dict]:
 # --- events -------------------------------------------------------------------------------
 
 def add_event(con, user: str, action: str, model_id: int | None, details: dict) -> None:
-    con.execute("INSERT INTO events VALUES (nextval('event_seq'), ?, ?, ?, ?, ?)",
-                [now(), user, action, model_id, json.dumps(details, ensure_ascii=False, default=str)])
+    con.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)",
+                [_next_ids(con, "event_seq", 1)[0], now(), user, action, model_id,
+                 json.dumps(details, ensure_ascii=False, default=str)])
 
 
 def events(con, model_id: int | None = None, action: str | None = None, limit: int = 1000) -> pd.DataFrame:
@@ -446,7 +675,7 @@ def events(con, model_id: int | None = None, action: str | None = None, limit: i
     if action is not None:
         sql += " AND action = ?"
         args.append(action)
-    sql += " ORDER BY event_id DESC LIMIT ?"
+    sql += ' ORDER BY "at" DESC, event_id DESC LIMIT ?'  # on DuckLake each process takes ids from its own block
     return con.execute(sql, args + [limit]).df()
 
 
@@ -506,12 +735,15 @@ def forget_attempts(con, before) -> None:
 
 
 def app_secret(con, name: str) -> str | None:
-    row = con.execute("SELECT value FROM app_secrets WHERE name = ?", [name]).fetchone()
+    row = con.execute("SELECT value FROM app_secrets WHERE name = ? ORDER BY created_at, value LIMIT 1",
+                      [name]).fetchone()
     return row[0] if row else None
 
 
 def insert_app_secret(con, name: str, value: str) -> None:
-    con.execute("INSERT INTO app_secrets VALUES (?, ?, ?) ON CONFLICT DO NOTHING", [name, value, now()])
+    # no ON CONFLICT: DuckLake has no keys. Two processes may both insert; app_secret reads the first.
+    con.execute("INSERT INTO app_secrets SELECT ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM app_secrets WHERE name = ?)",
+                [name, value, now(), name])
 
 
 def insert_session(con, session_hash: str, name: str, expires_at) -> None:
@@ -1001,7 +1233,10 @@ def compact_rollups(con) -> int:
 
 
 def revision(con) -> tuple:
-    """Changes whenever anything a page shows could have changed: a cache key for page data."""
+    """Changes whenever anything a page shows could have changed: a cache key for page data.
+    On DuckLake, the latest snapshot: other processes' ids do not grow in order with this one's."""
+    if id(con) in _lake_cursors:
+        return tuple(con.execute(f"SELECT id FROM {LAKE}.current_snapshot()").fetchone())
     return con.execute("""SELECT (SELECT max(event_id) FROM events), (SELECT max(prediction_id) FROM predictions),
                                  (SELECT max(feedback_id) FROM feedback), (SELECT count(*) FROM feedback)""").fetchone()
 
@@ -1010,6 +1245,9 @@ def revision(con) -> tuple:
 
 def export_database(con, folder: str) -> None:
     """Every table and sequence, as Parquet plus schema.sql (DuckDB's EXPORT DATABASE)."""
+    if id(con) in _lake_cursors:
+        raise InvalidInput("backup copies the embedded store; a DuckLake store is backed up with its catalog "
+                           "(pg_dump) and its data path, or copied out with `python -m core migrate --to FILE`")
     con.execute(f"EXPORT DATABASE '{_quote(folder)}' (FORMAT parquet)")
 
 
@@ -1024,3 +1262,28 @@ def import_database_file(path, folder: str) -> None:
 
 def _quote(path: str) -> str:
     return str(path).replace("'", "''")
+
+
+# --- DuckLake's small files -------------------------------------------------------------------
+
+def compact_lake_files(con, keep_hours: float = 1.0) -> dict[str, int]:
+    """Write rows inlined in the catalog out to Parquet, merge small adjacent files, and delete
+    files no snapshot newer than `keep_hours` needs (readers of older snapshots keep theirs).
+    Returns how many rows were flushed, files merged and files deleted."""
+    flushed = con.execute(f"SELECT coalesce(sum(rows_flushed), 0) FROM ducklake_flush_inlined_data('{LAKE}')"
+                          ).fetchone()[0]
+    merged = con.execute(f"SELECT coalesce(sum(files_processed), 0) FROM ducklake_merge_adjacent_files('{LAKE}')"
+                         ).fetchone()[0]
+    cutoff = f"now() - INTERVAL {float(keep_hours) * 3600} SECOND"
+    con.execute(f"SELECT count(*) FROM ducklake_expire_snapshots('{LAKE}', older_than => {cutoff})").fetchone()
+    deleted = con.execute(f"SELECT count(*) FROM ducklake_cleanup_old_files('{LAKE}', older_than => {cutoff})"
+                          ).fetchone()[0]
+    return {"rows_flushed": int(flushed), "files_merged": int(merged), "files_deleted": int(deleted)}
+
+
+def lake_file_count(con) -> int:
+    """Parquet data files the DuckLake's current snapshot reads, over all tables."""
+    tables = [t for (t,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = ?",
+                                        [LAKE]).fetchall()]
+    return sum(con.execute(f"SELECT count(*) FROM ducklake_list_files('{LAKE}', ?)", [t]).fetchone()[0]
+               for t in tables)
