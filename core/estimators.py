@@ -16,18 +16,25 @@ from .errors import InvalidInput
 PROB_PREFIX = "p_"  # a label's probability column in every table a face shows: p_<label>
 
 ESTIMATORS = {
+    "auto": "model selection: the estimators and feature sets below, chosen by cross-validation",
     "logreg": "TF-IDF + logistic regression",
     "complement_nb": "TF-IDF + complement naive Bayes",
     "linear_svc": "TF-IDF + linear SVM, calibrated",
     "sgd": "hashing + SGD (log loss); can learn incrementally",
 }
 INCREMENTAL_ESTIMATORS = ("sgd",)
+AUTO = "auto"
+# Platt scaling: isotonic needs thousands of rows per class and its ties blur hard-example ranking
+CALIBRATION_FOLDS = 3
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Estimator, hyperparameters, features and seed: everything that decides the fitted model."""
-    estimator: str = "logreg"
+    """Estimator, hyperparameters, features and seed: everything that decides the fitted model.
+
+    estimator "auto" (the default for new models) means: pick by cross-validation when training;
+    any other estimator pins the config."""
+    estimator: str = AUTO
     C: float = 4.0                    # logreg, linear_svc: inverse regularisation
     alpha: float = 1e-5               # complement_nb: smoothing; sgd: regularisation
     max_iter: int = 1000
@@ -46,7 +53,7 @@ class ModelConfig:
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
             raise InvalidInput(f"unknown model setting(s): {', '.join(sorted(unknown))}")
-        estimator = d.get("estimator", "logreg")
+        estimator = d.get("estimator", AUTO)
         if not isinstance(estimator, str) or estimator not in ESTIMATORS:
             raise InvalidInput(f"estimator must be one of {', '.join(ESTIMATORS)}, not {estimator!r}")
         for key, value in list(d.items()):
@@ -71,6 +78,17 @@ class ModelConfig:
     @property
     def incremental(self) -> bool:
         return self.estimator in INCREMENTAL_ESTIMATORS
+
+    @property
+    def pinned(self) -> bool:
+        """True when the config names its estimator; "auto" leaves the choice to model selection."""
+        return self.estimator != AUTO
+
+    def describe(self) -> str:
+        """One line a person reads: estimator, its main knob and the features."""
+        knob = f"alpha={self.alpha:g}" if self.estimator in ("complement_nb", "sgd") else f"C={self.C:g}"
+        chars = f" + char {self.char_ngrams[0]}-{self.char_ngrams[1]}" if self.char_ngrams else ""
+        return f"{self.estimator} ({knob}), word {self.word_ngrams[0]}-{self.word_ngrams[1]}{chars}"
 
 
 _MAY_BE_NONE = ("char_ngrams", "max_features")  # no character n-grams; no vocabulary limit
@@ -121,34 +139,64 @@ class TokenNgrams:
         return out
 
 
-def build_pipeline(config: ModelConfig):
-    """The scikit-learn Pipeline a config describes (scikit-learn is imported here, not at start-up:
-    the dashboard's first page and the API's health answer do not need it)."""
-    from sklearn.calibration import CalibratedClassifierCV
-    from sklearn.feature_extraction.text import HashingVectorizer, TfidfVectorizer
+def classifier(config: ModelConfig):
+    """The bare (uncalibrated) classifier a pinned config names."""
     from sklearn.linear_model import LogisticRegression, SGDClassifier
     from sklearn.naive_bayes import ComplementNB
-    from sklearn.pipeline import Pipeline
     from sklearn.svm import LinearSVC
+
+    if config.estimator == "sgd":
+        return SGDClassifier(loss="log_loss", alpha=config.alpha, max_iter=config.max_iter, tol=1e-4,
+                             random_state=config.seed)
+    if config.estimator == "logreg":
+        # saga: 3-4x faster than lbfgs on sparse TF-IDF of this size, same or better macro-F1
+        return LogisticRegression(C=config.C, solver="saga", tol=1e-3, max_iter=config.max_iter,
+                                  random_state=config.seed)
+    if config.estimator == "complement_nb":
+        return ComplementNB(alpha=max(config.alpha, 1e-3))
+    if config.estimator == "linear_svc":
+        return LinearSVC(C=config.C, random_state=config.seed)
+    raise InvalidInput(f"estimator {config.estimator!r} must be resolved to one of "
+                       f"{', '.join(k for k in ESTIMATORS if k != AUTO)} before a pipeline is built")
+
+
+def features(config: ModelConfig):
+    """The feature step a config describes: TF-IDF of word (and character) n-grams, hashing for sgd."""
+    from sklearn.feature_extraction.text import HashingVectorizer, TfidfVectorizer
 
     analyzer = TokenNgrams(config.word_ngrams, config.char_ngrams)
     if config.estimator == "sgd":
-        features = HashingVectorizer(analyzer=analyzer, n_features=config.n_features, alternate_sign=False,
-                                     norm="l2")
-        clf = SGDClassifier(loss="log_loss", alpha=config.alpha, max_iter=config.max_iter, tol=1e-4,
-                            random_state=config.seed)
-        return Pipeline([("features", features), ("clf", clf)])
-    features = TfidfVectorizer(analyzer=analyzer, min_df=config.min_df, max_features=config.max_features,
-                               sublinear_tf=True)
-    if config.estimator == "logreg":
-        # saga: 3-4x faster than lbfgs on sparse TF-IDF of this size, same or better macro-F1
-        clf = LogisticRegression(C=config.C, solver="saga", tol=1e-3, max_iter=config.max_iter,
-                                 random_state=config.seed)
-    elif config.estimator == "complement_nb":
-        clf = ComplementNB(alpha=max(config.alpha, 1e-3))
-    else:
-        clf = CalibratedClassifierCV(LinearSVC(C=config.C, random_state=config.seed), cv=3)
-    return Pipeline([("features", features), ("clf", clf)])
+        return HashingVectorizer(analyzer=analyzer, n_features=config.n_features, alternate_sign=False, norm="l2")
+    return TfidfVectorizer(analyzer=analyzer, min_df=config.min_df, max_features=config.max_features,
+                           sublinear_tf=True)
+
+
+def build_pipeline(config: ModelConfig, calibration_folds: int = CALIBRATION_FOLDS):
+    """The scikit-learn Pipeline a pinned config describes, its probabilities calibrated by
+    `calibration_folds`-fold cross-validation inside whatever rows it is fitted on (so the test
+    split never shapes them); fewer than 2 folds: uncalibrated. scikit-learn is imported here, not
+    at start-up: the dashboard's first page and the API's health answer do not need it.
+
+    sgd keeps one model refitted on all rows (ensemble=False), which an incremental update can
+    continue with partial_fit; the others average the folds' calibrated models."""
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.pipeline import Pipeline
+
+    clf = classifier(config)
+    if calibration_folds >= 2:
+        folds = StratifiedKFold(calibration_folds, shuffle=True, random_state=config.seed)
+        clf = CalibratedClassifierCV(clf, method="sigmoid", cv=folds, ensemble=not config.incremental)
+    return Pipeline([("features", features(config)), ("clf", clf)])
+
+
+def incremental_core(pipeline):
+    """The model inside a pipeline that partial_fit updates: the SGD itself, or the one a
+    calibration wrapper refitted on all rows (its sigmoid maps are kept)."""
+    clf = pipeline.named_steps["clf"]
+    if hasattr(clf, "calibrated_classifiers_"):
+        return clf.calibrated_classifiers_[0].estimator
+    return clf
 
 
 def predict_proba(pipeline, tokens: list[list[str]], labels: list[str]) -> np.ndarray:

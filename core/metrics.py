@@ -7,16 +7,20 @@ import pandas as pd
 from .estimators import predict_proba
 
 
-def expected_calibration_error(top_prob: np.ndarray, correct: np.ndarray, bins: int = 10) -> float:
-    """Mean gap between confidence and accuracy over equal-width confidence bins, weighted by size."""
+def reliability_curve(top_prob: np.ndarray, correct: np.ndarray, bins: int = 10) -> list[dict]:
+    """Per equal-width confidence bin with predictions in it: its bounds, mean confidence, accuracy
+    and count. A calibrated model's points lie on the diagonal."""
     edges = np.linspace(0, 1, bins + 1)
     which = np.clip(np.digitize(top_prob, edges[1:-1]), 0, bins - 1)
-    ece = 0.0
-    for b in range(bins):
-        mask = which == b
-        if mask.any():
-            ece += mask.mean() * abs(top_prob[mask].mean() - correct[mask].mean())
-    return float(ece)
+    return [{"low": round(float(edges[b]), 2), "high": round(float(edges[b + 1]), 2),
+             "confidence": float(top_prob[which == b].mean()), "accuracy": float(correct[which == b].mean()),
+             "count": int((which == b).sum())} for b in range(bins) if (which == b).any()]
+
+
+def expected_calibration_error(top_prob: np.ndarray, correct: np.ndarray, bins: int = 10) -> float:
+    """Mean gap between confidence and accuracy over equal-width confidence bins, weighted by size."""
+    curve = reliability_curve(top_prob, correct, bins)
+    return float(sum(b["count"] * abs(b["confidence"] - b["accuracy"]) for b in curve) / max(len(top_prob), 1))
 
 
 def evaluate(pipeline, test: pd.DataFrame, labels: list[str]) -> dict:
@@ -42,6 +46,7 @@ def evaluate(pipeline, test: pd.DataFrame, labels: list[str]) -> dict:
         "confusion": {"labels": labels, "matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist()},
         "log_loss": float(log_loss(y_true, clipped / clipped.sum(axis=1, keepdims=True), labels=labels)),
         "ece": expected_calibration_error(proba.max(axis=1), correct),
+        "reliability": reliability_curve(proba.max(axis=1), correct),
     }
     lines = test["business_line"].fillna("")
     metrics["by_business_line"] = {

@@ -52,6 +52,10 @@ SETTINGS = {
                                              "without forcing."),
         Setting("guard_line_min_rows", 30, "Test rows a business line needs before the activation guard judges "
                                            "its accuracy (fewer are noise)."),
+        Setting("selection_budget", 0.0, "Seconds model selection may spend cross-validating candidates "
+                                         "(0: 20 s plus 15 s per 1,000 training rows, at most 180 s)."),
+        Setting("hard_example_pool", 20000, "Newest distinct unlabelled texts of a slice that the chosen version "
+                                            "re-scores when a batch of hard examples is drawn."),
     ]
 }
 

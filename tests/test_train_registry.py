@@ -68,8 +68,8 @@ def test_incremental_update_learns_from_the_new_labels_only(store, reviews):
     v2 = train.train_version(store, "m", "u", incremental=True, activate=True)
     assert (v2.mode, v2.parent_version, v2.data["new_rows"]) == ("incremental", 1, 60)
     assert v2.data["rows_by_source"] == {"import": 300, "feedback": 60}
-    before = artifacts.load(store, v1)["pipeline"].named_steps["clf"].coef_
-    after = artifacts.load(store, v2)["pipeline"].named_steps["clf"].coef_
+    before = estimators.incremental_core(artifacts.load(store, v1)["pipeline"]).coef_
+    after = estimators.incremental_core(artifacts.load(store, v2)["pipeline"]).coef_
     assert not np.allclose(before, after)
     # the 60 new labels went through partial_fit: the updated model agrees with them more
     tokens = artifacts.load(store, v2)["tokenizer"].cut_many(rest["text"].iloc[:60])
