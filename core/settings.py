@@ -56,6 +56,22 @@ SETTINGS = {
                                          "(0: 20 s plus 15 s per 1,000 training rows, at most 180 s)."),
         Setting("hard_example_pool", 20000, "Newest distinct unlabelled texts of a slice that the chosen version "
                                             "re-scores when a batch of hard examples is drawn."),
+        Setting("estimate_max_ece", 0.05, "Largest calibration error (ECE on the test split) of a version whose "
+                                          "probabilities the Monitor turns into an estimated accuracy."),
+        Setting("audit_share", 0.02, "Share of every business line x period drawn at random into the audit "
+                                     "sample, whose labels give the audited accuracy."),
+        Setting("drift_sample", 300, "Texts sampled per business line x period (and per reference) for the "
+                                     "input-drift measures."),
+        Setting("drift_min_reference", 50, "Reference texts a business line needs before its drift is judged."),
+        Setting("drift_min_predictions", 50, "Predictions a business line x period needs before its drift is judged."),
+        Setting("drift_text_auc", 0.75, "ROC AUC of a classifier telling reference from current texts (character "
+                                        "n-grams) above which a line's texts have drifted (0.5: no difference)."),
+        Setting("drift_unseen_tokens", 0.05, "Rise in the share of tokens the training data never had, over the "
+                                             "held-out reference's share, that counts as drift."),
+        Setting("drift_length", 0.5, "Relative change in mean text length (0.5 = 50 %) that counts as drift."),
+        Setting("drift_confidence", 0.05, "Change in mean confidence against the reference that counts as drift."),
+        Setting("drift_class_mix", 0.15, "Total variation distance between the predicted class mix and the "
+                                         "reference's that counts as drift."),
     ]
 }
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import registry, settings
+from . import monitoring, registry, settings
 from . import store as db
+from .errors import VersionNotFound
 from .registry import NOT_TRAINING_LABELS
 from .slices import PERIOD_STEP, Slice, check_period
 from .store import Store
@@ -44,15 +45,42 @@ def stats_by_line_and_overall(store: Store, name: str, by: str = "day", business
         model = registry.find_model(con, name)
         sums = db.line_period_statistics(con, model.model_id, by, low, model.labels, list(NOT_TRAINING_LABELS),
                                          **filters)
+        audit = db.audit_statistics(con, model.model_id, by, float(settings.get("audit_share")),
+                                    list(NOT_TRAINING_LABELS), **filters)
+        versions = {int(v) for vs in sums["versions"] for v in vs}
+        eces = {v: _ece(con, model, v) for v in sorted(versions)}
+    sums = _with_audit(sums, audit)
+    problems = monitoring.calibration_problems(eces, float(settings.get("estimate_max_ece")))
     overall = sums["business_line"].isna()
-    return _table(sums[~overall], model.labels), _table(sums[overall].assign(business_line=ALL_LINES), model.labels)
+    tables = (_table(sums[~overall], model.labels, problems),
+              _table(sums[overall].assign(business_line=ALL_LINES), model.labels, problems))
+    for t in tables:  # why a row has no estimate: per version, so not a column of every row
+        t.attrs["not_estimated"] = {v: problems[v] for v in versions if v in problems}
+    return tables
 
 
-def _table(sums: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
-    """The statistics table from line_period_statistics' sums (one group of rows: by line, or overall)."""
+def _ece(con, model: registry.Model, version: int) -> float | None:
+    """A version's calibration error on its test split; None for a version the registry lacks."""
+    try:
+        return registry.find_version(con, model, version).metrics.get("ece")
+    except VersionNotFound:
+        return None
+
+
+def _with_audit(sums: pd.DataFrame, audit: pd.DataFrame) -> pd.DataFrame:
+    """The statistics' sums with the audit sample's counts beside them (0 where a cell has none)."""
+    keys = ["business_line", "period"]
+    audit = audit.assign(period=pd.to_datetime(audit["period"]))
+    merged = sums.assign(period=pd.to_datetime(sums["period"])).merge(audit, on=keys, how="left")
+    return merged.fillna({c: 0 for c in ("audit_items", "audited", "audit_correct")})
+
+
+def _table(sums: pd.DataFrame, labels: list[str], problems: dict[int, str]) -> pd.DataFrame:
+    """The statistics table from line_period_statistics' sums (one group of rows: by line, or overall),
+    with the three accuracies beside the accuracy over every label (monitoring.ACCURACIES says which is which)."""
     share_cols = [f"share_{label}" for label in labels]
     if sums.empty:
-        return pd.DataFrame(columns=COLUMNS + share_cols)
+        return pd.DataFrame(columns=COLUMNS + share_cols + monitoring.COLUMNS)
     column = {c: sums[c].to_numpy(dtype=float) for c in ("n", "sum_top_prob", "n_low", "labelled", "correct", "macro_f1")}
     n, labelled = column["n"], column["labelled"]
     counts = sums[[f"n_{i}" for i in range(len(labels))]].fillna(0).to_numpy(dtype=float)
@@ -67,6 +95,10 @@ def _table(sums: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
     line_shares = line_counts / line_counts.sum(axis=1, keepdims=True)
     out["mix_shift"] = 0.5 * np.abs(shares - line_shares).sum(axis=1)
     out[share_cols] = shares
+    estimated = monitoring.estimate(n, column["sum_top_prob"], sums["sum_var"], sums["versions"], problems)
+    judged = monitoring.accuracies(labelled, column["correct"], sums["audit_items"], sums["audited"],
+                                   sums["audit_correct"])
+    out = pd.concat([out, estimated, judged], axis=1)
     return out.sort_values(["business_line", "period"]).reset_index(drop=True)
 
 

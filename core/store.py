@@ -208,6 +208,23 @@ MIGRATIONS.append(("statistics rollups", f"""
     INSERT INTO label_rollups {_LABEL_ROLLUP.format(sign=1, feedback="feedback")};
     """))
 
+# Drift measures of a business line x period cost a text sample and a small classifier: kept here
+# per (model, reference version, reference, line, period) and the volume they were computed on, so
+# a finished period is measured once. Append-only (no keys, as DuckLake needs); the newest row wins.
+MIGRATIONS.append(("drift cache", """
+    CREATE TABLE drift_cells (
+        model_id INTEGER NOT NULL,
+        version INTEGER NOT NULL,         -- the reference version
+        reference VARCHAR NOT NULL,       -- 'training' or a window 'since..until'
+        business_line VARCHAR NOT NULL,
+        period VARCHAR NOT NULL,          -- day | week | month
+        period_start TIMESTAMP NOT NULL,
+        n BIGINT NOT NULL,                -- predictions in the cell when measured
+        measures VARCHAR NOT NULL,        -- JSON
+        computed_at TIMESTAMP NOT NULL
+    );
+    """))
+
 _migrated: set[str] = set()
 _migrate_lock = threading.Lock()
 _PID = re.compile(r"PID (\d+)")
@@ -1098,7 +1115,9 @@ def feedback_counts(con, model_id: int, user: str | None = None, since=None) -> 
 def line_period_statistics(con, model_id: int, period: str, low_confidence: float, labels: list[str],
                            not_training: list[str], **filters) -> pd.DataFrame:
     """Per business line and period, and per period over all lines (business_line NULL), in one
-    query: n, sum_top_prob, n_low (top_prob below `low_confidence`), n_0, n_1 … per predicted label
+    query: n, sum_top_prob, n_low (top_prob below `low_confidence`), sum_var (sum of top_prob ×
+    (1 - top_prob): the variance of the number correct if the probabilities are calibrated; from the
+    rollups at the bucket's middle), versions (that answered), n_0, n_1 … per predicted label
     in `labels`' order, and over labelled predictions (labels in `not_training` left out):
     labelled, correct and macro_f1 (over the labels seen there; NULL with fewer than two true labels).
     `period` is one of slices.PERIODS."""
@@ -1109,7 +1128,7 @@ def line_period_statistics(con, model_id: int, period: str, low_confidence: floa
         WITH agg AS ({" UNION ALL ".join(q for q, _ in predicted)}),
         conf AS ({" UNION ALL ".join(q for q, _ in judged)}),
         a AS (SELECT business_line, period, sum(n) AS n, sum(sum_top_prob) AS sum_top_prob, sum(n_low) AS n_low,
-                     {per_label}
+                     sum(sum_var) AS sum_var, list(DISTINCT version ORDER BY version) AS versions, {per_label}
               FROM agg GROUP BY GROUPING SETS ((business_line, period), (period))),
         per_label AS (
             SELECT business_line, period, label, sum(tp) AS tp, sum(t) AS t, sum(p) AS p
@@ -1127,7 +1146,7 @@ def line_period_statistics(con, model_id: int, period: str, low_confidence: floa
 
 
 def _prediction_parts(model_id: int, period: str, low_confidence: float, filters: dict) -> list[tuple[str, list]]:
-    """Queries whose rows (business_line, period, label, n, sum_top_prob, n_low) add up to the slice:
+    """Queries whose rows (business_line, period, label, version, n, sum_top_prob, sum_var, n_low) add up to the slice:
     whole days from the rollups; the part of a day that a since/until bound cuts, and every day when
     the threshold is not whole hundredths (the buckets' edges), from the log."""
     bucket = round(low_confidence * 100)
@@ -1139,8 +1158,9 @@ def _prediction_parts(model_id: int, period: str, low_confidence: float, filters
         where, args = _prediction_filters(model_id, **{**filters, "since": days[0], "until": days[1]},
                                           alias="r", at="day")
         parts.append((f"""
-            SELECT r.business_line, CAST(date_trunc(?, r.day) AS TIMESTAMP) AS period, r.label,
+            SELECT r.business_line, CAST(date_trunc(?, r.day) AS TIMESTAMP) AS period, r.label, r.version,
                    CAST(sum(r.n) AS BIGINT) AS n, sum(r.sum_top_prob) AS sum_top_prob,
+                   sum(r.n * least((r.bucket + 0.5) / 100, 1) * (1 - least((r.bucket + 0.5) / 100, 1))) AS sum_var,
                    CAST(coalesce(sum(r.n) FILTER (WHERE r.bucket < ?), 0) AS BIGINT) AS n_low
             FROM prediction_rollups r WHERE {where} GROUP BY ALL""",
                       [period, min(max(bucket, 0), 101)] + args))
@@ -1150,8 +1170,8 @@ def _prediction_parts(model_id: int, period: str, low_confidence: float, filters
 def _logged_part(model_id: int, period: str, low_confidence: float, filters: dict) -> tuple[str, list]:
     where, args = _prediction_filters(model_id, **filters)
     return (f"""
-        SELECT p.business_line, date_trunc(?, p.created_at) AS period, p.label,
-               count(*) AS n, sum(p.top_prob) AS sum_top_prob,
+        SELECT p.business_line, date_trunc(?, p.created_at) AS period, p.label, p.version,
+               count(*) AS n, sum(p.top_prob) AS sum_top_prob, sum(p.top_prob * (1 - p.top_prob)) AS sum_var,
                count(*) FILTER (WHERE p.top_prob < ?) AS n_low
         FROM predictions p WHERE {where} GROUP BY ALL""", [period, low_confidence] + args)
 
@@ -1230,6 +1250,100 @@ def compact_rollups(con) -> int:
         con.execute("DROP TABLE _rollup_days; DROP TABLE _rollup_merged")
         after += con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
     return before - after
+
+
+# --- audit sample and drift ---------------------------------------------------------------
+
+# The audit sample: a prediction is in it when a hash of its id falls below the share, so every
+# line x period holds a random share of its predictions, whatever their confidence, drawn once
+# and for good (a larger share keeps the smaller share's items).
+_AUDIT = "hash(p.prediction_id, 'mms-audit') < ? * 18446744073709551615.0"
+
+
+def audit_statistics(con, model_id: int, period: str, share: float, not_training: list[str],
+                     **filters) -> pd.DataFrame:
+    """Per business line and period, and per period over all lines (business_line NULL): audit_items
+    (predictions in the audit sample), audited (of them labelled, skip/unclear left out) and audit_correct."""
+    where, args = _prediction_filters(model_id, **filters)
+    return con.execute(f"""
+        WITH items AS (
+            SELECT p.business_line, date_trunc(?, p.created_at) AS period, p.prediction_id, p.label
+            FROM predictions p WHERE {where} AND {_AUDIT}),
+        judged AS (
+            SELECT i.*, f.label AS truth FROM items i LEFT JOIN feedback f
+              ON f.prediction_id = i.prediction_id AND NOT list_contains(?, f.label))
+        SELECT business_line, period, count(*) AS audit_items, count(truth) AS audited,
+               count(*) FILTER (WHERE truth = label) AS audit_correct
+        FROM judged GROUP BY GROUPING SETS ((business_line, period), (period))""",
+                       [period] + args + [share, list(not_training)]).df()
+
+
+def audit_queue(con, model_id: int, share: float, k: int, **filters) -> pd.DataFrame:
+    """Up to k unlabelled predictions of the audit sample in the slice, in a random order (the
+    hash's), with the columns hard_examples gives (score: the random key)."""
+    where, args = _prediction_filters(model_id, **filters)
+    return con.execute(f"""
+        SELECT p.prediction_id, p.created_at, p.business_line, p.version, p.text, p.label, p.top_prob, p.probs,
+               hash(p.prediction_id, 'mms-audit') / 18446744073709551615.0 AS score
+        FROM predictions p ANTI JOIN feedback f USING (prediction_id)
+        WHERE {where} AND {_AUDIT}
+        ORDER BY score LIMIT ?""", args + [share, k]).df()
+
+
+def prediction_sample(con, model_id: int, k: int, **filters) -> pd.DataFrame:
+    """Up to k predictions of the slice chosen at random (by a hash of the id): text, top_prob, label."""
+    where, args = _prediction_filters(model_id, **filters)
+    return con.execute(f"""
+        SELECT p.text, p.top_prob, p.label FROM predictions p WHERE {where}
+        ORDER BY hash(p.prediction_id, 'mms-drift') LIMIT ?""", args + [k]).df()
+
+
+def example_line_counts(con, model_id: int, max_example_id: int, split: str) -> dict:
+    """Examples of a split a version could have seen, per business line (None: rows without one)."""
+    return dict(con.execute("""
+        SELECT business_line, count(*) FROM examples
+        WHERE model_id = ? AND split = ? AND example_id <= ? GROUP BY 1""",
+                            [model_id, split, max_example_id]).fetchall())
+
+
+def example_sample(con, model_id: int, max_example_id: int, split: str, k: int,
+                   business_line: str | None = None) -> pd.DataFrame:
+    """Up to k examples (text, label) of a split a version could have seen, at random, of one line or all."""
+    sql = "SELECT text, label FROM examples WHERE model_id = ? AND split = ? AND example_id <= ?"
+    args: list = [model_id, split, max_example_id]
+    if business_line is not None:
+        sql += " AND business_line = ?"
+        args.append(business_line)
+    return con.execute(sql + " ORDER BY hash(example_id, 'mms-drift') LIMIT ?", args + [k]).df()
+
+
+def training_vocabulary(con, model_id: int, max_example_id: int, prep_hash: str) -> set[str]:
+    """Every token of the training examples a version could have seen, as its tokenizer cut them."""
+    rows = con.execute("""
+        SELECT DISTINCT unnest(t.tokens) FROM example_tokens t JOIN examples e USING (example_id)
+        WHERE e.model_id = ? AND e.split = 'train' AND e.example_id <= ? AND t.prep_hash = ?""",
+                       [model_id, max_example_id, prep_hash]).fetchall()
+    return {r[0] for r in rows}
+
+
+def drift_cells(con, model_id: int, version: int, reference: str, period: str) -> pd.DataFrame:
+    """The newest cached drift measures per business line and period start (measures as JSON text)."""
+    return con.execute("""
+        SELECT business_line, period_start, arg_max(n, computed_at) AS n, arg_max(measures, computed_at) AS measures
+        FROM drift_cells WHERE model_id = ? AND version = ? AND reference = ? AND period = ?
+        GROUP BY ALL""", [model_id, version, reference, period]).df()
+
+
+def insert_drift_cells(con, model_id: int, version: int, reference: str, period: str, frame: pd.DataFrame) -> None:
+    """Cache drift measures (columns business_line, period_start, n, measures)."""
+    if frame.empty:
+        return
+    con.register("_drift_batch", frame[["business_line", "period_start", "n", "measures"]])
+    try:
+        con.execute("""INSERT INTO drift_cells SELECT ?, ?, ?, business_line, ?, period_start, n, measures, ?
+                       FROM _drift_batch""", [model_id, version, reference, period, now()])
+    finally:
+        con.unregister("_drift_batch")
 
 
 def revision(con) -> tuple:
