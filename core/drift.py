@@ -1,0 +1,249 @@
+"""Drift per business line and period against a reference: the active version's training data by
+default, or the line's predictions in a chosen window. Measured on the input texts (a domain
+classifier's ROC AUC on character n-grams, as Evidently does for text; the share of tokens the
+training data never had; text length) and on the outputs (mean confidence, predicted class mix).
+A line the model never saw in training is drift from its first period. Texts are sampled
+(MMS_DRIFT_SAMPLE per cell) and a cell's measures are cached in the store with its volume, so a
+finished period is measured once. No SQL here: the store's functions read and write."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from . import artifacts, registry, settings
+from . import store as db
+from .estimators import predict_proba
+from .preprocess import normalise
+from .slices import PERIOD_STEP, check_period, parse_bound
+from .store import Store
+
+TRAINING = "training"
+TOKEN_SAMPLE = 100  # texts per cell cut into tokens for the unseen-token share
+MEASURES = ["text_auc", "unseen_share", "mean_length"]  # cached per cell; confidence and mix come from the rollups
+COLUMNS = ["business_line", "period", "volume", "flagged", "status", "moved", "text_auc", "unseen_share",
+           "unseen_reference", "mean_length", "length_reference", "mean_top_prob", "confidence_reference",
+           "class_mix_distance"]
+
+
+@dataclass
+class Reference:
+    """What a business line is compared with: texts for the input measures, and held-out outputs
+    (top probability, predicted label) for confidence and class mix."""
+    texts: list[str]
+    top_prob: np.ndarray
+    labels: np.ndarray
+    unseen_share: float | None
+    note: str = ""  # why the line is not judged (empty: it is)
+    new_line: bool = False
+
+
+@dataclass
+class DriftReport:
+    """Per line x period measures and verdicts (`cells`, columns COLUMNS), and a sentence per line
+    about its reference (`references`)."""
+    reference: str
+    version: int
+    cells: pd.DataFrame
+    references: dict[str, str] = field(default_factory=dict)
+
+    def flagged(self) -> pd.DataFrame:
+        return self.cells[self.cells["flagged"]]
+
+
+def thresholds() -> dict:
+    """The drift thresholds, from settings."""
+    return {name: float(settings.get(name)) for name in
+            ("drift_text_auc", "drift_unseen_tokens", "drift_length", "drift_confidence", "drift_class_mix")}
+
+
+def drift_by_line_and_period(store: Store, name: str, by: str, by_line: pd.DataFrame, window=None,
+                             version: int | None = None) -> DriftReport:
+    """Drift of every line x period of `by_line` (stats_by_line_and_period's table) against the
+    reference: the training data of `version` (default: active) or, with `window` = (since, until),
+    each line's predictions in that window."""
+    check_period(by)
+    with store.connect() as con:
+        model = registry.find_model(con, name)
+        ref_version = registry.resolve_version(con, model, version)
+    reference = TRAINING if window is None else _window_key(window)
+    artifact = artifacts.load(store, ref_version)
+    vocabulary = _vocabulary(store, model, ref_version, artifact)  # one DISTINCT over the training tokens
+    lines = sorted(by_line["business_line"].unique()) if not by_line.empty else []
+    refs = {line: _cached_reference(store, model, ref_version, artifact, vocabulary, line, window) for line in lines}
+    with store.connect() as con:
+        cached = db.drift_cells(con, model.model_id, ref_version.version, reference, by)
+    cached = {(r.business_line, pd.Timestamp(r.period_start)): (int(r.n), json.loads(r.measures))
+              for r in cached.itertuples()}
+    rows, fresh = [], []
+    for cell in by_line.to_dict("records"):
+        key = (cell["business_line"], pd.Timestamp(cell["period"]))
+        measures = cached.get(key, (None, None))[1] if cached.get(key, (None,))[0] == cell["volume"] else None
+        if measures is None:
+            measures = _measure(store, model, artifact, vocabulary, refs[cell["business_line"]], cell, by)
+            fresh.append({"business_line": key[0], "period_start": key[1].to_pydatetime(), "n": int(cell["volume"]),
+                          "measures": json.dumps(measures)})
+        rows.append(_verdict(cell, measures, refs[cell["business_line"]], model.labels))
+    if fresh:
+        with store.transaction() as con:
+            db.insert_drift_cells(con, model.model_id, ref_version.version, reference, by, pd.DataFrame(fresh))
+    cells = pd.DataFrame(rows, columns=COLUMNS)
+    notes = {line: ref.note or _reference_sentence(ref, reference) for line, ref in refs.items()}
+    return DriftReport(reference, ref_version.version, cells, notes)
+
+
+def _window_key(window) -> str:
+    since, until = (parse_bound(w, f) for w, f in zip(window, ("reference since", "reference until")))
+    return f"{'' if since is None else since.date()}..{'' if until is None else until.date()}"
+
+
+def _vocabulary(store: Store, model, version, artifact) -> set[str]:
+    with store.connect() as con:
+        return db.training_vocabulary(con, model.model_id, version.max_example_id,
+                                      artifact["tokenizer"].config.fingerprint())
+
+
+def _tokens(artifact, texts: list[str]) -> list[list[str]]:
+    tokenizer = artifact["tokenizer"]
+    return [tokenizer.cut_normalised(normalise(t, tokenizer.config)) for t in texts]
+
+
+def _unseen(tokens: list[list[str]], vocabulary: set[str]) -> float | None:
+    """Share of tokens not in the training vocabulary (None without tokens or without a vocabulary)."""
+    flat = [t for ts in tokens for t in ts]
+    if not flat or not vocabulary:
+        return None
+    return float(np.mean([t not in vocabulary for t in flat]))
+
+
+_references: dict[tuple, Reference] = {}  # a version's training data never changes: computed once per process
+
+
+def _cached_reference(store: Store, model, version, artifact, vocabulary, line: str, window) -> Reference:
+    """_reference, remembered for a training reference and for a window that ended before today."""
+    key = (str(store.path), model.model_id, version.version, version.sha256, line,
+           None if window is None else _window_key(window))
+    if key in _references:
+        return _references[key]
+    ref = _reference(store, model, version, artifact, vocabulary, line, window)
+    until = None if window is None else parse_bound(window[1], "reference until")
+    if window is None or (until is not None and until <= pd.Timestamp.now()):
+        _references[key] = ref
+    return ref
+
+
+def _reference(store: Store, model, version, artifact, vocabulary, line: str, window) -> Reference:
+    """The reference of one business line (see the module's docstring); its `note` says when it is too small."""
+    k, least = int(settings.get("drift_sample")), int(settings.get("drift_min_reference"))
+    if window is not None:
+        since, until = (parse_bound(w, "reference window") for w in window)
+        with store.connect() as con:
+            got = db.prediction_sample(con, model.model_id, k, business_lines=[line], since=since, until=until)
+        ref = Reference(got["text"].tolist(), got["top_prob"].to_numpy(), got["label"].to_numpy(),
+                        _unseen(_tokens(artifact, got["text"].tolist()), vocabulary))
+        if len(got) < least:
+            ref.note = (f"the reference window has {len(got)} predictions of {line} (at least {least} needed): "
+                        "its drift is not judged")
+        return ref
+    with store.connect() as con:
+        counts = db.example_line_counts(con, model.model_id, version.max_example_id, "train")
+        known = {c for c in counts if c is not None}
+        of_line = line if line in known else None
+        texts = db.example_sample(con, model.model_id, version.max_example_id, "train", k, of_line)["text"].tolist()
+        held_out = db.example_sample(con, model.model_id, version.max_example_id, "test", k, of_line)
+    tokens = _tokens(artifact, held_out["text"].tolist())
+    proba = predict_proba(artifact["pipeline"], tokens, model.labels) if tokens else np.zeros((0, len(model.labels)))
+    ref = Reference(texts, proba.max(axis=1), np.asarray(model.labels)[proba.argmax(axis=1)] if len(proba) else
+                    np.array([]), _unseen(tokens, vocabulary), new_line=bool(known) and line not in known)
+    if not ref.new_line and len(texts) < least:
+        ref.note = (f"v{version.version} trained on {len(texts)} texts of {line} (at least {least} needed): "
+                    "its drift is not judged")
+    return ref
+
+
+def _reference_sentence(ref: Reference, reference: str) -> str:
+    if ref.new_line:
+        return "never seen in training: drift from its first period (compared with all training texts)"
+    where = "training texts" if reference == TRAINING else f"predictions in {reference}"
+    return f"{len(ref.texts)} {where}, {len(ref.top_prob)} held-out outputs"
+
+
+def _measure(store: Store, model, artifact, vocabulary, ref: Reference, cell, by: str) -> dict:
+    """A cell's input measures: text AUC, unseen-token share, mean length (None when too few texts)."""
+    start = pd.Timestamp(cell["period"])
+    with store.connect() as con:
+        got = db.prediction_sample(con, model.model_id, int(settings.get("drift_sample")),
+                                   business_lines=[cell["business_line"]], since=start.to_pydatetime(),
+                                   until=(start + PERIOD_STEP[by]).to_pydatetime())
+    texts = got["text"].tolist()
+    # jieba is the slow part (ms per text): a third of the sample is plenty for a share of tokens
+    unseen = _unseen(_tokens(artifact, texts[:TOKEN_SAMPLE]), vocabulary)
+    return {"text_auc": text_auc(ref.texts, texts), "unseen_share": unseen,
+            "mean_length": float(np.mean([len(t) for t in texts])) if texts else None,
+            "length_reference": float(np.mean([len(t) for t in ref.texts])) if ref.texts else None}
+
+
+def text_auc(reference: list[str], current: list[str], folds: int = 3) -> float | None:
+    """ROC AUC of a classifier telling current from reference texts on character 1-2-grams,
+    cross-validated: 0.5 when they are alike, near 1 when the texts come from elsewhere. None
+    with fewer than 10 texts on either side."""
+    from sklearn.feature_extraction.text import HashingVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    if min(len(reference), len(current)) < 10:
+        return None
+    x = HashingVectorizer(analyzer="char", ngram_range=(1, 2), n_features=2 ** 16, alternate_sign=False,
+                          norm="l2").transform(list(reference) + list(current))
+    y = np.r_[np.zeros(len(reference)), np.ones(len(current))]
+    split = StratifiedKFold(folds, shuffle=True, random_state=0)
+    # liblinear works on the sparse rows; lbfgs' dense steps over every hashed feature cost 100x more
+    scores = cross_val_predict(LogisticRegression(C=1.0, solver="liblinear"), x, y, cv=split,
+                               method="decision_function")
+    return float(roc_auc_score(y, scores))
+
+
+def _verdict(cell, measures: dict, ref: Reference, labels: list[str]) -> dict:
+    """A cell's row: its measures beside the reference's, and in words what moved beyond the thresholds."""
+    limit = thresholds()
+    mix = np.array([cell.get(f"share_{label}", np.nan) for label in labels], dtype=float)
+    ref_mix = np.array([np.mean(ref.labels == label) for label in labels]) if len(ref.labels) else None
+    distance = None if ref_mix is None else float(0.5 * np.abs(np.nan_to_num(mix) - ref_mix).sum())
+    conf_ref = float(np.mean(ref.top_prob)) if len(ref.top_prob) else None
+    row = {"business_line": cell["business_line"], "period": pd.Timestamp(cell["period"]), "volume": int(cell["volume"]),
+           "text_auc": measures["text_auc"], "unseen_share": measures["unseen_share"],
+           "unseen_reference": ref.unseen_share, "mean_length": measures["mean_length"],
+           "length_reference": measures["length_reference"], "mean_top_prob": float(cell["mean_top_prob"]),
+           "confidence_reference": conf_ref, "class_mix_distance": distance}
+    moved = [] if not ref.new_line else ["a business line the model never saw in training"]
+    enough = cell["volume"] >= int(settings.get("drift_min_predictions"))
+    if ref.note or not enough:
+        status = ref.note or f"{cell['volume']} predictions (at least {int(settings.get('drift_min_predictions'))} " \
+                             "needed): not judged"
+        return {**row, "flagged": bool(moved), "status": "new line" if moved else status, "moved": "; ".join(moved)}
+    moved += _moved(row, limit, len(ref.top_prob) >= int(settings.get("drift_min_reference")))
+    return {**row, "flagged": bool(moved), "status": ("new line" if ref.new_line else "drift") if moved else "ok",
+            "moved": "; ".join(moved)}
+
+
+def _moved(row: dict, limit: dict, outputs_judged: bool) -> list[str]:
+    """Sentences for each measure beyond its threshold (outputs only against a large enough held-out reference)."""
+    out = []
+    if row["text_auc"] is not None and row["text_auc"] > limit["drift_text_auc"]:
+        out.append(f"texts: a classifier tells them from the reference's (AUC {row['text_auc']:.2f})")
+    if row["unseen_share"] is not None and row["unseen_reference"] is not None \
+            and row["unseen_share"] - row["unseen_reference"] > limit["drift_unseen_tokens"]:
+        out.append(f"unseen tokens {row['unseen_share']:.0%} vs {row['unseen_reference']:.0%}")
+    if row["mean_length"] and row["length_reference"] \
+            and abs(row["mean_length"] / row["length_reference"] - 1) > limit["drift_length"]:
+        out.append(f"text length {row['mean_length']:.0f} vs {row['length_reference']:.0f} characters")
+    if outputs_judged and row["confidence_reference"] is not None \
+            and abs(row["mean_top_prob"] - row["confidence_reference"]) > limit["drift_confidence"]:
+        out.append(f"mean confidence {row['mean_top_prob']:.3f} vs {row['confidence_reference']:.3f}")
+    if outputs_judged and row["class_mix_distance"] is not None \
+            and row["class_mix_distance"] > limit["drift_class_mix"]:
+        out.append(f"predicted class mix (distance {row['class_mix_distance']:.2f})")
+    return out
