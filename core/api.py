@@ -20,6 +20,7 @@ from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.exceptions import HTTPException
 from starlette.routing import Mount
@@ -29,7 +30,6 @@ from .errors import (ArtifactError, InvalidInput, MMSError, ModelNotFound, Permi
                      StoreBusy, VersionNotFound)
 from . import compare
 from .errors import Regression
-from .estimators import PROB_PREFIX
 from .store import Store
 
 PREFIX = "/api"
@@ -180,8 +180,11 @@ def _errors(*codes: int) -> dict:
 
 # --- the store and who is calling ---------------------------------------------------------
 
-def get_store(request: Request) -> Store:
-    """The store this app serves; a missing one is not created here (the server builds the demo at start)."""
+async def get_store(request: Request) -> Store:
+    """The store this app serves; a missing one is not created here (the server builds the demo at start).
+
+    `async` like local_while_open: cheap checks run on the event loop, not as a hop through the
+    threadpool each (a request's dependencies and endpoint used to take four)."""
     store = request.app.state.store or Store(settings.get("store"))
     if not store.exists():
         if demo.building():
@@ -214,10 +217,10 @@ def _address(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-def local_while_open(request: Request, store: Store = Depends(get_store)) -> None:
+async def local_while_open(request: Request, store: Store = Depends(get_store)) -> None:
     """An open store (no users) answers this machine only: from anywhere else, anyone could label
-    and predict; every endpoint depends on this."""
-    if not auth.is_local(_address(request)) and auth.is_open(store):
+    and predict; every endpoint depends on this. Only a remote caller costs a store read."""
+    if not auth.is_local(_address(request)) and await run_in_threadpool(auth.is_open, store):
         raise HTTPException(403, auth.OPEN_STORE_IS_LOCAL)
 
 
@@ -346,18 +349,17 @@ def create_app(store: Store | None = None) -> FastAPI:
     @api.post("/models/{name}/predict", response_model=PredictResponse,
               responses=_errors(400, 401, 403, 404, 422, 429, 500, 503))
     def predict_texts(name: ModelName, body: PredictRequest, store: Store = Depends(get_store),
-                      caller: Caller = Depends(current_user)) -> PredictResponse:
+                      caller: Caller = Depends(current_user)) -> JSONResponse:
         """Classify texts with the active version (or `version`) and log every prediction."""
         _check_batch(body.texts)
-        frame = predict.predict_texts(store, name, body.texts, caller.user, business_line=body.business_line,
-                                      version=body.version, source="api")
-        columns = [c for c in frame.columns if c.startswith(PROB_PREFIX)]  # in the model's label order
-        labels = [c.removeprefix(PROB_PREFIX) for c in columns]
-        proba = frame[columns].to_numpy().tolist()
-        answers = [Prediction(prediction_id=pid, label=label, probabilities=dict(zip(labels, p)), version=version)
-                   for pid, label, p, version in zip(frame["prediction_id"].tolist(), frame["label"].tolist(),
-                                                     proba, frame["version"].tolist())]
-        return PredictResponse(model=name, business_line=body.business_line, predictions=answers)
+        done = predict.predict_batch(store, name, body.texts, caller.user, business_line=body.business_line,
+                                     version=body.version, source="api")
+        # PredictResponse's shape written directly: FastAPI would validate the answer through pydantic
+        # again, per request, for data built right here
+        answers = [{"prediction_id": pid, "label": label, "probabilities": dict(zip(done.model_labels, p)),
+                    "version": done.version}
+                   for pid, label, p in zip(done.prediction_ids, done.labels, done.proba.tolist())]
+        return JSONResponse({"model": name, "business_line": body.business_line, "predictions": answers})
 
     @api.post("/models/{name}/feedback", response_model=FeedbackResponse, status_code=201,
               responses=_errors(400, 401, 403, 404, 422, 429, 503))

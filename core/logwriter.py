@@ -17,6 +17,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import pandas as pd
+import pyarrow as pa
 
 from . import auth
 from . import store as db
@@ -26,17 +27,30 @@ from .store import Store
 log = logging.getLogger("mms.logwriter")
 
 MAX_ROWS = 50_000  # rows in one commit at most: a flood of large batches still commits in bounded steps
+# insert_predictions' columns as Arrow types: rows without created_at go in as one Arrow table per commit
+_SCHEMA = pa.schema([("text", pa.string()), ("norm_text", pa.string()), ("business_line", pa.string()),
+                     ("label", pa.string()), ("top_prob", pa.float64()), ("probs", pa.list_(pa.float64())),
+                     ("created_at", pa.timestamp("us"))])
 
 
 @dataclass
 class Rows:
-    """One request's predictions (insert_predictions' frame) and who made them with what."""
+    """One request's predictions (insert_predictions' columns: a DataFrame, or a dict of lists as
+    predict makes them, which skips pandas) and who made them with what."""
     model_id: int
     version: int
-    frame: pd.DataFrame
+    frame: pd.DataFrame | dict
     source: str
     user: str
     answer: Future = field(default_factory=Future)
+
+    def __len__(self) -> int:
+        return len(self.frame["text"])
+
+    @property
+    def plain(self) -> bool:
+        """Columns without a created_at of their own: the Arrow path, without pandas."""
+        return isinstance(self.frame, dict) and all(c is None for c in self.frame["created_at"])
 
 
 def write(store: Store, rows: Rows) -> list[int]:
@@ -68,14 +82,23 @@ def _insert(con, batch: list[Rows], checked: dict[str, Exception | None]) -> lis
         groups.setdefault((rows.model_id, rows.version, rows.source, rows.user), []).append(i)
     ids: list[list[int]] = [[] for _ in batch]
     for (model_id, version, source, user), members in groups.items():
-        frames = [batch[i].frame for i in members]
-        frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-        new = db.insert_predictions(con, model_id, version, frame, source, user)
+        new = db.insert_predictions(con, model_id, version, _joined([batch[i] for i in members]), source, user)
         start = 0
         for i in members:
-            ids[i] = new[start:start + len(batch[i].frame)]
-            start += len(batch[i].frame)
+            ids[i] = new[start:start + len(batch[i])]
+            start += len(batch[i])
     return ids
+
+
+def _joined(parts: list[Rows]):
+    """The parts' rows as one table for insert_predictions: Arrow when none has its own created_at
+    (every API request: no pandas), else one DataFrame."""
+    if all(rows.plain for rows in parts):
+        columns = {name: [v for rows in parts for v in rows.frame[name]] for name in _SCHEMA.names[:-1]}
+        n = len(columns["text"])
+        return pa.table({**columns, "created_at": pa.nulls(n, pa.timestamp("us"))}, schema=_SCHEMA)
+    frames = [rows.frame if isinstance(rows.frame, pd.DataFrame) else pd.DataFrame(rows.frame) for rows in parts]
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
 class LogWriter:
@@ -115,14 +138,14 @@ class LogWriter:
         ending = False
         while not ending:
             batch = [self._queue.get()]
-            size = 0 if batch[0] is None else len(batch[0].frame)
+            size = 0 if batch[0] is None else len(batch[0])
             while size < MAX_ROWS:  # everything that arrived while the last commit ran
                 try:
                     rows = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 batch.append(rows)
-                size += 0 if rows is None else len(rows.frame)
+                size += 0 if rows is None else len(rows)
             ending = None in batch
             batch = [rows for rows in batch if rows is not None]
             if batch:

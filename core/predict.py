@@ -1,16 +1,23 @@
 """Prediction with the active (or a named) version, every prediction logged before it is answered.
 
-A loaded model is cached per file and hash (`artifacts.load`), and the active version
-is looked up on every call, so an activation takes effect on the next call without a restart.
-In the server, rows are logged by the group-commit writer (`logwriter`); elsewhere in one
-transaction per call.
+A loaded model is cached per file and hash (`artifacts.load`). The active version is looked up
+on every call, so an activation takes effect on the next call without a restart; in the server
+(which holds the store open and logs through the group-commit writer, `logwriter`) the lookup is
+kept for a moment instead of costing a query per request: an activation in this process drops
+it at once, and one by another process (a store several processes write, like DuckLake) is seen
+within LOOKUP_SECONDS. Elsewhere rows are logged in one transaction per call.
 """
 from __future__ import annotations
 
+import os
+import threading
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import sklearn
 
 from . import artifacts, logwriter, registry, settings
 from .errors import InvalidInput
@@ -19,9 +26,11 @@ from .files import display_name, read_table
 from .imports import check_text, validate_texts
 from .preprocess import normalise
 from .store import Store
-from .workers import split_map
+from .workers import serve_map, split_map
 
 DEFAULT_LINE = "default"
+LOOKUP_SECONDS = 1.0  # longest a held store's model lookup is reused: what another writer's activation waits
+SERVE_IN_WORKER = 32  # texts from which a server request is tokenised in a worker process, off the GIL
 
 
 def _check_texts(texts: Sequence[str]) -> list[str]:
@@ -40,6 +49,25 @@ def _check_texts(texts: Sequence[str]) -> list[str]:
     return texts
 
 
+@dataclass(frozen=True)
+class Predicted:
+    """One call's logged predictions, as plain columns: the API answers from these without pandas."""
+    prediction_ids: list[int]
+    texts: list[str]
+    business_lines: list[str]
+    labels: list[str]        # predicted, one per text
+    top_prob: list[float]
+    version: int
+    model_labels: list[str]  # the probability columns' order
+    proba: np.ndarray        # texts x model_labels
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame({"prediction_id": self.prediction_ids, "text": self.texts,
+                             "business_line": self.business_lines, "label": self.labels,
+                             "top_prob": self.top_prob, "version": self.version,
+                             **{prob_column(label): self.proba[:, j] for j, label in enumerate(self.model_labels)}})
+
+
 def predict_texts(store: Store, name: str, texts: Sequence[str], user: str, business_line=None,
                   created_at=None, version: int | None = None, source: str = "app",
                   workers: int | None = None) -> pd.DataFrame:
@@ -49,24 +77,72 @@ def predict_texts(store: Store, name: str, texts: Sequence[str], user: str, busi
     `business_line` and `created_at` are one value for all texts or one per text; created_at lets
     a user replay historical traffic (default: now). Large batches are tokenised on `workers`
     processes (default: one per core)."""
+    return predict_batch(store, name, texts, user, business_line, created_at, version, source, workers).frame()
+
+
+def predict_batch(store: Store, name: str, texts: Sequence[str], user: str, business_line=None,
+                  created_at=None, version: int | None = None, source: str = "app",
+                  workers: int | None = None) -> Predicted:
+    """`predict_texts` without building a DataFrame: what a request of the API needs."""
     texts = _check_texts(texts)
+    lines = [DEFAULT_LINE if pd.isna(line) else str(line) for line in _per_text(business_line, len(texts), DEFAULT_LINE)]
+    created = _per_text(created_at, len(texts), None)
+    if any(c is not None for c in created):
+        created = pd.to_datetime(created)  # strings and Timestamps, as pandas reads them; NaT for none
+    model, model_version = lookup(store, name, version)
+    args = (store, model_version, model.labels)
+    serving = logwriter.running(store) is not None
+    if serving and workers is None and len(texts) >= SERVE_IN_WORKER:
+        results = serve_map(_probabilities, texts, args, SERVE_IN_WORKER)  # request threads keep the GIL
+    else:
+        results = split_map(_probabilities, texts, args, workers)
+    norm_texts = [norm for norm, _ in results]
+    proba = np.asarray([row for _, row in results]).reshape(len(texts), len(model.labels))
+    labels = np.asarray(model.labels)[proba.argmax(axis=1)].tolist()
+    top = proba.max(axis=1).tolist()
+    columns = {"text": texts, "norm_text": norm_texts, "business_line": lines, "label": labels, "top_prob": top,
+               "probs": proba.tolist(), "created_at": created}
+    ids = logwriter.write(store, logwriter.Rows(model.model_id, model_version.version, columns, source, user))
+    return Predicted(ids, texts, lines, labels, top, model_version.version, list(model.labels), proba)
+
+
+_lookups: dict[tuple, tuple[float, registry.Model, registry.Version]] = {}
+_lookups_lock = threading.Lock()
+
+
+def lookup(store: Store, name: str, version: int | None = None) -> tuple[registry.Model, registry.Version]:
+    """The model and the version that answers (the active one when `version` is None).
+
+    While this process's server holds the store, no other process writes the file, so a lookup
+    is reused until an activation here (`registry.activated_at`) or for LOOKUP_SECONDS at most
+    (stores that other processes write too). A lookup that began before an activation's commit
+    could have read the old version, so lookups begun within LOOKUP_SECONDS after an activation
+    are not reused. The file's inode is in the key: a restore replaces the file under the holder."""
+    if logwriter.running(store) is None:
+        with store.connect() as con:
+            model = registry.find_model(con, name)
+            return model, registry.resolve_version(con, model, version)
+    key = (store.key, _inode(store), name, version)
+    began = time.monotonic()
+    with _lookups_lock:
+        hit = _lookups.get(key)
+    if hit is not None and began - hit[0] < LOOKUP_SECONDS and hit[0] > registry.activated_at() + LOOKUP_SECONDS:
+        return hit[1], hit[2]
     with store.connect() as con:
         model = registry.find_model(con, name)
-        model_version = registry.resolve_version(con, model, version)
-    norm_texts, rows = zip(*split_map(_probabilities, texts, (store, model_version, model.labels), workers))
-    proba = np.asarray(rows)
-    lines = [DEFAULT_LINE if pd.isna(line) else str(line)
-             for line in _per_text(business_line, len(texts), DEFAULT_LINE)]
-    labels = np.asarray(model.labels)[proba.argmax(axis=1)]
-    top = proba.max(axis=1)
-    # built in one constructor each: per-column assignment costs more than the prediction of one text
-    frame = pd.DataFrame({"text": texts, "norm_text": norm_texts, "business_line": lines, "label": labels,
-                          "top_prob": top, "probs": list(proba),
-                          "created_at": pd.to_datetime(_per_text(created_at, len(texts), None))})
-    ids = logwriter.write(store, logwriter.Rows(model.model_id, model_version.version, frame, source, user))
-    return pd.DataFrame({"prediction_id": ids, "text": texts, "business_line": lines, "label": labels,
-                         "top_prob": top, "version": model_version.version,
-                         **{prob_column(label): proba[:, j] for j, label in enumerate(model.labels)}})
+        found = registry.resolve_version(con, model, version)
+    with _lookups_lock:
+        if len(_lookups) > 1000:  # names nobody asks for again (e.g. many models): start over
+            _lookups.clear()
+        _lookups[key] = (began, model, found)
+    return model, found
+
+
+def _inode(store: Store) -> int:
+    try:
+        return os.stat(store.path).st_ino
+    except OSError:
+        return 0
 
 
 def _probabilities(texts: list[str], store: Store, version: registry.Version, labels: list[str]) -> list:
@@ -75,7 +151,10 @@ def _probabilities(texts: list[str], store: Store, version: registry.Version, la
     artifact = artifacts.load(store, version)
     tokenizer = artifact["tokenizer"]
     norm = [normalise(t, tokenizer.config) for t in texts]
-    proba = predict_proba(artifact["pipeline"], [tokenizer.cut_normalised(t) for t in norm], labels)
+    tokens = [tokenizer.cut_normalised(t) for t in norm]
+    # sklearn's input checks cost more than predicting one text; the tokens are ours and finite
+    with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+        proba = predict_proba(artifact["pipeline"], tokens, labels)
     return list(zip(norm, proba))
 
 

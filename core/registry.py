@@ -7,6 +7,7 @@ through it before switching.
 from __future__ import annotations
 
 import json
+import time
 import unicodedata
 from dataclasses import dataclass
 
@@ -248,6 +249,17 @@ def activate_in(con, model: Model, version: int, user: str, reason: str = "", fo
         details.update(forced=True, regressions=[r.to_dict() for r in found])
     db.set_active_version(con, model.model_id, int(version))
     db.add_event(con, user, "activate", model.model_id, details)
+    global _activated_at
+    _activated_at = time.monotonic()
+
+
+_activated_at = 0.0
+
+
+def activated_at() -> float:
+    """When this process last switched a version (time.monotonic; 0 if never): predict's lookup
+    cache drops what it read before."""
+    return _activated_at
 
 
 def promotion_regressions(con, model: Model, version: int) -> list[compare.Regression]:

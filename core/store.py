@@ -17,6 +17,7 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
 from . import settings
 from .errors import Conflict, InvalidInput, StoreBusy, StoreError
@@ -930,10 +931,14 @@ def examples_since(con, model_id: int, after_example_id: int) -> dict[str, int]:
 def insert_predictions(con, model_id: int, version: int, frame: pd.DataFrame, source: str, user: str) -> list[int]:
     """Log a batch of predictions (columns text, norm_text, business_line, label, top_prob, probs,
     created_at) and their rollup rows, in the caller's transaction, and return their ids in the
-    frame's order."""
-    batch = frame[["text", "norm_text", "business_line", "label", "top_prob", "probs", "created_at"]].copy()
-    ids = _next_ids(con, "prediction_seq", len(batch))
-    batch["prediction_id"] = ids
+    frame's order. The frame may be a pyarrow Table (the group-commit writer's: no pandas per request)."""
+    columns = ["text", "norm_text", "business_line", "label", "top_prob", "probs", "created_at"]
+    ids = _next_ids(con, "prediction_seq", len(frame))
+    if isinstance(frame, pd.DataFrame):
+        batch = frame[columns].copy()
+        batch["prediction_id"] = ids
+    else:
+        batch = frame.select(columns).append_column("prediction_id", pa.array(ids, pa.int64()))
     logged = now()
     con.register("_predictions_batch", batch)
     try:

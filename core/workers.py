@@ -61,10 +61,11 @@ def _watch(parent: int, starter: int) -> None:
 
 
 def _worker_pool(size: int) -> ProcessPoolExecutor:
-    """Workers start from a clean forkserver, never as a fork of a threaded server process."""
+    """At least `size` workers, started from a clean forkserver, never as a fork of a threaded server
+    process. A larger pool is kept for a smaller need: each worker holds a model in memory."""
     global _pool
     with _pool_lock:
-        if _pool is None or _pool._max_workers != size:
+        if _pool is None or _pool._max_workers < size:
             if _pool is not None:
                 _pool.shutdown(wait=False, cancel_futures=True)
             _pool = ProcessPoolExecutor(size, mp_context=multiprocessing.get_context("forkserver"),
@@ -86,3 +87,15 @@ def split_map(func, items: list, args: tuple = (), workers: int | None = None) -
     for f in futures:
         result.extend(f.result())
     return result
+
+
+def serve_map(func, items: list, args: tuple = (), part_size: int = 32) -> list:
+    """func(part, *args) over `items`, every part in a worker process, none in this one: a server's
+    threads hold the GIL for requests while tokenising (pure Python) runs on every core. One part
+    per `part_size` items, at most one per core. Same contract as `split_map`."""
+    workers = default_workers()
+    parts_wanted = max(1, min(workers, len(items) // part_size))
+    size = -(-len(items) // parts_wanted)
+    pool = _worker_pool(workers)
+    futures = [pool.submit(func, items[i:i + size], *args) for i in range(0, len(items), size)]
+    return [item for f in futures for item in f.result()]
