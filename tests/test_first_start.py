@@ -43,6 +43,9 @@ def test_the_server_builds_the_demo_store_at_start_and_the_api_answers_without_a
                                 cwd=ROOT, env={**os.environ, "MMS_STORE": str(store_path)}, stdout=log,
                                 stderr=subprocess.STDOUT)
     try:
+        sidebar = _sidebar_during_the_build(f"http://127.0.0.1:{port}", store_path, tmp_path)
+        assert sidebar is not None, "the dashboard did not show the build's progress"
+        assert not {"ui", "_ui", "data", "label", "monitor", "train"} & set(sidebar.lower().split()), sidebar
         url = f"http://127.0.0.1:{port}/api/models"
         statuses = []
         deadline = time.monotonic() + 240
@@ -69,6 +72,34 @@ def test_the_server_builds_the_demo_store_at_start_and_the_api_answers_without_a
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def _sidebar_during_the_build(url: str, store_path: Path, tmp_path: Path) -> str | None:
+    """The sidebar's text while the dashboard shows the first build's progress (None if the
+    build ended before the page showed it)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    page.goto(url, timeout=10_000)
+                    break
+                except Exception:  # not listening yet
+                    time.sleep(0.5)
+            page.get_by_text("building the demo store").first.wait_for(timeout=60_000)
+            if store_path.exists():
+                return None
+            page.screenshot(path=str(tmp_path / "first-start.png"))
+            side = page.locator('[data-testid="stSidebar"]')
+            return side.inner_text() if side.count() else ""
+        finally:
+            browser.close()
 
 
 def test_a_build_killed_half_way_leaves_no_store_and_the_next_start_builds_a_whole_one(tmp_path, monkeypatch):
