@@ -305,6 +305,13 @@ def cmd_check(args, store):
         raise MMSError(f"{len(report.problems)} problem(s) above need you")
 
 
+def cmd_compact(args, store):
+    from . import compact
+
+    for what, n in compact.compact(store).items():
+        print(f"{what.replace('_', ' ')}: {n}", file=args.console.out)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a mistake on the command line is one sentence on stderr and exit code 2."""
 
@@ -450,6 +457,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("src")
     command("check", cmd_check, "verify every model file's hash and each model's active version; "
                                 "remove model files no version references")
+    command("compact", cmd_compact, "merge statistics rollup rows; on DuckLake also write inlined rows and small "
+                                    "files out as larger Parquet files (the server does this every MMS_COMPACT_SECONDS)")
     c = command("events", cmd_events, "the audit log, newest first")
     c.add_argument("name", nargs="?")
     c.add_argument("--limit", type=_whole_number(1, MAX_COUNT), default=100, help="how many events (default 100)")

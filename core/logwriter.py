@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -21,11 +22,12 @@ import pyarrow as pa
 
 from . import auth
 from . import store as db
-from .errors import MMSError, StoreBusy, StoreError
+from .errors import Conflict, MMSError, StoreBusy, StoreError
 from .store import Store
 
 log = logging.getLogger("mms.logwriter")
 
+CONFLICT_RETRIES = 5  # DuckLake: a batch whose commit lost to another process's compaction
 MAX_ROWS = 50_000  # rows in one commit at most: a flood of large batches still commits in bounded steps
 # insert_predictions' columns as Arrow types: rows without created_at go in as one Arrow table per commit
 _SCHEMA = pa.schema([("text", pa.string()), ("norm_text", pa.string()), ("business_line", pa.string()),
@@ -153,8 +155,7 @@ class LogWriter:
 
     def _commit(self, batch: list[Rows]) -> None:
         try:
-            with self.store.transaction() as con:
-                ids = _insert(con, batch, {})
+            ids = self._transaction(batch)
         except BaseException as e:
             if len(batch) > 1:  # find the request at fault; the others are written on their own
                 for rows in batch:
@@ -165,6 +166,18 @@ class LogWriter:
         self.commits += 1
         for rows, answer_ids in zip(batch, ids):
             rows.answer.set_result(answer_ids)
+
+    def _transaction(self, batch: list[Rows]) -> list[list[int]]:
+        """Insert the batch in one transaction, again after a Conflict: on DuckLake a compaction in
+        another process that commits first makes this commit fail, and nothing of it was written."""
+        for attempt in range(CONFLICT_RETRIES):
+            try:
+                with self.store.transaction() as con:
+                    return _insert(con, batch, {})
+            except Conflict:
+                if attempt == CONFLICT_RETRIES - 1:
+                    raise
+                time.sleep(0.01 * (attempt + 1))
 
 
 def _sentence(error: BaseException) -> BaseException:

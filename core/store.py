@@ -1393,7 +1393,7 @@ def compact_lake_files(con, keep_hours: float = 1.0) -> dict[str, int]:
                           ).fetchone()[0]
     merged = con.execute(f"SELECT coalesce(sum(files_processed), 0) FROM ducklake_merge_adjacent_files('{LAKE}')"
                          ).fetchone()[0]
-    cutoff = f"now() - INTERVAL {float(keep_hours) * 3600} SECOND"
+    cutoff = f"now() - to_seconds({float(keep_hours) * 3600})"
     con.execute(f"SELECT count(*) FROM ducklake_expire_snapshots('{LAKE}', older_than => {cutoff})").fetchone()
     deleted = con.execute(f"SELECT count(*) FROM ducklake_cleanup_old_files('{LAKE}', older_than => {cutoff})"
                           ).fetchone()[0]
