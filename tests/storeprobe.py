@@ -25,3 +25,9 @@ def batch_row(con, batch_id: int) -> dict | None:
     cur = con.execute("SELECT * FROM sample_batches WHERE batch_id = ?", [batch_id])
     rows = cur.fetchall()
     return dict(zip([d[0] for d in cur.description], rows[0])) if rows else None
+
+
+def prediction_rollup_rows(con, business_line: str) -> list[tuple]:
+    """(rows, predictions) per key of one business line's prediction rollups: several rows per key until compacted."""
+    return con.execute("""SELECT count(*), sum(n) FROM prediction_rollups WHERE business_line = ?
+                          GROUP BY model_id, version, day, label, bucket ORDER BY ALL""", [business_line]).fetchall()

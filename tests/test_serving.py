@@ -20,7 +20,8 @@ import duckdb
 import pandas as pd
 import pytest
 
-from core import demo, forward, logwriter, predict
+from core import demo, forward, logwriter, predict, registry, train
+from core.server import Serving
 from core import store as db
 from core.errors import InvalidInput, StoreError
 from core.store import Store
@@ -87,6 +88,36 @@ def test_a_request_that_fails_validation_logs_nothing(serving):
             predict.predict_texts(store, M, texts, "tester")
     with store.connect() as con:
         assert storeprobe.table_counts(con) == before
+
+
+def test_in_a_serving_process_every_activation_answers_the_next_prediction(serving):
+    store, _ = serving
+    train.train_version(store, M, "owner", model_config={"estimator": "complement_nb"}, activate=False)
+    answered = lambda: predict.predict_texts(store, M, ["不错"], "u")["version"].iloc[0]
+    assert answered() == answered() == 1  # the second from the server's reused lookup
+    for version in (2, 1, 2):
+        registry.activate_version(store, M, version, "owner", "switching", force=True)
+        assert answered() == version
+
+
+def test_a_running_server_compacts_the_rollup_rows_its_batches_append(seeded_store, monkeypatch):
+    monkeypatch.setenv("MMS_COMPACT_SECONDS", "0.2")
+    serving = Serving(seeded_store, None)
+    serving.start()
+    try:
+        for _ in range(6):  # one text, one line: every batch appends a row for the same rollup key
+            predict.predict_texts(seeded_store, M, ["物流很快，质量很好"], "tester", business_line="compacted")
+        deadline = time.monotonic() + 60  # a bound, not a timing: compaction runs every 0.2 s here
+        while True:
+            with seeded_store.connect() as con:
+                rows = storeprobe.prediction_rollup_rows(con, "compacted")
+            if rows == [(1, 6)] or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert rows == [(1, 6)]  # merged into one row that still counts all six predictions
+    finally:
+        serving.stop()
+    assert logwriter.running(seeded_store) is None
 
 
 def _rows(store, text: str) -> logwriter.Rows:
