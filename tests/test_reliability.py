@@ -79,7 +79,9 @@ def _lines_until(proc, word: str):
 @pytest.mark.stress
 def test_kill_9_during_an_import_writes_all_rows_or_none(seeded_store, reviews, tmp_path):
     """One import runs to the end to time it; each later one is killed inside that time."""
-    big = reviews.iloc[:12000][["text", "label"]]
+    # large enough that most of a run is reading, checking and writing rows, not starting Python
+    rows = reviews.iloc[:12000][["text", "label"]]
+    big = pd.concat([rows.assign(text=rows["text"] + f" #{i}") for i in range(6)], ignore_index=True)
     big.to_csv(tmp_path / "big.csv", index=False)
     (before, _) = _state(seeded_store)
     started = time.monotonic()
@@ -92,7 +94,7 @@ def test_kill_9_during_an_import_writes_all_rows_or_none(seeded_store, reviews, 
     for trial in range(trials):
         (before, _) = _state(seeded_store)
         proc = _spawn(seeded_store, "import", M, tmp_path / "big.csv", "--split", "train")
-        time.sleep(rng.uniform(0.1, 0.8) * duration)
+        time.sleep(rng.uniform(0.1, 0.9) * duration)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         assert proc.returncode == -signal.SIGKILL, f"trial {trial}: the import ended before the kill"
