@@ -1,10 +1,11 @@
-"""Hard examples: the predictions most worth a label, by a named query strategy.
+"""Hard examples: the unlabelled texts most worth a label, by a named query strategy.
 
-A strategy is a score (higher = more worth labelling) plus one shared selector: the top k
-predictions without feedback, one per normalised text. The store computes each score in SQL,
-keyed by the strategy's name; `Strategy.score` is the same score on a probability matrix, the
-reference the contract tests hold the SQL to. Every batch is recorded with the strategy that
-chose it, so each label can be traced to the strategy behind it.
+A strategy is a score (higher = more worth labelling) plus one shared selector. The pool is the
+slice's distinct unlabelled texts (the newest `MMS_HARD_EXAMPLE_POOL`), re-scored when the batch
+is drawn by the version the labels are for (the active one unless another is chosen), never read
+from probabilities an older version logged. The selector walks the ranking, optionally in turns
+across business lines, and passes over near-duplicates of texts already picked. Every batch is
+recorded with the strategy that chose it and the version that scored it.
 """
 from __future__ import annotations
 
@@ -14,20 +15,29 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from . import auth, registry
+from . import artifacts, auth, registry, settings
 from . import store as db
 from .errors import EmptyPool, InvalidInput
-from .estimators import proba_frame
+from .estimators import predict_proba, proba_frame
+from .preprocess import normalise
 from .slices import Slice
 from .store import Store
+from .workers import split_map
+
+NEAR_DUPLICATE = 0.9  # Jaccard similarity of character 3-grams above which two texts count as one
+SHINGLE = 3
 
 
 @dataclass(frozen=True)
 class Strategy:
-    """A query strategy: `str(strategy)` is its name, as recorded with every batch it chooses."""
+    """A query strategy: `str(strategy)` is its name, as recorded with every batch it chooses.
+
+    `diverse`: rank within clusters of the pool (k-means on character TF-IDF) and take the clusters
+    in turns, so one kind of text cannot fill the batch."""
     name: str
     description: str
-    score: Callable[[np.ndarray], np.ndarray] | None  # rows x labels -> one score per row; None: no order
+    score: Callable[[np.ndarray], np.ndarray] | None  # rows x labels -> one score per row; None: random order
+    diverse: bool = False
 
     def __str__(self) -> str:
         return self.name
@@ -48,11 +58,15 @@ def _entropy(proba: np.ndarray) -> np.ndarray:
     return -(proba * np.log(safe)).sum(axis=1)
 
 
+# With two labels the three uncertainty scores rank alike; with more they differ: least
+# confidence looks at the top label only, margin at the top two, entropy at all of them.
 STRATEGIES = {s.name: s for s in (
     Strategy("least_confidence", "lowest top probability first", _least_confidence),
     Strategy("margin", "smallest gap between the two most likely labels first", _margin),
     Strategy("entropy", "most uncertain probability spread first", _entropy),
-    Strategy("random", "uniformly at random (a control)", None),  # a seeded hash of the prediction id
+    Strategy("random", "uniformly at random (a control)", None),
+    Strategy("diverse_margin", "smallest margin within each cluster of similar texts, clusters in turns",
+             _margin, diverse=True),
 )}
 
 
@@ -60,7 +74,8 @@ STRATEGIES = {s.name: s for s in (
 class HardExamples:
     batch_id: int
     strategy: str
-    examples: pd.DataFrame  # prediction_id, created_at, business_line, version, text, label, top_prob, p_*, score
+    examples: pd.DataFrame  # prediction_id, created_at, business_line, version (that scored), text, label,
+    #                         top_prob, p_*, score
 
 
 def _strategy(strategy: str | Strategy) -> Strategy:
@@ -71,24 +86,108 @@ def _strategy(strategy: str | Strategy) -> Strategy:
 
 def select_hard_examples(store: Store, name: str, k: int, user: str, strategy: str | Strategy = "least_confidence",
                          business_lines=None, since=None, until=None, version: int | None = None,
-                         seed: int = 0) -> HardExamples:
-    """The k predictions to label next, recorded as one batch. EmptyPool when none is left.
+                         seed: int = 0, for_version: int | None = None, balance_lines: bool = False,
+                         near_duplicate: float | None = NEAR_DUPLICATE) -> HardExamples:
+    """The k texts to label next, recorded as one batch. EmptyPool when none is left.
 
-    The slice's fields are given loose (a line or a list, dates as text) and checked by Slice.of."""
+    The slice (`business_lines`, `since`, `until`, and `version`: predictions that version made)
+    is given loose and checked by Slice.of. `for_version` scores the pool (default: the active
+    version); `balance_lines` takes the lines in turns; `near_duplicate` is the similarity above
+    which a text is passed over beside one already picked (None: only identical texts)."""
     chosen = _strategy(strategy)
     if int(k) < 1:
         raise InvalidInput("k must be at least 1")
+    if near_duplicate is not None and not 0 < near_duplicate <= 1:
+        raise InvalidInput(f"near_duplicate must be a similarity above 0 and at most 1, not {near_duplicate!r}")
     filters = Slice.of(business_lines, since, until, version).filters()
-    with store.transaction() as con:
+    with store.connect() as con:
         auth.require(con, user, "sample")
         model = registry.find_model(con, name)
-        found = db.hard_examples(con, model.model_id, chosen.name, int(k), seed=seed, **filters)
-        if found.empty:
-            raise EmptyPool(f"no unlabelled predictions of {name!r} match these filters")
-        params = {"k": int(k), "seed": seed, **filters}
+        scorer = registry.resolve_version(con, model, for_version)
+        pool = db.hard_example_pool(con, model.model_id, int(settings.get("hard_example_pool")), **filters)
+    if pool.empty:
+        raise EmptyPool(f"no unlabelled predictions of {name!r} match these filters")
+    proba = score_pool(store, scorer, model.labels, pool["text"].tolist())
+    pool["score"] = chosen.score(proba) if chosen.score else np.random.default_rng(seed).random(len(pool))
+    order = _ranking(pool, chosen, int(k), seed)
+    if balance_lines:
+        order = _in_turns(order, pool["business_line"].to_numpy())
+    picked = _pick(pool["text"].to_numpy(), order, int(k), near_duplicate)
+    found, proba = pool.iloc[picked].reset_index(drop=True), proba[picked]
+    params = {"k": int(k), "seed": seed, "scored_by_version": scorer.version, "pool": len(pool),
+              "balance_lines": balance_lines, "near_duplicate": near_duplicate, **filters}
+    with store.transaction() as con:
+        auth.require(con, user, "sample")
         batch_id = db.insert_batch(con, model.model_id, chosen.name, params, found["prediction_id"].tolist(), user)
-    probs = proba_frame(found.pop("probs").tolist(), model.labels)
-    return HardExamples(batch_id, chosen.name, pd.concat([found, probs], axis=1))
+    found = found.assign(version=scorer.version, label=np.asarray(model.labels)[proba.argmax(axis=1)],
+                         top_prob=proba.max(axis=1))
+    columns = ["prediction_id", "created_at", "business_line", "version", "text", "label", "top_prob"]
+    return HardExamples(batch_id, chosen.name,
+                        pd.concat([found[columns], proba_frame(proba, model.labels), found[["score"]]], axis=1))
+
+
+def score_pool(store: Store, version: registry.Version, labels: list[str], texts: list[str]) -> np.ndarray:
+    """The version's probabilities for `texts` (rows x labels), by prediction's own steps, not logged."""
+    rows = split_map(_probabilities, texts, (store, version, labels))
+    return np.asarray(rows, dtype=float).reshape(len(texts), len(labels))
+
+
+def _probabilities(texts: list[str], store: Store, version: registry.Version, labels: list[str]) -> list:
+    artifact = artifacts.load(store, version)
+    tokenizer = artifact["tokenizer"]
+    tokens = [tokenizer.cut_normalised(normalise(t, tokenizer.config)) for t in texts]
+    return list(predict_proba(artifact["pipeline"], tokens, labels))
+
+
+def _ranking(pool: pd.DataFrame, strategy: Strategy, k: int, seed: int) -> np.ndarray:
+    """Pool positions, most worth labelling first (ties: the newer prediction first)."""
+    order = np.lexsort((-pool["prediction_id"].to_numpy(), -pool["score"].to_numpy()))
+    if not strategy.diverse or len(order) <= k:
+        return order
+    head = order[:min(len(order), 10 * k)]  # cluster the most uncertain part, where the batch comes from
+    clusters = _clusters(pool["text"].to_numpy()[head], max(2, min(k, 50)), seed)
+    return np.concatenate([_in_turns_by(head, clusters), order[len(head):]])
+
+
+def _clusters(texts: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """k-means cluster of each text in the TF-IDF space of its character 1-3-grams."""
+    from sklearn.cluster import MiniBatchKMeans
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    X = TfidfVectorizer(analyzer="char", ngram_range=(1, 3), sublinear_tf=True).fit_transform(texts)
+    n = min(n, X.shape[0])
+    return MiniBatchKMeans(n_clusters=n, n_init=1, random_state=seed, batch_size=1024).fit_predict(X)
+
+
+def _in_turns_by(order: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """`order` re-ranked so each group (group of order[i] is groups[i]) gives its best in turn."""
+    rank_in_group = pd.Series(groups).groupby(groups).cumcount().to_numpy()
+    return order[np.lexsort((np.arange(len(order)), rank_in_group))]
+
+
+def _in_turns(order: np.ndarray, group_of_position: np.ndarray) -> np.ndarray:
+    """`order` re-ranked so each group (indexed by pool position) gives its best in turn."""
+    return _in_turns_by(order, group_of_position[order])
+
+
+def _pick(texts: np.ndarray, order: np.ndarray, k: int, threshold: float | None) -> list[int]:
+    """The first k positions of `order` whose text is not a near-duplicate of one already picked."""
+    picked, shingles = [], []
+    for i in order:
+        if threshold is not None:
+            mine = _shingles(texts[i])
+            if any(len(mine & other) >= threshold * len(mine | other) for other in shingles):
+                continue
+            shingles.append(mine)
+        picked.append(int(i))
+        if len(picked) == k:
+            break
+    return picked
+
+
+def _shingles(text: str) -> set:
+    squeezed = "".join(text.lower().split())
+    return {squeezed[i:i + SHINGLE] for i in range(max(1, len(squeezed) - SHINGLE + 1))}
 
 
 def queue_size(store: Store, name: str, business_lines=None, since=None, until=None,

@@ -61,9 +61,13 @@ def too_small(labels: list[str]) -> str | None:
 
 
 def select(tokens: list[list[str]], labels: list[str], base: ModelConfig, budget: float | None = None,
-           progress=lambda fraction, message: None) -> Selection:
+           progress=lambda fraction, message: None, incumbent: ModelConfig | None = None) -> Selection:
     """The best candidate by mean cross-validated macro-F1 (accuracy reported too); ties keep the
-    earlier candidate. `base` supplies the seed and settings the candidates do not set."""
+    earlier candidate. `base` supplies the seed and settings the candidates do not set.
+
+    `incumbent` (the active version's config) is tried first and kept unless the best beats it by
+    more than the best's standard error over the folds: on small data the winner changes with
+    noise, and a retrain should not swap models (and regress) on noise."""
     budget = budget_seconds(len(labels)) if budget is None else float(budget)
     small = too_small(labels)
     if small:
@@ -75,15 +79,19 @@ def select(tokens: list[list[str]], labels: list[str], base: ModelConfig, budget
     y = np.asarray(labels)
     folds = list(StratifiedKFold(FOLDS, shuffle=True, random_state=base.seed).split(np.zeros(len(y)), y))
     started, tried, matrices = time.monotonic(), [], {}
-    for i, candidate in enumerate(CANDIDATES):
-        config = _config(base, candidate)
+    configs = [_config(base, c) for c in CANDIDATES]
+    if incumbent is not None and incumbent.pinned:
+        incumbent = replace(incumbent, seed=base.seed)
+        configs = [incumbent] + [c for c in configs if c != incumbent]
+    for i, config in enumerate(configs):
         spent = time.monotonic() - started
         if tried and spent + _expected(tried, config) > budget:
             tried.append({"config": config.to_dict(), "describe": config.describe(), "skipped": "time budget"})
             continue
-        progress(0.1 + 0.3 * i / len(CANDIDATES), f"cross-validating {config.describe()}")
+        progress(0.1 + 0.3 * i / len(configs), f"cross-validating {config.describe()}")
         tried.append(_cross_validate(config, tokens, y, folds, matrices))
-    return Selection(*_choose(base, tried, budget, time.monotonic() - started))
+    keep = tried[0] if incumbent is not None and incumbent.pinned else None
+    return Selection(*_choose(tried, budget, time.monotonic() - started, keep))
 
 
 def _config(base: ModelConfig, candidate: dict) -> ModelConfig:
@@ -117,16 +125,23 @@ def _cross_validate(config: ModelConfig, tokens, y: np.ndarray, folds, matrices:
         f1s.append(f1_score(y[held_idx], predicted, average="macro"))
         accs.append(accuracy_score(y[held_idx], predicted))
     return {"config": config.to_dict(), "describe": config.describe(), "cv_macro_f1": round(float(np.mean(f1s)), 4),
-            "cv_accuracy": round(float(np.mean(accs)), 4), "seconds": round(time.monotonic() - began, 2)}
+            "cv_accuracy": round(float(np.mean(accs)), 4), "cv_std_error": round(float(np.std(f1s) / np.sqrt(len(f1s))), 4),
+            "seconds": round(time.monotonic() - began, 2)}
 
 
-def _choose(base: ModelConfig, tried: list[dict], budget: float, spent: float) -> tuple[ModelConfig, dict]:
+def _choose(tried: list[dict], budget: float, spent: float, incumbent: dict | None) -> tuple[ModelConfig, dict]:
     scored = [t for t in tried if "cv_macro_f1" in t]
     best = max(scored, key=lambda t: t["cv_macro_f1"])  # max keeps the first of equals: the earlier candidate
     runner_up = max((t for t in scored if t is not best), key=lambda t: t["cv_macro_f1"], default=None)
     reason = f"highest mean {FOLDS}-fold cross-validated macro-F1 on the training split ({best['cv_macro_f1']:.4f})"
     if runner_up:
         reason += f", ahead of {runner_up['describe']} ({runner_up['cv_macro_f1']:.4f})"
+    if incumbent is not None and incumbent is not best and \
+            incumbent["cv_macro_f1"] >= best["cv_macro_f1"] - best["cv_std_error"]:
+        reason = (f"kept the active version's {incumbent['describe']} ({incumbent['cv_macro_f1']:.4f}): the best, "
+                  f"{best['describe']} ({best['cv_macro_f1']:.4f}), is within its standard error "
+                  f"({best['cv_std_error']:.4f}) of it")
+        best = incumbent
     skipped = sum("skipped" in t for t in tried)
     if skipped:
         reason += f"; {skipped} candidate(s) skipped to keep within the {budget:.0f} s budget"

@@ -1037,6 +1037,27 @@ def hard_examples(con, model_id: int, strategy: str, k: int, seed: int = 0, **fi
         ORDER BY b.score DESC, p.prediction_id""", score_args + args + [model_id, k] + args).df()
 
 
+def hard_example_pool(con, model_id: int, limit: int, **filters) -> pd.DataFrame:
+    """The newest `limit` distinct unlabelled texts of the slice, each as its newest prediction
+    (prediction_id, created_at, business_line, text): what the chosen version re-scores.
+
+    Read like hard_examples: the slice alone first (zone maps), labelled texts removed from its
+    candidates only, and the lookup repeating the slice's filter."""
+    where, args = _prediction_filters(model_id, **filters)
+    return con.execute(f"""
+        WITH candidates AS (SELECT p.prediction_id, p.text_key FROM predictions p WHERE {where}),
+        newest AS (
+            SELECT max(c.prediction_id) AS prediction_id
+            FROM candidates c ANTI JOIN (SELECT text_key FROM feedback WHERE model_id = ?) f USING (text_key)
+            GROUP BY c.text_key
+            ORDER BY prediction_id DESC
+            LIMIT ?)
+        SELECT p.prediction_id, p.created_at, p.business_line, p.text
+        FROM newest n JOIN predictions p USING (prediction_id)
+        WHERE {where}
+        ORDER BY p.prediction_id DESC""", args + [model_id, int(limit)] + args).df()
+
+
 def insert_batch(con, model_id: int, strategy: str, params: dict, prediction_ids: list[int], user: str) -> int:
     batch_id = _next_ids(con, "batch_seq", 1)[0]
     con.execute("INSERT INTO sample_batches VALUES (?, ?, ?, ?, ?, ?, ?)",

@@ -142,7 +142,9 @@ def fit_full(store: Store, model: registry.Model, config: ModelConfig, prep: Pre
     tokens, labels = train["tokens"].tolist(), train["label"].tolist()
     notes = {}
     if not config.pinned:
-        chosen = selection.select(tokens, labels, config, budget, progress)
+        active = registry.get_version(store, model.name) if model.active_version else None
+        incumbent = ModelConfig.from_dict(active.model_config) if active else None
+        chosen = selection.select(tokens, labels, config, budget, progress, incumbent)
         config, notes["selection"] = chosen.config, chosen.record
         progress(0.4, chosen.record.get("fallback") or f"chose {config.describe()}: {chosen.record['reason']}")
     pipeline, notes["calibration"] = _calibrated_pipeline(config, labels)

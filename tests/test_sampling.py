@@ -1,12 +1,11 @@
-"""The contract every query strategy keeps: one name in sampling and in the store's SQL, k
-unique predictions from the unlabelled pool, the best by its score, and a clear error when the
-pool is used up."""
+"""The contract every query strategy keeps: k unique texts from the unlabelled pool, the best by
+its own score as the chosen version scores them when the batch is drawn, near-duplicates passed
+over, lines in turns on request, and a clear error when the pool is used up."""
 import numpy as np
 import pandas as pd
 import pytest
 
-from core import feedback, sampling
-from core import store as db
+from core import artifacts, estimators, feedback, predict, registry, sampling, train
 from core.errors import EmptyPool, InvalidInput
 
 import storeprobe as probe
@@ -15,14 +14,23 @@ M = "评论情感"
 
 
 def _pool(store) -> pd.DataFrame:
-    """Unlabelled predictions (the texts nobody labelled yet), with their probabilities."""
+    """Unlabelled texts, each as its newest prediction (what a batch is drawn from)."""
     with store.connect() as con:
-        return con.execute("""SELECT prediction_id, text_key, probs FROM predictions
-                              WHERE text_key NOT IN (SELECT text_key FROM feedback)""").df()
+        return con.execute("""SELECT max(prediction_id) AS prediction_id, any_value(text) AS text, text_key,
+                                     any_value(business_line) AS business_line
+                              FROM predictions WHERE text_key NOT IN (SELECT text_key FROM feedback)
+                              GROUP BY text_key""").df()
 
 
-def test_sampling_and_the_store_know_the_same_strategies():
-    assert set(sampling.STRATEGIES) == set(db.STRATEGY_SCORES)
+def _probabilities(store, version: int, texts) -> np.ndarray:
+    """The version's probabilities computed here, straight from its model file."""
+    model = registry.get_model(store, M)
+    artifact = artifacts.load(store, registry.get_version(store, M, version))
+    tokens = artifact["tokenizer"].cut_many(list(texts))
+    return estimators.predict_proba(artifact["pipeline"], tokens, model.labels)
+
+
+def test_every_strategy_is_named_and_described():
     for name, strategy in sampling.STRATEGIES.items():
         assert str(strategy) == strategy.name == name
         assert strategy.description
@@ -38,20 +46,57 @@ def test_a_strategy_returns_k_unique_predictions_from_the_pool_and_records_its_n
         assert probe.batch_row(con, found.batch_id)["strategy"] == name == found.strategy
 
 
-@pytest.mark.parametrize("name", [n for n, s in sampling.STRATEGIES.items() if s.score is not None])
-def test_the_store_picks_the_best_by_the_strategys_own_score(seeded_store, name):
+@pytest.mark.parametrize("name", [n for n, s in sampling.STRATEGIES.items() if s.score and not s.diverse])
+def test_the_batch_is_the_best_by_the_strategys_own_score(seeded_store, name):
     strategy = sampling.STRATEGIES[name]
     pool = _pool(seeded_store)
-    pool["score"] = strategy.score(np.array(pool["probs"].tolist()))
-    found = sampling.select_hard_examples(seeded_store, M, 25, "lab", name).examples
+    pool["score"] = strategy.score(_probabilities(seeded_store, 1, pool["text"]))
+    found = sampling.select_hard_examples(seeded_store, M, 25, "lab", name, near_duplicate=None).examples
     chosen = pool.set_index("prediction_id").loc[found["prediction_id"]]
-    assert np.allclose(found["score"], chosen["score"])  # the SQL computes the same score
-    passed_over = pool[~pool["text_key"].isin(chosen["text_key"])]
+    assert np.allclose(found["score"], chosen["score"])
+    passed_over = pool[~pool["prediction_id"].isin(found["prediction_id"])]
     assert passed_over["score"].max() <= chosen["score"].min() + 1e-12
 
 
+def test_the_batch_follows_the_version_the_labels_are_for_not_the_logged_probabilities(seeded_store):
+    """v1 logged every prediction; v2 (complement NB) ranks the pool differently; asking for v2 gets v2's picks."""
+    train.train_version(seeded_store, M, "owner", model_config={"estimator": "complement_nb", "alpha": 1.0})
+    pool = _pool(seeded_store)
+    picks = {}
+    for version in (1, 2):
+        found = sampling.select_hard_examples(seeded_store, M, 20, "lab", "least_confidence", for_version=version,
+                                              near_duplicate=None).examples
+        score = 1 - _probabilities(seeded_store, version, pool["text"]).max(axis=1)
+        best = pool.assign(score=score).sort_values(["score", "prediction_id"], ascending=[False, False])
+        assert found["prediction_id"].tolist() == best["prediction_id"].head(20).tolist()
+        assert (found["version"] == version).all()
+        picks[version] = set(found["prediction_id"])
+    assert picks[1] != picks[2]
+
+
+def test_identical_and_near_identical_texts_are_labelled_once(seeded_store):
+    twins = ["这家酒店的房间很干净，服务也非常周到，下次还会再来住的。",
+             "这家酒店的房间很干净，服务也非常周到，下次还会再来住的！",   # one character differs
+             "这家酒店的房间很干净，服务也非常周到，下次还会再来住的。"]   # identical
+    predict.predict_texts(seeded_store, M, twins, "u", business_line="酒店")
+    everything = sampling.select_hard_examples(seeded_store, M, 100_000, "lab", "random", near_duplicate=None)
+    assert everything.examples["text"].isin(twins).sum() == 2  # identical texts are one already
+    for _ in range(2):  # drawn again: the first batch's texts are still unlabelled
+        suppressed = sampling.select_hard_examples(seeded_store, M, 100_000, "lab", "random").examples
+        assert suppressed["text"].isin(twins).sum() == 1
+
+
+def test_balanced_batches_take_the_business_lines_in_turns(seeded_store):
+    pool = _pool(seeded_store)
+    lines = pool["business_line"].value_counts()
+    assert len(lines) >= 3 and lines.min() >= 10  # the seeded store spreads its traffic over lines
+    k = 3 * len(lines)
+    found = sampling.select_hard_examples(seeded_store, M, k, "lab", "least_confidence", balance_lines=True).examples
+    assert found["business_line"].value_counts().to_dict() == {line: 3 for line in lines.index}
+
+
 def test_an_exhausted_pool_says_so_and_an_unknown_strategy_is_refused(seeded_store):
-    rest = sampling.select_hard_examples(seeded_store, M, 100_000, "lab", "random").examples
+    rest = sampling.select_hard_examples(seeded_store, M, 100_000, "lab", "random", near_duplicate=None).examples
     feedback.record_labels(seeded_store, M, pd.DataFrame({"prediction_id": rest["prediction_id"],
                                                           "label": "skip"}), "lab")
     for name in sampling.STRATEGIES:
