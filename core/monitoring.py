@@ -1,11 +1,21 @@
 """The three accuracies a Monitor shows, never mixed: estimated from calibrated probabilities (no
 labels), audited (a random sample labelled on purpose, with a Wilson interval), and on labelled
-hard examples (chosen for being hard, so biased by construction). Pure arithmetic on the sums the
-store returns: no SQL, no store."""
+hard examples (chosen for being hard, so biased by construction). Arithmetic on the sums the
+store returns, and the audit queue's draw; no SQL here."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
+from . import auth, registry, settings
+from . import store as db
+from .errors import EmptyPool
+from .estimators import proba_frame
+from .sampling import HardExamples
+from .slices import Slice
+from .store import Store
+
+AUDIT = "audit"  # the strategy name an audit batch is recorded under: what marks its items as audit
 
 Z95 = 1.959963984540054  # the normal quantile of a two-sided 95 % interval
 
@@ -70,3 +80,21 @@ def accuracies(labelled, correct, audit_items, audited, audit_correct) -> pd.Dat
                          "audited_accuracy": np.where(audited > 0, audit_correct / np.maximum(audited, 1), np.nan),
                          "audit_low": low, "audit_high": high, "hard_labelled": hard.astype("int64"),
                          "hard_example_accuracy": np.where(hard > 0, hard_correct / np.maximum(hard, 1), np.nan)})
+
+
+def select_audit_batch(store: Store, name: str, k: int, user: str, business_lines=None, since=None, until=None,
+                       version: int | None = None) -> HardExamples:
+    """The next k unlabelled predictions of the audit sample in the slice, in random order, recorded
+    as one batch under the strategy "audit". EmptyPool when every audit item there is labelled."""
+    filters = Slice.of(business_lines, since, until, version).filters()
+    share = float(settings.get("audit_share"))
+    with store.transaction() as con:
+        auth.require(con, user, "sample")
+        model = registry.find_model(con, name)
+        found = db.audit_queue(con, model.model_id, share, int(k), **filters)
+        if found.empty:
+            raise EmptyPool(f"every audit item of {name!r} in these filters is labelled")
+        params = {"k": int(k), "audit_share": share, **filters}
+        batch_id = db.insert_batch(con, model.model_id, AUDIT, params, found["prediction_id"].tolist(), user)
+    probs = proba_frame(found.pop("probs").tolist(), model.labels)
+    return HardExamples(batch_id, AUDIT, pd.concat([found, probs], axis=1))

@@ -1,19 +1,28 @@
-"""Monitor (analysts): prediction statistics per business line and period, and a way to send a
-slice of them to the Label page."""
+"""Monitor (analysts): prediction statistics per business line and period, the three accuracies
+(estimated, audited, hard examples) kept apart, drift against a reference, and a way to send a
+slice or its audit sample to the Label page."""
 from __future__ import annotations
 
 import datetime as dt
 
 import pandas as pd
 import plotly.express as px
+import plotly.graph_objects as go
 import streamlit as st
 
-from core import export, settings, slices, stats
+from core import drift, export, monitoring, settings, slices, stats
 from core.slices import Slice, period_label
 from pages import _ui
 
 ALL = 0  # the version filter's "all versions" (versions count from 1)
 FILTER_KEYS = ("monitor_lines", "monitor_period", "monitor_dates", "monitor_version", "monitor_range")
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def load_drift(_store, store_key: str, revision: tuple, name: str, by: str, where: Slice, window,
+               _by_line: pd.DataFrame) -> drift.DriftReport:
+    """Drift of the slice's line x periods against the reference (cells are also cached in the store)."""
+    return drift.drift_by_line_and_period(_store, name, by, _by_line, window=window, version=where.version)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -63,26 +72,67 @@ def delta_text(value, fmt: str) -> str | None:
     return f"{value:+.3f}"
 
 
-def headline(overall: pd.DataFrame, by: str) -> None:
-    """Four numbers for the latest complete period, each with its change against the period before."""
+def headline(overall: pd.DataFrame, by: str, report: drift.DriftReport | None) -> None:
+    """The latest complete period's numbers, each with its change against the period before; the
+    three accuracies side by side and never merged; and the line x periods flagged for drift."""
     complete, running = stats.without_running_period(overall, by)
     compare = stats.compare_last_periods(complete)
     ordered = complete.sort_values("period")
     last = ordered["period"].iloc[-1]
     against = f"vs the {by} before" if len(ordered) > 1 else "no earlier period"
-    still = "" if running is None else f" The {by} in progress ({period_label(running, by, short=True)}) is left out until it ends."
-    st.caption(f"Latest {'complete ' if running is not None else ''}{by}: {period_label(last, by, short=True)}"
+    still = "" if running is None else f" The {by} in progress ({period_label(running, by)}) is left out until it ends."
+    st.caption(f"Latest {'complete ' if running is not None else ''}{by}: {period_label(last, by)}"
                + (f", against {period_label(ordered['period'].iloc[-2], by)}." if len(ordered) > 1 else ".") + still)
     cells = [("volume", "Volume", lambda v: f"{v:,.0f}", "count", "normal"),
              ("mean_top_prob", "Mean confidence", lambda v: f"{v:.3f}", "abs", "normal"),
-             ("low_conf_share", "Low-confidence share", _ui.fmt_pct, "pp", "inverse"),
-             ("accuracy", "Labelled accuracy", _ui.fmt_pct, "pp", "normal")]
-    for col, (metric, title, fmt, delta_fmt, colour) in zip(st.columns(4), cells):
+             ("low_conf_share", "Low-confidence share", _ui.fmt_pct, "pp", "inverse")]
+    for col, (metric, title, fmt, delta_fmt, colour) in zip(st.columns(3), cells):
         value, delta = compare[metric]
         col.metric(title, "–" if value is None else fmt(value),
                    delta_text(delta, delta_fmt), delta_color=colour, delta_description=against,
                    chart_data=ordered[metric].dropna().tolist() if len(ordered) > 1 else None,
                    border=True)
+    accuracy_cells(ordered.iloc[-1], overall.attrs.get("not_estimated", {}))
+    drift_banner(report, last, by)
+
+
+def accuracy_cells(row: pd.Series, not_estimated: dict) -> None:
+    """Estimated, audited and hard-example accuracy of one period, each saying what it is."""
+    c1, c2, c3 = st.columns(3)
+    estimated = row["estimated_accuracy"]
+    c1.metric("Estimated accuracy", "–" if pd.isna(estimated) else _ui.fmt_pct(estimated), border=True,
+              help=monitoring.ACCURACIES["estimated_accuracy"])
+    c1.caption("; ".join(not_estimated.values()) + ": no estimate." if pd.isna(estimated) and not_estimated else
+               "No labels needed" + ("" if pd.isna(estimated) else f", ± {row['estimate_error'] * 100:.1f} pp."))
+    audited = row["audited_accuracy"]
+    c2.metric("Audited accuracy", "–" if pd.isna(audited) else _ui.fmt_pct(audited), border=True,
+              help=monitoring.ACCURACIES["audited_accuracy"])
+    c2.caption(f"{int(row['audited'])} of {int(row['audit_items'])} audit items labelled"
+               + ("" if pd.isna(audited) else f"; 95 % interval {row['audit_low']:.0%}–{row['audit_high']:.0%}."))
+    hard = row["hard_example_accuracy"]
+    c3.metric("Hard-example accuracy (biased)", "–" if pd.isna(hard) else _ui.fmt_pct(hard), border=True,
+              help=monitoring.ACCURACIES["hard_example_accuracy"])
+    c3.caption(f"{int(row['hard_labelled'])} labelled hard examples: chosen for being hard, so lower than the "
+               "model's accuracy by construction.")
+
+
+def drift_banner(report: drift.DriftReport | None, last: pd.Timestamp, by: str) -> None:
+    if report is None:
+        return
+    flagged = report.flagged()
+    latest = flagged[flagged["period"] == last]
+    if latest.empty and flagged.empty:
+        st.success(f"No drift flagged against the reference ({reference_name(report)}).", icon="✅")
+        return
+    where = latest if not latest.empty else flagged
+    lines = ", ".join(sorted(where["business_line"].unique()))
+    when = period_label(last, by) if not latest.empty else "earlier periods"
+    st.warning(f"Drift flagged in {when}: {lines}. See *Drift against the reference* below.", icon="⚠️")
+
+
+def reference_name(report: drift.DriftReport) -> str:
+    return (f"v{report.version}'s training data" if report.reference == drift.TRAINING
+            else f"predictions in {report.reference}")
 
 
 def show(fig, key: str) -> None:
@@ -90,28 +140,57 @@ def show(fig, key: str) -> None:
     st.plotly_chart(fig, key=key)
 
 
-def charts(by_line: pd.DataFrame, overall: pd.DataFrame, labels: list[str], by: str, low: float) -> None:
+def period_state(frame: pd.DataFrame, running: pd.Timestamp | None) -> pd.Series:
+    return pd.Series(["in progress" if running is not None and p == running else "complete"
+                      for p in frame["period"]], index=frame.index)
+
+
+def mark_flags(fig, flagged: pd.DataFrame, y: pd.Series | float, **kw) -> None:
+    """A warning marker over each flagged line x period, named in its hover text."""
+    if flagged.empty:
+        return
+    fig.add_scatter(x=flagged["period"], y=y, mode="markers+text", text=["⚠"] * len(flagged),
+                    textposition="top center", marker={"symbol": "triangle-down", "size": 11, "color": "#d62728"},
+                    hovertext=[f"{r.business_line}: {r.moved}" for r in flagged.itertuples()], hoverinfo="text",
+                    name="drift flagged", showlegend=True, **kw)
+
+
+def charts(by_line: pd.DataFrame, overall: pd.DataFrame, labels: list[str], by: str, low: float,
+           report: drift.DriftReport | None) -> None:
+    _, running = stats.without_running_period(overall, by)
+    flagged = report.flagged() if report is not None else pd.DataFrame(columns=["period", "business_line", "moved"])
     left, right = st.columns(2)
     with left:
         st.subheader("Volume per business line")
-        fig = px.bar(by_line, x="period", y="volume", color="business_line",
-                     labels={"period": by.title(), "volume": "predictions", "business_line": "business line"})
+        bars = by_line.assign(state=period_state(by_line, running))
+        fig = px.bar(bars, x="period", y="volume", color="business_line", pattern_shape="state",
+                     pattern_shape_map={"complete": "", "in progress": "/"},
+                     labels={"period": by.title(), "volume": "predictions", "business_line": "business line",
+                             "state": ""})
+        totals = bars.groupby("period")["volume"].sum()
+        mark_flags(fig, flagged, flagged["period"].map(totals) if not flagged.empty else 0)
         show(fig, key="monitor_chart_volume")
+        if running is not None:
+            st.caption(f"The {by} in progress ({period_label(running, by)}) is hatched: it has not ended, so its bar "
+                       "is short, not collapsed.")
     with right:
         st.subheader("Confidence over time")
-        conf = overall.melt(id_vars="period", value_vars=["mean_top_prob", "low_conf_share"],
-                            var_name="measure", value_name="value")
+        conf = overall.assign(state=period_state(overall, running)).melt(
+            id_vars=["period", "state"], value_vars=["mean_top_prob", "low_conf_share"], var_name="measure",
+            value_name="value")
         conf["measure"] = conf["measure"].map({"mean_top_prob": "mean confidence",
                                                "low_conf_share": f"share below {low:.2f}"})
-        fig = px.line(conf, x="period", y="value", color="measure", markers=True,
-                      labels={"period": by.title(), "value": "", "measure": ""})
+        fig = px.line(conf, x="period", y="value", color="measure", markers=True, symbol="state",
+                      symbol_map={"complete": "circle", "in progress": "circle-open"},
+                      labels={"period": by.title(), "value": "", "measure": "", "state": ""})
         fig.update_yaxes(range=[0, 1], tickformat=".0%")
         show(fig, key="monitor_chart_confidence")
 
     left, right = st.columns(2)
     with left:
         st.subheader("Low-confidence share by line and period")
-        grid = by_line.assign(when=by_line["period"].map(lambda p: period_label(p, by, short=True)))
+        grid = by_line.assign(when=by_line["period"].map(lambda p: period_label(p, by, short=True)
+                                                         + (" (in progress)" if p == running else "")))
         heat = grid.pivot_table(index="business_line", columns="when", values="low_conf_share", sort=True)
         fig = px.imshow(heat, color_continuous_scale="Reds", zmin=0, aspect="auto",
                         text_auto=".0%" if heat.shape[1] <= 16 else False,
@@ -119,28 +198,93 @@ def charts(by_line: pd.DataFrame, overall: pd.DataFrame, labels: list[str], by: 
         fig.update_coloraxes(colorbar_tickformat=".0%")
         show(fig, key="monitor_chart_heatmap")
     with right:
-        st.subheader("Class mix per business line")
-        mix = stats.class_mix_by_line(by_line, labels)
-        fig = px.bar(mix, y="business_line", x="share", color="label", orientation="h",
-                     labels={"business_line": "business line", "label": "predicted label"})
-        fig.update_xaxes(tickformat=".0%", range=[0, 1])
-        show(fig, key="monitor_chart_mix")
+        st.subheader("Class mix over time per business line")
+        class_mix_over_time(by_line, labels, by, running, flagged)
 
-    st.subheader("Accuracy where labels came back")
-    labelled = pd.concat([overall.assign(business_line="(all lines)"), by_line])
-    labelled = labelled[labelled["labelled"] > 0]
-    if labelled.empty:
-        st.caption("No labelled predictions in this slice yet: label some on the Label page.")
-        return
-    fig = px.line(labelled, x="period", y="accuracy", color="business_line", markers=True,
-                  hover_data={"labelled": True},
-                  labels={"period": by.title(), "accuracy": "accuracy", "business_line": "business line"})
-    fig.update_yaxes(tickformat=".0%")
-    fig.update_traces(line_width=1, opacity=0.55)
-    fig.update_traces(selector={"name": "(all lines)"}, line_width=4, opacity=1.0)
+    st.subheader("Accuracy: estimated, audited, hard examples")
+    accuracy_chart(overall, by)
+
+
+def class_mix_over_time(by_line: pd.DataFrame, labels: list[str], by: str, running, flagged: pd.DataFrame) -> None:
+    """Predicted class shares per period, one panel per line; flagged periods carry a marker."""
+    mix = by_line.melt(id_vars=["business_line", "period"], value_vars=[f"share_{label}" for label in labels],
+                       var_name="label", value_name="share")
+    mix["label"] = mix["label"].str.removeprefix("share_")
+    lines = sorted(by_line["business_line"].unique())
+    fig = px.bar(mix, x="period", y="share", color="label", facet_col="business_line", facet_col_wrap=3,
+                 category_orders={"business_line": lines},
+                 labels={"period": "", "share": "", "label": "predicted label", "business_line": ""})
+    fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
+    fig.update_yaxes(tickformat=".0%", range=[0, 1.15])
+    for i, line in enumerate(lines):
+        marks = flagged[flagged["business_line"] == line]
+        if not marks.empty:
+            fig.add_scatter(x=marks["period"], y=[1.07] * len(marks), mode="text", text=["⚠"] * len(marks),
+                            hovertext=marks["moved"].tolist(), hoverinfo="text", showlegend=False,
+                            row=len(lines) // 3 + (len(lines) % 3 > 0) - i // 3, col=i % 3 + 1)
+    if running is not None:
+        fig.add_vrect(x0=running - pd.Timedelta(days=3 if by == "week" else 0.4), x1=running + slices.PERIOD_STEP[by],
+                      fillcolor="grey", opacity=0.12, line_width=0)
+    show(fig, key="monitor_chart_mix")
+    st.caption("⚠ marks a line x period flagged for drift" + (f"; the shaded {by} is still in progress." if running is
+                                                              not None else "."))
+
+
+def accuracy_chart(overall: pd.DataFrame, by: str) -> None:
+    """The three accuracies over all lines per period, on one axis but never merged: estimated with
+    its expected error, audited with its Wilson interval, hard examples dashed and labelled biased."""
+    o = overall.sort_values("period")
+    fig = go.Figure()
+    est = o[o["estimated_accuracy"].notna()]
+    fig.add_scatter(x=est["period"], y=est["estimated_accuracy"], name="estimated (no labels)", mode="lines+markers",
+                    error_y={"type": "data", "array": 2 * est["estimate_error"]})
+    aud = o[o["audited"] > 0]
+    fig.add_scatter(x=aud["period"], y=aud["audited_accuracy"], name="audited (random sample, 95 % interval)",
+                    mode="markers", marker={"size": 10},
+                    error_y={"type": "data", "symmetric": False, "array": aud["audit_high"] - aud["audited_accuracy"],
+                             "arrayminus": aud["audited_accuracy"] - aud["audit_low"]})
+    hard = o[o["hard_labelled"] > 0]
+    fig.add_scatter(x=hard["period"], y=hard["hard_example_accuracy"], name="hard examples (biased)",
+                    mode="lines+markers", line={"dash": "dot"}, opacity=0.6)
+    fig.update_yaxes(tickformat=".0%", range=[0, 1.02])
+    fig.update_xaxes(title=by.title())
     show(fig, key="monitor_chart_accuracy")
-    st.caption("Each point is accuracy over the predictions labelled in that period; few labels make it noisy "
-               "(hover to see how many).")
+    not_estimated = overall.attrs.get("not_estimated", {})
+    st.caption(("No estimate: " + "; ".join(not_estimated.values()) + ". " if not_estimated else "")
+               + "Estimated: the mean calibrated confidence, no labels needed (bars: ± 2 expected errors). Audited: "
+               f"a random {float(settings.get('audit_share')):.0%} of every line x period "
+               f"({settings.SETTINGS['audit_share'].env}), labelled on purpose. Hard examples: the labels that came "
+               "back from the least-confident predictions, so biased low: never read them as the model's accuracy.")
+
+
+def drift_view(report: drift.DriftReport, by: str) -> None:
+    """For each flagged line, what moved against the reference, and every line's measures."""
+    st.subheader("Drift against the reference")
+    st.caption(f"Reference: {reference_name(report)}. Thresholds: text AUC > {drift.thresholds()['drift_text_auc']:.2f}, "
+               "unseen tokens, length, confidence and class mix (MMS_DRIFT_* settings). Each period is compared "
+               "with the reference, not with the period before, so a shift stays visible after it happened.")
+    flagged = report.flagged()
+    if flagged.empty:
+        st.markdown("No business line is flagged in this slice.")
+    for line, cells in flagged.groupby("business_line", sort=True):
+        first = cells["period"].min()
+        st.markdown(f"**{_ui.md_escape(line)}**: flagged in {len(cells)} {by}(s) from {period_label(first, by)}. "
+                    f"Moved: {_ui.md_escape(cells.sort_values('period')['moved'].iloc[-1])}.")
+    for line, note in report.references.items():
+        if "not judged" in note:
+            st.caption(f"{_ui.md_escape(line)}: {_ui.md_escape(note)}")
+    cells = report.cells.assign(moved=report.cells["moved"].replace("", "–"))
+    shown = without_blanks(cells.astype({c: float for c in drift.COLUMNS[6:]}), {"unseen_share", "unseen_reference"})
+    shown["period"] = cells["period"].dt.date
+    st.dataframe(shown, hide_index=True, key="monitor_drift_table", column_config={
+        "business_line": "business line", "text_auc": st.column_config.NumberColumn("text AUC", format="%.2f"),
+        "unseen_share": st.column_config.NumberColumn("unseen tokens", format="percent"),
+        "unseen_reference": st.column_config.NumberColumn("unseen (ref.)", format="percent"),
+        "mean_length": st.column_config.NumberColumn("length", format="%.0f"),
+        "length_reference": st.column_config.NumberColumn("length (ref.)", format="%.0f"),
+        "mean_top_prob": st.column_config.NumberColumn("confidence", format="%.3f"),
+        "confidence_reference": st.column_config.NumberColumn("confidence (ref.)", format="%.3f"),
+        "class_mix_distance": st.column_config.NumberColumn("class-mix distance", format="%.2f")})
 
 
 def send_to_label(name: str, by_line: pd.DataFrame, by: str, where: Slice, first: dt.date, last: dt.date) -> None:
@@ -148,27 +292,56 @@ def send_to_label(name: str, by_line: pd.DataFrame, by: str, where: Slice, first
     st.subheader("Label a slice")
     lines = sorted(by_line["business_line"].unique())
     periods = sorted(by_line["period"].unique(), reverse=True)
-    c1, c2, c3 = st.columns([2, 2, 1], vertical_alignment="bottom")
+    c1, c2, c3, c4 = st.columns([2, 2, 1.2, 1.2], vertical_alignment="bottom")
     line = c1.selectbox("Business line", [None, *lines], key="monitor_slice_line",
                         format_func=lambda v: "All lines in the filter" if v is None else v)
     start = c2.selectbox("Period", periods, key="monitor_slice_period", format_func=lambda p: period_label(p, by))
+    chosen = slices.period_slice(where, start, by, line, first, last)
     if c3.button("Label this slice", icon="🏷️", key="monitor_send", type="primary"):
-        st.session_state["label_filters"] = {"model": name,
-                                             "slice": slices.period_slice(where, start, by, line, first, last)}
-        st.session_state["select_model"] = name  # a page switch resets the sidebar's model selectbox
-        st.switch_page("pages/label.py")
+        open_label(name, chosen, None)
+    if c4.button("Audit this slice", icon="🎲", key="monitor_audit",
+                 help="Label the slice's audit sample: a random share of its predictions, whatever their "
+                      "confidence. Its labels give the audited accuracy."):
+        open_label(name, chosen, monitoring.AUDIT)
+
+
+def open_label(name: str, chosen: Slice, strategy: str | None) -> None:
+    """Open the Label page on a slice, on its hard examples or (strategy "audit") its audit sample."""
+    st.session_state["label_filters"] = {"model": name, "slice": chosen,
+                                         **({"strategy": strategy} if strategy else {})}
+    st.session_state["select_model"] = name  # a page switch resets the sidebar's model selectbox
+    st.switch_page("pages/label.py")
+
+
+def without_blanks(frame: pd.DataFrame, percent: set[str]) -> pd.DataFrame:
+    """Number columns with gaps as text with "–" in the gaps: a grid would print None there."""
+    out = frame.copy()
+    for c in out.columns:
+        if pd.api.types.is_float_dtype(out[c]) and out[c].isna().any():
+            fmt = (lambda v: f"{v:.1%}") if c in percent else (lambda v: f"{v:.3f}")
+            out[c] = [("–" if pd.isna(v) else fmt(v)) for v in out[c]]
+    return out
 
 
 def table(by_line: pd.DataFrame, name: str, by: str) -> None:
     st.subheader("Statistics")
-    shown = by_line.copy()
-    shown["period"] = shown["period"].dt.date
+    percent = {"low_conf_share", "accuracy", "estimated_accuracy", "estimate_error", "audited_accuracy", "audit_low",
+               "audit_high", "hard_example_accuracy", *[c for c in by_line.columns if c.startswith("share_")]}
+    shown = without_blanks(by_line, percent)
+    shown["period"] = by_line["period"].dt.date
     pct = st.column_config.NumberColumn(format="percent")
     st.dataframe(shown, hide_index=True, key="monitor_table", column_config={
         "business_line": "business line", "mean_top_prob": st.column_config.NumberColumn(
             "mean confidence", format="%.3f"), "low_conf_share": st.column_config.NumberColumn(
-            "low-confidence share", format="percent"), "accuracy": pct,
+            "low-confidence share", format="percent"),
         "macro_f1": st.column_config.NumberColumn("macro-F1", format="%.3f"),
+        "accuracy": st.column_config.Column("accuracy (all labels)", help="Over every label that came back, audit "
+                                                                          "and hard examples together"),
+        "estimated_accuracy": st.column_config.Column("estimated accuracy",
+                                                      help=monitoring.ACCURACIES["estimated_accuracy"]),
+        "audited_accuracy": st.column_config.Column("audited accuracy", help=monitoring.ACCURACIES["audited_accuracy"]),
+        "hard_example_accuracy": st.column_config.Column("hard-example accuracy (biased)",
+                                                         help=monitoring.ACCURACIES["hard_example_accuracy"]),
         "mix_shift": st.column_config.NumberColumn("mix shift", format="%.3f",
                                                    help="Total variation distance between this period's class "
                                                         "mix and the line's mix over the whole range"),
@@ -205,10 +378,29 @@ def main() -> None:
         st.info("No predictions match these filters. Widen the dates or pick other business lines.")
         st.stop()
 
-    headline(overall, by)
-    charts(by_line, overall, labels, by, low)
+    window = reference_window(first, last)
+    report = None
+    with _ui.errors_as_messages(), st.spinner("Measuring drift against the reference…"):
+        report = load_drift(store, key, revision, name, by, where, window, by_line)
+    headline(overall, by, report)
+    charts(by_line, overall, labels, by, low, report)
+    if report is not None:
+        drift_view(report, by)
     send_to_label(name, by_line, by, where, first, last)
     table(by_line, name, by)
+
+
+def reference_window(first: dt.date, last: dt.date):
+    """The drift reference from the sidebar: None for the training data, or a (since, until) window."""
+    with st.sidebar:
+        choice = st.radio("Drift reference", ["Training data", "A window of predictions"], key="monitor_reference",
+                          help="What each line x period is compared with. Default: the version's training data.")
+        if choice == "Training data":
+            return None
+        dates = st.date_input("Reference window", value=(first, min(first + dt.timedelta(days=13), last)),
+                              min_value=first, max_value=last, key="monitor_reference_dates")
+    since, until = slices.from_widget_dates(dates, first, last)
+    return (str(since), str(until))
 
 
 main()

@@ -10,20 +10,34 @@ def plotly_charts(at):
     return at.get("plotly_chart")
 
 
+def table_with(at, column: str):
+    """The shown table that has `column` (the statistics: mix_shift; the drift view: text_auc)."""
+    return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
 def test_monitor_shows_headline_numbers_charts_and_the_table(app):
     at = app("pages/monitor.py")
     assert not at.exception
     assert not at.error
     titles = [m.label for m in at.metric]
-    assert titles == ["Volume", "Mean confidence", "Low-confidence share", "Labelled accuracy"]
-    assert all(m.value not in ("", "–") for m in at.metric)
-    assert len(plotly_charts(at)) == 5  # volume, confidence, heatmap, class mix, accuracy
+    assert titles == ["Volume", "Mean confidence", "Low-confidence share", "Estimated accuracy", "Audited accuracy",
+                      "Hard-example accuracy (biased)"]  # three accuracies, side by side and never merged
+    assert all(m.value not in ("", "–") for m in at.metric[:3])
+    assert any("audit items labelled" in c.value for c in at.caption)
+    assert any("chosen for being hard" in c.value for c in at.caption)
+    assert len(plotly_charts(at)) == 5  # volume, confidence, heatmap, class mix over time, the three accuracies
+    assert [s.value for s in at.subheader if s.value.startswith("Drift")] == ["Drift against the reference"]
+    drift = table_with(at, "text_auc")
+    assert set(drift["business_line"]) == {"图书", "数码", "母婴", "综合", "酒店"}
+    assert not drift.astype(str).isin(["None", "nan"]).any().any()
     assert at.multiselect(key="monitor_lines").options == ["图书", "数码", "母婴", "综合", "酒店"]
     assert at.button_group(key="monitor_period").value == "week"
     assert at.date_input(key="monitor_dates").value == (dt.date(2026, 10, 19), dt.date(2026, 11, 1))
     assert at.selectbox(key="monitor_version").options == ["All versions", "v1 (active)"]
     assert at.selectbox(key="monitor_version").value == 0  # all versions
-    assert set(at.dataframe[0].value["business_line"]) == {"图书", "数码", "母婴", "综合", "酒店"}
+    table = table_with(at, "mix_shift")
+    assert set(table["business_line"]) == {"图书", "数码", "母婴", "综合", "酒店"}
+    assert not table.astype(str).isin(["None", "nan"]).any().any()  # gaps read "–"
     assert at.download_button(key="monitor_download")
     assert any("MMS_LOW_CONFIDENCE" in c.value for c in at.caption)
 
@@ -36,7 +50,7 @@ def test_filters_change_the_numbers(app):
     assert not at.exception
     assert any(c.value == "Latest day: 2026-11-01, against 2026-10-31." for c in at.caption)
     assert at.metric[0].value != all_lines
-    assert set(at.dataframe[0].value["business_line"]) == {"酒店"}
+    assert set(table_with(at, "mix_shift")["business_line"]) == {"酒店"}
 
 
 def test_sending_a_slice_opens_label_with_its_filters(app):
