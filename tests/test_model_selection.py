@@ -1,0 +1,99 @@
+"""Model selection, calibration and incremental replay: what a new version is and what it records."""
+import pandas as pd
+import pytest
+
+from core import feedback, predict, registry, selection, train
+from core.errors import InvalidInput
+from core.store import Store
+
+from conftest import make_model
+
+
+def test_selection_records_what_it_tried_and_picks_the_best_cv_score(store, reviews):
+    make_model(store, reviews, n_train=300)
+    v = train.train_version(store, "m", "u", budget=600)
+    record = v.data["selection"]
+    scored = [t for t in record["tried"] if "cv_macro_f1" in t]
+    assert len(scored) == len(selection.CANDIDATES)  # a generous budget tries every candidate
+    best = max(t["cv_macro_f1"] for t in scored)
+    assert record["chosen"]["estimator"] == v.model_config["estimator"] != "auto"
+    winner = [t for t in scored if t["config"] == record["chosen"]]
+    assert winner and winner[0]["cv_macro_f1"] == best and "cross-validated macro-F1" in record["reason"]
+    assert all(t["seconds"] >= 0 and t["describe"] for t in scored)
+    assert "sigmoid" in v.data["calibration"]
+    assert [b["count"] for b in v.metrics["reliability"]] and sum(b["count"] for b in v.metrics["reliability"]) == 100
+
+
+def test_a_tiny_budget_still_tries_one_candidate_and_says_what_it_skipped(store, reviews):
+    make_model(store, reviews, n_train=300)
+    record = train.train_version(store, "m", "u", budget=0.001).data["selection"]
+    assert sum("cv_macro_f1" in t for t in record["tried"]) == 1
+    assert all(t.get("skipped") == "time budget" for t in record["tried"][1:])
+    assert "skipped to keep within" in record["reason"]
+
+
+def test_a_pinned_config_is_not_selected(store, reviews):
+    make_model(store, reviews, config={"estimator": "complement_nb"})
+    v = train.train_version(store, "m", "u")
+    assert v.model_config["estimator"] == "complement_nb" and "selection" not in v.data
+
+
+def test_calibration_and_selection_never_see_the_test_split(store, reviews, monkeypatch):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    _, test, _ = make_model(store, reviews, n_train=200)
+    seen = []
+    original = TfidfVectorizer.fit_transform
+    monkeypatch.setattr(TfidfVectorizer, "fit_transform",
+                        lambda self, docs, y=None: seen.extend("".join(d) for d in docs) or original(self, docs, y))
+    train.train_version(store, "m", "u", budget=5)
+    assert len(seen) >= 400  # selection's features, then the final pipeline's (calibration fits inside it)
+    squeeze = lambda t: "".join(t.split())
+    assert not {squeeze(t) for t in test["text"]} & {squeeze(t) for t in seen}
+
+
+def test_a_training_split_too_small_for_cross_validation_falls_back_and_says_so(store, reviews):
+    registry.create_model(store, "m", ["正面", "负面"], "u")
+    from core import imports
+    imports.import_frame(store, "m", reviews.iloc[:20], "train", "u")
+    imports.import_frame(store, "m", reviews.iloc[20:40], "test", "u")
+    messages = []
+    v = train.train_version(store, "m", "u", progress=lambda f, m: messages.append(m))
+    note = v.data["selection"]["fallback"]
+    assert "too few for 3-fold cross-validation" in note and "trained the fixed config linear_svc" in note
+    assert note in messages
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"estimator": "bert"}, "estimator must be one of auto, logreg, complement_nb, linear_svc, sgd, not 'bert'"),
+    ({"estimator": "logreg", "C": -1}, "C must be a positive number"),
+    ({"word_ngrams": [3, 1]}, "word_ngrams must be a range like"),
+])
+def test_unknown_estimators_and_impossible_parameters_are_refused_with_the_allowed_values(store, reviews, config,
+                                                                                         message):
+    make_model(store, reviews, n_train=50, n_test=20)
+    with pytest.raises(InvalidInput, match=message.replace("(", r"\(")):
+        train.train_version(store, "m", "u", model_config=config)
+
+
+def _one_sided_update(store, reviews) -> tuple:
+    """v1 (sgd) on 300 mixed rows, then an incremental update on 150 negative labels only, as a
+    batch of hard examples can be. Returns (v1, v2)."""
+    _, _, rest = make_model(store, reviews, config={"estimator": "sgd"})
+    v1 = train.train_version(store, "m", "u")
+    negative = rest[rest["label"] == "负面"].iloc[:150]
+    logged = predict.predict_texts(store, "m", negative["text"].tolist(), "u")
+    feedback.record_labels(store, "m", pd.DataFrame({"prediction_id": logged["prediction_id"],
+                                                     "label": negative["label"].tolist()}), "labeller")
+    return v1, train.train_version(store, "m", "u", incremental=True)
+
+
+def test_incremental_with_replay_keeps_the_earlier_classes_recall(tmp_path, reviews, monkeypatch):
+    v1, v2 = _one_sided_update(Store(tmp_path / "replay.duckdb"), reviews)
+    assert v2.data["replay"]["rows"] == 300  # every earlier row: fewer than the replay minimum
+    monkeypatch.setattr(train, "REPLAY_MIN", 0)
+    monkeypatch.setattr(train, "REPLAY_RATIO", 0)
+    _, forgetful = _one_sided_update(Store(tmp_path / "no_replay.duckdb"), reviews)
+    recall = {name: v.metrics["per_class"]["正面"]["recall"] for name, v in
+              (("before", v1), ("replay", v2), ("no replay", forgetful))}
+    assert recall["no replay"] < 0.2 * recall["before"]  # new labels alone: the model forgets 正面
+    assert recall["replay"] >= 0.5 * recall["before"] and recall["replay"] > recall["no replay"] + 0.2
