@@ -98,3 +98,12 @@ def select_audit_batch(store: Store, name: str, k: int, user: str, business_line
         batch_id = db.insert_batch(con, model.model_id, AUDIT, params, found["prediction_id"].tolist(), user)
     probs = proba_frame(found.pop("probs").tolist(), model.labels)
     return HardExamples(batch_id, AUDIT, pd.concat([found, probs], axis=1))
+
+
+def audit_left(store: Store, name: str, business_lines=None, since=None, until=None,
+               version: int | None = None) -> int:
+    """How many audit items in the slice have no label yet."""
+    filters = Slice.of(business_lines, since, until, version).filters()
+    with store.connect() as con:
+        model = registry.find_model(con, name)
+        return len(db.audit_queue(con, model.model_id, float(settings.get("audit_share")), 10 ** 9, **filters))

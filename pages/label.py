@@ -5,11 +5,12 @@ replaced only when the filters change or every example in it has a decision."""
 from __future__ import annotations
 
 import datetime as dt
+from functools import partial
 
 import pandas as pd
 import streamlit as st
 
-from core import auth, feedback, sampling, slices
+from core import auth, feedback, monitoring, sampling, slices
 from core.errors import EmptyPool, InvalidInput, MMSError, StoreBusy
 from core.estimators import prob_column
 from core.registry import NOT_TRAINING_LABELS
@@ -56,8 +57,8 @@ def prepare_filters(name: str, lines: list[str], first: dt.date, last: dt.date, 
     if sent is not None:
         where: Slice = sent["slice"]
         state = {**defaults(first, last),
-                 "label_strategy": st.session_state.get("label_strategy", saved.get("label_strategy",
-                                                                                  "least_confidence")),
+                 "label_strategy": sent.get("strategy") or st.session_state.get(
+                     "label_strategy", saved.get("label_strategy", "least_confidence")),
                  "label_lines": [line for line in where.business_lines if line in lines],
                  "label_dates": where.widget_dates(first, last),
                  "label_version": where.version if where.version in versions else ALL}
@@ -76,8 +77,8 @@ def prepare_filters(name: str, lines: list[str], first: dt.date, last: dt.date, 
 def filters(lines: list[str], first: dt.date, last: dt.date, versions: dict) -> dict:
     """The filter row; returns the strategy and the slice it selects."""
     c1, c2, c3, c4 = st.columns([3, 3, 3, 2])
-    strategy = c1.selectbox("Strategy", list(sampling.STRATEGIES), key="label_strategy",
-                            format_func=lambda s: f"{s.replace('_', ' ')}: {sampling.STRATEGIES[s].description}")
+    strategy = c1.selectbox("Strategy", [*sampling.STRATEGIES, monitoring.AUDIT], key="label_strategy",
+                            format_func=strategy_name)
     chosen = c2.multiselect("Business lines", lines, key="label_lines", placeholder="All business lines")
     dates = c3.date_input("Dates", min_value=first, max_value=last, key="label_dates")
     version = c4.selectbox("Version", [ALL, *versions], key="label_version",
@@ -87,6 +88,12 @@ def filters(lines: list[str], first: dt.date, last: dt.date, versions: dict) -> 
                                        "range": st.session_state.get("label_range")}
     since, until = slices.from_widget_dates(dates, first, last)
     return {"strategy": strategy, "slice": Slice.of(chosen, since, until, None if version == ALL else version)}
+
+
+def strategy_name(s: str) -> str:
+    if s == monitoring.AUDIT:
+        return "audit sample: a random share of every line × period, for the audited accuracy (not hard examples)"
+    return f"{s.replace('_', ' ')}: {sampling.STRATEGIES[s].description}"
 
 
 # --- the batch -----------------------------------------------------------------------------
@@ -104,8 +111,9 @@ def current_batch(name: str, f: dict) -> dict | None:
         st.session_state.pop("label_batch", None)
         with _ui.errors_as_messages(), st.spinner("Picking the next examples…"):
             try:
-                found = sampling.select_hard_examples(_ui.store(), name, BATCH_SIZE, _ui.user(),
-                                                      strategy=f["strategy"], **f["slice"].filters())
+                draw = monitoring.select_audit_batch if f["strategy"] == monitoring.AUDIT else \
+                    partial(sampling.select_hard_examples, strategy=f["strategy"])
+                found = draw(_ui.store(), name, BATCH_SIZE, _ui.user(), **f["slice"].filters())
             except EmptyPool:
                 return None
         batch = {"key": key, "batch_id": found.batch_id, "strategy": found.strategy,
@@ -174,7 +182,8 @@ def undo() -> None:
 def counters(name: str, f: dict, batch: dict | None) -> None:
     with _ui.errors_as_messages():
         mine = feedback.labelled_today(_ui.store(), name, _ui.user())
-        left = sampling.queue_size(_ui.store(), name, **f["slice"].filters())
+        left = (monitoring.audit_left if f["strategy"] == monitoring.AUDIT else sampling.queue_size)(
+            _ui.store(), name, **f["slice"].filters())
     c1, c2, c3 = st.columns(3)
     c1.metric("You labelled today", f"{sum(mine.values()):,}", border=True,
               help=" · ".join(f"{_ui.md_escape(label)} {n}" for label, n in sorted(mine.items())) or None)
@@ -276,6 +285,9 @@ def main() -> None:
         st.session_state["label_from_monitor"] = batch_key(name, f)
     if st.session_state.get("label_from_monitor") == batch_key(name, f):
         st.caption("Filters set from the slice the Monitor page sent.")
+    if f["strategy"] == monitoring.AUDIT:
+        st.info("**Audit items**: predictions drawn at random, not for being hard. Label each as it is, easy ones "
+                "too; skipping some would bias the audited accuracy the Monitor shows.", icon="🎲")
     show_notice()
     batch = current_batch(name, f)
     counters(name, f, batch)

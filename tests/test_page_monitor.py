@@ -92,3 +92,12 @@ def test_a_date_range_ending_on_the_last_day_follows_new_predictions(app, seeded
     at.run()
     assert not at.exception
     assert at.date_input(key="monitor_dates").value == (dt.date(2026, 10, 25), dt.date(2026, 11, 3))
+
+
+def test_audit_this_slice_opens_label_on_the_audit_sample_kept_apart(app):
+    at = app("pages/monitor.py")
+    at.button(key="monitor_audit").click().run()
+    assert not at.exception
+    assert at.selectbox(key="label_strategy").value == "audit"
+    assert any("Audit items" in i.value for i in at.info)
+    assert [t.value for t in at.title] == ["Label"]
