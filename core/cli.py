@@ -231,11 +231,16 @@ def _print_comparison(plain: dict, out: TextIO) -> None:
 
 
 def cmd_stats(args, store):
-    from . import stats
+    from . import monitoring, stats
 
-    table = stats.stats_by_line_and_period(store, args.name, args.by, business_lines=args.business_line,
-                                           since=args.since, until=args.until, version=args.version)
+    window = None if args.reference_since is None else (args.reference_since, args.reference_until)
+    table, _ = stats.stats_with_drift(store, args.name, args.by, business_lines=args.business_line, since=args.since,
+                                      until=args.until, version=args.version, window=window,
+                                      with_drift=not args.no_drift)
     _emit(args, table, args.out)
+    if args.format == "table" and not args.out:
+        for column, meaning in monitoring.ACCURACIES.items():
+            print(f"{column}: {meaning}", file=args.console.err)
 
 
 def cmd_events(args, store):
@@ -435,10 +440,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("name")
     c.add_argument("a", type=_whole_number(1, MAX_COUNT), help="the base version")
     c.add_argument("b", type=_whole_number(1, MAX_COUNT), help="the version compared with it")
-    c = command("stats", cmd_stats, "statistics per business line and period")
+    c = command("stats", cmd_stats, "statistics per business line and period: volume, confidence, estimated / "
+                                    "audited / hard-example accuracy (never mixed) and drift against a reference")
     c.add_argument("name")
     c.add_argument("--by", choices=["day", "week", "month"], default="day")
     _filters(c)
+    c.add_argument("--no-drift", action="store_true", help="leave out the drift measures (they sample texts)")
+    c.add_argument("--reference-since", help="compare with predictions from this day instead of the training data")
+    c.add_argument("--reference-until", help="end (exclusive) of the reference window")
     _out(c, "the table")
     c = command("add-user", cmd_add_user, "add or update a user (the first one must be an owner)")
     c.add_argument("name")

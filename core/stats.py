@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import monitoring, registry, settings
+from . import drift, monitoring, registry, settings
 from . import store as db
 from .errors import VersionNotFound
 from .registry import NOT_TRAINING_LABELS
@@ -57,6 +57,27 @@ def stats_by_line_and_overall(store: Store, name: str, by: str = "day", business
     for t in tables:  # why a row has no estimate: per version, so not a column of every row
         t.attrs["not_estimated"] = {v: problems[v] for v in versions if v in problems}
     return tables
+
+
+def stats_with_drift(store: Store, name: str, by: str = "week", business_lines=None, since=None, until=None,
+                     version: int | None = None, window=None, with_drift: bool = True) -> tuple[pd.DataFrame, dict]:
+    """stats_by_line_and_period with, per row, why there is no estimate (estimate_note) and the drift
+    verdict (drift_flagged, drift_status, drift_moved and the main measures); and what the CLI and
+    the API say beside it: what each accuracy is, the reference and each line's reference."""
+    table = stats_by_line_and_period(store, name, by, business_lines, since, until, version)
+    not_estimated = table.attrs.get("not_estimated", {})
+    notes = "; ".join(not_estimated.values())
+    table["estimate_note"] = np.where(table["estimated_accuracy"].isna(), notes, "") if len(table) else []
+    about = {"accuracies": monitoring.ACCURACIES, "not_estimated": {str(v): r for v, r in not_estimated.items()}}
+    if with_drift and len(table):
+        report = drift.drift_by_line_and_period(store, name, by, table, window=window, version=version)
+        cells = report.cells[["business_line", "period", "flagged", "status", "moved", "text_auc", "unseen_share",
+                              "class_mix_distance"]]
+        table = table.merge(cells.rename(columns={"flagged": "drift_flagged", "status": "drift_status",
+                                                  "moved": "drift_moved"}), on=["business_line", "period"], how="left")
+        about |= {"reference": report.reference, "reference_version": report.version,
+                  "references": report.references}
+    return table, about
 
 
 def _ece(con, model: registry.Model, version: int) -> float | None:

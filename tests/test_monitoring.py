@@ -158,3 +158,38 @@ def test_a_reference_window_with_too_few_predictions_says_so_instead_of_flagging
     assert all("reference window has" in report.references[line] and "not judged" in report.references[line]
                for line in old["business_line"].unique())
     assert (old["status"].str.contains("not judged")).all()
+
+
+def test_stats_in_the_cli_and_the_api_say_which_accuracy_is_which_and_carry_drift(world, tmp_path):
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    from fastapi.testclient import TestClient
+
+    from conftest import ROOT
+    from core import api
+
+    source, _ = world
+    shutil.copytree(source.path.parent, tmp_path / "copy")
+    store = Store(tmp_path / "copy" / source.path.name)
+    proc = subprocess.run([sys.executable, "-m", "core", "--store", str(store.path), "--format", "json", "stats", M,
+                           "--by", "week"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    new = [r for r in rows if r["business_line"] == NEW]
+    assert new and all(r["drift_flagged"] and "never saw" in r["drift_moved"] for r in new)
+    assert not any(r["drift_flagged"] for r in rows if r["business_line"] != NEW)
+    assert {"estimated_accuracy", "audited_accuracy", "audit_low", "audit_high", "hard_example_accuracy"} <= set(rows[0])
+    table = subprocess.run([sys.executable, "-m", "core", "--store", str(store.path), "stats", M, "--no-drift"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert "hard_example_accuracy: on labelled hard examples" in table.stderr and "biased" in table.stderr
+
+    with TestClient(api.create_app(store), client=("127.0.0.1", 50000)) as client:
+        answer = client.get(f"/models/{M}/stats", params={"by": "week"})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert set(body["accuracies"]) == {"estimated_accuracy", "audited_accuracy", "hard_example_accuracy"}
+    assert body["reference"] == "training" and "never seen in training" in body["references"][NEW]
+    assert [r["business_line"] for r in body["rows"] if r["drift_flagged"]] == [NEW]
