@@ -1,8 +1,9 @@
 """The serving path over loopback, through a real `streamlit run app.py` (issue 17's targets).
 
-    python bench/api_load.py [--seconds 20] [--clients 8]
+    python bench/api_load.py [--seconds 20] [--clients 8] [--store /tmp/mms-bench-stats/v2-1000000/bench.duckdb]
 
-Builds a demo store in a temporary folder, measures bare jieba.lcut on one core over the texts
+Builds a demo store in a temporary folder (or copies --store there, with its artifacts folder: a
+stats_scale store of 1M predictions, so that the log the server appends to is realistic), measures bare jieba.lcut on one core over the texts
 the clients send, starts the server on a free loopback port, then in turn: batches of 1 text
 from --clients clients (requests/s, p50/p99), batches of 100 (texts/s against bare jieba), and two
 clients while the command line trains and force-activates a version through the server (rate
@@ -15,6 +16,7 @@ import json
 import os
 import queue
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -132,10 +134,11 @@ def predictor(base, model, texts, batch, seed, stop_at, results, to_label):
                 to_label.put((a["prediction_id"], i))
 
 
-def warm_up(base: str, text: str, results: Results) -> float:
-    """One prediction before the clock starts, so that the figures are for a warm server."""
+def warm_up(base: str, texts: list[str], results: Results) -> float:
+    """A prediction before the clock starts, so that the figures are for a warm server (a batch of 100
+    starts the worker processes that tokenise large requests)."""
     start = time.perf_counter()
-    r = requests.post(f"{base}/models/{demo.MODEL}/predict", json={"texts": [text]}, timeout=60)
+    r = requests.post(f"{base}/models/{demo.MODEL}/predict", json={"texts": texts}, timeout=120)
     r.raise_for_status()
     with results.lock:
         results.answered += len(r.json()["predictions"])
@@ -177,6 +180,13 @@ def run_phase(base, texts, batch, clients, seconds, results: Results, during=Non
     return time.perf_counter() - started
 
 
+def profile(proc: subprocess.Popen, out: Path, seconds: float) -> subprocess.Popen:
+    """py-spy on the server (every thread, idle ones left out) for `seconds`, as collapsed stacks."""
+    return subprocess.Popen(["py-spy", "record", "--pid", str(proc.pid), "--duration", str(max(1, int(seconds))),
+                             "--format", "raw", "--output", str(out), "--nonblocking", "--threads"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def cli(store: Store, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "core", *args], cwd=ROOT, capture_output=True, text=True,
                           env={**os.environ, "MMS_STORE": str(store.path), "PYTHONPATH": str(ROOT)})
@@ -187,6 +197,9 @@ def main(argv=None) -> int:
     p.add_argument("--seconds", type=float, default=20, help="length of each load phase (default 20)")
     p.add_argument("--clients", type=int, default=8, help="concurrent clients sending one text each (default 8)")
     p.add_argument("--traffic", type=int, default=2000, help="demo traffic rows in the temporary store")
+    p.add_argument("--profile", type=Path, help="py-spy the server during the batch-1 phase into this file "
+                                                "(collapsed stacks, one per line with its sample count)")
+    p.add_argument("--store", type=Path, help="copy this store (and its artifacts folder) instead of building one")
     args = p.parse_args(argv)
     if not 0 < args.seconds <= 600 or not 1 <= args.clients <= 64:
         p.error("--seconds must be in (0, 600] and --clients in [1, 64]")
@@ -200,21 +213,31 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="mms-bench-") as tmp:
         store = Store(Path(tmp) / "mms.duckdb")
         t0 = time.perf_counter()
-        demo.build_store(store, n_train=3000, n_test=1000, n_traffic=args.traffic, weeks=2)
-        print(f"store: demo model {demo.MODEL!r}, built in {time.perf_counter() - t0:.1f} s")
+        if args.store:
+            shutil.copyfile(args.store, store.path)
+            shutil.copytree(args.store.parent / "artifacts", store.artifacts_dir)
+            print(f"store: a copy of {args.store}, made in {time.perf_counter() - t0:.1f} s")
+        else:
+            demo.build_store(store, n_train=3000, n_test=1000, n_traffic=args.traffic, weeks=2)
+            print(f"store: demo model {demo.MODEL!r}, built in {time.perf_counter() - t0:.1f} s")
         with store.connect() as con:
             before = storeprobe.table_counts(con)
+        print(f"store: {before['predictions']:,} predictions logged before the run")
         proc, base, how = start_server(store, free_port(), Path(tmp) / "server.log")
         try:
             wait_healthy(base, proc)
             print(f"server: {how}, API at {base}")
             warm = Results()
-            print(f"first prediction: {warm_up(base, texts[0], warm) * 1000:.0f} ms")
+            print(f"first prediction: {warm_up(base, texts[:1], warm) * 1000:.0f} ms; first batch of 100: "
+                  f"{warm_up(base, texts[:100], warm) * 1000:.0f} ms")
             results["warm"] = warm
             elapsed = {}
             for name, batch, clients in (("batch 1", 1, args.clients), ("batch 100", 100, 4)):
                 results[name] = Results()
+                spy = profile(proc, args.profile, args.seconds) if name == "batch 1" and args.profile else None
                 elapsed[name] = run_phase(base, texts, batch, clients, args.seconds, results[name])
+                if spy is not None:
+                    spy.wait()
             results["before"] = Results()
             elapsed["before"] = run_phase(base, texts, 1, 2, min(args.seconds, 10), results["before"])
             steps = []
