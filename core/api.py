@@ -26,8 +26,8 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Mount
 
 from . import auth, demo, feedback, predict, registry, settings
-from .errors import (ArtifactError, InvalidInput, MMSError, ModelNotFound, PermissionDenied, SignInRefused,
-                     StoreBusy, VersionNotFound)
+from .errors import (ArtifactError, Conflict, InvalidInput, MMSError, ModelNotFound, PermissionDenied,
+                     SignInRefused, StoreBusy, VersionNotFound)
 from . import compare
 from .errors import Regression
 from .store import Store
@@ -36,8 +36,9 @@ PREFIX = "/api"
 
 log = logging.getLogger(__name__)
 
-STATUS = {Regression: 409, ModelNotFound: 404, VersionNotFound: 404, InvalidInput: 422, PermissionDenied: 403,
-          StoreBusy: 503, ArtifactError: 500, SignInRefused: 429}
+# Conflict: a write that lost a race with another process's (DuckLake) changed nothing and may be retried.
+STATUS = {Regression: 409, Conflict: 409, ModelNotFound: 404, VersionNotFound: 404, InvalidInput: 422,
+          PermissionDenied: 403, StoreBusy: 503, ArtifactError: 500, SignInRefused: 429}
 
 
 # --- request and answer bodies ------------------------------------------------------------
@@ -362,7 +363,7 @@ def create_app(store: Store | None = None) -> FastAPI:
         return JSONResponse({"model": name, "business_line": body.business_line, "predictions": answers})
 
     @api.post("/models/{name}/feedback", response_model=FeedbackResponse, status_code=201,
-              responses=_errors(400, 401, 403, 404, 422, 429, 503))
+              responses=_errors(400, 401, 403, 404, 409, 422, 429, 503))
     def give_feedback(name: ModelName, body: FeedbackRequest, store: Store = Depends(get_store),
                       caller: Caller = Depends(current_user)) -> FeedbackResponse:
         """The true label of a logged prediction; it enters the loop like one given on the Label page."""
@@ -382,7 +383,8 @@ def create_app(store: Store | None = None) -> FastAPI:
     def activate(name: ModelName, version: VersionPath, body: ActivateRequest | None = None,
                  store: Store = Depends(get_store), caller: Caller = Depends(current_user)) -> VersionSummary:
         """Make a version (any earlier one too) the one that answers predictions. A version worse than the
-        active one is refused with 409 and what regressed, unless `force` is true with a `reason`."""
+        active one is refused with 409 and what regressed, unless `force` is true with a `reason`; an
+        activation that lost a race with another process's write is 409 without `regressions`: try again."""
         body = body or ActivateRequest()
         return _version_summary(registry.activate_version(store, name, version, caller.user, body.reason,
                                                           force=body.force))

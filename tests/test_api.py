@@ -217,6 +217,21 @@ def test_a_busy_store_is_503_with_retry_after(client, seeded_store, monkeypatch)
     assert "store is busy" in r.json()["error"]
 
 
+def test_an_activation_that_loses_a_race_is_409_changes_nothing_and_a_retry_succeeds(client, seeded_store):
+    # another writer holds an uncommitted switch of the model's active version: this one conflicts with it
+    before = registry.get_model(seeded_store, MODEL).active_version
+    path = f"/api/models/{MODEL}/versions/1/activate"
+    with seeded_store.connect() as other:
+        other.begin()
+        other.execute("UPDATE models SET active_version = NULL WHERE name = ?", [MODEL])
+        r = client.post(path, json={"reason": "race", "force": True})
+        other.rollback()
+    assert r.status_code == 409
+    assert "try again" in r.json()["error"] and r.json().get("regressions") is None
+    assert registry.get_model(seeded_store, MODEL).active_version == before
+    assert client.post(path, json={"reason": "race", "force": True}).status_code == 200
+
+
 def test_an_altered_model_file_is_refused_with_its_sentence(client, seeded_store):
     version = registry.get_version(seeded_store, MODEL)
     with open(seeded_store.path.parent / version.artifact, "ab") as f:
