@@ -130,3 +130,40 @@ def fmt_pct(value) -> str:
 
 def fmt_num(value, digits: int = 3) -> str:
     return "–" if value is None or pd.isna(value) else f"{value:.{digits}f}"
+
+
+def reliability_figure(versions: list[registry.Version]):
+    """Each version's reliability curve (mean confidence vs accuracy per bin; marker size: count)."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="calibrated", line={"dash": "dot"}))
+    for v in versions:
+        bins = v.metrics.get("reliability") or []
+        fig.add_scatter(x=[b["confidence"] for b in bins], y=[b["accuracy"] for b in bins], mode="lines+markers",
+                        name=f"v{v.version} (ECE {fmt_num(v.metrics.get('ece'))})",
+                        text=[f"{b['count']} predictions" for b in bins],
+                        marker={"size": [6 + 14 * (b["count"] / max(x["count"] for x in bins)) ** 0.5 for b in bins]})
+    fig.update_layout(xaxis_title="mean confidence", yaxis_title="accuracy", height=320,
+                      margin={"l": 10, "r": 10, "t": 10, "b": 10})
+    return fig
+
+
+def model_choice(version: registry.Version, key: str) -> None:
+    """How the version's config was chosen (selection's candidates, or the fallback) and its reliability."""
+    chosen = version.data.get("selection")
+    with st.expander("What selection tried, and calibration" if chosen else "Calibration"):
+        if chosen and "fallback" in chosen:
+            st.warning(chosen["fallback"])
+        elif chosen:
+            st.caption(chosen["reason"])
+            st.dataframe(pd.DataFrame([{"candidate": t["describe"], "CV macro-F1": t.get("cv_macro_f1"),
+                                        "CV accuracy": t.get("cv_accuracy"), "seconds": t.get("seconds"),
+                                        "skipped": t.get("skipped", "")} for t in chosen["tried"]]),
+                         hide_index=True, key=f"{key}_tried")
+        st.caption(f"Probabilities: {version.data.get('calibration', 'not recorded (an older version)')}")
+        bins = version.metrics.get("reliability")
+        if bins:  # confidence vs accuracy per bin; on the diagonal when calibrated
+            curve = pd.DataFrame(bins).set_index("confidence")[["accuracy"]].assign(calibrated=lambda f: f.index)
+            st.line_chart(curve, x_label="mean confidence", y_label="accuracy", height=260)
+            st.caption(f"ECE {fmt_num(version.metrics.get('ece'))}; predictions per bin: "
+                       + ", ".join(f"{b['low']:.1f}-{b['high']:.1f}: {b['count']}" for b in bins))

@@ -361,6 +361,7 @@ def result_panel(model: registry.Model, versions: list[registry.Version]):
     st.markdown("**Confusion matrices** (rows: true label, columns: predicted)")
     for col, v in zip(st.columns(2), shown):
         col.plotly_chart(confusion_figure(v, zmax), key=f"train_confusion_{v.version}")
+    _ui.model_choice(new, "train_choice")
     return clicked
 
 

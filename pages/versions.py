@@ -175,6 +175,9 @@ def diff_section(versions: list[registry.Version], active: int | None) -> None:
         lambda row: ["background-color: rgba(250, 204, 21, 0.25)" if row["differs"] else ""] * len(row), axis=1)
     st.dataframe(styled, hide_index=True, key="versions_diff", column_config={
         "differs": st.column_config.TextColumn("differs", width="small")})
+    st.markdown("**Reliability** (on the test split: a calibrated model's points lie on the diagonal)")
+    st.plotly_chart(_ui.reliability_figure([by_number[n] for n in dict.fromkeys((a, b))]), key="versions_reliability")
+    _ui.model_choice(by_number[b], "versions_choice")
 
 
 def history_section(history: pd.DataFrame, events: pd.DataFrame) -> None:

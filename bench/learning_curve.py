@@ -1,0 +1,104 @@
+"""Learning curve of the labelling loop: accuracy per round for each hard-example strategy against
+random, with labels taken from the demo's known answers; then incremental (sgd + replay) against a
+full sgd retrain on the same labels.
+
+Each strategy starts from a copy of one store: version 1 trained on --train reviews (config chosen
+by model selection once, then pinned so every round differs only in its labels), --pool reviews
+logged as predictions; each round draws --k hard examples (re-scored by the active version),
+labels them with their true labels, retrains in full and activates.
+
+    python bench/learning_curve.py [--train 2000] [--test 2000] [--pool 6000] [--rounds 5] [--k 500]
+"""
+import argparse
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from _common import header, timer
+from core import demo, feedback, imports, predict, registry, sampling, train
+from core.store import Store
+
+USER, MODEL = "bench", "curve"
+os.environ.update({"MMS_GUARD_OVERALL": "1", "MMS_GUARD_CLASS_RECALL": "1", "MMS_GUARD_LINE_ACCURACY": "1"})
+
+
+def base_store(folder: Path, reviews: pd.DataFrame, args, config: dict | None) -> tuple[Store, dict]:
+    """A store with train/test imported, version 1 trained and the pool logged; v1's config."""
+    store = Store(folder / "mms.duckdb")
+    registry.create_model(store, MODEL, ["正面", "负面"], USER, model_config=config)
+    test, rest = reviews.iloc[:args.test], reviews.iloc[args.test:]
+    imports.import_frame(store, MODEL, test, "test", USER)
+    imports.import_frame(store, MODEL, rest.iloc[:args.train], "train", USER)
+    v1 = train.train_version(store, MODEL, USER)
+    pool = rest.iloc[args.train:args.train + args.pool]
+    predict.predict_texts(store, MODEL, pool["text"].tolist(), USER, business_line=pool["business_line"].tolist())
+    return store, v1
+
+
+def run_rounds(store: Store, truth: dict, strategy: str, args, incremental: bool = False) -> list[tuple]:
+    """(accuracy, seconds to train) after each round."""
+    out = []
+    for r in range(args.rounds):
+        batch = sampling.select_hard_examples(store, MODEL, args.k, USER, strategy, seed=r).examples
+        labels = pd.DataFrame({"prediction_id": batch["prediction_id"], "label": batch["text"].map(truth)})
+        feedback.record_labels(store, MODEL, labels, USER)
+        with timer() as t:
+            v = train.train_version(store, MODEL, USER, incremental=incremental, activate=True)
+        out.append((v.metrics["accuracy"], t.seconds))
+    return out
+
+
+def copy(store: Store, to: Path) -> Store:
+    shutil.copytree(store.path.parent, to)
+    return Store(to / store.path.name)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    for name, default in (("train", 2000), ("test", 2000), ("pool", 6000), ("rounds", 5), ("k", 500)):
+        p.add_argument(f"--{name}", type=int, default=default)
+    args = p.parse_args()
+    header(f"learning curve: train {args.train}, test {args.test}, pool {args.pool}, {args.rounds} rounds x {args.k}")
+    reviews = demo.load_reviews().sample(frac=1.0, random_state=demo.SEED).reset_index(drop=True)
+    reviews["business_line"] = reviews["text"].map(demo.business_line)
+    truth = dict(zip(reviews["text"], reviews["label"]))
+    work = Path(tempfile.mkdtemp(prefix="mms-curve-"))
+    try:
+        with timer() as t:
+            base, v1 = base_store(work / "base", reviews, args, None)
+        print(f"version 1: {v1.model_config['estimator']} chosen in {t.seconds:.0f} s, accuracy {v1.metrics['accuracy']:.4f}, "
+              f"ECE {v1.metrics['ece']:.4f}; {v1.data['selection'].get('reason', v1.data['selection'].get('fallback'))}")
+        registry.update_model(base, MODEL, USER, model_config=v1.model_config)  # pinned: rounds differ in labels only
+        start = v1.metrics["accuracy"]
+        gains = {}
+        for strategy in sampling.STRATEGIES:
+            curve = run_rounds(copy(base, work / strategy), truth, strategy, args)
+            gains[strategy] = curve[-1][0] - start
+            print(f"{strategy:17s} " + " ".join(f"{a:.4f}" for a, _ in curve) + f"   gain {100 * gains[strategy]:+.2f} pt")
+        for strategy, gain in gains.items():
+            if strategy != "random":
+                ratio = gain / gains["random"] if gains["random"] > 0 else float("nan")
+                print(f"{strategy}: {100 * gain:+.2f} pt, {ratio:.1f}x random's {100 * gains['random']:+.2f} pt")
+        incremental_vs_full(work, reviews, truth, args)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def incremental_vs_full(work: Path, reviews: pd.DataFrame, truth: dict, args) -> None:
+    """The same least-confidence rounds on an sgd model: incremental (replay) vs full retrain."""
+    base, _ = base_store(work / "sgd", reviews, args, {"estimator": "sgd"})
+    results = {mode: run_rounds(copy(base, work / f"sgd-{mode}"), truth, "least_confidence", args, mode == "incremental")
+               for mode in ("incremental", "full")}
+    for mode, curve in results.items():
+        print(f"sgd {mode:11s} " + " ".join(f"{a:.4f}" for a, _ in curve) +
+              f"   train time {sum(s for _, s in curve):.1f} s")
+    gap = results["full"][-1][0] - results["incremental"][-1][0]
+    ratio = sum(s for _, s in results["full"]) / max(sum(s for _, s in results["incremental"]), 1e-9)
+    print(f"incremental after {args.rounds} rounds: {100 * gap:.2f} pt below full, {ratio:.1f}x faster")
+
+
+if __name__ == "__main__":
+    main()
