@@ -11,6 +11,8 @@ create-token USER`) and acts as that user, with that user's role.
 """
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
 import math
 from dataclasses import dataclass
@@ -25,7 +27,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.exceptions import HTTPException
 from starlette.routing import Mount
 
-from . import auth, demo, feedback, predict, registry, settings
+from . import auth, demo, feedback, predict, registry, settings, stats
 from .errors import (ArtifactError, Conflict, InvalidInput, MMSError, ModelNotFound, PermissionDenied,
                      SignInRefused, StoreBusy, VersionNotFound)
 from . import compare
@@ -377,6 +379,21 @@ def create_app(store: Store | None = None) -> FastAPI:
         """Version b beside version a on the model's test set: overall, per-class and per-line deltas (b - a),
         and what b would regress on if it replaced a."""
         return compare.comparison(registry.get_version(store, name, b), registry.get_version(store, name, a))
+
+    @api.get("/models/{name}/stats", responses=_errors(401, 403, 404, 422, 429, 503))
+    def statistics(name: ModelName, by: Annotated[str, Query(pattern="^(day|week|month)$")] = "week",
+                   business_line: Annotated[list[str] | None, Query()] = None, since: dt.date | None = None,
+                   until: dt.date | None = None, reference_since: dt.date | None = None,
+                   reference_until: dt.date | None = None,
+                   drift: bool = True, store: Store = Depends(get_store),
+                   caller: Caller = Depends(current_user)) -> dict:
+        """Statistics per business line and period: estimated, audited and hard-example accuracy kept apart
+        (`accuracies` says which is which) and drift against the reference (rows with drift_flagged)."""
+        window = None if reference_since is None else (reference_since, reference_until)
+        table, about = stats.stats_with_drift(store, name, by, business_line, since, until, window=window,
+                                              with_drift=drift)
+        rows = json.loads(table.to_json(orient="records", force_ascii=False, date_format="iso"))  # NaN -> null
+        return {"model": name, "by": by, **about, "rows": rows}
 
     @api.post("/models/{name}/versions/{version}/activate", response_model=VersionSummary,
               responses=_errors(400, 401, 403, 404, 409, 422, 429, 500, 503))

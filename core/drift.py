@@ -21,6 +21,7 @@ from .slices import PERIOD_STEP, check_period, parse_bound
 from .store import Store
 
 TRAINING = "training"
+REMEASURE = 0.1  # a cached cell is measured again once its volume has changed by more than this share
 TOKEN_SAMPLE = 100  # texts per cell cut into tokens for the unseen-token share
 MEASURES = ["text_auc", "unseen_share", "mean_length"]  # cached per cell; confidence and mix come from the rollups
 COLUMNS = ["business_line", "period", "volume", "flagged", "status", "moved", "text_auc", "unseen_share",
@@ -80,7 +81,9 @@ def drift_by_line_and_period(store: Store, name: str, by: str, by_line: pd.DataF
     rows, fresh = [], []
     for cell in by_line.to_dict("records"):
         key = (cell["business_line"], pd.Timestamp(cell["period"]))
-        measures = cached.get(key, (None, None))[1] if cached.get(key, (None,))[0] == cell["volume"] else None
+        n, measures = cached.get(key, (None, None))
+        if n is None or abs(n - cell["volume"]) > REMEASURE * cell["volume"]:
+            measures = None  # a sample of a few hundred texts barely moves until the cell grows by a tenth
         if measures is None:
             measures = _measure(store, model, artifact, vocabulary, refs[cell["business_line"]], cell, by)
             fresh.append({"business_line": key[0], "period_start": key[1].to_pydatetime(), "n": int(cell["volume"]),

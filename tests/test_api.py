@@ -247,7 +247,7 @@ def test_openapi_description_and_docs_are_served_under_api(client):
     spec = client.get("/api/openapi.json").json()
     assert spec["servers"] == [{"url": "/api"}]
     assert set(spec["paths"]) == {"/health", "/models", "/models/{name}", "/models/{name}/predict",
-                                  "/models/{name}/feedback", "/models/{name}/compare",
+                                  "/models/{name}/feedback", "/models/{name}/compare", "/models/{name}/stats",
                                   "/models/{name}/versions/{version}/activate"}
     docs = client.get("/api/docs")
     assert docs.status_code == 200 and "/api/openapi.json" in docs.text
