@@ -35,7 +35,10 @@ def test_the_loop_end_to_end(tmp_path, reviews):
     stream["created_at"] = pd.date_range("2026-10-01", periods=len(stream), freq="2h")
     stream[["text", "business_line", "created_at"]].to_csv(tmp_path / "stream.csv", index=False)
 
-    run(store, "create-model", "sentiment", "--labels", "正面,负面", "--description", "review sentiment")
+    # pinned, not model selection: on a 150-row test split selection's choice between two close
+    # candidates moves a few rows, which the promotion guard would rightly refuse at `train --activate`
+    run(store, "create-model", "sentiment", "--labels", "正面,负面", "--description", "review sentiment",
+        "--config", '{"estimator": "logreg"}')
     run(store, "import", "sentiment", tmp_path / "train.csv", "--split", "train")
     run(store, "import", "sentiment", tmp_path / "test.csv", "--split", "test")
     v1 = as_json(run(store, "--format", "json", "train", "sentiment"))
@@ -57,11 +60,18 @@ def test_the_loop_end_to_end(tmp_path, reviews):
     labels.to_csv(tmp_path / "labels.csv", index=False)
     run(store, "label", "sentiment", tmp_path / "labels.csv", user="labeller")
 
-    v2 = as_json(run(store, "--format", "json", "train", "sentiment", "--activate"))
-    assert v2["version"] == 2 and v2["status"] == "active" and v2["rows_seen"] == 400 + 29
+    trained = run(store, "--format", "json", "train", "sentiment", "--activate", ok=False)
+    if trained.returncode == 2:  # the promotion guard kept v2, worse on this small test split, inactive
+        assert "version 2 was trained and kept but not activated" in trained.stderr
+        assert "python -m core activate sentiment 2 --force --reason" in trained.stderr
+        run(store, "activate", "sentiment", "2", "--force", "--reason", "29 new labels", user="owner")
+    else:
+        v2 = as_json(trained)
+        assert trained.returncode == 0 and v2["version"] == 2 and v2["status"] == "active"
     versions = as_json(run(store, "--format", "json", "versions", "sentiment"))
     assert [(v["version"], v["status"], v["rows_seen"]) for v in versions] == [(1, "inactive", 400), (2, "active", 429)]
 
+    rollback_regresses = bool(as_json(run(store, "--format", "json", "compare", "sentiment", "2", "1"))["regressions"])
     run(store, "activate", "sentiment", "1", "--force", "--reason", "roll back after complaints", user="owner")
     again = as_json(run(store, "--format", "json", "predict", "sentiment", tmp_path / "stream.csv"))
     assert {p["version"] for p in again} == {1}
@@ -71,7 +81,8 @@ def test_the_loop_end_to_end(tmp_path, reviews):
     rollback = activations[0]
     assert {k: rollback[k] for k in ("from_version", "to_version", "reason", "user")} == \
         {"from_version": 2, "to_version": 1, "reason": "roll back after complaints", "user": "owner"}
-    assert rollback["forced"] is True and rollback["regressions"]  # v1 is worse on the test set: audited as forced
+    assert rollback.get("forced", False) is rollback_regresses  # forced only where compare sees v1 worse
+    assert bool(rollback.get("regressions")) is rollback_regresses
     assert activations[1]["from_version"] == 1 and activations[1]["to_version"] == 2
 
     table = as_json(run(store, "--format", "json", "stats", "sentiment", "--by", "week"))
