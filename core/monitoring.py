@@ -23,8 +23,8 @@ Z95 = 1.959963984540054  # the normal quantile of a two-sided 95 % interval
 ACCURACIES = {
     "estimated_accuracy": "estimated without labels: the mean calibrated top probability (confidence-based "
                           "performance estimation), ± estimate_error (one standard error)",
-    "audited_accuracy": "on the audit sample: a random share of each line × period labelled on purpose; "
-                        "audit_low..audit_high is its Wilson 95 % interval",
+    "audited_accuracy": "on the audit sample: a random share of each line × period labelled on purpose "
+                        "(audited of about audit_items); audit_low..audit_high is its Wilson 95 % interval",
     "hard_example_accuracy": "on labelled hard examples outside the audit sample: chosen for being hard, so "
                              "biased (usually low) by construction; never an estimate of accuracy",
 }

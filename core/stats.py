@@ -49,7 +49,7 @@ def stats_by_line_and_overall(store: Store, name: str, by: str = "day", business
                                     list(NOT_TRAINING_LABELS), **filters)
         versions = {int(v) for vs in sums["versions"] for v in vs}
         eces = {v: _ece(con, model, v) for v in sorted(versions)}
-    sums = _with_audit(sums, audit)
+    sums = _with_audit(sums, audit, float(settings.get("audit_share")))
     problems = monitoring.calibration_problems(eces, float(settings.get("estimate_max_ece")))
     overall = sums["business_line"].isna()
     tables = (_table(sums[~overall], model.labels, problems),
@@ -88,12 +88,14 @@ def _ece(con, model: registry.Model, version: int) -> float | None:
         return None
 
 
-def _with_audit(sums: pd.DataFrame, audit: pd.DataFrame) -> pd.DataFrame:
-    """The statistics' sums with the audit sample's counts beside them (0 where a cell has none)."""
+def _with_audit(sums: pd.DataFrame, audit: pd.DataFrame, share: float) -> pd.DataFrame:
+    """The statistics' sums with the audit sample's counts beside them (0 where a cell has none), and
+    audit_items: the sample's expected size, share x volume (counting it exactly would read the log)."""
     keys = ["business_line", "period"]
     audit = audit.assign(period=pd.to_datetime(audit["period"]))
     merged = sums.assign(period=pd.to_datetime(sums["period"])).merge(audit, on=keys, how="left")
-    return merged.fillna({c: 0 for c in ("audit_items", "audited", "audit_correct")})
+    merged = merged.fillna({c: 0 for c in ("audited", "audit_correct")})
+    return merged.assign(audit_items=(merged["n"].astype(float) * share).round())
 
 
 def _table(sums: pd.DataFrame, labels: list[str], problems: dict[int, str]) -> pd.DataFrame:

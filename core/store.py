@@ -651,13 +651,6 @@ def _take_block(root, sequence: str, size: int) -> int:
     raise Conflict(f"no block of {sequence} ids could be taken: other processes kept taking theirs; try again")
 
 
-def set_lake_counters(con) -> None:
-    """Move every DuckLake id counter past the largest id its table holds (after a bulk copy)."""
-    for sequence, (table, column) in _ID_COLUMNS.items():
-        top = con.execute(f"SELECT coalesce(max({column}), 0) + 1 FROM {table}").fetchone()[0]
-        con.execute(f"UPDATE id_{sequence} SET next_id = greatest(next_id, ?)", [top])
-
-
 _ID_COLUMNS = {"model_seq": ("models", "model_id"), "example_seq": ("examples", "example_id"),
                "import_seq": ("examples", "import_id"), "prediction_seq": ("predictions", "prediction_id"),
                "feedback_seq": ("feedback", "feedback_id"), "batch_seq": ("sample_batches", "batch_id"),
@@ -1288,20 +1281,19 @@ _AUDIT = "hash(p.prediction_id, 'mms-audit') < ? * 18446744073709551615.0"
 
 def audit_statistics(con, model_id: int, period: str, share: float, not_training: list[str],
                      **filters) -> pd.DataFrame:
-    """Per business line and period, and per period over all lines (business_line NULL): audit_items
-    (predictions in the audit sample), audited (of them labelled, skip/unclear left out) and audit_correct."""
+    """Per business line and period, and per period over all lines (business_line NULL): audited
+    (audit-sample predictions with a label, skip/unclear left out) and audit_correct. Read from the
+    labels' side (few) joined to their predictions, so it costs about what the labels do, not the log."""
     where, args = _prediction_filters(model_id, **filters)
     return con.execute(f"""
-        WITH items AS (
-            SELECT p.business_line, date_trunc(?, p.created_at) AS period, p.prediction_id, p.label
-            FROM predictions p WHERE {where} AND {_AUDIT}),
-        judged AS (
-            SELECT i.*, f.label AS truth FROM items i LEFT JOIN feedback f
-              ON f.prediction_id = i.prediction_id AND NOT list_contains(?, f.label))
-        SELECT business_line, period, count(*) AS audit_items, count(truth) AS audited,
-               count(*) FILTER (WHERE truth = label) AS audit_correct
+        WITH f AS (SELECT f.prediction_id, f.label AS truth FROM feedback f
+                   WHERE f.model_id = ? AND NOT list_contains(?, f.label)
+                     AND {_AUDIT.replace("p.prediction_id", "f.prediction_id")}),
+        judged AS (SELECT p.business_line, date_trunc(?, p.created_at) AS period, p.label, f.truth
+                   FROM f JOIN predictions p USING (prediction_id) WHERE {where})
+        SELECT business_line, period, count(*) AS audited, count(*) FILTER (WHERE truth = label) AS audit_correct
         FROM judged GROUP BY GROUPING SETS ((business_line, period), (period))""",
-                       [period] + args + [share, list(not_training)]).df()
+                       [model_id, list(not_training), share, period] + args).df()
 
 
 def audit_queue(con, model_id: int, share: float, k: int, **filters) -> pd.DataFrame:
@@ -1398,6 +1390,71 @@ def import_database_file(path, folder: str) -> None:
         con.execute(f"IMPORT DATABASE '{_quote(folder)}'")
     finally:
         con.close()
+
+
+# --- a whole store copied to the other backend (migrate) ------------------------------------
+# The target is built through a bare connection (no automatic migrations) in one transaction: the
+# schema, every table's rows and the id counters commit together, or nothing of the store exists.
+SOURCE = "mms_source"  # the source store's name when attached to the target's connection
+
+
+def open_bare(store: "Store", path=None) -> duckdb.DuckDBPyConnection:
+    """The target's database without migrations: a DuckLake, or the embedded file at `path`."""
+    return store._open() if store.is_lake else duckdb.connect(str(path or store.path))
+
+
+def attach_source(con, source: "Store") -> None:
+    """Attach the source store read-only as SOURCE (a file another process writes is StoreBusy)."""
+    try:
+        if not source.is_lake:
+            con.execute(f"ATTACH '{_quote(source.path)}' AS {SOURCE} (READ_ONLY)")
+            return
+        for name in _EXTENSIONS:  # a no-op where the target's connection has them already
+            con.execute(f"LOAD '{_quote(_extension_file(name))}'")
+        con.execute(f"ATTACH '{_quote(source.url)}' AS {SOURCE} (DATA_PATH '{_quote(source.data_path)}', READ_ONLY)")
+    except duckdb.IOException as e:
+        if source.is_lake:
+            raise source._unreachable(e) from None
+        raise StoreBusy(f"{source.path} is being written by another process (a server?): stop it, then "
+                        f"migrate") from None
+
+
+def create_schema(con, lake: bool) -> list[str]:
+    """Every migration, recorded as applied, on the open transaction; returns the tables to copy."""
+    table = "schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR, applied_at TIMESTAMP)"
+    con.execute(f"CREATE TABLE {lake_sql(table) if lake else table}")
+    for number, (name, sql) in enumerate(MIGRATIONS, start=1):
+        con.execute(lake_sql(sql) + (_LAKE_START if number == 1 else "") if lake else sql)
+        con.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", [number, name, now()])
+    tables = con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
+                         "AND schema_name = 'main' ORDER BY table_name").fetchall()
+    return [t for (t,) in tables if t != "schema_migrations" and not t.startswith("id_")]
+
+
+def copy_table(con, table: str) -> int:
+    """The source's rows of `table` into the target's; how many."""
+    return con.execute(f'INSERT INTO "{table}" BY NAME SELECT * FROM {SOURCE}.main."{table}"').fetchone()[0]
+
+
+def source_counters(con, source_is_lake: bool) -> dict[str, int]:
+    """The next id each of the source's sequences (or DuckLake counters) would give."""
+    if source_is_lake:
+        return {s: con.execute(f"SELECT next_id FROM {SOURCE}.main.id_{s}").fetchone()[0] for s in SEQUENCES}
+    rows = con.execute("SELECT sequence_name, last_value FROM duckdb_sequences() WHERE database_name = ?",
+                       [SOURCE]).fetchall()
+    return {name: (last or 0) + 1 for name, last in rows}
+
+
+def set_counters(con, lake: bool, floor: dict[str, int]) -> None:
+    """Every id counter past both the largest id copied and the source's own counter (ids a deleted
+    row once had are never given again)."""
+    for sequence, (table, column) in _ID_COLUMNS.items():
+        top = con.execute(f"SELECT coalesce(max({column}), 0) + 1 FROM {table}").fetchone()[0]
+        start = max(int(top), int(floor.get(sequence, 1)))
+        if lake:
+            con.execute(f"UPDATE id_{sequence} SET next_id = ?", [start])
+        else:
+            con.execute(f"DROP SEQUENCE {sequence}; CREATE SEQUENCE {sequence} START WITH {start}")
 
 
 def _quote(path: str) -> str:

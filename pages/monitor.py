@@ -107,7 +107,7 @@ def accuracy_cells(row: pd.Series, not_estimated: dict) -> None:
     audited = row["audited_accuracy"]
     c2.metric("Audited accuracy", "–" if pd.isna(audited) else _ui.fmt_pct(audited), border=True,
               help=monitoring.ACCURACIES["audited_accuracy"])
-    c2.caption(f"{int(row['audited'])} of {int(row['audit_items'])} audit items labelled"
+    c2.caption(f"{int(row['audited'])} of about {int(row['audit_items'])} audit items labelled"
                + ("" if pd.isna(audited) else f"; 95 % interval {row['audit_low']:.0%}–{row['audit_high']:.0%}."))
     hard = row["hard_example_accuracy"]
     c3.metric("Hard-example accuracy (biased)", "–" if pd.isna(hard) else _ui.fmt_pct(hard), border=True,
