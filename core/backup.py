@@ -29,11 +29,11 @@ def backup(store: Store, dest, user: str) -> Path:
     try:
         with store.connect() as con:
             auth.require(con, user, "admin")
-            files = _model_files(con)
+            files = model_files(con)
             db.export_database(con, str(dest / "database"))
         if store.artifacts_dir.exists():
             shutil.copytree(store.artifacts_dir, dest / "artifacts")
-        problem = _first_bad_copy(dest, files)
+        problem = first_bad_copy(dest, files)
         if problem:
             raise InvalidInput(f"nothing was backed up: {problem}")
     except BaseException:
@@ -45,16 +45,16 @@ def backup(store: Store, dest, user: str) -> Path:
     return dest
 
 
-def _model_files(con) -> list[tuple[str, int, str, str]]:
+def model_files(con) -> list[tuple[str, int, str, str]]:
     """(model name, version, file path relative to the store's folder, sha256) of every version."""
     return [(m["name"], v["version"], v["artifact"], v["sha256"])
             for m in db.all_models(con) for v in db.version_rows(con, m["model_id"])]
 
 
-def _first_bad_copy(dest: Path, files) -> str | None:
-    """A sentence about the first copied model file that is missing or differs from the registry's sha256."""
+def first_bad_copy(folder: Path, files) -> str | None:
+    """A sentence about the first model file under `folder` that is missing or differs from the registry's sha256."""
     for name, version, rel, sha256 in files:
-        path = dest / rel
+        path = folder / rel
         if not path.is_file():
             return f"model {name!r} version {version}'s model file is missing ({rel})"
         if artifacts.file_sha256(path) != sha256:

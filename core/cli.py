@@ -300,6 +300,22 @@ def cmd_restore(args, store):
     _emit_record(args, record)
 
 
+def cmd_migrate(args, store):
+    from . import migrate
+    from .store import Store
+
+    def callers(where: str | None) -> str | None:  # a folder or file the caller named, not a URL
+        if not where or not args.console.cwd or ":" in where.split("/")[0]:
+            return where
+        return str(Path(args.console.cwd) / Path(where).expanduser())
+
+    done = migrate.migrate(store, Store(callers(args.to), data_path=callers(args.data_path)), args.user)
+    for table, n in done.rows.items():
+        print(f"{table}: {n} rows", file=args.console.out)
+    print(f"model files: {done.model_files}", file=args.console.out)
+    print(f"migrated to {done.target}; point MMS_STORE (and MMS_DATA_PATH) there to use it", file=args.console.err)
+
+
 def cmd_check(args, store):
     from . import check
 
@@ -464,6 +480,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("dest")
     c = command("restore", cmd_restore, "replace the store with a backup (the old file is kept beside it)")
     c.add_argument("src")
+    c = command("migrate", cmd_migrate, "copy the whole store into a new store on the other backend: an embedded "
+                                        "file into a DuckLake, or back; all or nothing")
+    c.add_argument("--to", required=True, metavar="URL", help="ducklake:postgres:... or a new store file's path")
+    c.add_argument("--data-path", help="the new DuckLake's folder or s3://bucket/prefix (default: MMS_DATA_PATH)")
     command("check", cmd_check, "verify every model file's hash and each model's active version; "
                                 "remove model files no version references")
     command("compact", cmd_compact, "merge statistics rollup rows; on DuckLake also write inlined rows and small "
