@@ -174,7 +174,7 @@ def sidebar(store, open_mode: bool, identity: auth.Identity | None) -> None:
             st.session_state["model"] = None
             st.caption("No models yet.")
         who_is_working(store, open_mode, identity)
-        st.caption(f"Store: `{store.path}`")
+        st.caption(f"Store: `{store}`")  # on DuckLake the catalog (no password) and data path, not a file
         notice = demo.demo_notice(store)
         if notice:
             st.info(notice, icon=":material/info:")

@@ -9,6 +9,7 @@ from core import backup, feedback, imports, predict, registry, sampling, stats, 
 from core.errors import Conflict, InvalidInput, ModelExists
 from lakefixtures import lake_store, new_lake, pg_cluster  # noqa: F401  (fixtures)
 from conftest import make_model
+from core.store import Store
 
 M = "m"
 
@@ -130,3 +131,9 @@ def test_an_unreachable_catalog_is_one_sentence_and_changes_nothing(tmp_path):
     with pytest.raises(db.StoreError, match=r"^the DuckLake catalog .*port=1.* cannot be reached") as e:
         registry.create_model(store, M, ["a", "b"], "owner")
     assert "\n" not in str(e.value)
+
+
+def test_a_lake_store_is_named_by_its_catalog_and_data_path_never_its_password(tmp_path):
+    lake = Store("ducklake:postgres:dbname=mms host=db port=5432 user=mms password=s3cret", str(tmp_path) + "/")
+    assert "s3cret" not in str(lake) and "dbname=mms host=db" in str(lake) and str(tmp_path) in str(lake)
+    assert str(Store(tmp_path / "mms.duckdb")) == str(tmp_path / "mms.duckdb")
