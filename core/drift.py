@@ -8,6 +8,7 @@ finished period is measured once. No SQL here: the store's functions read and wr
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -49,6 +50,8 @@ class DriftReport:
     version: int
     cells: pd.DataFrame
     references: dict[str, str] = field(default_factory=dict)
+    pending: int = 0  # line x periods not measured yet (the time budget ran out); never flagged
+
 
     def flagged(self) -> pd.DataFrame:
         return self.cells[self.cells["flagged"]]
@@ -61,10 +64,14 @@ def thresholds() -> dict:
 
 
 def drift_by_line_and_period(store: Store, name: str, by: str, by_line: pd.DataFrame, window=None,
-                             version: int | None = None) -> DriftReport:
+                             version: int | None = None, budget_seconds: float | None = None) -> DriftReport:
     """Drift of every line x period of `by_line` (stats_by_line_and_period's table) against the
     reference: the training data of `version` (default: active) or, with `window` = (since, until),
-    each line's predictions in that window."""
+    each line's predictions in that window.
+
+    Cached cells cost nothing; a cell not cached yet takes a classifier fit (a fraction of a second).
+    With `budget_seconds`, cells are measured newest period first until the budget is spent, and
+    the rest are reported as pending (a page stays quick; the server fills the cache meanwhile)."""
     check_period(by)
     with store.connect() as con:
         model = registry.find_model(con, name)
@@ -78,23 +85,41 @@ def drift_by_line_and_period(store: Store, name: str, by: str, by_line: pd.DataF
         cached = db.drift_cells(con, model.model_id, ref_version.version, reference, by)
     cached = {(r.business_line, pd.Timestamp(r.period_start)): (int(r.n), json.loads(r.measures))
               for r in cached.itertuples()}
-    rows, fresh = [], []
-    for cell in by_line.to_dict("records"):
+    rows, fresh, pending = {}, [], 0
+    deadline = None if budget_seconds is None else time.monotonic() + budget_seconds
+    cells = by_line.to_dict("records")
+    for i in sorted(range(len(cells)), key=lambda i: pd.Timestamp(cells[i]["period"]), reverse=True):
+        cell = cells[i]
         key = (cell["business_line"], pd.Timestamp(cell["period"]))
         n, measures = cached.get(key, (None, None))
         if n is None or abs(n - cell["volume"]) > REMEASURE * cell["volume"]:
             measures = None  # a sample of a few hundred texts barely moves until the cell grows by a tenth
+        if measures is None and deadline is not None and time.monotonic() > deadline:
+            pending += 1
+            rows[i] = _pending(cell, refs[cell["business_line"]])
+            continue
         if measures is None:
             measures = _measure(store, model, artifact, vocabulary, refs[cell["business_line"]], cell, by)
             fresh.append({"business_line": key[0], "period_start": key[1].to_pydatetime(), "n": int(cell["volume"]),
                           "measures": json.dumps(measures)})
-        rows.append(_verdict(cell, measures, refs[cell["business_line"]], model.labels))
+        rows[i] = _verdict(cell, measures, refs[cell["business_line"]], model.labels)
     if fresh:
         with store.transaction() as con:
             db.insert_drift_cells(con, model.model_id, ref_version.version, reference, by, pd.DataFrame(fresh))
-    cells = pd.DataFrame(rows, columns=COLUMNS)
+    table = pd.DataFrame([rows[i] for i in range(len(cells))], columns=COLUMNS)
     notes = {line: ref.note or _reference_sentence(ref, reference) for line, ref in refs.items()}
-    return DriftReport(reference, ref_version.version, cells, notes)
+    return DriftReport(reference, ref_version.version, table, notes, pending)
+
+
+def _pending(cell, ref: Reference) -> dict:
+    """The row of a cell whose input measures are not cached yet and did not fit the time budget:
+    not flagged, unless its line is one the model never saw (known without measuring)."""
+    row = dict.fromkeys(COLUMNS)
+    row.update(business_line=cell["business_line"], period=pd.Timestamp(cell["period"]), volume=int(cell["volume"]),
+               flagged=ref.new_line, status="new line" if ref.new_line else "not measured yet",
+               moved="a business line the model never saw in training" if ref.new_line else "",
+               mean_top_prob=float(cell["mean_top_prob"]))
+    return row
 
 
 def _window_key(window) -> str:

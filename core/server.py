@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from . import auth, check, cli, compact, demo, forward, logwriter
+from . import auth, check, cli, compact, demo, drift, forward, logwriter, registry, stats
 from .errors import MMSError
 from .store import Store
 
@@ -65,6 +65,7 @@ class Serving:
             self._held = True
             logwriter.start(self.store)
             self.compactor = compact.Compactor(self.store).start()
+            threading.Thread(target=measure_drift, args=(self.store,), name="mms-drift", daemon=True).start()
             if self.port and not self.store.is_lake:  # on DuckLake the command line opens the store itself
                 self.announced = forward.announce(self.store.path, self.port)
             log.warning("MMS: serving %s: held open, predictions logged by the group-commit writer", self.store.path)
@@ -97,6 +98,22 @@ def _build_and_check(store: Store) -> None:
             log.warning("MMS: demo store ready at %s", store.path)
     for problem in check.at_start(store):
         log.warning("MMS check: %s", problem)
+
+
+def measure_drift(store: Store, by: str = "week") -> None:
+    """Fill the drift cache for every model's line x weeks (the Monitor's default view), so a first
+    Monitor render reads cached cells instead of fitting a classifier per cell."""
+    for model in registry.list_models(store):
+        if model.active_version is None:
+            continue
+        try:
+            by_line = stats.stats_by_line_and_period(store, model.name, by)
+            if not by_line.empty:
+                report = drift.drift_by_line_and_period(store, model.name, by, by_line)
+                log.warning("MMS: drift of %s measured for %d line x %ss, %d flagged", model.name,
+                            len(report.cells), by, len(report.flagged()))
+        except MMSError as e:
+            log.warning("MMS: drift of %s not measured: %s", model.name, e)
 
 
 _serving: Serving | None = None

@@ -60,6 +60,8 @@ SETTINGS = {
                                           "probabilities the Monitor turns into an estimated accuracy."),
         Setting("audit_share", 0.02, "Share of every business line x period drawn at random into the audit "
                                      "sample, whose labels give the audited accuracy."),
+        Setting("drift_render_seconds", 2.0, "Seconds a Monitor render may spend measuring drift cells that are "
+                "not cached yet; the rest show as not measured yet while the server measures them."),
         Setting("drift_sample", 300, "Texts sampled per business line x period (and per reference) for the "
                                      "input-drift measures."),
         Setting("drift_min_reference", 50, "Reference texts a business line needs before its drift is judged."),

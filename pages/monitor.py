@@ -20,9 +20,37 @@ FILTER_KEYS = ("monitor_lines", "monitor_period", "monitor_dates", "monitor_vers
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def load_drift(_store, store_key: str, revision: tuple, name: str, by: str, where: Slice, window,
-               _by_line: pd.DataFrame) -> drift.DriftReport:
-    """Drift of the slice's line x periods against the reference (cells are also cached in the store)."""
-    return drift.drift_by_line_and_period(_store, name, by, _by_line, window=window, version=where.version)
+               _by_line: pd.DataFrame, budget: float | None, attempt: int) -> drift.DriftReport:
+    """Drift of the slice's line x periods against the reference (cells are also cached in the
+    store); `attempt` changes while cells are pending, so a rerun looks at the store again."""
+    return drift.drift_by_line_and_period(_store, name, by, _by_line, window=window, version=where.version,
+                                          budget_seconds=budget)
+
+
+def drift_report(store, key: str, revision: tuple, name: str, by: str, where: Slice, window,
+                 by_line: pd.DataFrame) -> drift.DriftReport:
+    """Drift within the render's time budget, or all of it when the user asked to measure the rest."""
+    everything = st.session_state.pop("monitor_measure_rest", False)
+    budget = None if everything else float(settings.get("drift_render_seconds"))
+    attempt = st.session_state.get("monitor_drift_attempt", 0)
+    report = load_drift(store, key, revision, name, by, where, window, by_line, budget, attempt)
+    if report.pending:
+        st.session_state["monitor_drift_attempt"] = attempt + 1
+    return report
+
+
+def pending_note(report: drift.DriftReport) -> None:
+    """Say which cells are not measured yet, and offer to measure them now."""
+    if not report.pending:
+        return
+    total = len(report.cells)
+    left, right = st.columns([4, 1], vertical_alignment="center")
+    left.info(f"Drift is measured for {total - report.pending} of {total} line x periods (newest first); the "
+              f"server measures the other {report.pending} in the background, and they are never flagged "
+              "until measured. Rerun the page to see them, or measure them now.", icon=":material/hourglass_top:")
+    if right.button("Measure the rest now", key="monitor_measure_rest_button"):
+        st.session_state["monitor_measure_rest"] = True
+        st.rerun()
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -381,8 +409,9 @@ def main() -> None:
     window = reference_window(first, last)
     report = None
     with _ui.errors_as_messages(), st.spinner("Measuring drift against the reference…"):
-        report = load_drift(store, key, revision, name, by, where, window, by_line)
+        report = drift_report(store, key, revision, name, by, where, window, by_line)
     headline(overall, by, report)
+    pending_note(report)
     charts(by_line, overall, labels, by, low, report)
     if report is not None:
         drift_view(report, by)

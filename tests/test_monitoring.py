@@ -198,3 +198,20 @@ def test_stats_in_the_cli_and_the_api_say_which_accuracy_is_which_and_carry_drif
     assert set(body["accuracies"]) == {"estimated_accuracy", "audited_accuracy", "hard_example_accuracy"}
     assert body["reference"] == "training" and "never seen in training" in body["references"][NEW]
     assert [r["business_line"] for r in body["rows"] if r["drift_flagged"]] == [NEW]
+
+
+def test_a_time_budget_leaves_uncached_cells_pending_and_a_full_pass_fills_the_cache(world):
+    """The Monitor measures within a budget; what does not fit is pending (never flagged for drift,
+    but a line the model never saw is still flagged) until a full pass (the server's) caches it."""
+    store, _ = world
+    by_line = stats.stats_by_line_and_period(store, M, "month")
+    hurried = drift.drift_by_line_and_period(store, M, "month", by_line, budget_seconds=0)
+    assert hurried.pending == len(by_line)
+    known = hurried.cells[hurried.cells["business_line"] != NEW]
+    assert (known["status"] == "not measured yet").all() and not known["flagged"].any()
+    assert hurried.cells[hurried.cells["business_line"] == NEW]["flagged"].all()
+    full = drift.drift_by_line_and_period(store, M, "month", by_line)
+    assert full.pending == 0 and "not measured yet" not in set(full.cells["status"])
+    cached = drift.drift_by_line_and_period(store, M, "month", by_line, budget_seconds=0)
+    assert cached.pending == 0
+    pd.testing.assert_frame_equal(cached.cells, full.cells)

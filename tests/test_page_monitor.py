@@ -101,3 +101,15 @@ def test_audit_this_slice_opens_label_on_the_audit_sample_kept_apart(app):
     assert at.selectbox(key="label_strategy").value == "audit"
     assert any("Audit items" in i.value for i in at.info)
     assert [t.value for t in at.title] == ["Label"]
+
+
+def test_drift_cells_beyond_the_render_budget_are_pending_until_measured(app, monkeypatch):
+    monkeypatch.setenv("MMS_DRIFT_RENDER_SECONDS", "0")
+    at = app("pages/monitor.py")
+    assert not at.exception
+    assert any("server measures the other" in i.value for i in at.info)
+    at.button(key="monitor_measure_rest_button").click().run()
+    assert not at.exception
+    assert not any("server measures the other" in i.value for i in at.info)
+    drift = table_with(at, "text_auc")
+    assert "not measured yet" not in set(drift["status"])
