@@ -141,8 +141,11 @@ def cmd_import(args, store):
 
 
 def _version_record(v) -> dict:
+    from . import selection
+
     m = v.metrics
     return {"version": v.version, "mode": v.mode, "parent": v.parent_version, "status": v.status,
+            "estimator": v.model_config.get("estimator"), "selected": selection.chosen_how(v),
             "rows_seen": v.data.get("rows"), "new_rows": v.data.get("new_rows"),
             "accuracy": m.get("accuracy"), "macro_f1": m.get("macro_f1"), "log_loss": m.get("log_loss"),
             "ece": m.get("ece")}
@@ -219,6 +222,10 @@ def _print_comparison(plain: dict, out: TextIO) -> None:
     if plain["note"]:
         print(f"note: {plain['note']}", file=out)
     names = {"base": f"v{a}", "candidate": f"v{b}"}
+    print("\nconfigs", file=out)
+    for c in plain["configs"]:
+        print(f"  v{c['version']}: {c['config']}; {c['selected']}; probabilities {c['calibration']}\n"
+              f"       why: {c['why']}", file=out)
     for title, rows in (("overall", plain["overall"]), ("per class", plain["per_class"]),
                         ("per business line (accuracy)", plain["by_line"])):
         frame = pd.DataFrame(rows).rename(columns=names)

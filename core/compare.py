@@ -2,7 +2,7 @@
 
 Every face that compares versions (Train and Versions pages, `compare` command, API, the
 activation guard) reads the same figures from here. A version is anything with `version`,
-`metrics` and `data` (and, for the diff, `mode`, `model_config`, `preprocess`, `parent_version`,
+`metrics` and `data` (and, for the diff and the configs, `mode`, `model_config`, `preprocess`, `parent_version`,
 `created_at`, `created_by`), so this module needs neither the store nor the registry.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 
-from . import settings
+from . import selection, settings
 
 # Differences below the last digit the faces show (0.1 pp, 0.001) count as unchanged.
 UNCHANGED_BELOW = 0.0005
@@ -277,5 +277,6 @@ def comparison(candidate, base, tolerances: Tolerances | None = None) -> dict:
         "per_class": per_class_rows(candidate, base),
         "by_line": by_line_rows(candidate, base),
         "regressions": [r.to_dict() for r in regressions(candidate, base, tolerances)],
+        "configs": [selection.summary(base), selection.summary(candidate)],
     }
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from . import artifacts, auth, compare
+from . import artifacts, auth, compare, selection
 from . import store as db
 from .errors import InvalidInput, ModelExists, ModelNotFound, Regression, VersionNotFound
 from .estimators import ModelConfig
@@ -195,12 +195,13 @@ def versions_table(store: Store, name: str) -> pd.DataFrame:
     for v in list_versions(store, name):
         rows.append({
             "version": v.version, "status": v.status, "mode": v.mode, "parent": v.parent_version,
-            "estimator": v.model_config.get("estimator"), "rows_seen": v.data.get("rows"),
+            "estimator": v.model_config.get("estimator"), "selected": selection.chosen_how(v),
+            "rows_seen": v.data.get("rows"),
             "accuracy": v.metrics.get("accuracy"), "macro_f1": v.metrics.get("macro_f1"),
             "log_loss": v.metrics.get("log_loss"), "ece": v.metrics.get("ece"),
             "created_at": v.created_at, "created_by": v.created_by,
         })
-    return pd.DataFrame(rows, columns=["version", "status", "mode", "parent", "estimator", "rows_seen",
+    return pd.DataFrame(rows, columns=["version", "status", "mode", "parent", "estimator", "selected", "rows_seen",
                                        "accuracy", "macro_f1", "log_loss", "ece", "created_at", "created_by"])
 
 

@@ -94,6 +94,40 @@ def select(tokens: list[list[str]], labels: list[str], base: ModelConfig, budget
     return Selection(*_choose(tried, budget, time.monotonic() - started, keep))
 
 
+def chosen_how(version) -> str:
+    """How a version's config came to be, in a few words for a table cell (`versions`):
+    selection's pick or the active config it kept, the fallback, the parent's, or pinned."""
+    record = version.data.get("selection")
+    if version.mode == "incremental":
+        return "parent's (incremental)"
+    if not record:
+        return "pinned"
+    if "fallback" in record:
+        return "fixed: too few rows for CV"
+    scored = [t for t in record["tried"] if "cv_macro_f1" in t]
+    mine = next((t["cv_macro_f1"] for t in scored if t["config"] == record["chosen"]), None)
+    kept = record["reason"].startswith("kept")
+    return f"{'kept active' if kept else 'CV best'} of {len(scored)} (F1 {mine:.3f})"
+
+
+def why_chosen(version) -> str:
+    """The sentence behind `chosen_how`: selection's reason or fallback, or why nothing was selected."""
+    record = version.data.get("selection")
+    if version.mode == "incremental":
+        return f"an incremental update keeps its parent's (v{version.parent_version}) config"
+    if not record:
+        return "the model's config names its estimator, so it was trained as given"
+    return record.get("fallback") or record["reason"]
+
+
+def summary(version) -> dict:
+    """A version's config and how it was chosen, as plain data (`compare`): version, config
+    (one line), selected (`chosen_how`), why (`why_chosen`), calibration."""
+    return {"version": version.version, "config": ModelConfig.from_dict(version.model_config).describe(),
+            "selected": chosen_how(version), "why": why_chosen(version),
+            "calibration": version.data.get("calibration", "not recorded (an older version)")}
+
+
 def _config(base: ModelConfig, candidate: dict) -> ModelConfig:
     fields = dict(candidate)
     fields["word_ngrams"] = tuple(fields["word_ngrams"])

@@ -116,3 +116,27 @@ def test_every_command_is_documented_in_the_readme():
     commands = next(a for a in parser._actions if a.dest == "command").choices
     missing = [c for c in commands if not re.search(rf"`(python -m core )?{re.escape(c)}\b", readme)]
     assert not missing, f"commands missing from README.md: {missing}"
+
+
+def test_versions_and_compare_say_how_each_config_was_chosen(tmp_path, reviews):
+    store = tmp_path / "sel.duckdb"
+    reviews.iloc[:100][["text", "label"]].to_csv(tmp_path / "test.csv", index=False)
+    reviews.iloc[100:400][["text", "label"]].to_csv(tmp_path / "train.csv", index=False)
+    run(store, "create-model", "m", "--labels", "正面,负面")  # estimator "auto": model selection
+    run(store, "import", "m", tmp_path / "train.csv", "--split", "train")
+    run(store, "import", "m", tmp_path / "test.csv", "--split", "test")
+    v1 = as_json(run(store, "--format", "json", "train", "m"))
+    run(store, "train", "m", "--config", '{"estimator": "complement_nb"}')
+
+    versions = as_json(run(store, "--format", "json", "versions", "m"))
+    assert versions[0]["estimator"] == v1["estimator"] != "auto" and versions[0]["selected"] == v1["selected"]
+    assert re.fullmatch(r"CV best of \d+ \(F1 0\.\d{3}\)", versions[0]["selected"])
+    assert versions[1]["selected"] == "pinned"
+
+    plain = as_json(run(store, "--format", "json", "compare", "m", "1", "2"))
+    chosen, pinned = plain["configs"]
+    assert chosen["version"] == 1 and "cross-validated macro-F1" in chosen["why"] and "sigmoid" in chosen["calibration"]
+    assert pinned["config"].startswith("complement_nb") and "trained as given" in pinned["why"]
+    shown = run(store, "compare", "m", "1", "2").stdout
+    assert f"v1: {chosen['config']}; CV best of" in shown and "v2: complement_nb" in shown
+    assert "why: highest mean 3-fold cross-validated macro-F1" in shown
