@@ -79,7 +79,7 @@ def select(tokens: list[list[str]], labels: list[str], base: ModelConfig, budget
     y = np.asarray(labels)
     folds = list(StratifiedKFold(FOLDS, shuffle=True, random_state=base.seed).split(np.zeros(len(y)), y))
     started, tried, matrices = time.monotonic(), [], {}
-    configs = [_config(base, c) for c in CANDIDATES]
+    configs = candidate_configs(base)
     if incumbent is not None and incumbent.pinned:
         incumbent = replace(incumbent, seed=base.seed)
         configs = [incumbent] + [c for c in configs if c != incumbent]
@@ -92,6 +92,11 @@ def select(tokens: list[list[str]], labels: list[str], base: ModelConfig, budget
         tried.append(_cross_validate(config, tokens, y, folds, matrices))
     keep = tried[0] if incumbent is not None and incumbent.pinned else None
     return Selection(*_choose(tried, budget, time.monotonic() - started, keep))
+
+
+def candidate_configs(base: ModelConfig | None = None) -> list[ModelConfig]:
+    """The configs selection tries, in order; `base` supplies what the candidates do not set."""
+    return [_config(base or ModelConfig(), c) for c in CANDIDATES]
 
 
 def chosen_how(version) -> str:

@@ -14,7 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import auth, compare, estimators, preprocess, registry, train
+from core import auth, compare, estimators, preprocess, registry, selection, train
 from pages import _ui
 
 SAMPLE = "这家酒店的房间很干净，前台服务也热情，就是早餐一般般。"
@@ -74,19 +74,25 @@ def model_settings(saved: dict, v: dict) -> dict:
     st.selectbox("Estimator", names, index=names.index(v["cfg_estimator"]), key="cfg_estimator",
                  format_func=lambda k: f"{k} — {estimators.ESTIMATORS[k]}")
     estimator = s["cfg_estimator"]
+    selected = estimator == estimators.AUTO  # selection sets the estimator, C or alpha and the n-grams itself
     left, right = st.columns(2)
     with left:
-        if estimator in ("logreg", "linear_svc"):
+        if selected:
+            st.caption("Model selection chooses the estimator, its C or alpha and the word and character "
+                       "n-grams by cross-validation on the training split; pick an estimator to set them yourself.",
+                       help="\n".join(f"- {c.describe()}" for c in selection.candidate_configs()))
+        elif estimator in ("logreg", "linear_svc"):
             st.number_input("C (inverse regularisation)", min_value=1e-4, max_value=1e4, value=v["cfg_C"], step=0.5,
                             format="%.4g", key="cfg_C", help="Larger C fits the training data more closely.")
         else:
             st.number_input("alpha", min_value=1e-8, max_value=10.0, value=v["cfg_alpha"], step=1e-5, format="%.0e",
                             key="cfg_alpha", help="Smoothing for naive Bayes, regularisation for SGD.")
-        st.slider("Word n-grams", 1, 6, value=v["cfg_word_ngrams"], key="cfg_word_ngrams",
-                  help="Runs of 1 to n jieba tokens as features.")
-        st.toggle("Character n-grams as well", value=v["cfg_char_on"], key="cfg_char_on")
-        st.slider("Character n-grams", 1, 6, value=v["cfg_char_ngrams"], key="cfg_char_ngrams",
-                  disabled=not s["cfg_char_on"])
+        if not selected:
+            st.slider("Word n-grams", 1, 6, value=v["cfg_word_ngrams"], key="cfg_word_ngrams",
+                      help="Runs of 1 to n jieba tokens as features.")
+            st.toggle("Character n-grams as well", value=v["cfg_char_on"], key="cfg_char_on")
+            st.slider("Character n-grams", 1, 6, value=v["cfg_char_ngrams"], key="cfg_char_ngrams",
+                      disabled=not s["cfg_char_on"])
     with right:
         if estimator != "sgd":
             st.number_input("min_df (ignore features seen in fewer texts)", min_value=1, max_value=1000,
@@ -98,11 +104,13 @@ def model_settings(saved: dict, v: dict) -> dict:
                             step=1, key="cfg_epochs",
                             help="Passes over the new labels when a later version updates this one.")
         st.number_input("Random seed", min_value=0, max_value=2**31 - 1, value=v["cfg_seed"], step=1, key="cfg_seed")
-    config = dict(saved, estimator=estimator, word_ngrams=list(s["cfg_word_ngrams"]), seed=int(s["cfg_seed"]),
-                  char_ngrams=list(s["cfg_char_ngrams"]) if s["cfg_char_on"] else None)
+    config = dict(saved, estimator=estimator, seed=int(s["cfg_seed"]))
+    if not selected:
+        config["word_ngrams"] = list(s["cfg_word_ngrams"])
+        config["char_ngrams"] = list(s["cfg_char_ngrams"]) if s["cfg_char_on"] else None
     if estimator in ("logreg", "linear_svc"):
         config["C"] = float(s["cfg_C"])
-    else:
+    elif not selected:
         config["alpha"] = float(s["cfg_alpha"])
     if estimator != "sgd":
         config["min_df"] = int(s["cfg_min_df"])
@@ -195,7 +203,9 @@ def summary(config: dict, prep: dict) -> str:
     p = preprocess.PreprocessConfig.from_dict(prep)
     hyper = f"C={c.C:g}" if c.estimator in ("logreg", "linear_svc") else f"alpha={c.alpha:g}"
     chars = f", characters {c.char_ngrams[0]}–{c.char_ngrams[1]}" if c.char_ngrams else ""
-    return (f"{c.estimator} ({hyper}, seed {c.seed}) · word {c.word_ngrams[0]}–{c.word_ngrams[1]}-grams{chars} · "
+    model = (f"{c.estimator} ({hyper}, seed {c.seed}) · word {c.word_ngrams[0]}–{c.word_ngrams[1]}-grams{chars}"
+             if c.pinned else f"auto (selection chooses the estimator, C or alpha and n-grams; seed {c.seed})")
+    return (f"{model} · "
             f"jieba {p.cut_mode}, HMM {'on' if p.hmm else 'off'} · {len(p.new_words)} new words, "
             f"{len(p.stop_words)} stop words")
 

@@ -47,6 +47,21 @@ def test_save_config_changes_the_models_settings(app, seeded_store):
     assert any("saved" in s.value for s in at.success)
 
 
+def test_auto_shows_only_the_settings_selection_leaves_to_the_owner(app, seeded_store):
+    at = app("pages/train.py")
+    at.selectbox(key="cfg_estimator").select("auto").run()
+    assert not at.exception
+    shown = {w.key for kind in ("number_input", "slider", "toggle") for w in at.get(kind)}
+    assert not {"cfg_C", "cfg_alpha", "cfg_word_ngrams", "cfg_char_on", "cfg_char_ngrams"} & shown
+    assert {"cfg_min_df", "cfg_max_features", "cfg_seed"} <= shown
+    assert any("Model selection chooses the estimator" in c.value for c in at.caption)
+    at.button(key="train_save").click().run()
+    saved = registry.get_model(seeded_store, MODEL).model_config
+    assert saved["estimator"] == "auto" and (saved["C"], saved["word_ngrams"]) == (4.0, [1, 2])
+    at.selectbox(key="cfg_estimator").select("complement_nb").run()
+    assert at.number_input(key="cfg_alpha") is not None and at.slider(key="cfg_word_ngrams").value == (1, 2)
+
+
 def test_full_retrain_creates_version_2_shows_the_comparison_and_activates_it(app, seeded_store, monkeypatch):
     for name, value in NO_GUARD.items():  # this flow is about a version no worse than the active one
         monkeypatch.setenv(name, value)
