@@ -47,13 +47,15 @@ def stats_by_line_and_overall(store: Store, name: str, by: str = "day", business
                                          **filters)
         audit = db.audit_statistics(con, model.model_id, by, float(settings.get("audit_share")),
                                     list(NOT_TRAINING_LABELS), **filters)
+        histogram = db.confidence_histogram(con, model.model_id, by, **filters)
         versions = {int(v) for vs in sums["versions"] for v in vs}
-        eces = {v: _ece(con, model, v) for v in sorted(versions)}
-    sums = _with_audit(sums, audit, float(settings.get("audit_share")))
-    problems = monitoring.calibration_problems(eces, float(settings.get("estimate_max_ece")))
+        metrics = {v: _metrics(con, model, v) for v in sorted(versions)}
+    problems = monitoring.calibration_problems({v: (m or {}).get("ece") for v, m in metrics.items()},
+                                               float(settings.get("estimate_max_ece")))
+    sums = _with_estimate(_with_audit(sums, audit, float(settings.get("audit_share"))),
+                          monitoring.estimate(histogram, metrics, problems))
     overall = sums["business_line"].isna()
-    tables = (_table(sums[~overall], model.labels, problems),
-              _table(sums[overall].assign(business_line=ALL_LINES), model.labels, problems))
+    tables = (_table(sums[~overall], model.labels), _table(sums[overall].assign(business_line=ALL_LINES), model.labels))
     for t in tables:  # why a row has no estimate: per version, so not a column of every row
         t.attrs["not_estimated"] = {v: problems[v] for v in versions if v in problems}
     return tables
@@ -80,12 +82,20 @@ def stats_with_drift(store: Store, name: str, by: str = "week", business_lines=N
     return table, about
 
 
-def _ece(con, model: registry.Model, version: int) -> float | None:
-    """A version's calibration error on its test split; None for a version the registry lacks."""
+def _metrics(con, model: registry.Model, version: int) -> dict | None:
+    """A version's metrics on its test split (calibration error, reliability curves); None for a
+    version the registry lacks."""
     try:
-        return registry.find_version(con, model, version).metrics.get("ece")
+        return registry.find_version(con, model, version).metrics
     except VersionNotFound:
         return None
+
+
+def _with_estimate(sums: pd.DataFrame, estimates: pd.DataFrame) -> pd.DataFrame:
+    """The statistics' sums with estimated accuracy and its error beside them (overall rows too)."""
+    keyed = estimates.assign(line=estimates["business_line"].fillna(ALL_LINES)).drop(columns="business_line")
+    merged = sums.assign(line=sums["business_line"].fillna(ALL_LINES)).merge(keyed, on=["line", "period"], how="left")
+    return merged.drop(columns="line")
 
 
 def _with_audit(sums: pd.DataFrame, audit: pd.DataFrame, share: float) -> pd.DataFrame:
@@ -98,7 +108,7 @@ def _with_audit(sums: pd.DataFrame, audit: pd.DataFrame, share: float) -> pd.Dat
     return merged.assign(audit_items=(merged["n"].astype(float) * share).round())
 
 
-def _table(sums: pd.DataFrame, labels: list[str], problems: dict[int, str]) -> pd.DataFrame:
+def _table(sums: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
     """The statistics table from line_period_statistics' sums (one group of rows: by line, or overall),
     with the three accuracies beside the accuracy over every label (monitoring.ACCURACIES says which is which)."""
     share_cols = [f"share_{label}" for label in labels]
@@ -118,7 +128,7 @@ def _table(sums: pd.DataFrame, labels: list[str], problems: dict[int, str]) -> p
     line_shares = line_counts / line_counts.sum(axis=1, keepdims=True)
     out["mix_shift"] = 0.5 * np.abs(shares - line_shares).sum(axis=1)
     out[share_cols] = shares
-    estimated = monitoring.estimate(n, column["sum_top_prob"], sums["sum_var"], sums["versions"], problems)
+    estimated = sums[["estimated_accuracy", "estimate_error"]].astype(float).reset_index(drop=True)
     judged = monitoring.accuracies(labelled, column["correct"], sums["audit_items"], sums["audited"],
                                    sums["audit_correct"])
     out = pd.concat([out, estimated, judged], axis=1)

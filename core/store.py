@@ -1134,10 +1134,8 @@ def feedback_counts(con, model_id: int, user: str | None = None, since=None) -> 
 def line_period_statistics(con, model_id: int, period: str, low_confidence: float, labels: list[str],
                            not_training: list[str], **filters) -> pd.DataFrame:
     """Per business line and period, and per period over all lines (business_line NULL), in one
-    query: n, sum_top_prob, n_low (top_prob below `low_confidence`), sum_var (sum of top_prob ×
-    (1 - top_prob): the variance of the number correct if the probabilities are calibrated; from the
-    rollups at the bucket's middle), versions (that answered), n_0, n_1 … per predicted label
-    in `labels`' order, and over labelled predictions (labels in `not_training` left out):
+    query: n, sum_top_prob, n_low (top_prob below `low_confidence`), versions (that answered), n_0,
+    n_1 … per predicted label in `labels`' order, and over labelled predictions (labels in `not_training` left out):
     labelled, correct and macro_f1 (over the labels seen there; NULL with fewer than two true labels).
     `period` is one of slices.PERIODS."""
     predicted = _prediction_parts(model_id, period, low_confidence, filters)
@@ -1147,7 +1145,7 @@ def line_period_statistics(con, model_id: int, period: str, low_confidence: floa
         WITH agg AS ({" UNION ALL ".join(q for q, _ in predicted)}),
         conf AS ({" UNION ALL ".join(q for q, _ in judged)}),
         a AS (SELECT business_line, period, sum(n) AS n, sum(sum_top_prob) AS sum_top_prob, sum(n_low) AS n_low,
-                     sum(sum_var) AS sum_var, list(DISTINCT version ORDER BY version) AS versions, {per_label}
+                     list(DISTINCT version ORDER BY version) AS versions, {per_label}
               FROM agg GROUP BY GROUPING SETS ((business_line, period), (period))),
         per_label AS (
             SELECT business_line, period, label, sum(tp) AS tp, sum(t) AS t, sum(p) AS p
@@ -1165,7 +1163,7 @@ def line_period_statistics(con, model_id: int, period: str, low_confidence: floa
 
 
 def _prediction_parts(model_id: int, period: str, low_confidence: float, filters: dict) -> list[tuple[str, list]]:
-    """Queries whose rows (business_line, period, label, version, n, sum_top_prob, sum_var, n_low) add up to the slice:
+    """Queries whose rows (business_line, period, label, version, n, sum_top_prob, n_low) add up to the slice:
     whole days from the rollups; the part of a day that a since/until bound cuts, and every day when
     the threshold is not whole hundredths (the buckets' edges), from the log."""
     bucket = round(low_confidence * 100)
@@ -1179,7 +1177,6 @@ def _prediction_parts(model_id: int, period: str, low_confidence: float, filters
         parts.append((f"""
             SELECT r.business_line, CAST(date_trunc(?, r.day) AS TIMESTAMP) AS period, r.label, r.version,
                    CAST(sum(r.n) AS BIGINT) AS n, sum(r.sum_top_prob) AS sum_top_prob,
-                   sum(r.n * least((r.bucket + 0.5) / 100, 1) * (1 - least((r.bucket + 0.5) / 100, 1))) AS sum_var,
                    CAST(coalesce(sum(r.n) FILTER (WHERE r.bucket < ?), 0) AS BIGINT) AS n_low
             FROM prediction_rollups r WHERE {where} GROUP BY ALL""",
                       [period, min(max(bucket, 0), 101)] + args))
@@ -1190,9 +1187,33 @@ def _logged_part(model_id: int, period: str, low_confidence: float, filters: dic
     where, args = _prediction_filters(model_id, **filters)
     return (f"""
         SELECT p.business_line, date_trunc(?, p.created_at) AS period, p.label, p.version,
-               count(*) AS n, sum(p.top_prob) AS sum_top_prob, sum(p.top_prob * (1 - p.top_prob)) AS sum_var,
+               count(*) AS n, sum(p.top_prob) AS sum_top_prob,
                count(*) FILTER (WHERE p.top_prob < ?) AS n_low
         FROM predictions p WHERE {where} GROUP BY ALL""", [period, low_confidence] + args)
+
+
+def confidence_histogram(con, model_id: int, period: str, **filters) -> pd.DataFrame:
+    """Per business line, period, version and confidence bucket (top_prob in [bucket / 100, (bucket + 1) / 100)):
+    n and sum_top_prob, so a version's reliability curve can map confidence to accuracy (estimated
+    accuracy). Whole days from the rollups, the part of a day that a since/until bound cuts from the log."""
+    days, edges = _day_split(filters.get("since"), filters.get("until"))
+    parts = []
+    for a, b in edges:
+        where, args = _prediction_filters(model_id, **{**filters, "since": a, "until": b})
+        parts.append((f"""
+            SELECT p.business_line, date_trunc(?, p.created_at) AS period, p.version,
+                   {_BUCKET.replace("top_prob", "p.top_prob")} AS bucket, count(*) AS n, sum(p.top_prob) AS sum_top_prob
+            FROM predictions p WHERE {where} GROUP BY ALL""", [period] + args))
+    if days is not None:
+        where, args = _prediction_filters(model_id, **{**filters, "since": days[0], "until": days[1]},
+                                          alias="r", at="day")
+        parts.append((f"""
+            SELECT r.business_line, CAST(date_trunc(?, r.day) AS TIMESTAMP) AS period, r.version, r.bucket,
+                   CAST(sum(r.n) AS BIGINT) AS n, sum(r.sum_top_prob) AS sum_top_prob
+            FROM prediction_rollups r WHERE {where} GROUP BY ALL""", [period] + args))
+    sql = f"""SELECT business_line, period, version, bucket, CAST(sum(n) AS BIGINT) AS n, sum(sum_top_prob) AS sum_top_prob
+              FROM ({" UNION ALL ".join(q for q, _ in parts)}) GROUP BY ALL"""
+    return con.execute(sql, [a for _, part in parts for a in part]).df()
 
 
 def _label_parts(model_id: int, period: str, not_training: list[str], filters: dict) -> list[tuple[str, list]]:
