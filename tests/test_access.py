@@ -2,15 +2,9 @@
 reload and follow the store, and CLI writes that need a credential once the store has users."""
 import io
 import json
-import os
 import shutil
-import socket
-import subprocess
 import sys
-import time
 import tomllib
-import urllib.request
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -20,6 +14,7 @@ from conftest import ROOT
 from core import api, auth, cli, registry, sessions
 from core.errors import SignInRefused
 from core.store import Store
+from servers import launch_chromium, start_server, stop_server, wait_idle, wait_ready
 
 M = "评论情感"
 PREDICT = f"/api/models/{M}/predict"
@@ -287,12 +282,6 @@ def test_a_password_prompt_works_in_a_terminal(team, monkeypatch):
 
 # --- 13 in a real browser: the cookie is what a reload keeps --------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def served_dashboard(_seeded_template, tmp_path):
     """`streamlit run app.py` on a free loopback port, on a copy of the seeded store with users."""
@@ -300,35 +289,10 @@ def served_dashboard(_seeded_template, tmp_path):
     shutil.copytree(_seeded_template.path.parent, folder)
     store = Store(folder / _seeded_template.path.name)
     auth.add_user(store, "olga", "owner", "owner-pass-1", by="setup")
-    port, log = _free_port(), open(tmp_path / "streamlit.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                             "--server.headless", "true"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, "MMS_STORE": str(store.path)})
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).status == 200:
-                break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("streamlit did not start: " + (tmp_path / "streamlit.log").read_text()[-2000:])
-        time.sleep(0.5)
+    url, proc = start_server({"MMS_STORE": str(store.path)}, tmp_path / "streamlit.log")
+    wait_ready(url, proc, tmp_path / "streamlit.log")
     yield url, store
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
-
-
-def _idle(page):
-    page.wait_for_timeout(300)
-    page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=120_000)
-    page.wait_for_timeout(300)
+    stop_server(proc)
 
 
 @pytest.mark.browser
@@ -337,9 +301,7 @@ def test_a_browser_stays_signed_in_across_a_reload_on_the_page_it_asked_for(serv
 
     url, store = served_dashboard
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        browser = launch_chromium(p)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.set_default_timeout(60_000)
@@ -347,7 +309,7 @@ def test_a_browser_stays_signed_in_across_a_reload_on_the_page_it_asked_for(serv
             # back to the main page even in open mode: a Streamlit quirk, reported separately)
             page.goto(url)
             page.get_by_role("heading", name="Sign in to MMS").wait_for()
-            _idle(page)
+            wait_idle(page)
             page.goto(url + "/versions")  # a deep link, before signing in
             page.get_by_role("heading", name="Sign in to MMS").wait_for()
             page.get_by_label("User", exact=True).fill("olga")
@@ -356,18 +318,18 @@ def test_a_browser_stays_signed_in_across_a_reload_on_the_page_it_asked_for(serv
                 page.get_by_role("button", name="Sign in").click()
             assert started.value.status == 204
             page.get_by_role("heading", name="Versions").first.wait_for()
-            _idle(page)
+            wait_idle(page)
             [cookie] = [c for c in page.context.cookies() if c["name"] == sessions.cookie_name(store)]
             assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
             assert "owner-pass-1" not in cookie["value"]
             page.reload()
             page.get_by_role("heading", name="Versions").first.wait_for()
-            _idle(page)
+            wait_idle(page)
             assert page.url.endswith("/versions") and page.get_by_text("Sign in to MMS").count() == 0
             with page.expect_response(lambda r: r.url.endswith(sessions.END_PATH)):
                 page.get_by_role("button", name="Sign out").click()
             page.get_by_role("heading", name="Sign in to MMS").wait_for()
-            _idle(page)
+            wait_idle(page)
             page.reload()
             page.get_by_role("heading", name="Sign in to MMS").wait_for()
             assert not [c for c in page.context.cookies() if c["name"] == sessions.cookie_name(store)]

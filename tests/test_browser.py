@@ -1,30 +1,18 @@
 """The flows a person clicks through, in a real browser: `streamlit run app.py` on a free port with a
 temporary store, driven by Playwright in Debian's chromium. A screenshot of each page is saved
 under tests/screenshots/ (the path is printed at the end of the test run)."""
-import os
+import json
 import shutil
-import socket
 import subprocess
 import sys
-import json
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
 from core.store import Store
+from servers import ROOT, launch_chromium, start_server, stop_server, wait_idle, wait_ready
 
-ROOT = Path(__file__).resolve().parent.parent
 SHOTS = ROOT / "tests" / "screenshots"
-CHROMIUM = "/usr/bin/chromium"
 M = "评论情感"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -32,31 +20,10 @@ def server(_seeded_template, tmp_path_factory):
     folder = tmp_path_factory.mktemp("browser") / "store"
     shutil.copytree(_seeded_template.path.parent, folder)
     store = Store(folder / _seeded_template.path.name)
-    port = _free_port()
-    log = open(folder / "streamlit.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                             "--server.address", "127.0.0.1", "--server.headless", "true"],
-                            cwd=ROOT, env={**os.environ, "MMS_STORE": str(store.path)}, stdout=log,
-                            stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).status == 200:
-                break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("streamlit did not start: " + (folder / "streamlit.log").read_text()[-2000:])
-        time.sleep(0.5)
+    url, proc = start_server({"MMS_STORE": str(store.path)}, folder / "streamlit.log")
+    wait_ready(url, proc, folder / "streamlit.log")
     yield url, store
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    stop_server(proc)
 
 
 @pytest.fixture(autouse=True)
@@ -71,12 +38,9 @@ def _screenshot_on_failure(request):
 def page(server):
     from playwright.sync_api import sync_playwright
 
-    assert Path(CHROMIUM).exists(), "Debian's chromium is missing: run tests/setup.sh"
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(60_000)
         page.goto(server[0])
@@ -84,17 +48,10 @@ def page(server):
         browser.close()
 
 
-def _idle(page):
-    """Wait until Streamlit has finished running the script."""
-    page.wait_for_timeout(300)
-    page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=120_000)
-    page.wait_for_timeout(300)
-
-
 def _go(page, title):
     page.get_by_role("link", name=title).first.click()
     page.wait_for_url(f"**/{title.lower()}")
-    _idle(page)
+    wait_idle(page)
     page.get_by_role("heading", name=title).first.wait_for()
 
 
@@ -120,7 +77,7 @@ def _tick(page, key):
     box = page.locator(f".st-key-{key} label")
     if box.count():
         box.first.click()
-        _idle(page)
+        wait_idle(page)
 
 
 def _shot(page, name):
@@ -131,7 +88,7 @@ def test_1_monitor_shows_charts(page):
     page.wait_for_selector(".st-key-monitor_chart_volume .main-svg")
     assert page.locator(".js-plotly-plot").count() >= 4
     assert page.get_by_text("评论情感").count() > 0
-    _idle(page)
+    wait_idle(page)
     _shot(page, "monitor")
 
 
@@ -140,7 +97,7 @@ def test_2_label_one_example(page, server):
     who = page.get_by_label("Who is working")
     who.fill("browser")
     who.press("Enter")
-    _idle(page)
+    wait_idle(page)
     _go(page, "Label")
     button = page.locator("button", has_text="正面").first
     try:
@@ -150,7 +107,7 @@ def test_2_label_one_example(page, server):
     _shot(page, "label")
     before = _labelled(store)
     button.click()
-    _idle(page)
+    wait_idle(page)
     assert _labelled(store) == before + 1
 
 
@@ -159,16 +116,16 @@ def test_3_retrain_and_activate(page, server):
     _go(page, "Train")
     page.locator(".st-key-train_full button").first.click()
     page.locator(".st-key-train_activate button").first.wait_for(timeout=180_000)
-    _idle(page)
+    wait_idle(page)
     _shot(page, "train")
     assert [v["version"] for v in _core(store, "versions", M)] == [1, 2]
     page.locator(".st-key-train_activate_reason input").first.fill("browser test")
     page.locator(".st-key-train_activate_reason input").first.press("Enter")
-    _idle(page)
+    wait_idle(page)
     _tick(page, "train_activate_confirm")
     _tick(page, "train_activate_force")
     page.locator(".st-key-train_activate button").first.click()
-    _idle(page)
+    wait_idle(page)
     assert _active(store) == 2
 
 
@@ -179,12 +136,12 @@ def test_4_reactivate_the_previous_version(page, server):
     reason = page.locator(".st-key-versions_reason input").first
     reason.fill("roll back from the browser")
     reason.press("Enter")
-    _idle(page)
+    wait_idle(page)
     page.locator(".st-key-versions_confirm label").first.click()
-    _idle(page)
+    wait_idle(page)
     _tick(page, "versions_force")
     page.locator(".st-key-versions_reactivate button").first.click()
-    _idle(page)
+    wait_idle(page)
     _shot(page, "versions")
     assert _active(store) == 1
     last = next(e for e in _core(store, "events", M) if e["action"] == "activate")
@@ -196,7 +153,7 @@ def test_5_predict_and_data_pages(page, server):
     _go(page, "Predict")
     page.get_by_label("One text per line").fill("房间很干净，服务也很好\n<img src=x onerror=alert(1)>")
     page.locator(".st-key-predict_run button").first.click()
-    _idle(page)
+    wait_idle(page)
     page.get_by_text("predictions logged").wait_for()
     _shot(page, "predict")
     _go(page, "Data")

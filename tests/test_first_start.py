@@ -1,10 +1,6 @@
 """A first `streamlit run app.py` on an empty folder: the server builds the demo store by itself,
 so the API answers without anyone opening the dashboard, and the build shows progress in the log."""
 import json
-import os
-import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -14,14 +10,7 @@ import pytest
 
 from core import demo
 from core.store import Store
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from servers import launch_chromium, start_server, stop_server
 
 
 def _get(url: str) -> tuple[int, dict]:
@@ -35,18 +24,13 @@ def _get(url: str) -> tuple[int, dict]:
 @pytest.mark.browser
 def test_the_server_builds_the_demo_store_at_start_and_the_api_answers_without_a_browser(tmp_path):
     store_path = tmp_path / "fresh" / "mms.duckdb"
-    port = _free_port()
+    base, proc = start_server({"MMS_STORE": str(store_path)}, tmp_path / "streamlit.log")
     log_path = tmp_path / "streamlit.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                                 "--server.headless", "true"],
-                                cwd=ROOT, env={**os.environ, "MMS_STORE": str(store_path)}, stdout=log,
-                                stderr=subprocess.STDOUT)
     try:
-        sidebar = _sidebar_during_the_build(f"http://127.0.0.1:{port}", store_path, tmp_path)
+        sidebar = _sidebar_during_the_build(base, store_path, tmp_path)
         assert sidebar is not None, "the dashboard did not show the build's progress"
         assert not {"ui", "_ui", "data", "label", "monitor", "train"} & set(sidebar.lower().split()), sidebar
-        url = f"http://127.0.0.1:{port}/api/models"
+        url = f"{base}/api/models"
         statuses = []
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
@@ -67,11 +51,7 @@ def test_the_server_builds_the_demo_store_at_start_and_the_api_answers_without_a
         text = log_path.read_text()
         assert "building the demo store" in text and "demo store ready" in text
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_server(proc)
 
 
 def _sidebar_during_the_build(url: str, store_path: Path, tmp_path: Path) -> str | None:
@@ -80,9 +60,7 @@ def _sidebar_during_the_build(url: str, store_path: Path, tmp_path: Path) -> str
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        browser = launch_chromium(p)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             deadline = time.monotonic() + 60

@@ -1,9 +1,7 @@
 """Three `streamlit run app.py` servers on one DuckLake store, each answering predictions, labels and
 activations through the HTTP API at once: nothing sent is lost, one version ends active, every
 activation is audited, and a version trained elsewhere is served by all of them."""
-import os
 import subprocess
-import sys
 import threading
 import time
 from urllib.parse import quote
@@ -13,7 +11,8 @@ import pytest
 from core import demo, migrate, predict, train
 from core.store import Store
 from lakefixtures import new_lake, pg_cluster  # noqa: F401  (fixtures)
-from test_serving import ROOT, _free_port, _post, _status
+from servers import start_server, status
+from test_serving import _post
 
 M = demo.MODEL
 TRAFFIC_SECONDS = 40  # bounded: the test sends for this long, however fast the machine is
@@ -21,17 +20,13 @@ LINE = "three-servers"
 
 
 def start(store: Store, log_path) -> tuple[str, subprocess.Popen]:
-    port = _free_port()
-    env = {**os.environ, "MMS_STORE": store.url, "MMS_DATA_PATH": store.data_path}
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                             "--server.address", "127.0.0.1", "--server.headless", "true"],
-                            cwd=ROOT, env=env, stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
-    return f"http://127.0.0.1:{port}/api", proc
+    url, proc = start_server({"MMS_STORE": store.url, "MMS_DATA_PATH": store.data_path}, log_path)
+    return f"{url}/api", proc
 
 
 def wait_ready(url: str, proc: subprocess.Popen, log_path) -> None:
     deadline = time.monotonic() + 180
-    while _status(f"{url}/health") != 200:
+    while status(f"{url}/health") != 200:
         if proc.poll() is not None or time.monotonic() > deadline:
             pytest.fail(f"the server at {url} did not start: " + open(log_path).read()[-2000:])
         time.sleep(0.5)

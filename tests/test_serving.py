@@ -3,9 +3,7 @@ writer (nothing lost, nothing answered before its commit), and the command line 
 running server, also while it answers predictions and when it is killed."""
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,12 +22,11 @@ from core import demo, forward, logwriter, predict, registry, train
 from core.server import Serving
 from core import store as db
 from core.errors import InvalidInput, StoreError
-from core.store import Store
+from servers import ROOT, start_server, stop_server, wait_ready
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import storeprobe  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 M = demo.MODEL
 
 
@@ -197,45 +194,13 @@ def test_restore_under_a_holder_reopens_the_restored_file(seeded_store, tmp_path
 
 # --- a real server: `streamlit run app.py` ------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def server(seeded_store, tmp_path):
     """A running server on the seeded store, ready once it holds the store (its file is written)."""
-    port = _free_port()
-    log = open(tmp_path / "server.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                             "--server.address", "127.0.0.1", "--server.headless", "true"],
-                            cwd=ROOT, env={**os.environ, "MMS_STORE": str(seeded_store.path)}, stdout=log,
-                            stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 90
-    while forward.find(seeded_store.path) is None or _status(f"http://127.0.0.1:{port}/api/health") != 200:
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("the server did not start: " + (tmp_path / "server.log").read_text()[-2000:])
-        time.sleep(0.3)
-    yield f"http://127.0.0.1:{port}", seeded_store, proc
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    log.close()
-
-
-def _status(url: str) -> int | None:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as r:
-            return r.status
-    except urllib.error.HTTPError as e:
-        return e.code
-    except OSError:
-        return None
+    url, proc = start_server({"MMS_STORE": str(seeded_store.path)}, tmp_path / "server.log")
+    wait_ready(url, proc, tmp_path / "server.log", ready=lambda: forward.find(seeded_store.path) is not None)
+    yield url, seeded_store, proc
+    stop_server(proc)
 
 
 def _post(url: str, body: dict) -> tuple[int, dict]:

@@ -1,0 +1,77 @@
+"""The product started as a user starts it, for tests: `streamlit run app.py` on a free loopback
+port, and Debian's chromium driven by Playwright."""
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+# headless as root, and no background traffic: this machine reaches no network beyond its registries
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def status(url: str) -> int | None:
+    """The HTTP status of a GET, or None while nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except OSError:
+        return None
+
+
+def start_server(env: dict, log_path: Path) -> tuple[str, subprocess.Popen]:
+    """`streamlit run app.py` with these settings (MMS_STORE, ...) on a free loopback port; returns
+    its base URL and process at once (see wait_ready)."""
+    port = free_port()
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                                 "--server.address", "127.0.0.1", "--server.headless", "true"],
+                                cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
+    return f"http://127.0.0.1:{port}", proc
+
+
+def wait_ready(url: str, proc: subprocess.Popen, log_path: Path, ready=None, seconds: float = 90) -> None:
+    """Wait until the server answers its health check (and `ready()`, if given); fail with its log."""
+    deadline = time.monotonic() + seconds
+    while status(url + "/_stcore/health") != 200 or (ready is not None and not ready()):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"the server at {url} did not start: " + Path(log_path).read_text()[-2000:])
+        time.sleep(0.3)
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def launch_chromium(playwright):
+    assert Path(CHROMIUM).exists(), "Debian's chromium is missing: run tests/setup.sh"
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+def wait_idle(page) -> None:
+    """Wait until Streamlit has finished running the script."""
+    page.wait_for_timeout(300)
+    page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=120_000)
+    page.wait_for_timeout(300)
