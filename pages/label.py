@@ -197,7 +197,7 @@ def counters(name: str, f: dict, batch: dict | None) -> None:
 def undo_button() -> None:
     stack = st.session_state.get("label_undo") or []
     last = stack[-1]["what"] if stack else None
-    st.button(f"Undo ({_ui.md_escape(last)})" if last else "Undo", key="label_undo_button", icon="↩️", on_click=undo,
+    st.button(f"Undo ({_ui.md_escape(last)})" if last else "Undo", key="label_undo_button", icon=":material/undo:", on_click=undo,
               disabled=not stack, shortcut=UNDO_SHORTCUT, help="Take back the last decision")
 
 
@@ -287,7 +287,7 @@ def main() -> None:
         st.caption("Filters set from the slice the Monitor page sent.")
     if f["strategy"] == monitoring.AUDIT:
         st.info("**Audit items**: predictions drawn at random, not for being hard. Label each as it is, easy ones "
-                "too; skipping some would bias the audited accuracy the Monitor shows.", icon="🎲")
+                "too; skipping some would bias the audited accuracy the Monitor shows.", icon=":material/casino:")
     show_notice()
     batch = current_batch(name, f)
     counters(name, f, batch)

@@ -150,12 +150,12 @@ def drift_banner(report: drift.DriftReport | None, last: pd.Timestamp, by: str) 
     flagged = report.flagged()
     latest = flagged[flagged["period"] == last]
     if latest.empty and flagged.empty:
-        st.success(f"No drift flagged against the reference ({reference_name(report)}).", icon="✅")
+        st.success(f"No drift flagged against the reference ({reference_name(report)}).", icon=":material/check_circle:")
         return
     where = latest if not latest.empty else flagged
     lines = ", ".join(sorted(where["business_line"].unique()))
     when = period_label(last, by) if not latest.empty else "earlier periods"
-    st.warning(f"Drift flagged in {when}: {lines}. See *Drift against the reference* below.", icon="⚠️")
+    st.warning(f"Drift flagged in {when}: {lines}. See *Drift against the reference* below.", icon=":material/warning:")
 
 
 def reference_name(report: drift.DriftReport) -> str:
@@ -325,9 +325,9 @@ def send_to_label(name: str, by_line: pd.DataFrame, by: str, where: Slice, first
                         format_func=lambda v: "All lines in the filter" if v is None else v)
     start = c2.selectbox("Period", periods, key="monitor_slice_period", format_func=lambda p: period_label(p, by))
     chosen = slices.period_slice(where, start, by, line, first, last)
-    if c3.button("Label this slice", icon="🏷️", key="monitor_send", type="primary"):
+    if c3.button("Label this slice", icon=":material/label:", key="monitor_send", type="primary"):
         open_label(name, chosen, None)
-    if c4.button("Audit this slice", icon="🎲", key="monitor_audit",
+    if c4.button("Audit this slice", icon=":material/casino:", key="monitor_audit",
                  help="Label the slice's audit sample: a random share of its predictions, whatever their "
                       "confidence. Its labels give the audited accuracy."):
         open_label(name, chosen, monitoring.AUDIT)
@@ -376,7 +376,7 @@ def table(by_line: pd.DataFrame, name: str, by: str) -> None:
         **{c: st.column_config.NumberColumn(c.removeprefix("share_") + " share", format="percent")
            for c in shown.columns if c.startswith("share_")}})
     st.download_button("Download CSV", export.to_csv_bytes(by_line), file_name=f"mms-stats-{name}-{by}.csv",
-                       mime="text/csv", icon="⬇️", key="monitor_download")
+                       mime="text/csv", icon=":material/download:", key="monitor_download")
 
 
 def main() -> None:
