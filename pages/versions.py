@@ -79,7 +79,8 @@ def headline_chart(versions: list[registry.Version]) -> go.Figure:
 
 
 def versions_table(table: pd.DataFrame) -> None:
-    shown = table.assign(status=table["status"].map({registry.ACTIVE: "● active"}).fillna(""))
+    shown = table.assign(status=table["status"].map({registry.ACTIVE: "● active"}).fillna(""),
+                         parent=table["parent"].astype("Int64"))  # a first version's parent shows blank, not None
     st.dataframe(shown, hide_index=True, key="versions_table", column_config={
         "version": st.column_config.NumberColumn("version", format="v%d"),
         "parent": st.column_config.NumberColumn("parent", format="v%d"),

@@ -115,3 +115,10 @@ def test_after_a_rollback_the_dropdowns_label_the_new_active_version(app, two_ve
     for key in ("versions_pick", "versions_diff_a", "versions_diff_b"):
         labels = at.selectbox(key=key).options
         assert [label.split(" · ")[0] for label in labels if label.endswith("active")] == ["v1"], key
+
+
+def test_the_versions_table_shows_no_literal_none(app):
+    at = app("pages/versions.py")
+    table = next(d.value for d in at.dataframe if "parent" in d.value.columns and "rows_seen" in d.value.columns)
+    assert "None" not in table.astype(str).to_numpy().ravel().tolist()
+    assert table["parent"].isna().iloc[0]  # version 1 has no parent: a gap, not the word None
