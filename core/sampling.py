@@ -107,7 +107,8 @@ def select_hard_examples(store: Store, name: str, k: int, user: str, strategy: s
         pool = db.hard_example_pool(con, model.model_id, int(settings.get("hard_example_pool")), **filters)
     if pool.empty:
         raise EmptyPool(f"no unlabelled predictions of {name!r} match these filters")
-    proba = score_pool(store, scorer, model.labels, pool["text"].tolist())
+    proba = _pool_probabilities(store, scorer, model.labels, pool)
+    pool = pool.drop(columns=["logged_by", "probs"])
     pool["score"] = chosen.score(proba) if chosen.score else np.random.default_rng(seed).random(len(pool))
     order = _ranking(pool, chosen, int(k), seed)
     if balance_lines:
@@ -124,6 +125,19 @@ def select_hard_examples(store: Store, name: str, k: int, user: str, strategy: s
     columns = ["prediction_id", "created_at", "business_line", "version", "text", "label", "top_prob"]
     return HardExamples(batch_id, chosen.name,
                         pd.concat([found[columns], proba_frame(proba, model.labels), found[["score"]]], axis=1))
+
+
+def _pool_probabilities(store: Store, version: registry.Version, labels: list[str], pool: pd.DataFrame) -> np.ndarray:
+    """The scoring version's probabilities for the pool: what that same version logged is its own
+    answer already (a version's prediction is deterministic), so only texts other versions answered
+    are scored again."""
+    proba = np.zeros((len(pool), len(labels)))
+    own = (pool["logged_by"] == version.version).to_numpy()
+    if own.any():
+        proba[own] = np.stack(pool.loc[own, "probs"].map(lambda p: np.asarray(p, dtype=float)).to_numpy())
+    if (~own).any():
+        proba[~own] = score_pool(store, version, labels, pool.loc[~own, "text"].tolist())
+    return proba
 
 
 def score_pool(store: Store, version: registry.Version, labels: list[str], texts: list[str]) -> np.ndarray:

@@ -1032,7 +1032,8 @@ def hard_examples(con, model_id: int, strategy: str, k: int, seed: int = 0, **fi
 
 def hard_example_pool(con, model_id: int, limit: int, **filters) -> pd.DataFrame:
     """The newest `limit` distinct unlabelled texts of the slice, each as its newest prediction
-    (prediction_id, created_at, business_line, text): what the chosen version re-scores.
+    (prediction_id, created_at, business_line, text, and the version and probs it was logged with):
+    what the chosen version re-scores.
 
     Read like hard_examples: the slice alone first (zone maps), labelled texts removed from its
     candidates only, and the lookup repeating the slice's filter."""
@@ -1045,7 +1046,7 @@ def hard_example_pool(con, model_id: int, limit: int, **filters) -> pd.DataFrame
             GROUP BY c.text_key
             ORDER BY prediction_id DESC
             LIMIT ?)
-        SELECT p.prediction_id, p.created_at, p.business_line, p.text
+        SELECT p.prediction_id, p.created_at, p.business_line, p.text, p.version AS logged_by, p.probs
         FROM newest n JOIN predictions p USING (prediction_id)
         WHERE {where}
         ORDER BY p.prediction_id DESC""", args + [model_id, int(limit)] + args).df()

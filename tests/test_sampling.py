@@ -105,3 +105,23 @@ def test_an_exhausted_pool_says_so_and_an_unknown_strategy_is_refused(seeded_sto
     assert sampling.queue_size(seeded_store, M) == 0
     with pytest.raises(InvalidInput, match="strategy must be one of least_confidence, margin, entropy, random"):
         sampling.select_hard_examples(seeded_store, M, 5, "lab", "newest")
+
+
+def test_texts_the_scoring_version_answered_itself_are_not_scored_again(seeded_store, monkeypatch):
+    """The seeded traffic was all answered by v1, the active version: its logged probabilities are
+    v1's answer, so drawing a batch for v1 tokenises nothing; for another version it scores again."""
+    from core import sampling, train
+
+    def never(*args, **kwargs):
+        raise AssertionError("scored again texts the version had answered itself")
+
+    with monkeypatch.context() as m:
+        m.setattr(sampling, "score_pool", never)
+        own = sampling.select_hard_examples(seeded_store, M, 10, "lab", "least_confidence", near_duplicate=None)
+    assert len(own.examples) == 10 and set(own.examples["version"]) == {1}
+    train.train_version(seeded_store, M, "lab", model_config={"estimator": "complement_nb"})
+    scored = []
+    real = sampling.score_pool
+    monkeypatch.setattr(sampling, "score_pool", lambda *a: scored.append(len(a[3])) or real(*a))
+    other = sampling.select_hard_examples(seeded_store, M, 10, "lab", "least_confidence", for_version=2)
+    assert scored and scored[0] > 0 and set(other.examples["version"]) == {2}
