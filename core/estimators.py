@@ -24,8 +24,8 @@ ESTIMATORS = {
 }
 INCREMENTAL_ESTIMATORS = ("sgd",)
 AUTO = "auto"
-# Platt scaling: isotonic needs thousands of rows per class and its ties blur hard-example ranking
 CALIBRATION_FOLDS = 3
+CALIBRATIONS = ("sigmoid", "isotonic")  # sigmoid unless cross-validation on the training split prefers isotonic
 
 
 @dataclass(frozen=True)
@@ -171,29 +171,37 @@ def features(config: ModelConfig):
                            sublinear_tf=True)
 
 
-def build_pipeline(config: ModelConfig, calibration_folds: int = CALIBRATION_FOLDS):
-    """The scikit-learn Pipeline a pinned config describes, its probabilities calibrated by
-    `calibration_folds`-fold cross-validation inside whatever rows it is fitted on (so the test
-    split never shapes them); fewer than 2 folds: uncalibrated. scikit-learn is imported here, not
-    at start-up: the dashboard's first page and the API's health answer do not need it.
+def calibrated(config: ModelConfig, folds: int = CALIBRATION_FOLDS, method: str = "sigmoid"):
+    """The config's classifier with its probabilities calibrated by `folds`-fold cross-validation
+    inside whatever rows it is fitted on (so the test split never shapes them).
 
-    The sigmoid maps are fitted on the folds' out-of-fold scores and the model itself on all the
-    rows (ensemble=False): on small data a model that saw every row beats an average of three
-    that saw two thirds each, and an sgd model stays one model that partial_fit can continue."""
+    Each fold's model keeps the map fitted on its own held-out scores and predictions average them
+    (ensemble=True): a single model refitted on all rows gives larger scores than the out-of-fold
+    ones its map was fitted to, and calibrated worse (demo reviews, 4,000 rows, mean of 3 draws:
+    ECE 0.036 against 0.020, same accuracy). An incremental (sgd) model stays one model, refitted
+    on all rows, so that partial_fit can continue it."""
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.model_selection import StratifiedKFold
+
+    if method not in CALIBRATIONS:
+        raise InvalidInput(f"calibration must be one of {', '.join(CALIBRATIONS)}, not {method!r}")
+    cv = StratifiedKFold(folds, shuffle=True, random_state=config.seed)
+    return CalibratedClassifierCV(classifier(config), method=method, cv=cv, ensemble=not config.incremental)
+
+
+def build_pipeline(config: ModelConfig, calibration_folds: int = CALIBRATION_FOLDS, method: str = "sigmoid"):
+    """The scikit-learn Pipeline a pinned config describes, calibrated as `calibrated` says (fewer
+    than 2 folds: uncalibrated). scikit-learn is imported here, not at start-up: the dashboard's
+    first page and the API's health answer do not need it."""
     from sklearn.pipeline import Pipeline
 
-    clf = classifier(config)
-    if calibration_folds >= 2:
-        folds = StratifiedKFold(calibration_folds, shuffle=True, random_state=config.seed)
-        clf = CalibratedClassifierCV(clf, method="sigmoid", cv=folds, ensemble=False)
+    clf = calibrated(config, calibration_folds, method) if calibration_folds >= 2 else classifier(config)
     return Pipeline([("features", features(config)), ("clf", clf)])
 
 
 def incremental_core(pipeline):
     """The model inside a pipeline that partial_fit updates: the SGD itself, or the one a
-    calibration wrapper refitted on all rows (its sigmoid maps are kept)."""
+    calibration wrapper refitted on all rows (its calibration maps are kept)."""
     clf = pipeline.named_steps["clf"]
     if hasattr(clf, "calibrated_classifiers_"):
         return clf.calibrated_classifiers_[0].estimator

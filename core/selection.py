@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from . import settings
-from .estimators import ModelConfig, classifier, features
+from .estimators import CALIBRATION_FOLDS, CALIBRATIONS, ModelConfig, calibrated, classifier, features
 
 FOLDS = 3
 MIN_ROWS = 30  # below this, or fewer than FOLDS rows of some label, cross-validation says little
@@ -91,7 +91,30 @@ def select(tokens: list[list[str]], labels: list[str], base: ModelConfig, budget
         progress(0.1 + 0.3 * i / len(configs), f"cross-validating {config.describe()}")
         tried.append(_cross_validate(config, tokens, y, folds, matrices))
     keep = tried[0] if incumbent is not None and incumbent.pinned else None
-    return Selection(*_choose(tried, budget, time.monotonic() - started, keep))
+    chosen, record = _choose(tried, budget, time.monotonic() - started, keep)
+    progress(0.4, f"choosing the calibration of {chosen.describe()}")
+    record["calibration"] = choose_calibration(chosen, matrices[_feature_key(chosen)], y, folds)
+    return Selection(chosen, record)
+
+
+def choose_calibration(config: ModelConfig, X, y: np.ndarray, folds) -> dict:
+    """Sigmoid or isotonic, whichever gives the config's calibrated model the lower log loss out
+    of fold on the training split (ties: sigmoid, the first); with every method's log loss."""
+    from sklearn.metrics import log_loss
+
+    began, losses = time.monotonic(), {}
+    if min(np.unique(y, return_counts=True)[1]) < FOLDS * CALIBRATION_FOLDS:
+        return {"chosen": CALIBRATIONS[0], "why": "too few rows of some label to compare calibrations"}
+    for method in CALIBRATIONS:
+        proba = np.zeros((len(y), len(np.unique(y))))
+        for train_idx, held_idx in folds:
+            model = calibrated(config, CALIBRATION_FOLDS, method).fit(X[train_idx], y[train_idx])
+            proba[held_idx] = model.predict_proba(X[held_idx])
+        losses[method] = round(float(log_loss(y, proba, labels=np.unique(y))), 4)
+    best = min(CALIBRATIONS, key=losses.get)
+    return {"chosen": best, "cv_log_loss": losses, "seconds": round(time.monotonic() - began, 2),
+            "why": f"lower {FOLDS}-fold cross-validated log loss on the training split ("
+                   + ", ".join(f"{m} {v:.4f}" for m, v in losses.items()) + ")"}
 
 
 def candidate_configs(base: ModelConfig | None = None) -> list[ModelConfig]:
@@ -148,12 +171,16 @@ def _expected(tried: list[dict], config: ModelConfig) -> float:
     return max(measured, default=0.0)
 
 
+def _feature_key(config: ModelConfig) -> tuple:
+    return config.word_ngrams, config.char_ngrams, config.min_df, config.max_features
+
+
 def _cross_validate(config: ModelConfig, tokens, y: np.ndarray, folds, matrices: dict) -> dict:
     """One candidate's mean macro-F1 and accuracy over the folds, and the seconds it took."""
     from sklearn.metrics import accuracy_score, f1_score
 
     began = time.monotonic()
-    key = (config.word_ngrams, config.char_ngrams, config.min_df, config.max_features)
+    key = _feature_key(config)
     if key not in matrices:  # features are fitted once per feature set: TF-IDF sees no labels
         matrices[key] = features(config).fit_transform(tokens)
     X = matrices[key]

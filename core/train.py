@@ -16,7 +16,7 @@ import pandas as pd
 from . import artifacts, auth, registry, selection
 from . import store as db
 from .errors import Regression, TrainingError
-from .estimators import CALIBRATION_FOLDS, ModelConfig, build_pipeline, incremental_core
+from .estimators import CALIBRATION_FOLDS, CALIBRATIONS, ModelConfig, build_pipeline, incremental_core
 # Model files written before estimators.py existed pickled their analyzer as core.train.TokenNgrams.
 from .estimators import TokenNgrams  # noqa: F401
 from .metrics import evaluate
@@ -147,7 +147,7 @@ def fit_full(store: Store, model: registry.Model, config: ModelConfig, prep: Pre
         chosen = selection.select(tokens, labels, config, budget, progress, incumbent)
         config, notes["selection"] = chosen.config, chosen.record
         progress(0.4, chosen.record.get("fallback") or f"chose {config.describe()}: {chosen.record['reason']}")
-    pipeline, notes["calibration"] = _calibrated_pipeline(config, labels)
+    pipeline, notes["calibration"] = _calibrated_pipeline(config, labels, notes.get("selection", {}).get("calibration"))
     progress(0.45, f"fitting {config.describe()} on {len(train)} examples")
     pipeline.fit(tokens, labels)
     seen = {k: int(v) for k, v in train["source"].value_counts().items()}
@@ -155,14 +155,19 @@ def fit_full(store: Store, model: registry.Model, config: ModelConfig, prep: Pre
                int(train["example_id"].max()), notes)
 
 
-def _calibrated_pipeline(config: ModelConfig, labels: list[str]) -> tuple[object, str]:
-    """The pipeline with as many calibration folds as the rarest label allows, and a line saying how."""
+def _calibrated_pipeline(config: ModelConfig, labels: list[str], chosen: dict | None = None) -> tuple[object, str]:
+    """The pipeline with as many calibration folds as the rarest label allows, calibrated as
+    selection chose (`chosen`, else sigmoid), and a line saying how."""
     fewest = min(labels.count(label) for label in set(labels))
     folds = min(CALIBRATION_FOLDS, fewest)
     if folds < 2:
         return build_pipeline(config, 0), (f"uncalibrated: a label has {fewest} training row, calibration "
                                            f"needs 2 per label")
-    return build_pipeline(config, folds), f"sigmoid, {folds}-fold cross-validation on the training split"
+    method = (chosen or {}).get("chosen", CALIBRATIONS[0])
+    how = "one model refitted on all rows" if config.incremental else "the folds' models averaged"
+    why = f"; {chosen['why']}" if chosen else ""
+    return build_pipeline(config, folds, method), (f"{method}, {folds}-fold cross-validation on the training "
+                                                   f"split, {how}{why}")
 
 
 REPLAY_MIN = 2000   # earlier rows replayed beside the new labels, at least (or all, if fewer)

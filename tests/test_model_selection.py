@@ -2,7 +2,7 @@
 import pandas as pd
 import pytest
 
-from core import feedback, predict, registry, selection, train
+from core import artifacts, feedback, predict, registry, selection, train
 from core.errors import InvalidInput
 from core.store import Store
 
@@ -22,6 +22,17 @@ def test_selection_records_what_it_tried_and_picks_the_best_cv_score(store, revi
     assert all(t["seconds"] >= 0 and t["describe"] for t in scored)
     assert "sigmoid" in v.data["calibration"]
     assert [b["count"] for b in v.metrics["reliability"]] and sum(b["count"] for b in v.metrics["reliability"]) == 100
+
+
+def test_the_calibration_with_the_lower_training_cv_log_loss_is_used_and_recorded(store, reviews):
+    make_model(store, reviews, n_train=300)
+    v = train.train_version(store, "m", "u", budget=5)
+    chosen = v.data["selection"]["calibration"]
+    assert set(chosen["cv_log_loss"]) == {"sigmoid", "isotonic"}
+    assert chosen["chosen"] == min(chosen["cv_log_loss"], key=chosen["cv_log_loss"].get)
+    assert v.data["calibration"].startswith(chosen["chosen"] + ",") and "averaged" in v.data["calibration"]
+    model = artifacts.load(store, v)["pipeline"].named_steps["clf"]
+    assert model.method == chosen["chosen"] and len(model.calibrated_classifiers_) == 3  # one per fold
 
 
 def test_a_tiny_budget_still_tries_one_candidate_and_says_what_it_skipped(store, reviews):
