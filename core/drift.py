@@ -78,7 +78,7 @@ def drift_by_line_and_period(store: Store, name: str, by: str, by_line: pd.DataF
         ref_version = registry.resolve_version(con, model, version)
     reference = TRAINING if window is None else _window_key(window)
     artifact = artifacts.load(store, ref_version)
-    vocabulary = _vocabulary(store, model, ref_version, artifact)  # one DISTINCT over the training tokens
+    vocabulary = _vocabulary(store, model, ref_version, artifact)
     lines = sorted(by_line["business_line"].unique()) if not by_line.empty else []
     refs = {line: _cached_reference(store, model, ref_version, artifact, vocabulary, line, window) for line in lines}
     with store.connect() as con:
@@ -87,7 +87,7 @@ def drift_by_line_and_period(store: Store, name: str, by: str, by_line: pd.DataF
               for r in cached.itertuples()}
     rows, fresh, pending = {}, [], 0
     deadline = None if budget_seconds is None else time.monotonic() + budget_seconds
-    cells = by_line.to_dict("records")
+    cells, limit = by_line.to_dict("records"), thresholds()  # settings read once, not per cell
     for i in sorted(range(len(cells)), key=lambda i: pd.Timestamp(cells[i]["period"]), reverse=True):
         cell = cells[i]
         key = (cell["business_line"], pd.Timestamp(cell["period"]))
@@ -102,7 +102,7 @@ def drift_by_line_and_period(store: Store, name: str, by: str, by_line: pd.DataF
             measures = _measure(store, model, artifact, vocabulary, refs[cell["business_line"]], cell, by)
             fresh.append({"business_line": key[0], "period_start": key[1].to_pydatetime(), "n": int(cell["volume"]),
                           "measures": json.dumps(measures)})
-        rows[i] = _verdict(cell, measures, refs[cell["business_line"]], model.labels)
+        rows[i] = _verdict(cell, measures, refs[cell["business_line"]], model.labels, limit)
     if fresh:
         with store.transaction() as con:
             db.insert_drift_cells(con, model.model_id, ref_version.version, reference, by, pd.DataFrame(fresh))
@@ -128,9 +128,14 @@ def _window_key(window) -> str:
 
 
 def _vocabulary(store: Store, model, version, artifact) -> set[str]:
-    with store.connect() as con:
-        return db.training_vocabulary(con, model.model_id, version.max_example_id,
-                                      artifact["tokenizer"].config.fingerprint())
+    """The tokens of a version's training texts, read once per process (a DISTINCT over every
+    training token cost more than a whole warm drift pass)."""
+    key = (str(store.path), model.model_id, version.version, version.sha256)
+    if key not in _vocabularies:
+        with store.connect() as con:
+            _vocabularies[key] = db.training_vocabulary(con, model.model_id, version.max_example_id,
+                                                        artifact["tokenizer"].config.fingerprint())
+    return _vocabularies[key]
 
 
 def _tokens(artifact, texts: list[str]) -> list[list[str]]:
@@ -147,6 +152,7 @@ def _unseen(tokens: list[list[str]], vocabulary: set[str]) -> float | None:
 
 
 _references: dict[tuple, Reference] = {}  # a version's training data never changes: computed once per process
+_vocabularies: dict[tuple, set[str]] = {}
 
 
 def _cached_reference(store: Store, model, version, artifact, vocabulary, line: str, window) -> Reference:
@@ -234,9 +240,8 @@ def text_auc(reference: list[str], current: list[str], folds: int = 3) -> float 
     return float(roc_auc_score(y, scores))
 
 
-def _verdict(cell, measures: dict, ref: Reference, labels: list[str]) -> dict:
+def _verdict(cell, measures: dict, ref: Reference, labels: list[str], limit: dict) -> dict:
     """A cell's row: its measures beside the reference's, and in words what moved beyond the thresholds."""
-    limit = thresholds()
     mix = np.array([cell.get(f"share_{label}", np.nan) for label in labels], dtype=float)
     ref_mix = np.array([np.mean(ref.labels == label) for label in labels]) if len(ref.labels) else None
     distance = None if ref_mix is None else float(0.5 * np.abs(np.nan_to_num(mix) - ref_mix).sum())

@@ -96,30 +96,42 @@ def estimate(histogram: pd.DataFrame, metrics: dict[int, dict], problems: dict[i
     keys = ["business_line", "period"]
     if histogram.empty:
         return pd.DataFrame(columns=keys + ["estimated_accuracy", "estimate_error"])
-    h = histogram.assign(period=pd.to_datetime(histogram["period"]), q=np.nan, map_var=0.0, bin=-1.0)
-    for (version, line), rows in h.groupby(["version", "business_line"]).groups.items():
-        acc, var, which = bucket_accuracy(metrics.get(int(version)) or {}, line)
-        buckets = h.loc[rows, "bucket"].clip(0, 100).to_numpy()
-        h.loc[rows, "q"], h.loc[rows, "map_var"], h.loc[rows, "bin"] = acc[buckets], var[buckets], which[buckets]
-    h["q"] = h["q"].fillna(h["sum_top_prob"] / h["n"])
-    h = h.assign(right=h["n"] * h["q"], traffic_var=h["n"] * h["q"] * (1 - h["q"]),
-                 bad=h["version"].isin(list(problems)))
-    per_bin = h.groupby(keys + ["version", "bin"]).agg(n=("n", "sum"), map_var=("map_var", "first")).reset_index()
-    per_bin["map_var"] = per_bin["n"] ** 2 * per_bin["map_var"]
-    lines = _estimate_rows(h, per_bin, keys)
-    overall = _estimate_rows(h, per_bin, ["period"]).assign(business_line=None)
-    return pd.concat([lines, overall[keys + ["estimated_accuracy", "estimate_error"]]], ignore_index=True)
+    n = histogram["n"].to_numpy(dtype=float)
+    line, lines = pd.factorize(histogram["business_line"])  # integer codes: pandas' MultiIndex costs more than the sums
+    period, periods = pd.factorize(pd.to_datetime(histogram["period"]))
+    version, versions = pd.factorize(histogram["version"])
+    pairs, pair = np.unique(version * len(lines) + line, return_inverse=True)
+    maps = [bucket_accuracy(metrics.get(int(versions[k // len(lines)])) or {}, lines[k % len(lines)]) for k in pairs]
+    acc, var, which = (np.stack([m[i] for m in maps]) for i in range(3))
+    bucket = histogram["bucket"].clip(0, 100).to_numpy()
+    q = acc[pair, bucket]
+    q = np.where(np.isnan(q), histogram["sum_top_prob"].to_numpy(dtype=float) / np.maximum(n, 1), q)
+    # one held-out bin per (version, line, bin): its variance counts once per cell, times its items squared
+    held_out = pair * (which.max() + 2) + which[pair, bucket] + 1
+    h = dict(n=n, right=n * q, traffic_var=n * q * (1 - q), held_out=held_out, bin_var=var[pair, bucket],
+             bad=histogram["version"].isin(list(problems)).to_numpy())
+    cells, cell = np.unique(line * len(periods) + period, return_inverse=True)
+    by_line = pd.DataFrame({"business_line": np.asarray(lines)[cells // len(periods)],
+                            "period": periods[cells % len(periods)]})
+    overall = pd.DataFrame({"business_line": None, "period": periods})
+    return pd.concat([by_line.assign(**_estimate_rows(h, cell, len(cells))),
+                      overall.assign(**_estimate_rows(h, period, len(periods)))], ignore_index=True)
 
 
-def _estimate_rows(h: pd.DataFrame, per_bin: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """estimate's figures grouped by `keys`."""
-    sums = h.groupby(keys).agg(n=("n", "sum"), right=("right", "sum"), traffic_var=("traffic_var", "sum"),
-                               bad=("bad", "any"))
-    sums["map_var"] = per_bin.groupby(keys)["map_var"].sum()
-    value = sums["right"] / sums["n"]
-    error = np.sqrt(sums["traffic_var"] + sums["map_var"]) / sums["n"]
-    return pd.DataFrame({"estimated_accuracy": value.where(~sums["bad"]),
-                         "estimate_error": error.where(~sums["bad"])}).reset_index()
+def _estimate_rows(h: dict, group: np.ndarray, size: int) -> dict:
+    """estimate's figures per group (codes 0..size-1 of the histogram's rows)."""
+    def total(values, by=group):
+        return np.bincount(by, weights=values, minlength=size)
+
+    held_out = group.astype("int64") * (int(h["held_out"].max()) + 1) + h["held_out"]
+    keys, at = np.unique(held_out, return_inverse=True)
+    bin_var = np.zeros(len(keys))
+    bin_var[at] = h["bin_var"]
+    map_var = total(np.bincount(at, weights=h["n"]) ** 2 * bin_var, by=keys // (int(h["held_out"].max()) + 1))
+    n, bad = total(h["n"]), total(h["bad"].astype(float)) > 0
+    value = total(h["right"]) / np.maximum(n, 1)
+    error = np.sqrt(total(h["traffic_var"]) + map_var) / np.maximum(n, 1)
+    return {"estimated_accuracy": np.where(bad, np.nan, value), "estimate_error": np.where(bad, np.nan, error)}
 
 
 def accuracies(labelled, correct, audit_items, audited, audit_correct) -> pd.DataFrame:
