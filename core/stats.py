@@ -93,8 +93,11 @@ def _metrics(con, model: registry.Model, version: int) -> dict | None:
 
 def _with_estimate(sums: pd.DataFrame, estimates: pd.DataFrame) -> pd.DataFrame:
     """The statistics' sums with estimated accuracy and its error beside them (overall rows too)."""
-    keyed = estimates.assign(line=estimates["business_line"].fillna(ALL_LINES)).drop(columns="business_line")
-    merged = sums.assign(line=sums["business_line"].fillna(ALL_LINES)).merge(keyed, on=["line", "period"], how="left")
+    keyed = estimates.assign(line=estimates["business_line"].fillna(ALL_LINES),
+                             period=pd.to_datetime(estimates["period"])).drop(columns="business_line")
+    # periods as datetimes on both sides: an empty slice's columns come back as plain objects
+    merged = sums.assign(line=sums["business_line"].fillna(ALL_LINES), period=pd.to_datetime(sums["period"])
+                         ).merge(keyed, on=["line", "period"], how="left")
     return merged.drop(columns="line")
 
 
