@@ -876,19 +876,37 @@ def new_import_id(con) -> int:
 
 
 def examples_with_tokens(con, model_id: int, split: str, prep_hash: str,
-                         after_example_id: int = -1, labels: list[str] | None = None) -> pd.DataFrame:
-    """Examples of one split (newer than `after_example_id`) with cached tokens, or NULL where none."""
-    sql = """
+                         after_example_id: int = -1, labels: list[str] | None = None,
+                         example_ids: list[int] | None = None) -> pd.DataFrame:
+    """Examples of one split (newer than `after_example_id`; only `example_ids` when given) with
+    cached tokens, or NULL where none."""
+    only = "" if example_ids is None else " AND {} IN (SELECT unnest(?::BIGINT[]))"  # filters both sides
+    sql = f"""
         SELECT e.example_id, e.text, e.label, e.business_line, e.source, t.tokens
         FROM examples e
         LEFT JOIN (SELECT example_id, any_value(tokens) AS tokens FROM example_tokens  -- two trainings
-                   WHERE prep_hash = ? GROUP BY example_id) t ON t.example_id = e.example_id  -- may cache twice
-        WHERE e.model_id = ? AND e.split = ? AND e.example_id > ?"""
-    args = [prep_hash, model_id, split, after_example_id]
+                   WHERE prep_hash = ?{only.format("example_id")} GROUP BY example_id) t
+                  ON t.example_id = e.example_id  -- may cache twice
+        WHERE e.model_id = ? AND e.split = ? AND e.example_id > ?{only.format("e.example_id")}"""
+    ids = [] if example_ids is None else [list(map(int, example_ids))]
+    args = [prep_hash, *ids, model_id, split, after_example_id, *ids]
     if labels is not None:
         sql += " AND list_contains(?, e.label)"
         args.append(labels)
     return con.execute(sql + " ORDER BY e.example_id", args).df()
+
+
+def sample_example_ids(con, model_id: int, split: str, up_to_example_id: int, n: int, seed: int,
+                       labels: list[str] | None = None) -> list[int]:
+    """At most `n` ids of a split's examples up to `up_to_example_id`, in a seeded hash order:
+    the same draw for the same seed, without reading any text or tokens."""
+    sql = "SELECT example_id FROM examples WHERE model_id = ? AND split = ? AND example_id <= ?"
+    args = [model_id, split, up_to_example_id]
+    if labels is not None:
+        sql += " AND list_contains(?, label)"
+        args.append(labels)
+    rows = con.execute(sql + " ORDER BY hash(example_id + ?), example_id LIMIT ?", args + [seed, n]).fetchall()
+    return [r[0] for r in rows]
 
 
 def insert_tokens(con, prep_hash: str, frame: pd.DataFrame) -> None:

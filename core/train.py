@@ -53,11 +53,12 @@ def _quiet(fraction: float, message: str) -> None:
 
 
 def _tokens(store: Store, model_id: int, split: str, prep: PreprocessConfig, labels, after=-1,
-            progress=_quiet) -> pd.DataFrame:
-    """Examples of a split with their tokens; tokenises and caches only the ones not cached yet."""
+            progress=_quiet, ids: list[int] | None = None) -> pd.DataFrame:
+    """Examples of a split (after an id, or only `ids`) with their tokens; tokenises and caches
+    only the ones not cached yet."""
     key = prep.fingerprint()
     with store.connect() as con:
-        frame = db.examples_with_tokens(con, model_id, split, key, after, labels)
+        frame = db.examples_with_tokens(con, model_id, split, key, after, labels, ids)
     missing = frame["tokens"].isna()
     if missing.any():
         progress(0.1, f"tokenising {int(missing.sum())} {split} texts")
@@ -184,11 +185,13 @@ def fit_incremental(store: Store, model: registry.Model, parent: registry.Versio
                             f"incrementally; run a full retrain, or choose the sgd estimator")
     prep = PreprocessConfig.from_dict(parent.preprocess)
     progress(0.05, "loading the new labels")
-    every = _tokens(store, model.model_id, "train", prep, model.labels, progress=progress)
-    train = every[every["example_id"] > parent.max_example_id]
+    train = _tokens(store, model.model_id, "train", prep, model.labels, parent.max_example_id, progress)
     if train.empty:
         raise TrainingError(f"no new labels since version {parent.version}; nothing to learn")
-    replay = _replay_sample(every[every["example_id"] <= parent.max_example_id], len(train), config.seed)
+    with store.connect() as con:  # the replay sample's ids first: only those rows are read and tokenised
+        ids = db.sample_example_ids(con, model.model_id, "train", parent.max_example_id,
+                                    max(REPLAY_MIN, REPLAY_RATIO * len(train)), config.seed, model.labels)
+    replay = _tokens(store, model.model_id, "train", prep, model.labels, progress=progress, ids=ids)
     pipeline = copy.deepcopy(artifacts.load(store, parent)["pipeline"])
     progress(0.4, f"updating on {len(train)} new labels and {len(replay)} replayed earlier rows")
     _partial_fit(pipeline, pd.concat([train, replay], ignore_index=True), config)
@@ -200,12 +203,6 @@ def fit_incremental(store: Store, model: registry.Model, parent: registry.Versio
              "calibration": parent.data.get("calibration", "as the parent's")}
     return Fit(pipeline, config, prep, train, registry.INCREMENTAL, parent.version, seen,
                max(int(train["example_id"].max()), parent.max_example_id), notes)
-
-
-def _replay_sample(earlier: pd.DataFrame, new_rows: int, seed: int) -> pd.DataFrame:
-    """Earlier training rows to learn again beside the new ones: max(REPLAY_MIN, REPLAY_RATIO x new)."""
-    size = min(len(earlier), max(REPLAY_MIN, REPLAY_RATIO * new_rows))
-    return earlier.sample(n=size, random_state=seed) if size < len(earlier) else earlier
 
 
 def _partial_fit(pipeline, train: pd.DataFrame, config: ModelConfig) -> None:
