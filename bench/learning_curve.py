@@ -8,6 +8,7 @@ logged as predictions; each round draws --k hard examples (re-scored by the acti
 labels them with their true labels, retrains in full and activates.
 
     python bench/learning_curve.py [--train 2000] [--test 2000] [--pool 6000] [--rounds 5] [--k 500]
+                                   [--only strategies|incremental] [--strategies least_confidence,random]
 """
 import argparse
 import os
@@ -60,6 +61,8 @@ def main() -> None:
     p = argparse.ArgumentParser()
     for name, default in (("train", 2000), ("test", 2000), ("pool", 6000), ("rounds", 5), ("k", 500)):
         p.add_argument(f"--{name}", type=int, default=default)
+    p.add_argument("--only", choices=("strategies", "incremental"), help="run one half of the bench")
+    p.add_argument("--strategies", default=",".join(sampling.STRATEGIES), help="comma-separated; keep random")
     args = p.parse_args()
     header(f"learning curve: train {args.train}, test {args.test}, pool {args.pool}, {args.rounds} rounds x {args.k}")
     reviews = demo.load_reviews().sample(frac=1.0, random_state=demo.SEED).reset_index(drop=True)
@@ -67,24 +70,35 @@ def main() -> None:
     truth = dict(zip(reviews["text"], reviews["label"]))
     work = Path(tempfile.mkdtemp(prefix="mms-curve-"))
     try:
-        with timer() as t:
-            base, v1 = base_store(work / "base", reviews, args, None)
-        print(f"version 1: {v1.model_config['estimator']} chosen in {t.seconds:.0f} s, accuracy {v1.metrics['accuracy']:.4f}, "
-              f"ECE {v1.metrics['ece']:.4f}; {v1.data['selection'].get('reason', v1.data['selection'].get('fallback'))}")
-        registry.update_model(base, MODEL, USER, model_config=v1.model_config)  # pinned: rounds differ in labels only
-        start = v1.metrics["accuracy"]
-        gains = {}
-        for strategy in sampling.STRATEGIES:
-            curve = run_rounds(copy(base, work / strategy), truth, strategy, args)
-            gains[strategy] = curve[-1][0] - start
-            print(f"{strategy:17s} " + " ".join(f"{a:.4f}" for a, _ in curve) + f"   gain {100 * gains[strategy]:+.2f} pt")
-        for strategy, gain in gains.items():
-            if strategy != "random":
-                ratio = gain / gains["random"] if gains["random"] > 0 else float("nan")
-                print(f"{strategy}: {100 * gain:+.2f} pt, {ratio:.1f}x random's {100 * gains['random']:+.2f} pt")
-        incremental_vs_full(work, reviews, truth, args)
+        if args.only != "incremental":
+            strategies(work, reviews, truth, args)
+        if args.only != "strategies":
+            incremental_vs_full(work, reviews, truth, args)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    print(f"load average {os.getloadavg()[0]:.1f} at the end")
+
+
+def strategies(work: Path, reviews: pd.DataFrame, truth: dict, args) -> None:
+    """Every strategy's rounds from one version 1 (chosen by selection, then pinned), against random."""
+    with timer() as t:
+        base, v1 = base_store(work / "base", reviews, args, None)
+    print(f"version 1: {v1.model_config['estimator']} chosen in {t.seconds:.0f} s, accuracy {v1.metrics['accuracy']:.4f}, "
+          f"ECE {v1.metrics['ece']:.4f}; {v1.data['selection'].get('reason', v1.data['selection'].get('fallback'))}; "
+          f"probabilities: {v1.data['calibration']}")
+    registry.update_model(base, MODEL, USER, model_config=v1.model_config)  # pinned: rounds differ in labels only
+    start = v1.metrics["accuracy"]
+    gains = {}
+    for strategy in args.strategies.split(","):
+        with timer() as t:
+            curve = run_rounds(copy(base, work / strategy), truth, strategy, args)
+        gains[strategy] = curve[-1][0] - start
+        print(f"{strategy:17s} " + " ".join(f"{a:.4f}" for a, _ in curve) + f"   gain {100 * gains[strategy]:+.2f} pt"
+              f"   ({t.seconds:.0f} s)", flush=True)
+    for strategy, gain in gains.items():
+        if strategy != "random":
+            ratio = gain / gains["random"] if gains["random"] > 0 else float("nan")
+            print(f"{strategy}: {100 * gain:+.2f} pt, {ratio:.1f}x random's {100 * gains['random']:+.2f} pt")
 
 
 def incremental_vs_full(work: Path, reviews: pd.DataFrame, truth: dict, args) -> None:
