@@ -104,3 +104,23 @@ def pytest_runtest_makereport(item, call):
     report = yield
     setattr(item, f"rep_{report.when}", report)
     return report
+
+
+@pytest.fixture
+def team(seeded_store):
+    """The seeded store with users: olga (owner), lars (labeller), anna (analyst)."""
+    from core import auth
+
+    auth.add_user(seeded_store, "olga", "owner", "owner-pass-1", by="setup")
+    auth.add_user(seeded_store, "lars", "labeller", "labeller-pass", by="olga")
+    auth.add_user(seeded_store, "anna", "analyst", "analyst-pass", by="olga")
+    return seeded_store
+
+
+@pytest.fixture
+def worse_v2(seeded_store):
+    """The seeded store with version 2 (complement_nb): worse than active version 1 on the same test set."""
+    from core import train
+
+    train.train_version(seeded_store, demo.MODEL, "tester", model_config={"estimator": "complement_nb"})
+    return seeded_store

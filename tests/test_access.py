@@ -21,14 +21,6 @@ PREDICT = f"/api/models/{M}/predict"
 REMOTE, LOCAL = ("10.1.2.3", 5000), ("127.0.0.1", 5000)
 
 
-@pytest.fixture
-def team(seeded_store):
-    auth.add_user(seeded_store, "olga", "owner", "owner-pass-1", by="setup")
-    auth.add_user(seeded_store, "lars", "labeller", "labeller-pass", by="olga")
-    auth.add_user(seeded_store, "anna", "analyst", "analyst-pass", by="olga")
-    return seeded_store
-
-
 def served(store) -> Starlette:
     """The API and the session routes, mounted the way app.py mounts them into st.App."""
     return Starlette(routes=[api.mount(store), *sessions.routes(store)])

@@ -9,14 +9,6 @@ import storeprobe as probe
 M = "评论情感"
 
 
-@pytest.fixture
-def team(seeded_store):
-    auth.add_user(seeded_store, "olga", "owner", "owner-pass-1", by="setup")
-    auth.add_user(seeded_store, "lars", "labeller", "labeller-pass", by="olga")
-    auth.add_user(seeded_store, "anna", "analyst", "analyst-pass", by="olga")
-    return seeded_store
-
-
 def test_open_mode_until_the_first_user(seeded_store):
     assert auth.is_open(seeded_store)
     with pytest.raises(InvalidInput, match="the first user must be an owner"):

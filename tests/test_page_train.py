@@ -191,14 +191,7 @@ def test_unchanged_settings_train_without_a_confirmation(app, seeded_store):
 
 # --- issue 12, item 2: activating needs a reason, a confirmation, and forcing a worse version -
 
-@pytest.fixture
-def worse_version(seeded_store):
-    """Version 2, clearly worse than active version 1 on the same test set."""
-    train.train_version(seeded_store, MODEL, "tester", model_config={"estimator": "complement_nb"})
-    return seeded_store
-
-
-def test_a_worse_version_shows_what_regressed_and_activates_only_when_forced(app, worse_version):
+def test_a_worse_v2_shows_what_regressed_and_activates_only_when_forced(app, worse_v2):
     at = app("pages/train.py")
     assert any("Version 2, the newest, not active yet" in h.value for h in at.subheader)
     assert any("version 2 is worse than version 1 on the same test set" in e.value.lower() for e in at.error)
@@ -208,18 +201,18 @@ def test_a_worse_version_shows_what_regressed_and_activates_only_when_forced(app
     at.text_input(key="train_activate_reason").input("先上线，酒店线再调").run()
     at.checkbox(key="train_activate_confirm").check().run()
     assert at.button(key="train_activate").disabled  # still needs "activate anyway"
-    assert registry.get_model(worse_version, MODEL).active_version == 1
+    assert registry.get_model(worse_v2, MODEL).active_version == 1
     at.checkbox(key="train_activate_force").check().run()
     at.button(key="train_activate").click().run()
     assert not at.exception
-    assert registry.get_model(worse_version, MODEL).active_version == 2
-    event = registry.events_table(worse_version, MODEL, limit=1).iloc[0]
+    assert registry.get_model(worse_v2, MODEL).active_version == 2
+    event = registry.events_table(worse_v2, MODEL, limit=1).iloc[0]
     details = json.loads(event["details"])
     assert (event["action"], details["reason"], details["forced"]) == ("activate", "先上线，酒店线再调", True)
     assert "accuracy" in {r["what"] for r in details["regressions"]}
 
 
-def test_when_the_guard_refuses_the_page_says_why_and_nothing_changes(app, worse_version):
+def test_when_the_guard_refuses_the_page_says_why_and_nothing_changes(app, worse_v2):
     at = app("pages/train.py")
     with pytest.MonkeyPatch.context() as mp:  # the page saw no regression (say, the active version changed since)
         mp.setattr("core.compare.regressions", lambda *a, **k: [])
@@ -229,4 +222,4 @@ def test_when_the_guard_refuses_the_page_says_why_and_nothing_changes(app, worse
     at.button(key="train_activate").click().run()
     assert not at.exception
     assert any("worse than version 1" in e.value for e in at.error)
-    assert registry.get_model(worse_version, MODEL).active_version == 1
+    assert registry.get_model(worse_v2, MODEL).active_version == 1

@@ -81,14 +81,7 @@ def test_analysts_cannot_reactivate(app, two_versions):
     assert at.button(key="versions_reactivate").disabled
 
 
-@pytest.fixture
-def better_active(seeded_store):
-    """Version 2 (complement_nb) trained; version 1 stays active and is better: reactivating 2 is worse."""
-    train.train_version(seeded_store, MODEL, "owner2", model_config={"estimator": "complement_nb"})
-    return seeded_store
-
-
-def test_switching_to_a_worse_version_shows_what_regressed_and_needs_forcing(app, better_active):
+def test_switching_to_a_worse_version_shows_what_regressed_and_needs_forcing(app, worse_v2):
     at = app("pages/versions.py")
     assert at.selectbox(key="versions_pick").value == 2
     assert any("version 2 is worse than version 1 on the same test set" in e.value.lower() for e in at.error)
@@ -100,8 +93,8 @@ def test_switching_to_a_worse_version_shows_what_regressed_and_needs_forcing(app
     at.checkbox(key="versions_force").check().run()
     at.button(key="versions_reactivate").click().run()
     assert not at.exception
-    assert registry.get_model(better_active, MODEL).active_version == 2
-    details = json.loads(registry.events_table(better_active, MODEL, limit=1).iloc[0]["details"])
+    assert registry.get_model(worse_v2, MODEL).active_version == 2
+    details = json.loads(registry.events_table(worse_v2, MODEL, limit=1).iloc[0]["details"])
     assert (details["reason"], details["forced"]) == ("回滚演练", True)
     assert any("forced" in s.value for s in at.success)
 
