@@ -17,7 +17,6 @@ import pandas as pd
 from . import artifacts, registry, settings
 from . import store as db
 from .estimators import predict_proba
-from .preprocess import normalise
 from .slices import PERIOD_STEP, check_period, parse_bound
 from .store import Store
 
@@ -139,8 +138,7 @@ def _vocabulary(store: Store, model, version, artifact) -> set[str]:
 
 
 def _tokens(artifact, texts: list[str]) -> list[list[str]]:
-    tokenizer = artifact["tokenizer"]
-    return [tokenizer.cut_normalised(normalise(t, tokenizer.config)) for t in texts]
+    return [artifact["tokenizer"](t) for t in texts]  # normalised and cut as the model's training did
 
 
 def _unseen(tokens: list[list[str]], vocabulary: set[str]) -> float | None:

@@ -160,6 +160,14 @@ def _probabilities(texts: list[str], store: Store, version: registry.Version, la
     return list(zip(norm, proba))
 
 
+def score_texts(store: Store, version: registry.Version, labels: list[str], texts: list[str],
+                workers: int | None = None) -> np.ndarray:
+    """The version's probabilities for `texts` (rows x labels) by prediction's own steps, logging
+    nothing: what re-scoring a pool of hard examples needs."""
+    rows = split_map(_probabilities, texts, (store, version, labels), workers)
+    return np.asarray([p for _, p in rows], dtype=float).reshape(len(texts), len(labels))
+
+
 def _per_text(value, n: int, default):
     if value is None or isinstance(value, (str, pd.Timestamp)):
         return [default if value is None else value] * n

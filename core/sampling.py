@@ -15,14 +15,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from . import artifacts, auth, registry, settings
+from . import auth, predict, registry, settings
 from . import store as db
 from .errors import EmptyPool, InvalidInput
-from .estimators import predict_proba, proba_frame
-from .preprocess import normalise
+from .estimators import proba_frame
 from .slices import Slice
 from .store import Store
-from .workers import split_map
 
 NEAR_DUPLICATE = 0.9  # Jaccard similarity of character 3-grams above which two texts count as one
 SHINGLE = 3
@@ -141,16 +139,8 @@ def _pool_probabilities(store: Store, version: registry.Version, labels: list[st
 
 
 def score_pool(store: Store, version: registry.Version, labels: list[str], texts: list[str]) -> np.ndarray:
-    """The version's probabilities for `texts` (rows x labels), by prediction's own steps, not logged."""
-    rows = split_map(_probabilities, texts, (store, version, labels))
-    return np.asarray(rows, dtype=float).reshape(len(texts), len(labels))
-
-
-def _probabilities(texts: list[str], store: Store, version: registry.Version, labels: list[str]) -> list:
-    artifact = artifacts.load(store, version)
-    tokenizer = artifact["tokenizer"]
-    tokens = [tokenizer.cut_normalised(normalise(t, tokenizer.config)) for t in texts]
-    return list(predict_proba(artifact["pipeline"], tokens, labels))
+    """The version's probabilities for `texts` (rows x labels), not logged."""
+    return predict.score_texts(store, version, labels, texts)
 
 
 def _ranking(pool: pd.DataFrame, strategy: Strategy, k: int, seed: int) -> np.ndarray:
