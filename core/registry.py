@@ -309,3 +309,82 @@ def store_revision(store: Store) -> tuple:
     """A cheap token that changes with every write: pages key their caches on it."""
     with store.connect() as con:
         return db.revision(con)
+
+
+# --- versions as experiments: a note and tags on each version ---------------------------------
+
+MAX_NOTE, MAX_TAG, MAX_TAGS = 2000, 40, 20
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """What people wrote about a version: a free note and short tags ("baseline", "hotel-fix")."""
+    version: int
+    note: str = ""
+    tags: tuple[str, ...] = ()
+    updated_at: pd.Timestamp | None = None
+    updated_by: str = ""
+
+
+def clean_tags(tags) -> list[str]:
+    """Tags as stored: trimmed, distinct, in the order given; a tag is one short word or phrase."""
+    out = []
+    for tag in tags or []:
+        tag = " ".join(str(tag).split())
+        if not tag:
+            continue
+        if len(tag) > MAX_TAG or "," in tag or any(unicodedata.category(ch) == "Cc" for ch in tag):
+            raise InvalidInput(f"a tag is 1 to {MAX_TAG} characters without commas or control characters, "
+                               f"not {tag[:60]!r}")
+        if tag not in out:
+            out.append(tag)
+    if len(out) > MAX_TAGS:
+        raise InvalidInput(f"a version takes at most {MAX_TAGS} tags, not {len(out)}")
+    return out
+
+
+def version_annotations(store: Store, name: str) -> dict[int, Annotation]:
+    """Each version's current note and tags (versions nobody annotated are left out)."""
+    with store.connect() as con:
+        model = find_model(con, name)
+        return {r["version"]: Annotation(r["version"], r["note"], tuple(r["tags"]), r["updated_at"], r["updated_by"])
+                for r in db.version_notes(con, model.model_id)}
+
+
+def annotate_version(store: Store, name: str, version: int, user: str, note: str | None = None,
+                     tags=None, add_tags=(), remove_tags=()) -> Annotation:
+    """The one writer of a version's note and tags (owners): `note` and `tags` replace what is
+    there, None keeps it; `add_tags` and `remove_tags` change the tags in the same transaction."""
+    if note is not None and len(note) > MAX_NOTE:
+        raise InvalidInput(f"a note is at most {MAX_NOTE} characters, not {len(note)}")
+    with store.transaction() as con:
+        auth.require(con, user, "manage")
+        model = find_model(con, name)
+        find_version(con, model, version)
+        current = next((r for r in db.version_notes(con, model.model_id) if r["version"] == int(version)), None)
+        new_note = (note if note is not None else current["note"] if current else "").strip()
+        removed = set(clean_tags(remove_tags))
+        new_tags = [t for t in clean_tags([*(tags if tags is not None else current["tags"] if current else []),
+                                           *clean_tags(add_tags)]) if t not in removed]
+        db.insert_version_note(con, model.model_id, int(version), new_note, new_tags, user)
+        db.add_event(con, user, "annotate_version", model.model_id,
+                     {"version": int(version), "note": new_note, "tags": new_tags})
+    return version_annotations(store, name)[int(version)]
+
+
+# --- which model a user's dashboard opens on ---------------------------------------------------
+
+def remember_model(store: Store, user: str, name: str) -> None:
+    """Record that `user` chose model `name`, so their next session opens on it."""
+    with store.transaction() as con:
+        db.insert_last_model(con, user, find_model(con, name).model_id)
+
+
+def opening_model(store: Store, user: str | None) -> str | None:
+    """The model a session opens on: the user's last one, else the one with traffic, else the first."""
+    with store.connect() as con:
+        chosen = (db.last_model_name(con, user) if user else None) or db.busiest_model_name(con)
+        if chosen is None:
+            models = db.all_models(con)
+            chosen = models[0]["name"] if models else None
+        return chosen

@@ -226,6 +226,25 @@ MIGRATIONS.append(("drift cache", """
     );
     """))
 
+# A version's note and tags, and the model each user last worked on. Append-only like the drift
+# cache (DuckLake has no keys to upsert on): the newest row per version, or per user, wins, and
+# the older rows are the history of the note.
+MIGRATIONS.append(("version notes and tags; each user's last model", """
+    CREATE TABLE version_notes (
+        model_id INTEGER NOT NULL,
+        version INTEGER NOT NULL,
+        note VARCHAR NOT NULL,
+        tags VARCHAR[] NOT NULL,
+        updated_at TIMESTAMP NOT NULL,
+        updated_by VARCHAR NOT NULL
+    );
+    CREATE TABLE last_models (
+        name VARCHAR NOT NULL,            -- the user
+        model_id INTEGER NOT NULL,
+        chosen_at TIMESTAMP NOT NULL
+    );
+    """))
+
 _migrated: set[str] = set()
 _migrate_lock = threading.Lock()
 _PID = re.compile(r"PID (\d+)")
@@ -1524,3 +1543,36 @@ def lake_file_count(con) -> int:
                                         [LAKE]).fetchall()]
     return sum(con.execute(f"SELECT count(*) FROM ducklake_list_files('{LAKE}', ?)", [t]).fetchone()[0]
                for t in tables)
+
+
+# --- version notes and tags; each user's last model (issue 16) --------------------------------
+
+def insert_version_note(con, model_id: int, version: int, note: str, tags: list[str], user: str) -> None:
+    con.execute("INSERT INTO version_notes VALUES (?, ?, ?, ?, ?, ?)",
+                [model_id, version, note, list(tags), now(), user])
+
+
+def version_notes(con, model_id: int) -> list[dict]:
+    """The newest note and tags of each of the model's versions that has any."""
+    return _rows(con.execute("""
+        SELECT version, note, tags, updated_at, updated_by FROM version_notes WHERE model_id = ?
+        QUALIFY row_number() OVER (PARTITION BY version ORDER BY updated_at DESC) = 1
+        ORDER BY version""", [model_id]))
+
+
+def insert_last_model(con, name: str, model_id: int) -> None:
+    con.execute("INSERT INTO last_models VALUES (?, ?, ?)", [name, model_id, now()])
+
+
+def last_model_name(con, name: str) -> str | None:
+    """The model `name` last chose, if it still exists."""
+    row = con.execute("""SELECT m.name FROM last_models l JOIN models m USING (model_id) WHERE l.name = ?
+                         ORDER BY l.chosen_at DESC LIMIT 1""", [name]).fetchone()
+    return row[0] if row else None
+
+
+def busiest_model_name(con) -> str | None:
+    """The model with the most predictions (from the rollups), if any model has one."""
+    row = con.execute("""SELECT m.name FROM prediction_rollups r JOIN models m USING (model_id)
+                         GROUP BY m.name HAVING sum(r.n) > 0 ORDER BY sum(r.n) DESC, m.name LIMIT 1""").fetchone()
+    return row[0] if row else None
