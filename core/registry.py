@@ -13,14 +13,15 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from . import artifacts, auth, compare, selection
+from . import artifacts, auth, compare, ordinal, selection
 from . import store as db
 from .errors import InvalidInput, ModelExists, ModelNotFound, Regression, VersionNotFound
 from .estimators import ModelConfig
 from .preprocess import PreprocessConfig
 from .store import Store
 
-TASKS = ("classification",)
+TASKS = ("classification", "ordinal")  # ordinal: ordered grades, the label list is the order (lowest first)
+CLASSIFICATION, ORDINAL = TASKS
 SKIP, UNCLEAR = "skip", "unclear"
 NOT_TRAINING_LABELS = (SKIP, UNCLEAR)  # a labeller's decisions that are kept but never trained on
 ACTIVE, INACTIVE = "active", "inactive"
@@ -91,7 +92,13 @@ def find_version(con, model: Model, version: int) -> Version:
     return _version(row, model.active_version)
 
 
-def validate_labels(labels) -> list[str]:
+def is_ordinal(model) -> bool:
+    """Whether a model's labels are ordered grades (its `labels` list is the order, lowest first)."""
+    return getattr(model, "task", CLASSIFICATION) == ORDINAL
+
+
+def validate_labels(labels, task: str = CLASSIFICATION) -> list[str]:
+    """The label set (for an ordinal model: the grades, lowest first), or InvalidInput saying what is wrong."""
     if isinstance(labels, str):
         labels = labels.split(",")
     labels = [str(l).strip() for l in labels if str(l).strip()]
@@ -102,6 +109,9 @@ def validate_labels(labels) -> list[str]:
     reserved = set(labels) & set(NOT_TRAINING_LABELS)
     if reserved:
         raise InvalidInput(f"{', '.join(sorted(reserved))} is reserved for feedback and cannot be a label")
+    if task == ORDINAL and len(labels) < ordinal.MIN_GRADES:
+        raise InvalidInput(f"an ordinal model needs at least {ordinal.MIN_GRADES} grades, lowest first, e.g. "
+                           f"--labels 低,中,高; {len(labels)} labels are a classification")
     return labels
 
 
@@ -124,7 +134,7 @@ def create_model(store: Store, name: str, labels, user: str, description: str = 
                            "use letters, digits, spaces or other visible characters")
     if task not in TASKS:
         raise InvalidInput(f"task must be one of {', '.join(TASKS)}, not {task!r}")
-    labels = validate_labels(labels)
+    labels = validate_labels(labels, task)
     prep = PreprocessConfig.from_dict(preprocess).to_dict()
     config = ModelConfig.from_dict(model_config).to_dict()
     with store.transaction() as con:
@@ -132,7 +142,7 @@ def create_model(store: Store, name: str, labels, user: str, description: str = 
         if db.model_by_name(con, name) is not None:
             raise ModelExists(f"a model named {name!r} already exists")
         model_id = db.insert_model(con, name, description or "", task, labels, prep, config, user)
-        db.add_event(con, user, "create_model", model_id, {"name": name, "labels": labels})
+        db.add_event(con, user, "create_model", model_id, {"name": name, "labels": labels, "task": task})
         for split, frame in (examples or {}).items():
             import_id = db.new_import_id(con)
             db.insert_examples(con, model_id, frame, split, "import", user, import_id)
@@ -151,8 +161,11 @@ def list_models(store: Store) -> list[Model]:
 
 
 def update_model(store: Store, name: str, user: str, description: str | None = None,
-                 preprocess: dict | None = None, model_config: dict | None = None) -> Model:
-    """Change what the next version will be trained with (existing versions keep theirs)."""
+                 preprocess: dict | None = None, model_config: dict | None = None, labels=None) -> Model:
+    """Change what the next version will be trained with (existing versions keep theirs).
+
+    `labels` may only repeat the model's label set as it is: versions, labels given and metrics
+    refer to it (an ordinal model's grade order above all), so a change is refused with a sentence."""
     fields = {}
     if description is not None:
         fields["description"] = description
@@ -163,9 +176,23 @@ def update_model(store: Store, name: str, user: str, description: str | None = N
     with store.transaction() as con:
         auth.require(con, user, "manage")
         model = find_model(con, name)
+        if labels is not None:
+            check_same_labels(model, labels)
         db.update_model(con, model.model_id, **fields)
         db.add_event(con, user, "update_model", model.model_id, fields)
         return find_model(con, name)
+
+
+def check_same_labels(model: Model, labels) -> None:
+    """InvalidInput unless `labels` is the model's label set (for an ordinal model: in its order)."""
+    given = [str(l).strip() for l in (labels.split(",") if isinstance(labels, str) else labels) if str(l).strip()]
+    if given == model.labels:
+        return
+    if is_ordinal(model) and sorted(given) == sorted(model.labels):
+        raise InvalidInput(f"the grade order of {model.name!r} is fixed at creation ({' < '.join(model.labels)}); "
+                           f"create a new model for the order {' < '.join(given)}")
+    raise InvalidInput(f"the labels of {model.name!r} are fixed at creation ({', '.join(model.labels)}); "
+                       f"create a new model for the labels {', '.join(given)}")
 
 
 def list_versions(store: Store, name: str) -> list[Version]:
@@ -190,7 +217,9 @@ def resolve_version(con, model: Model, version: int | None = None) -> Version:
 
 
 def versions_table(store: Store, name: str) -> pd.DataFrame:
-    """One row per version, as the Versions page and `versions` command show it."""
+    """One row per version, as the Versions page and `versions` command show it; an ordinal
+    model's rows carry its ordinal figures too (ORDINAL_COLUMNS), a classification model's never."""
+    graded = is_ordinal(get_model(store, name))
     rows = []
     for v in list_versions(store, name):
         rows.append({
@@ -200,9 +229,16 @@ def versions_table(store: Store, name: str) -> pd.DataFrame:
             "accuracy": v.metrics.get("accuracy"), "macro_f1": v.metrics.get("macro_f1"),
             "log_loss": v.metrics.get("log_loss"), "ece": v.metrics.get("ece"),
             "created_at": v.created_at, "created_by": v.created_by,
+            **({k: v.metrics.get("ordinal", {}).get(k) for k in ORDINAL_COLUMNS} if graded else {}),
         })
-    return pd.DataFrame(rows, columns=["version", "status", "mode", "parent", "estimator", "selected", "rows_seen",
-                                       "accuracy", "macro_f1", "log_loss", "ece", "created_at", "created_by"])
+    columns = ["version", "status", "mode", "parent", "estimator", "selected", "rows_seen",
+               "accuracy", "macro_f1", "log_loss", "ece", "created_at", "created_by"]
+    if graded:
+        columns[columns.index("accuracy"):columns.index("accuracy")] = list(ORDINAL_COLUMNS)
+    return pd.DataFrame(rows, columns=columns)
+
+
+ORDINAL_COLUMNS = ("mae", "qwk", "spearman", "within_one")  # an ordinal version's figures in the versions table
 
 
 def models_overview(store: Store) -> pd.DataFrame:
