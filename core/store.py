@@ -977,9 +977,9 @@ def insert_predictions(con, model_id: int, version: int, frame: pd.DataFrame, so
             SELECT prediction_id, ?, ?, text, hash(norm_text), business_line, label, top_prob,
                    CAST(probs AS DOUBLE[]), coalesce(CAST(created_at AS TIMESTAMP), ?), ?, ?, ?
             FROM _predictions_batch""", [model_id, version, logged, logged, source, user])
-        rows = ("(SELECT ? AS model_id, ? AS version, business_line, label, top_prob, "
+        rows = ("(SELECT ? AS model_id, ? AS version, business_line, label, top_prob, probs, "
                 "coalesce(CAST(created_at AS TIMESTAMP), ?) AS created_at FROM _predictions_batch)")
-        con.execute(f"INSERT INTO prediction_rollups {_PREDICTION_ROLLUP.format(source=rows)}",
+        con.execute(f"INSERT INTO prediction_rollups {_GRADED_ROLLUP.format(source=rows)}",
                     [model_id, version, logged])
     finally:
         con.unregister("_predictions_batch")
@@ -1296,15 +1296,16 @@ def _day_split(since, until) -> tuple[tuple | None, list[tuple]]:
 
 
 def rebuild_rollups(con) -> None:
-    """Compute both rollups again from the whole log and its labels, with the statistics
-    migration's SQL: for rows that reached the log without insert_predictions (a bulk load)."""
+    """Compute both rollups again from the whole log and its labels, with the SQL insert_predictions
+    and insert_feedback use: for rows that reached the log without insert_predictions (a bulk load)."""
     con.execute("DELETE FROM prediction_rollups; DELETE FROM label_rollups")
-    con.execute(f"INSERT INTO prediction_rollups {_PREDICTION_ROLLUP.format(source='predictions')}")
+    con.execute(f"INSERT INTO prediction_rollups {_GRADED_ROLLUP.format(source='predictions')}")
     con.execute(f"INSERT INTO label_rollups {_LABEL_ROLLUP.format(sign=1, feedback='feedback')}")
 
 
 # Each rollup's key, and how its rows merge.
-_ROLLUPS = {"prediction_rollups": ("model_id, version, business_line, day, label, bucket", "sum(n), sum(sum_top_prob)"),
+_ROLLUPS = {"prediction_rollups": ("model_id, version, business_line, day, label, bucket",
+                                    "sum(n), sum(sum_top_prob), sum(sum_expected_grade)"),
             "label_rollups": ("model_id, version, business_line, day, truth, predicted", "sum(n)")}
 
 
@@ -1576,3 +1577,50 @@ def busiest_model_name(con) -> str | None:
     row = con.execute("""SELECT m.name FROM prediction_rollups r JOIN models m USING (model_id)
                          GROUP BY m.name HAVING sum(r.n) > 0 ORDER BY sum(r.n) DESC, m.name LIMIT 1""").fetchone()
     return row[0] if row else None
+
+
+# --- ordinal models: the expected grade in the rollups (issue 15) -----------------------------
+
+# An ordinal model's labels are its grades, lowest first, and probs are in that order, so a
+# prediction's expected grade is sum_i i * probs[i] (positions from 1, as core.ordinal counts).
+# The prediction rollups carry its sum, so the Monitor's mean expected grade per line x period
+# reads them as confidence does. Computed for every model (one list sum per row); only an ordinal
+# model's figure means anything. Rows written before this column existed are NULL: they are all
+# classification models' (an ordinal model's rows are rebuilt from the log by the migration).
+_EXPECTED_GRADE = "list_sum(list_transform(CAST({probs} AS DOUBLE[]), lambda q, i: q * i))"
+_GRADED_ROLLUP = f"""
+    SELECT model_id, version, business_line, CAST(created_at AS DATE) AS day, label, {_BUCKET} AS bucket,
+           count(*) AS n, sum(top_prob) AS sum_top_prob, sum({_EXPECTED_GRADE.format(probs="probs")}) AS sum_expected_grade
+    FROM {{source}} GROUP BY ALL"""
+_ORDINAL_PREDICTIONS = "(SELECT * FROM predictions WHERE model_id IN (SELECT model_id FROM models WHERE task = 'ordinal'))"
+
+MIGRATIONS.append(("expected grade in the prediction rollups", f"""
+    ALTER TABLE prediction_rollups ADD COLUMN sum_expected_grade DOUBLE;
+    DELETE FROM prediction_rollups WHERE model_id IN (SELECT model_id FROM models WHERE task = 'ordinal');
+    INSERT INTO prediction_rollups {_GRADED_ROLLUP.format(source=_ORDINAL_PREDICTIONS)};
+    """))
+
+
+def grade_statistics(con, model_id: int, period: str, **filters) -> pd.DataFrame:
+    """Per business line and period, and per period over all lines (business_line NULL): n and
+    sum_expected_grade of an ordinal model's predictions. Whole days from the rollups, the part
+    of a day that a since/until bound cuts from the log (as confidence_histogram)."""
+    days, edges = _day_split(filters.get("since"), filters.get("until"))
+    parts = []
+    for a, b in edges:
+        where, args = _prediction_filters(model_id, **{**filters, "since": a, "until": b})
+        parts.append((f"""
+            SELECT p.business_line, date_trunc(?, p.created_at) AS period, count(*) AS n,
+                   sum({_EXPECTED_GRADE.format(probs="p.probs")}) AS sum_expected_grade
+            FROM predictions p WHERE {where} GROUP BY ALL""", [period] + args))
+    if days is not None:
+        where, args = _prediction_filters(model_id, **{**filters, "since": days[0], "until": days[1]},
+                                          alias="r", at="day")
+        parts.append((f"""
+            SELECT r.business_line, CAST(date_trunc(?, r.day) AS TIMESTAMP) AS period, CAST(sum(r.n) AS BIGINT) AS n,
+                   sum(r.sum_expected_grade) AS sum_expected_grade
+            FROM prediction_rollups r WHERE {where} GROUP BY ALL""", [period] + args))
+    sql = f"""SELECT business_line, period, CAST(sum(n) AS BIGINT) AS n, sum(sum_expected_grade) AS sum_expected_grade
+              FROM ({" UNION ALL ".join(q for q, _ in parts)})
+              GROUP BY GROUPING SETS ((business_line, period), (period))"""
+    return con.execute(sql, [a for _, part in parts for a in part]).df()
