@@ -33,6 +33,7 @@ PERMISSIONS = {
     "import": ((OWNER,), "import data"),
     "train": ((OWNER,), "train a new version"),
     "activate": ((OWNER,), "activate a version"),
+    "review": ((OWNER,), "decide labels under review or set how many items two labellers label"),
     "manage": ((OWNER,), "create or change models"),
     "admin": ((OWNER,), "manage users and tokens"),
 }

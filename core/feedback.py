@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from . import auth, registry
+from . import agreement, auth, registry
 from . import store as db
 from .errors import InvalidInput
 from .files import display_name, read_table
@@ -68,13 +68,21 @@ def record_labels(store: Store, name: str, labels: pd.DataFrame, user: str, batc
             row = int(unknown.idxmax()) + 2
             raise InvalidInput(f"{filename}: no prediction {merged.loc[row - 2, 'prediction_id']} for model "
                                f"{name!r} (row {row})")
-        done = merged["feedback_label"].notna()
+        # a labelled item in the overlap share, labelled by someone else: this is its second label
+        again = merged["prediction_id"].isin(agreement.open_for_second_label(con, model, merged["prediction_id"], user))
+        done = merged["feedback_label"].notna() & ~again
         if done.any():
             row = int(done.idxmax()) + 2
             raise InvalidInput(f"{filename}: prediction {merged.loc[row - 2, 'prediction_id']} is already "
                                f"labelled (row {row})")
         merged["text_key"] = merged["text_key"].astype("uint64")
-        feedback_ids = db.insert_feedback(con, model.model_id, merged, user, batch_id, list(NOT_TRAINING_LABELS))
+        ids = pd.Series(0, index=merged.index, dtype="int64")
+        if (~again).any():
+            ids[~again] = db.insert_feedback(con, model.model_id, merged[~again], user, batch_id,
+                                             list(NOT_TRAINING_LABELS))
+        if again.any():
+            ids[again] = db.insert_second_labels(con, model.model_id, merged[again], user, batch_id)
+        feedback_ids = ids.tolist()
         db.add_event(con, user, "label", model.model_id,
                      {"rows": len(merged), "batch_id": batch_id,
                       "labels": merged["label"].value_counts().to_dict()})
@@ -101,6 +109,11 @@ def undo_labels(store: Store, name: str, feedback_ids: list[int], user: str) -> 
         rows = db.feedback_rows(con, feedback_ids)
         if rows.empty or (rows["model_id"] != model.model_id).any():
             raise InvalidInput("nothing to undo: those labels no longer exist")
+        judged = db.relabelled(con, feedback_ids)
+        if judged:
+            raise InvalidInput(f"prediction {judged[0]} has been labelled again or reviewed since: its label "
+                               f"is now the review's to decide (Review page)")
+        db.delete_second_labels(con, feedback_ids)
         db.delete_feedback(con, feedback_ids)
         db.add_event(con, user, "undo_label", model.model_id,
                      {"feedback_ids": list(map(int, feedback_ids)),

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from . import auth, predict, registry, settings
+from . import agreement, auth, predict, registry, settings
 from . import store as db
 from .errors import EmptyPool, InvalidInput
 from .estimators import proba_frame
@@ -103,18 +103,20 @@ def select_hard_examples(store: Store, name: str, k: int, user: str, strategy: s
         model = registry.find_model(con, name)
         scorer = registry.resolve_version(con, model, for_version)
         pool = db.hard_example_pool(con, model.model_id, int(settings.get("hard_example_pool")), **filters)
-    if pool.empty:
+        again = agreement.overlap_pool(con, model, user, int(k), seed, **filters)  # for a blind second label
+    if pool.empty and again.empty:
         raise EmptyPool(f"no unlabelled predictions of {name!r} match these filters")
+    pool = pd.concat([again, pool], ignore_index=True)
     proba = _pool_probabilities(store, scorer, model.labels, pool)
     pool = pool.drop(columns=["logged_by", "probs"])
     pool["score"] = chosen.score(proba) if chosen.score else np.random.default_rng(seed).random(len(pool))
-    order = _ranking(pool, chosen, int(k), seed)
-    if balance_lines:
-        order = _in_turns(order, pool["business_line"].to_numpy())
-    picked = _pick(pool["text"].to_numpy(), order, int(k), near_duplicate)
+    hard = pool.iloc[len(again):].reset_index(drop=True)
+    picked = _hard_picks(hard, chosen, int(k) - len(again), seed, balance_lines, near_duplicate)
+    picked = _mixed_in([len(again) + i for i in picked], len(again), seed)
     found, proba = pool.iloc[picked].reset_index(drop=True), proba[picked]
-    params = {"k": int(k), "seed": seed, "scored_by_version": scorer.version, "pool": len(pool),
-              "balance_lines": balance_lines, "near_duplicate": near_duplicate, **filters}
+    params = {"k": int(k), "seed": seed, "scored_by_version": scorer.version, "pool": len(hard),
+              "second_labels": len(again), "balance_lines": balance_lines, "near_duplicate": near_duplicate,
+              **filters}
     with store.transaction() as con:
         auth.require(con, user, "sample")
         batch_id = db.insert_batch(con, model.model_id, chosen.name, params, found["prediction_id"].tolist(), user)
@@ -123,6 +125,27 @@ def select_hard_examples(store: Store, name: str, k: int, user: str, strategy: s
     columns = ["prediction_id", "created_at", "business_line", "version", "text", "label", "top_prob"]
     return HardExamples(batch_id, chosen.name,
                         pd.concat([found[columns], proba_frame(proba, model.labels), found[["score"]]], axis=1))
+
+
+def _hard_picks(pool: pd.DataFrame, strategy: Strategy, k: int, seed: int, balance_lines: bool,
+                near_duplicate: float | None) -> list[int]:
+    """Positions of the k unlabelled texts most worth a label (none when k < 1)."""
+    if k < 1 or pool.empty:
+        return []
+    order = _ranking(pool, strategy, k, seed)
+    if balance_lines:
+        order = _in_turns(order, pool["business_line"].to_numpy())
+    return _pick(pool["text"].to_numpy(), order, k, near_duplicate)
+
+
+def _mixed_in(picked: list[int], n_again: int, seed: int) -> list[int]:
+    """`picked` with positions 0..n_again-1 (items for a second label) put in at random places, so a
+    labeller cannot tell them from the rest; the hard examples keep their order."""
+    ordered = list(picked)
+    rng = np.random.default_rng(seed)
+    for i in range(n_again):
+        ordered.insert(int(rng.integers(0, len(ordered) + 1)), i)
+    return ordered
 
 
 def _pool_probabilities(store: Store, version: registry.Version, labels: list[str], pool: pd.DataFrame) -> np.ndarray:

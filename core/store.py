@@ -906,7 +906,8 @@ def examples_with_tokens(con, model_id: int, split: str, prep_hash: str,
         LEFT JOIN (SELECT example_id, any_value(tokens) AS tokens FROM example_tokens  -- two trainings
                    WHERE prep_hash = ?{only.format("example_id")} GROUP BY example_id) t
                   ON t.example_id = e.example_id  -- may cache twice
-        WHERE e.model_id = ? AND e.split = ? AND e.example_id > ?{only.format("e.example_id")}"""
+        WHERE e.model_id = ? AND e.split = ? AND e.example_id > ?{only.format("e.example_id")}
+          AND {_TRAINABLE_EXAMPLE}"""
     ids = [] if example_ids is None else [list(map(int, example_ids))]
     args = [prep_hash, *ids, model_id, split, after_example_id, *ids]
     if labels is not None:
@@ -919,7 +920,7 @@ def sample_example_ids(con, model_id: int, split: str, up_to_example_id: int, n:
                        labels: list[str] | None = None) -> list[int]:
     """At most `n` ids of a split's examples up to `up_to_example_id`, in a seeded hash order:
     the same draw for the same seed, without reading any text or tokens."""
-    sql = "SELECT example_id FROM examples WHERE model_id = ? AND split = ? AND example_id <= ?"
+    sql = f"SELECT example_id FROM examples e WHERE model_id = ? AND split = ? AND example_id <= ? AND {_TRAINABLE_EXAMPLE}"
     args = [model_id, split, up_to_example_id]
     if labels is not None:
         sql += " AND list_contains(?, label)"
@@ -941,17 +942,17 @@ def insert_tokens(con, prep_hash: str, frame: pd.DataFrame) -> None:
 
 
 def example_summary(con, model_id: int) -> pd.DataFrame:
-    return con.execute("""
+    return con.execute(f"""
         SELECT split, source, label, coalesce(business_line, '') AS business_line, count(*) AS rows
-        FROM examples WHERE model_id = ?
+        FROM examples e WHERE model_id = ? AND {_TRAINABLE_EXAMPLE}
         GROUP BY ALL ORDER BY split, source, label, business_line""", [model_id]).df()
 
 
 def examples_since(con, model_id: int, after_example_id: int) -> dict[str, int]:
     """Training rows added after `after_example_id`, counted by source."""
-    rows = con.execute("""
-        SELECT source, count(*) FROM examples
-        WHERE model_id = ? AND split = 'train' AND example_id > ? GROUP BY source""",
+    rows = con.execute(f"""
+        SELECT source, count(*) FROM examples e
+        WHERE model_id = ? AND split = 'train' AND example_id > ? AND {_TRAINABLE_EXAMPLE} GROUP BY source""",
                        [model_id, after_example_id]).fetchall()
     return {source: n for source, n in rows}
 
@@ -1142,7 +1143,10 @@ def insert_feedback(con, model_id: int, frame: pd.DataFrame, user: str, batch_id
 
 
 def feedback_rows(con, feedback_ids: list[int]) -> pd.DataFrame:
-    return con.execute("SELECT * FROM feedback WHERE list_contains(?, feedback_id)", [feedback_ids]).df()
+    """Labels by id, first and second labels alike (both take their ids from feedback_seq)."""
+    return con.execute("""SELECT * FROM feedback WHERE list_contains(?, feedback_id)
+                          UNION ALL SELECT * FROM second_labels WHERE list_contains(?, feedback_id)""",
+                       [feedback_ids, feedback_ids]).df()
 
 
 def delete_feedback(con, feedback_ids: list[int]) -> None:
@@ -1265,7 +1269,7 @@ def _label_parts(model_id: int, period: str, not_training: list[str], filters: d
         parts.append((f"""
             SELECT p.business_line, date_trunc(?, p.created_at) AS period, f.label AS truth,
                    p.label AS predicted, count(*) AS n
-            FROM feedback f JOIN predictions p USING (prediction_id)
+            FROM {_DECIDED} f JOIN predictions p USING (prediction_id)
             WHERE f.model_id = ? AND NOT list_contains(?, f.label) AND {where} GROUP BY ALL""",
                       [period, model_id, list(not_training)] + args))
     if days is not None:
@@ -1300,7 +1304,7 @@ def rebuild_rollups(con) -> None:
     and insert_feedback use: for rows that reached the log without insert_predictions (a bulk load)."""
     con.execute("DELETE FROM prediction_rollups; DELETE FROM label_rollups")
     con.execute(f"INSERT INTO prediction_rollups {_GRADED_ROLLUP.format(source='predictions')}")
-    con.execute(f"INSERT INTO label_rollups {_LABEL_ROLLUP.format(sign=1, feedback='feedback')}")
+    con.execute(f"INSERT INTO label_rollups {_LABEL_ROLLUP.format(sign=1, feedback=_DECIDED)}")
 
 
 # Each rollup's key, and how its rows merge.
@@ -1346,7 +1350,7 @@ def audit_statistics(con, model_id: int, period: str, share: float, not_training
     labels' side (few) joined to their predictions, so it costs about what the labels do, not the log."""
     where, args = _prediction_filters(model_id, **filters)
     return con.execute(f"""
-        WITH f AS (SELECT f.prediction_id, f.label AS truth FROM feedback f
+        WITH f AS (SELECT f.prediction_id, f.label AS truth FROM {_DECIDED} f
                    WHERE f.model_id = ? AND NOT list_contains(?, f.label)
                      AND {_AUDIT.replace("p.prediction_id", "f.prediction_id")}),
         judged AS (SELECT p.business_line, date_trunc(?, p.created_at) AS period, p.label, f.truth
@@ -1624,3 +1628,199 @@ def grade_statistics(con, model_id: int, period: str, **filters) -> pd.DataFrame
               FROM ({" UNION ALL ".join(q for q, _ in parts)})
               GROUP BY GROUPING SETS ((business_line, period), (period))"""
     return con.execute(sql, [a for _, part in parts for a in part]).df()
+
+
+# --- team labelling: overlap, second labels, review decisions (issue 16) ----------------------
+
+# A share of labelled items (chosen by a hash of the prediction id, so every process agrees) is
+# labelled again, blind, by a second labeller; where the two differ, or the first said unclear,
+# an owner's review decides. second_labels has feedback's columns (its ids come from feedback_seq,
+# so an undo takes either kind); reviews take ids from feedback_seq too, which makes two owners
+# deciding at once on DuckLake conflict at commit. All three tables are append-only.
+MIGRATIONS.append(("labelling overlap and review", """
+    CREATE TABLE overlap_settings (
+        model_id INTEGER NOT NULL,
+        share DOUBLE NOT NULL,            -- of labelled items that a second labeller labels again
+        set_at TIMESTAMP NOT NULL,
+        set_by VARCHAR NOT NULL
+    );
+    CREATE TABLE second_labels (
+        feedback_id BIGINT NOT NULL,
+        prediction_id BIGINT NOT NULL,
+        model_id INTEGER NOT NULL,
+        text_key UBIGINT NOT NULL,
+        label VARCHAR NOT NULL,           -- a model label, unclear, or skip (passed over: no opinion)
+        batch_id BIGINT,
+        created_at TIMESTAMP NOT NULL,
+        created_by VARCHAR NOT NULL
+    );
+    CREATE TABLE reviews (
+        review_id BIGINT NOT NULL,
+        prediction_id BIGINT NOT NULL,
+        model_id INTEGER NOT NULL,
+        label VARCHAR NOT NULL,           -- the label decided
+        reason VARCHAR NOT NULL,          -- disagreement | unclear
+        created_at TIMESTAMP NOT NULL,
+        created_by VARCHAR NOT NULL
+    );
+    """))
+
+_OVERLAP = "hash({id}, 'mms-overlap') < ? * 18446744073709551615.0"
+# Items whose two labels differ and that no review has decided yet: never trained on, never counted.
+_UNDECIDED = """(SELECT s.prediction_id FROM second_labels s JOIN feedback f USING (prediction_id)
+                 WHERE s.label <> 'skip' AND s.label <> f.label
+                   AND s.prediction_id NOT IN (SELECT prediction_id FROM reviews))"""
+# Each labelled item's label as training and statistics count it (columns prediction_id, model_id,
+# label): the review's where one decided, else the first label, undecided disagreements left out.
+_DECIDED = f"""(SELECT f.prediction_id, f.model_id, coalesce(r.label, f.label) AS label FROM feedback f
+                LEFT JOIN (SELECT prediction_id, arg_max(label, review_id) AS label FROM reviews GROUP BY ALL) r
+                          USING (prediction_id)
+                WHERE f.prediction_id NOT IN {_UNDECIDED})"""
+_TRAINABLE_EXAMPLE = f"(e.prediction_id IS NULL OR e.prediction_id NOT IN {_UNDECIDED})"
+
+
+def insert_overlap_share(con, model_id: int, share: float, user: str) -> None:
+    con.execute("INSERT INTO overlap_settings VALUES (?, ?, ?, ?)", [model_id, float(share), now(), user])
+
+
+def overlap_share(con, model_id: int) -> float:
+    """The newest share set for the model (0: no overlap)."""
+    row = con.execute("SELECT arg_max(share, set_at) FROM overlap_settings WHERE model_id = ?", [model_id]).fetchone()
+    return float(row[0]) if row and row[0] is not None else 0.0
+
+
+def _open_for_second(user: str, share: float, labels: list[str]) -> tuple[str, list]:
+    """Labelled items (alias f) another labeller decided with a model label, in the overlap share,
+    without a second label or review yet, and not passed over by `user` before."""
+    return (f"""f.created_by <> ? AND list_contains(?, f.label) AND {_OVERLAP.format(id="f.prediction_id")}
+        AND f.prediction_id NOT IN (SELECT prediction_id FROM second_labels WHERE label <> 'skip' OR created_by = ?)
+        AND f.prediction_id NOT IN (SELECT prediction_id FROM reviews)""", [user, list(labels), share, user])
+
+
+def overlap_pool(con, model_id: int, user: str, share: float, labels: list[str], k: int, seed: int,
+                 **filters) -> pd.DataFrame:
+    """Up to k items of the slice open for `user`'s second label, in a seeded random order, with
+    hard_example_pool's columns (never the first label: the second is given blind)."""
+    where, args = _prediction_filters(model_id, **filters)
+    open_sql, open_args = _open_for_second(user, share, labels)
+    return con.execute(f"""
+        SELECT p.prediction_id, p.created_at, p.business_line, p.text, p.version AS logged_by, p.probs
+        FROM feedback f JOIN predictions p USING (prediction_id)
+        WHERE f.model_id = ? AND {open_sql} AND {where}
+        ORDER BY hash(p.prediction_id, ?), p.prediction_id LIMIT ?""",
+                       [model_id, *open_args, *args, int(seed), int(k)]).df()
+
+
+def open_for_second_label(con, model_id: int, prediction_ids: list[int], user: str, share: float,
+                          labels: list[str]) -> set[int]:
+    """Which of these labelled predictions `user` may now label a second time."""
+    open_sql, open_args = _open_for_second(user, share, labels)
+    rows = con.execute(f"SELECT f.prediction_id FROM feedback f WHERE f.model_id = ? AND "
+                       f"list_contains(?, f.prediction_id) AND {open_sql}",
+                       [model_id, list(map(int, prediction_ids)), *open_args]).fetchall()
+    return {r[0] for r in rows}
+
+
+def _recount_labels(con, prediction_ids: list[int], sign: int) -> None:
+    """Count these items' decided labels into (sign 1) or out of (-1) the label rollups: called
+    around a change of what is decided, so statistics see decided labels only."""
+    decided = f"(SELECT * FROM {_DECIDED} WHERE list_contains(?, prediction_id))"
+    con.execute(f"INSERT INTO label_rollups {_LABEL_ROLLUP.format(sign=sign, feedback=decided)}",
+                [list(map(int, prediction_ids))])
+
+
+def insert_second_labels(con, model_id: int, frame: pd.DataFrame, user: str, batch_id: int | None) -> list[int]:
+    """Record second labels (columns prediction_id, text_key, label), keeping the label rollups on
+    decided labels; returns their ids (from feedback's sequence, so undo takes them)."""
+    batch = frame[["prediction_id", "text_key", "label"]].copy()
+    batch["feedback_id"] = _next_ids(con, "feedback_seq", len(batch))
+    ids = batch["prediction_id"].tolist()
+    _recount_labels(con, ids, -1)
+    con.register("_second_batch", batch)
+    try:
+        con.execute("""INSERT INTO second_labels
+                       SELECT feedback_id, prediction_id, ?, text_key, label, ?, ?, ? FROM _second_batch""",
+                    [model_id, batch_id, now(), user])
+    finally:
+        con.unregister("_second_batch")
+    _recount_labels(con, ids, 1)
+    return batch["feedback_id"].tolist()
+
+
+def delete_second_labels(con, feedback_ids: list[int]) -> list[int]:
+    """Take second labels back (an undo); returns the predictions they were for."""
+    ids = [r[0] for r in con.execute("SELECT prediction_id FROM second_labels WHERE list_contains(?, feedback_id)",
+                                     [list(map(int, feedback_ids))]).fetchall()]
+    if ids:
+        _recount_labels(con, ids, -1)
+        con.execute("DELETE FROM second_labels WHERE list_contains(?, feedback_id)", [list(map(int, feedback_ids))])
+        _recount_labels(con, ids, 1)
+    return ids
+
+
+def relabelled(con, feedback_ids: list[int]) -> list[int]:
+    """Predictions of these (first) labels that a second labeller or a review has since judged."""
+    return [r[0] for r in con.execute("""
+        SELECT DISTINCT f.prediction_id FROM feedback f
+        WHERE list_contains(?, f.feedback_id)
+          AND (f.prediction_id IN (SELECT prediction_id FROM second_labels WHERE label <> 'skip')
+               OR f.prediction_id IN (SELECT prediction_id FROM reviews))""",
+                                      [list(map(int, feedback_ids))]).fetchall()]
+
+
+def review_queue(con, model_id: int) -> pd.DataFrame:
+    """Items waiting for an owner's decision, oldest first: disagreements and first labels of
+    unclear, with both labels, who gave them, and the prediction."""
+    return con.execute(f"""
+        SELECT f.prediction_id, p.business_line, p.text, p.label AS predicted, p.top_prob,
+               f.label AS first_label, f.created_by AS first_by, s.label AS second_label, s.created_by AS second_by,
+               CASE WHEN f.label = 'unclear' THEN 'unclear' ELSE 'disagreement' END AS reason,
+               greatest(f.created_at, coalesce(s.created_at, f.created_at)) AS waiting_since
+        FROM feedback f JOIN predictions p USING (prediction_id)
+        LEFT JOIN (SELECT * FROM second_labels WHERE label <> 'skip') s USING (prediction_id)
+        WHERE f.model_id = ? AND f.prediction_id NOT IN (SELECT prediction_id FROM reviews)
+          AND (f.label = 'unclear' OR f.prediction_id IN {_UNDECIDED})
+        ORDER BY waiting_since, f.prediction_id""", [model_id]).df()
+
+
+def insert_review(con, model_id: int, prediction_id: int, label: str, reason: str, trainable: bool,
+                  user: str) -> None:
+    """An owner's decision on one item: the review row, its training example replaced by one with
+    the decided label (none when not `trainable`), and the label rollups moved to it."""
+    review_id = _next_ids(con, "feedback_seq", 1)[0]
+    _recount_labels(con, [prediction_id], -1)
+    at = now()
+    con.execute("INSERT INTO reviews VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [review_id, prediction_id, model_id, label, reason, at, user])
+    con.execute("DELETE FROM examples WHERE model_id = ? AND prediction_id = ? AND source IN ('feedback', 'review')",
+                [model_id, prediction_id])
+    if trainable:
+        example_id = _next_ids(con, "example_seq", 1)[0]
+        con.execute("""INSERT INTO examples
+                       SELECT ?, ?, text, ?, business_line, 'train', 'review', prediction_id, NULL, ?, ?
+                       FROM predictions WHERE prediction_id = ?""",
+                    [example_id, model_id, label, at, user, prediction_id])
+    _recount_labels(con, [prediction_id], 1)
+
+
+def double_labelled(con, model_id: int, audit_share: float) -> pd.DataFrame:
+    """Every item labelled twice (second label not a skip): business line, both labels and who
+    gave them, the review's decision if any, and whether the item is in the audit sample."""
+    return con.execute(f"""
+        SELECT f.prediction_id, p.business_line, f.label AS first_label, f.created_by AS first_by,
+               s.label AS second_label, s.created_by AS second_by, r.label AS reviewed,
+               {_AUDIT.replace("p.prediction_id", "f.prediction_id")} AS audit
+        FROM feedback f JOIN predictions p USING (prediction_id)
+        JOIN second_labels s USING (prediction_id)
+        LEFT JOIN (SELECT prediction_id, arg_max(label, review_id) AS label FROM reviews GROUP BY ALL) r
+                  USING (prediction_id)
+        WHERE f.model_id = ? AND s.label <> 'skip'
+        ORDER BY f.prediction_id""", [audit_share, model_id]).df()
+
+
+def decision_times(con, model_id: int) -> pd.DataFrame:
+    """When each labeller decided (first and second labels, skips included): user, created_at."""
+    return con.execute("""
+        SELECT created_by AS "user", created_at FROM feedback WHERE model_id = ?
+        UNION ALL SELECT created_by, created_at FROM second_labels WHERE model_id = ?
+        ORDER BY 1, 2""", [model_id, model_id]).df()
