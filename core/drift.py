@@ -27,6 +27,7 @@ MEASURES = ["text_auc", "unseen_share", "mean_length"]  # cached per cell; confi
 COLUMNS = ["business_line", "period", "volume", "flagged", "status", "moved", "text_auc", "unseen_share",
            "unseen_reference", "mean_length", "length_reference", "mean_top_prob", "confidence_reference",
            "class_mix_distance"]
+GRADE_COLUMNS = ["mean_grade", "grade_reference", "grade_shift"]  # an ordinal model's cells only
 
 
 @dataclass
@@ -59,7 +60,8 @@ class DriftReport:
 def thresholds() -> dict:
     """The drift thresholds, from settings."""
     return {name: float(settings.get(name)) for name in
-            ("drift_text_auc", "drift_unseen_tokens", "drift_length", "drift_confidence", "drift_class_mix")}
+            ("drift_text_auc", "drift_unseen_tokens", "drift_length", "drift_confidence", "drift_class_mix",
+             "drift_grade_shift")}
 
 
 def drift_by_line_and_period(store: Store, name: str, by: str, by_line: pd.DataFrame, window=None,
@@ -101,11 +103,12 @@ def drift_by_line_and_period(store: Store, name: str, by: str, by_line: pd.DataF
             measures = _measure(store, model, artifact, vocabulary, refs[cell["business_line"]], cell, by)
             fresh.append({"business_line": key[0], "period_start": key[1].to_pydatetime(), "n": int(cell["volume"]),
                           "measures": json.dumps(measures)})
-        rows[i] = _verdict(cell, measures, refs[cell["business_line"]], model.labels, limit)
+        rows[i] = _verdict(cell, measures, refs[cell["business_line"]], model.labels, limit, registry.is_ordinal(model))
     if fresh:
         with store.transaction() as con:
             db.insert_drift_cells(con, model.model_id, ref_version.version, reference, by, pd.DataFrame(fresh))
-    table = pd.DataFrame([rows[i] for i in range(len(cells))], columns=COLUMNS)
+    table = pd.DataFrame([rows[i] for i in range(len(cells))],
+                         columns=COLUMNS + (GRADE_COLUMNS if registry.is_ordinal(model) else []))
     notes = {line: ref.note or _reference_sentence(ref, reference) for line, ref in refs.items()}
     return DriftReport(reference, ref_version.version, table, notes, pending)
 
@@ -238,8 +241,9 @@ def text_auc(reference: list[str], current: list[str], folds: int = 3) -> float 
     return float(roc_auc_score(y, scores))
 
 
-def _verdict(cell, measures: dict, ref: Reference, labels: list[str], limit: dict) -> dict:
-    """A cell's row: its measures beside the reference's, and in words what moved beyond the thresholds."""
+def _verdict(cell, measures: dict, ref: Reference, labels: list[str], limit: dict, graded: bool = False) -> dict:
+    """A cell's row: its measures beside the reference's (for an ordinal model, `graded`, also its
+    grades'), and in words what moved beyond the thresholds."""
     mix = np.array([cell.get(f"share_{label}", np.nan) for label in labels], dtype=float)
     ref_mix = np.array([np.mean(ref.labels == label) for label in labels]) if len(ref.labels) else None
     distance = None if ref_mix is None else float(0.5 * np.abs(np.nan_to_num(mix) - ref_mix).sum())
@@ -249,6 +253,8 @@ def _verdict(cell, measures: dict, ref: Reference, labels: list[str], limit: dic
            "unseen_reference": ref.unseen_share, "mean_length": measures["mean_length"],
            "length_reference": measures["length_reference"], "mean_top_prob": float(cell["mean_top_prob"]),
            "confidence_reference": conf_ref, "class_mix_distance": distance}
+    if graded:
+        row |= grade_shift(mix, ref_mix)
     moved = [] if not ref.new_line else ["a business line the model never saw in training"]
     enough = cell["volume"] >= int(settings.get("drift_min_predictions"))
     if ref.note or not enough:
@@ -277,4 +283,20 @@ def _moved(row: dict, limit: dict, outputs_judged: bool) -> list[str]:
     if outputs_judged and row["class_mix_distance"] is not None \
             and row["class_mix_distance"] > limit["drift_class_mix"]:
         out.append(f"predicted class mix (distance {row['class_mix_distance']:.2f})")
+    if outputs_judged and row.get("grade_shift") is not None and row["grade_shift"] > limit["drift_grade_shift"]:
+        way = "up" if row["mean_grade"] > row["grade_reference"] else "down"
+        out.append(f"predicted grades moved {way}: mean grade {row['mean_grade']:.2f} vs {row['grade_reference']:.2f} "
+                   f"({row['grade_shift']:.2f} grades moved)")
     return out
+
+
+def grade_shift(mix: np.ndarray, ref_mix: np.ndarray | None) -> dict:
+    """An ordinal cell's mean predicted grade (1 = lowest), the reference's, and grade_shift: the
+    earth mover's distance between the two grade distributions, in grades (the area between their
+    cumulative shares), which, unlike the class-mix distance, counts a move by two grades twice."""
+    mix = np.nan_to_num(np.asarray(mix, dtype=float))
+    grades = np.arange(1, len(mix) + 1)
+    if ref_mix is None:
+        return {"mean_grade": float(mix @ grades), "grade_reference": np.nan, "grade_shift": np.nan}
+    shift = np.abs(np.cumsum(mix)[:-1] - np.cumsum(ref_mix)[:-1]).sum()
+    return {"mean_grade": float(mix @ grades), "grade_reference": float(ref_mix @ grades), "grade_shift": float(shift)}

@@ -74,6 +74,8 @@ SETTINGS = {
         Setting("drift_confidence", 0.05, "Change in mean confidence against the reference that counts as drift."),
         Setting("drift_class_mix", 0.15, "Total variation distance between the predicted class mix and the "
                                          "reference's that counts as drift."),
+        Setting("drift_grade_shift", 0.25, "For an ordinal model: grades the predicted grade distribution moved "
+                                           "against the reference's (earth mover's distance) that counts as drift."),
     ]
 }
 

@@ -48,6 +48,7 @@ def stats_by_line_and_overall(store: Store, name: str, by: str = "day", business
         audit = db.audit_statistics(con, model.model_id, by, float(settings.get("audit_share")),
                                     list(NOT_TRAINING_LABELS), **filters)
         histogram = db.confidence_histogram(con, model.model_id, by, **filters)
+        grades = db.grade_statistics(con, model.model_id, by, **filters) if registry.is_ordinal(model) else None
         versions = {int(v) for vs in sums["versions"] for v in vs}
         metrics = {v: _metrics(con, model, v) for v in sorted(versions)}
     problems = monitoring.calibration_problems({v: (m or {}).get("ece") for v, m in metrics.items()},
@@ -56,6 +57,8 @@ def stats_by_line_and_overall(store: Store, name: str, by: str = "day", business
                           monitoring.estimate(histogram, metrics, problems))
     overall = sums["business_line"].isna()
     tables = (_table(sums[~overall], model.labels), _table(sums[overall].assign(business_line=ALL_LINES), model.labels))
+    if grades is not None:
+        tables = tuple(with_grades(t, grades, model.labels) for t in tables)
     for t in tables:  # why a row has no estimate: per version, so not a column of every row
         t.attrs["not_estimated"] = {v: problems[v] for v in versions if v in problems}
     return tables
@@ -74,7 +77,7 @@ def stats_with_drift(store: Store, name: str, by: str = "week", business_lines=N
     if with_drift and len(table):
         report = drift.drift_by_line_and_period(store, name, by, table, window=window, version=version)
         cells = report.cells[["business_line", "period", "flagged", "status", "moved", "text_auc", "unseen_share",
-                              "class_mix_distance"]]
+                              "class_mix_distance", *[c for c in ("grade_reference", "grade_shift") if c in report.cells]]]
         table = table.merge(cells.rename(columns={"flagged": "drift_flagged", "status": "drift_status",
                                                   "moved": "drift_moved"}), on=["business_line", "period"], how="left")
         about |= {"reference": report.reference, "reference_version": report.version,
@@ -136,6 +139,24 @@ def _table(sums: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
                                    sums["audit_correct"])
     out = pd.concat([out, estimated, judged], axis=1)
     return out.sort_values(["business_line", "period"]).reset_index(drop=True)
+
+
+GRADE_COLUMNS = ["mean_grade", "mean_expected_grade"]  # an ordinal model's statistics, besides the others
+
+
+def with_grades(table: pd.DataFrame, grades: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
+    """An ordinal model's statistics with mean_grade (the mean position of the predicted grades,
+    1 = lowest) and mean_expected_grade (the mean of the predicted distributions' expected grades,
+    from grade_statistics' sums: it moves before the most likely grade flips)."""
+    if table.empty:
+        return table.reindex(columns=[*table.columns, *GRADE_COLUMNS])
+    shares = table[[f"share_{label}" for label in labels]].fillna(0).to_numpy(dtype=float)
+    keyed = pd.DataFrame({"business_line": grades["business_line"].fillna(ALL_LINES).to_numpy(),
+                          "period": pd.to_datetime(grades["period"]).to_numpy(),
+                          "mean_expected_grade": grades["sum_expected_grade"].to_numpy(dtype=float)
+                          / np.maximum(grades["n"].to_numpy(dtype=float), 1)})
+    out = table.assign(mean_grade=shares @ np.arange(1, len(labels) + 1), period=pd.to_datetime(table["period"]))
+    return out.merge(keyed, on=["business_line", "period"], how="left")
 
 
 def prediction_overview(store: Store, name: str) -> dict:

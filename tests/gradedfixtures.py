@@ -1,0 +1,86 @@
+"""A small graded store for the ordinal tests: urgency 低 < 中 < 高 of short support messages that
+the tests write themselves, on two business lines, with a trained and active version 1, logged
+predictions over two weeks, and some labels. The second week of 售后 is more urgent (drift)."""
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core import feedback, imports, predict, registry, train
+
+GRADED = "紧急程度"
+GRADES = ["低", "中", "高"]
+END = pd.Timestamp("2026-11-02")
+PHRASES = {
+    "低": ["有空再看", "不着急", "随便问问", "顺便说一下", "以后再说", "方便时回复"],
+    "中": ["尽快处理", "这周内解决", "有点影响", "麻烦看看", "希望早点", "请跟进一下"],
+    "高": ["马上处理", "非常紧急", "立刻回复", "严重故障", "完全无法使用", "损失很大"],
+}
+TOPICS = ["订单", "账户", "发票", "物流", "退款", "会员卡", "优惠券", "密码"]
+
+
+def graded_texts(rng: np.random.Generator, grades: list[str]) -> list[str]:
+    """One message per grade: a phrase of its grade, one of its grade or a neighbouring one, sometimes
+    one of any grade, and a topic: graded, but not so plainly that the model is always sure."""
+    out = []
+    for grade in grades:
+        i = GRADES.index(grade)
+        near = GRADES[min(max(i + rng.choice([-1, 1]), 0), len(GRADES) - 1)]
+        words = [rng.choice(PHRASES[grade]), rng.choice(PHRASES[grade if rng.random() < 0.4 else near])]
+        if rng.random() < 0.3:
+            words.append(rng.choice(PHRASES[rng.choice(GRADES)]))
+        rng.shuffle(words)
+        out.append(f"{rng.choice(TOPICS)}的问题，{'，'.join(words)}。")
+    return out
+
+
+def graded_frame(rng: np.random.Generator, n: int, weights=(0.4, 0.4, 0.2), lines=("客服", "售后")) -> pd.DataFrame:
+    grades = list(rng.choice(GRADES, n, p=list(weights)))
+    return pd.DataFrame({"text": graded_texts(rng, grades), "label": grades,
+                         "business_line": list(rng.choice(list(lines), n))})
+
+
+def build_graded(store, name: str = GRADED, labelled: int = 30) -> pd.DataFrame:
+    """The graded model in `store` (see the module's docstring); returns the logged predictions."""
+    rng = np.random.default_rng(15)
+    registry.create_model(store, name, GRADES, "tester", task="ordinal", description="工单紧急程度")
+    imports.import_frame(store, name, graded_frame(rng, 140), "test", "tester")
+    imports.import_frame(store, name, graded_frame(rng, 300), "train", "tester")
+    train.train_version(store, name, "tester", activate=True)
+    logged = []
+    for week, start in enumerate((END - pd.Timedelta(days=14), END - pd.Timedelta(days=7))):
+        for line in ("客服", "售后"):
+            weights = (0.05, 0.25, 0.7) if (week, line) == (1, "售后") else (0.4, 0.4, 0.2)
+            frame = graded_frame(rng, 80, weights, lines=(line,))
+            at = [start + pd.Timedelta(hours=int(h)) for h in rng.integers(0, 24 * 7, len(frame))]
+            logged.append(predict.predict_texts(store, name, frame["text"].tolist(), "tester",
+                                                business_line=line, created_at=at).assign(truth=frame["label"].values))
+    out = pd.concat(logged, ignore_index=True)
+    if labelled:
+        chosen = out.iloc[:labelled]
+        feedback.record_labels(store, name, pd.DataFrame({"prediction_id": chosen["prediction_id"],
+                                                          "label": chosen["truth"]}), "tester")
+    return out
+
+
+@pytest.fixture(scope="session")
+def _graded_template(_seeded_template, tmp_path_factory):
+    """The seeded demo store (model 评论情感) with the graded model beside it, built once."""
+    from core.store import Store
+
+    folder = tmp_path_factory.mktemp("graded") / "store"
+    shutil.copytree(_seeded_template.path.parent, folder)
+    template = Store(folder / _seeded_template.path.name)
+    build_graded(template)
+    return template
+
+
+@pytest.fixture
+def graded_store(_graded_template, tmp_path):
+    """A copy of the seeded store with the graded model 紧急程度 (see the module's docstring)."""
+    from core.store import Store
+
+    folder = tmp_path / "graded"
+    shutil.copytree(_graded_template.path.parent, folder)
+    return Store(folder / _graded_template.path.name)
