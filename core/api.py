@@ -77,8 +77,11 @@ class PredictRequest(Body):
 class Prediction(BaseModel):
     prediction_id: int = Field(description="Id in the prediction log; send it back with feedback.")
     label: str
-    probabilities: dict[str, float] = Field(description="Probability per label of the model.")
+    probabilities: dict[str, float] = Field(description="Probability per label of the model (an ordinal model: "
+                                                        "per grade, lowest first); `label` is the most likely.")
     version: int = Field(description="The version that answered.")
+    expected_grade: float | None = Field(None, description="Ordinal models only: the distribution's mean grade, "
+                                                           "1 = lowest, a finer key to sort items by than `label`.")
 
 
 class PredictResponse(BaseModel):
@@ -106,6 +109,8 @@ class VersionSummary(BaseModel):
     created_by: str
     accuracy: float | None
     macro_f1: float | None
+    ordinal: dict[str, float | None] | None = Field(
+        None, description="Ordinal models only: mae (grades), qwk, spearman, exact, within_one on the test set.")
 
 
 class ModelSummary(BaseModel):
@@ -121,7 +126,8 @@ class ModelSummary(BaseModel):
 class ModelDetail(ModelSummary):
     task: str
     active_metrics: dict[str, float | None] = Field(
-        description="The active version's accuracy, macro_f1, log_loss and ece; empty without one.")
+        description="The active version's accuracy, macro_f1, log_loss and ece (an ordinal model's also mae, "
+                    "qwk, spearman, exact and within_one); empty without one.")
     version_list: list[VersionSummary]
 
 
@@ -143,6 +149,8 @@ class Fall(BaseModel):
     candidate: float
     drop: float
     tolerance: float = Field(description="The largest drop accepted without forcing (MMS_GUARD_* settings).")
+    lower_is_better: bool = Field(False, description="True for a figure that rose (an ordinal model's mean absolute "
+                                                     "error); `drop` is then the rise.")
 
 
 class Error(BaseModel):
@@ -175,6 +183,9 @@ class Comparison(BaseModel):
                                               "support.")
     by_line: list[dict] = Field(description="business_line, test_rows, base, candidate, delta of accuracy.")
     regressions: list[Fall] = Field(description="What b would regress on if it replaced a (the activation guard).")
+    ordinal: list[Delta] | None = Field(None, description="Ordinal models only: mae, qwk, spearman, within_one.")
+    ordinal_by_line: list[dict] | None = Field(None, description="Ordinal models only: business_line, test_rows, "
+                                                                 "base, candidate, delta of the mean absolute error.")
 
 
 def _errors(*codes: int) -> dict:
@@ -335,7 +346,8 @@ def create_app(store: Store | None = None) -> FastAPI:
         models = {m.name: m for m in registry.list_models(store)}  # read second: models are never deleted
         return [_summary(models[row["model"]], row) for row in overview.to_dict("records")]
 
-    @api.get("/models/{name}", response_model=ModelDetail, responses=_errors(401, 403, 404, 429, 503))
+    @api.get("/models/{name}", response_model=ModelDetail, response_model_exclude_unset=True,
+             responses=_errors(401, 403, 404, 429, 503))
     def model(name: ModelName, store: Store = Depends(get_store),
               caller: Caller = Depends(current_user)) -> ModelDetail:
         """One model: labels, active version, its metrics, and every version."""
@@ -344,6 +356,7 @@ def create_app(store: Store | None = None) -> FastAPI:
         active = next((v for v in versions if v.version == m.active_version), None)
         keys = ("accuracy", "macro_f1", "log_loss", "ece")
         metrics = {k: _number(active.metrics.get(k)) for k in keys} if active else {}
+        metrics.update({k: _number(v) for k, v in (active.metrics.get("ordinal", {}) if active else {}).items()})
         return ModelDetail(name=m.name, description=m.description, labels=m.labels, versions=len(versions),
                            active_version=m.active_version, accuracy=metrics.get("accuracy"),
                            macro_f1=metrics.get("macro_f1"), task=m.task, active_metrics=metrics,
@@ -362,6 +375,9 @@ def create_app(store: Store | None = None) -> FastAPI:
         answers = [{"prediction_id": pid, "label": label, "probabilities": dict(zip(done.model_labels, p)),
                     "version": done.version}
                    for pid, label, p in zip(done.prediction_ids, done.labels, done.proba.tolist())]
+        if done.expected_grades is not None:  # an ordinal model's: a classification answer has no grade
+            for answer, grade in zip(answers, done.expected_grades):
+                answer["expected_grade"] = grade
         return JSONResponse({"model": name, "business_line": body.business_line, "predictions": answers})
 
     @api.post("/models/{name}/feedback", response_model=FeedbackResponse, status_code=201,
@@ -373,7 +389,8 @@ def create_app(store: Store | None = None) -> FastAPI:
         feedback_id = feedback.label_prediction(store, name, body.prediction_id, label, caller.user)
         return FeedbackResponse(feedback_id=feedback_id, prediction_id=body.prediction_id, label=label)
 
-    @api.get("/models/{name}/compare", response_model=Comparison, responses=_errors(401, 403, 404, 422, 429, 503))
+    @api.get("/models/{name}/compare", response_model=Comparison, response_model_exclude_unset=True,
+             responses=_errors(401, 403, 404, 422, 429, 503))
     def compare_versions(name: ModelName, a: VersionQuery, b: VersionQuery, store: Store = Depends(get_store),
                          caller: Caller = Depends(current_user)) -> dict:
         """Version b beside version a on the model's test set: overall, per-class and per-line deltas (b - a),
@@ -396,6 +413,7 @@ def create_app(store: Store | None = None) -> FastAPI:
         return {"model": name, "by": by, **about, "rows": rows}
 
     @api.post("/models/{name}/versions/{version}/activate", response_model=VersionSummary,
+              response_model_exclude_unset=True,
               responses=_errors(400, 401, 403, 404, 409, 422, 429, 500, 503))
     def activate(name: ModelName, version: VersionPath, body: ActivateRequest | None = None,
                  store: Store = Depends(get_store), caller: Caller = Depends(current_user)) -> VersionSummary:
@@ -416,9 +434,11 @@ def _summary(m: registry.Model, row) -> ModelSummary:
 
 
 def _version_summary(v: registry.Version) -> VersionSummary:
+    """A version's row; `ordinal` is set only for an ordinal version (routes leave unset fields out)."""
+    graded = {"ordinal": {k: _number(x) for k, x in v.metrics["ordinal"].items()}} if "ordinal" in v.metrics else {}
     return VersionSummary(version=v.version, status=v.status, mode=v.mode, created_at=v.created_at.isoformat(),
                           created_by=v.created_by, accuracy=_number(v.metrics.get("accuracy")),
-                          macro_f1=_number(v.metrics.get("macro_f1")))
+                          macro_f1=_number(v.metrics.get("macro_f1")), **graded)
 
 
 def mount(store: Store | None = None) -> Mount:

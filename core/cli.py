@@ -128,15 +128,17 @@ def cmd_create_model(args, store):
     from . import registry
 
     model = registry.create_model(store, args.name, args.labels, args.user, description=args.description or "",
-                                  preprocess=_json_arg(args.preprocess, "--preprocess"),
+                                  task=args.task, preprocess=_json_arg(args.preprocess, "--preprocess"),
                                   model_config=_json_arg(args.config, "--config"))
-    _emit_record(args, {"model_id": model.model_id, "name": model.name, "labels": ",".join(model.labels)})
+    _emit_record(args, {"model_id": model.model_id, "name": model.name, "task": model.task,
+                        "labels": ",".join(model.labels)})
 
 
 def cmd_import(args, store):
     from . import imports
 
-    report = imports.import_examples(store, args.name, args.file, args.split, args.user)
+    report = imports.import_examples(store, args.name, args.file, args.split, args.user,
+                                     label_column=args.label_column)
     _emit_record(args, {"imported": report.rows, "split": args.split, "file": report.filename})
 
 
@@ -148,7 +150,7 @@ def _version_record(v) -> dict:
             "estimator": v.model_config.get("estimator"), "selected": selection.chosen_how(v),
             "rows_seen": v.data.get("rows"), "new_rows": v.data.get("new_rows"),
             "accuracy": m.get("accuracy"), "macro_f1": m.get("macro_f1"), "log_loss": m.get("log_loss"),
-            "ece": m.get("ece")}
+            "ece": m.get("ece"), **m.get("ordinal", {})}  # an ordinal version's mae, qwk, spearman, exact, within_one
 
 
 def cmd_train(args, store):
@@ -419,7 +421,10 @@ def build_parser() -> argparse.ArgumentParser:
     command("models", cmd_models, "list models with their active version")
     c = command("create-model", cmd_create_model, "register a model")
     c.add_argument("name")
-    c.add_argument("--labels", required=True, help="comma-separated label set, e.g. 正面,负面")
+    c.add_argument("--labels", required=True, help="comma-separated label set, e.g. 正面,负面; for --task ordinal "
+                                                   "the grades lowest first (at least 3), e.g. 低,中,高: the order is fixed")
+    c.add_argument("--task", choices=["classification", "ordinal"], default="classification",
+                   help="classification (default), or ordinal: ordered grades (排序)")
     c.add_argument("--description", help="what problem the model solves")
     c.add_argument("--config", help="model config as JSON, e.g. '{\"estimator\": \"sgd\"}'")
     c.add_argument("--preprocess", help="preprocessing config as JSON, e.g. '{\"new_words\": [\"差评\"]}'")
@@ -427,6 +432,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("name")
     c.add_argument("file")
     c.add_argument("--split", required=True, choices=["train", "test"])
+    c.add_argument("--label-column", help="the column holding this model's labels (default: label; without one, "
+                                          "label_1 for a classification model, label_2 for an ordinal one)")
     c = command("train", cmd_train, "train a new version and print its metrics")
     c.add_argument("name")
     c.add_argument("--incremental", action="store_true", help="update the active version with the new labels only")
@@ -442,7 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = command("hard-examples", cmd_hard_examples, "the predictions to label next")
     c.add_argument("name")
     c.add_argument("--k", type=_whole_number(1, MAX_COUNT), default=50, help="how many (default 50)")
-    c.add_argument("--strategy", default="least_confidence", choices=_NamesIn(".sampling", "STRATEGIES"),
+    c.add_argument("--strategy", default="least_confidence", choices=_NamesIn(".sampling", "EVERY_STRATEGY"),
                    metavar="STRATEGY", help="one of %(choices)s (default %(default)s)")
     _filters(c)
     _out(c, "the examples")

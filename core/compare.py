@@ -33,6 +33,13 @@ OVERALL = (
     Measure("ece", "Calibration error (ECE)", False, True),
 )
 CLASS_MEASURES = ("precision", "recall", "f1")
+# An ordinal version's figures (metrics["ordinal"]); a classification version has none and shows none.
+ORDINAL = (
+    Measure("mae", "Mean absolute error (grades)", False, True),
+    Measure("qwk", "Quadratic weighted kappa", False, False),
+    Measure("spearman", "Spearman correlation", False, False),
+    Measure("within_one", "Within one grade", True, False),
+)
 
 
 @dataclass(frozen=True)
@@ -69,29 +76,36 @@ class Tolerances:
     class_recall: float = 0.02
     line_accuracy: float = 0.03
     line_min_rows: int = 30
+    ordinal_mae: float = 0.02        # grades: an ordinal version's mean absolute error may rise this much
+    line_ordinal_mae: float = 0.05   # ... and a business line's
 
     @classmethod
     def from_settings(cls) -> "Tolerances":
         return cls(overall=float(settings.get("guard_overall")),
                    class_recall=float(settings.get("guard_class_recall")),
                    line_accuracy=float(settings.get("guard_line_accuracy")),
-                   line_min_rows=int(settings.get("guard_line_min_rows")))
+                   line_min_rows=int(settings.get("guard_line_min_rows")),
+                   ordinal_mae=float(settings.get("guard_ordinal_mae")),
+                   line_ordinal_mae=float(settings.get("guard_line_ordinal_mae")))
 
 
 @dataclass(frozen=True)
 class Regression:
-    """A figure that fell by more than its tolerance."""
+    """A figure that got worse by more than its tolerance: fell, or rose where lower is better
+    (an ordinal version's mean absolute error); `drop` is how much worse, always >= 0."""
     what: str
     base: float
     candidate: float
     drop: float
     tolerance: float
+    lower_is_better: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     def sentence(self) -> str:
-        return (f"{self.what} {self.base:.3f} → {self.candidate:.3f} (−{self.drop:.3f}, "
+        sign = "+" if self.lower_is_better else "−"
+        return (f"{self.what} {self.base:.3f} → {self.candidate:.3f} ({sign}{self.drop:.3f}, "
                 f"tolerance {self.tolerance:.3f})")
 
 
@@ -105,6 +119,26 @@ def _metric(version, key: str) -> float | None:
 def overall_deltas(candidate, base=None) -> list[Delta]:
     """Accuracy, macro-F1, log loss and ECE of both versions (base None: candidate only)."""
     return [Delta(m, _metric(base, m.key), _metric(candidate, m.key)) for m in OVERALL]
+
+
+def ordinal_deltas(candidate, base=None) -> list[Delta]:
+    """An ordinal version's MAE, QWK, Spearman and within-one share beside the base's; empty for a
+    classification version (its faces show no ordinal figure)."""
+    if "ordinal" not in candidate.metrics:
+        return []
+    old = base.metrics.get("ordinal", {}) if base is not None else {}
+    return [Delta(m, old.get(m.key), candidate.metrics["ordinal"].get(m.key)) for m in ORDINAL]
+
+
+def ordinal_by_line_rows(candidate, base=None) -> list[dict]:
+    """One record per business line of an ordinal version: business_line, test_rows, base, candidate,
+    delta of the mean absolute error in grades (lower is better); empty for a classification version."""
+    rows = []
+    for line, m in candidate.metrics.get("ordinal_by_line", {}).items():
+        old = base.metrics.get("ordinal_by_line", {}).get(line, {}) if base is not None else {}
+        rows.append({"business_line": line, "test_rows": m["n"], "base": old.get("mae"), "candidate": m["mae"],
+                     "delta": _minus(m["mae"], old.get("mae"))})
+    return rows
 
 
 def per_class_rows(candidate, base=None) -> list[dict]:
@@ -201,6 +235,29 @@ def regressions(candidate, base, tolerances: Tolerances | None = None) -> list[R
         before = old.get("by_business_line", {}).get(line, {})
         if min(m.get("n", 0), before.get("n", 0)) >= t.line_min_rows:
             found += _fall(f"accuracy on {line}", before.get("accuracy"), m.get("accuracy"), t.line_accuracy)
+    return found + _ordinal_regressions(new, old, t)
+
+
+def _rise(what: str, old, new, tolerance: float) -> list[Regression]:
+    """`_fall` for a figure where lower is better."""
+    if old is None or new is None or new - old <= tolerance + 1e-12:
+        return []
+    return [Regression(what, float(old), float(new), float(new - old), tolerance, lower_is_better=True)]
+
+
+def _ordinal_regressions(new: dict, old: dict, t: Tolerances) -> list[Regression]:
+    """For ordinal versions: quadratic weighted kappa falling, mean absolute error (grades) rising,
+    overall and per business line (lines with at least `line_min_rows` test rows)."""
+    a, b = old.get("ordinal"), new.get("ordinal")
+    if not a or not b:
+        return []
+    found = _fall("quadratic weighted kappa", a.get("qwk"), b.get("qwk"), t.overall)
+    found += _rise("mean absolute error (grades)", a.get("mae"), b.get("mae"), t.ordinal_mae)
+    for line, m in new.get("ordinal_by_line", {}).items():
+        before = old.get("ordinal_by_line", {}).get(line, {})
+        if min(m.get("n", 0), before.get("n", 0)) >= t.line_min_rows:
+            found += _rise(f"mean absolute error (grades) on {line}", before.get("mae"), m.get("mae"),
+                           t.line_ordinal_mae)
     return found
 
 
@@ -278,5 +335,7 @@ def comparison(candidate, base, tolerances: Tolerances | None = None) -> dict:
         "by_line": by_line_rows(candidate, base),
         "regressions": [r.to_dict() for r in regressions(candidate, base, tolerances)],
         "configs": [selection.summary(base), selection.summary(candidate)],
+        **({"ordinal": [d.to_dict() for d in ordinal_deltas(candidate, base)],
+            "ordinal_by_line": ordinal_by_line_rows(candidate, base)} if "ordinal" in candidate.metrics else {}),
     }
 

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import InvalidInput
+from .ordinal import FrankHall
 
 PROB_PREFIX = "p_"  # a label's probability column in every table a face shows: p_<label>
 
@@ -189,19 +190,28 @@ def calibrated(config: ModelConfig, folds: int = CALIBRATION_FOLDS, method: str 
     return CalibratedClassifierCV(classifier(config), method=method, cv=cv, ensemble=not config.incremental)
 
 
-def build_pipeline(config: ModelConfig, calibration_folds: int = CALIBRATION_FOLDS, method: str = "sigmoid"):
+def graded(clf, grades: list[str] | None):
+    """`clf` as an ordinal model over `grades` (lowest first): one copy per grade threshold,
+    combined into a distribution (ordinal.FrankHall); `clf` itself when `grades` is None."""
+    return clf if grades is None else FrankHall(clf, list(grades))
+
+
+def build_pipeline(config: ModelConfig, calibration_folds: int = CALIBRATION_FOLDS, method: str = "sigmoid",
+                   grades: list[str] | None = None):
     """The scikit-learn Pipeline a pinned config describes, calibrated as `calibrated` says (fewer
-    than 2 folds: uncalibrated). scikit-learn is imported here, not at start-up: the dashboard's
-    first page and the API's health answer do not need it."""
+    than 2 folds: uncalibrated); with `grades`, an ordinal model whose every threshold's classifier
+    is calibrated so. scikit-learn is imported here, not at start-up: the dashboard's first page
+    and the API's health answer do not need it."""
     from sklearn.pipeline import Pipeline
 
     clf = calibrated(config, calibration_folds, method) if calibration_folds >= 2 else classifier(config)
-    return Pipeline([("features", features(config)), ("clf", clf)])
+    return Pipeline([("features", features(config)), ("clf", graded(clf, grades))])
 
 
 def incremental_core(pipeline):
     """The model inside a pipeline that partial_fit updates: the SGD itself, or the one a
-    calibration wrapper refitted on all rows (its calibration maps are kept)."""
+    calibration wrapper refitted on all rows (its calibration maps are kept); an ordinal model
+    itself, whose partial_fit continues each threshold's."""
     clf = pipeline.named_steps["clf"]
     if hasattr(clf, "calibrated_classifiers_"):
         return clf.calibrated_classifiers_[0].estimator

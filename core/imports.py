@@ -109,19 +109,43 @@ def validate_texts(frame: pd.DataFrame, filename: str, labels: list[str] | None 
 
 
 SPLITS = ("train", "test")
+# The model record's two label columns for one text: label_1 a classification (分类), label_2 a
+# grade (排序). A file without a `label` column feeds each task its own, unless told otherwise.
+RECORD_LABEL_COLUMNS = {registry.CLASSIFICATION: "label_1", registry.ORDINAL: "label_2"}
 
 
-def validate_examples(store, name: str, source, split: str, filename: str | None = None) -> Validation:
+def with_label_column(frame: pd.DataFrame, task: str, filename: str, label_column: str | None = None) -> pd.DataFrame:
+    """`frame` with the column that holds this model's labels named `label`: `label_column` when
+    given, else `label`, else the record's column for the task (label_1 classification, label_2 ordinal)."""
+    if label_column is None:
+        fallback = RECORD_LABEL_COLUMNS.get(task)
+        if "label" in frame.columns or fallback not in frame.columns:
+            return frame
+        label_column = fallback
+    label_column = str(label_column).strip()
+    if label_column not in frame.columns:
+        found = ", ".join(map(str, frame.columns[:10])) or "none"
+        raise InvalidInput(f"{filename}: no column {label_column!r} to take the labels from (columns found: {found})")
+    if label_column == "label":
+        return frame
+    return frame.drop(columns=[c for c in ("label",) if c in frame.columns]).rename(columns={label_column: "label"})
+
+
+def validate_examples(store, name: str, source, split: str, filename: str | None = None,
+                      label_column: str | None = None) -> Validation:
     """Read and check a labelled file for model `name` without writing anything."""
     filename = display_name(source, filename)
-    return validate_frame(store, name, read_table(source, filename), split, filename)
+    return validate_frame(store, name, read_table(source, filename), split, filename, label_column)
 
 
-def validate_frame(store, name: str, frame: pd.DataFrame, split: str, filename: str = "rows") -> Validation:
-    """Check labelled rows (text, label, optional business_line, created_at) for model `name`."""
+def validate_frame(store, name: str, frame: pd.DataFrame, split: str, filename: str = "rows",
+                   label_column: str | None = None) -> Validation:
+    """Check labelled rows (text, label, optional business_line, created_at) for model `name`;
+    the labels come from `label_column` as `with_label_column` says."""
     if split not in SPLITS:
         raise InvalidInput(f"split must be train or test, not {split!r}")
     model = registry.get_model(store, name)
+    frame = with_label_column(frame, model.task, filename, label_column)
     report = validate_texts(frame, filename, model.labels)
     if report.ok and split == "train":
         with store.connect() as con:
@@ -134,17 +158,18 @@ def validate_frame(store, name: str, frame: pd.DataFrame, split: str, filename: 
     return report
 
 
-def import_examples(store, name: str, source, split: str, user: str, filename: str | None = None) -> Validation:
+def import_examples(store, name: str, source, split: str, user: str, filename: str | None = None,
+                    label_column: str | None = None) -> Validation:
     """Validate a file, then write every row in one transaction (all or nothing)."""
     filename = display_name(source, filename)
-    return import_frame(store, name, read_table(source, filename), split, user, filename)
+    return import_frame(store, name, read_table(source, filename), split, user, filename, label_column)
 
 
 def import_frame(store, name: str, frame: pd.DataFrame, split: str, user: str,
-                 filename: str = "rows") -> Validation:
+                 filename: str = "rows", label_column: str | None = None) -> Validation:
     """Validate labelled rows, then write them all in one transaction. Returns the validation."""
     auth.check(store, user, "import")
-    report = validate_frame(store, name, frame, split, filename)
+    report = validate_frame(store, name, frame, split, filename, label_column)
     report.raise_if_invalid()
     with store.transaction() as con:
         auth.require(con, user, "import")
@@ -169,13 +194,18 @@ def labels_in(source, filename: str | None = None) -> list[str]:
 def create_model_from_file(store, name: str, labels, source, user: str, filename: str | None = None,
                            description: str = "", preprocess: dict | None = None,
                            model_config: dict | None = None, test_share: float = 0.2,
-                           seed: int = 42) -> "Validation":
+                           seed: int = 42, task: str = registry.CLASSIFICATION,
+                           label_column: str | None = None) -> "Validation":
     """Create a model and import a labelled file in one transaction, holding out `test_share` of
-    the rows (stratified by label, seeded) as the model's fixed test split."""
+    the rows (stratified by label, seeded) as the model's fixed test split. For an ordinal model
+    (`task`) `labels` are its grades, lowest first; `label_column` as `with_label_column` says."""
     auth.check(store, user, "manage")
     filename = display_name(source, filename)
-    labels = registry.validate_labels(labels)
-    report = validate_texts(read_table(source, filename), filename, labels)
+    if task not in registry.TASKS:
+        raise InvalidInput(f"task must be one of {', '.join(registry.TASKS)}, not {task!r}")
+    labels = registry.validate_labels(labels, task)
+    frame = with_label_column(read_table(source, filename), task, filename, label_column)
+    report = validate_texts(frame, filename, labels)
     classes = set(report.frame["label"]) if report.ok else set()
     if report.ok and len(classes) < 2:
         report.problems.append(f"{filename}: a training set needs examples of at least two labels; "
@@ -188,7 +218,7 @@ def create_model_from_file(store, name: str, labels, source, user: str, filename
     examples = {"train": frame.drop(test.index)}
     if len(test):
         examples["test"] = test
-    registry.create_model(store, name, labels, user, description, preprocess=preprocess,
+    registry.create_model(store, name, labels, user, description, task=task, preprocess=preprocess,
                           model_config=model_config, examples=examples)
     return report
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from . import ordinal
 from .estimators import predict_proba
 
 
@@ -23,8 +24,19 @@ def expected_calibration_error(top_prob: np.ndarray, correct: np.ndarray, bins: 
     return float(sum(b["count"] * abs(b["confidence"] - b["accuracy"]) for b in curve) / max(len(top_prob), 1))
 
 
-def evaluate(pipeline, test: pd.DataFrame, labels: list[str]) -> dict:
-    """Accuracy, macro-F1, per-class P/R/F1, confusion matrix, log loss, ECE, accuracy per business line.
+def sorted_log_loss(y_true, proba: np.ndarray, labels: list[str]) -> float:
+    """Log loss of probabilities whose columns are in `labels`' order: scikit-learn takes the
+    columns to be in sorted order, which a grade order (低, 中, 高) or any unsorted label set is not."""
+    from sklearn.metrics import log_loss
+
+    order = np.argsort(np.asarray(labels, dtype=object))
+    return float(log_loss(y_true, np.asarray(proba)[:, order], labels=[labels[i] for i in order]))
+
+
+def evaluate(pipeline, test: pd.DataFrame, labels: list[str], graded: bool = False) -> dict:
+    """Accuracy, macro-F1, per-class P/R/F1, confusion matrix, log loss, ECE, accuracy per business line;
+    for an ordinal model (`graded`, `labels` the grade order) also "ordinal" and "ordinal_by_line"
+    (ordinal.ordinal_metrics overall and per line). The confusion matrix is in `labels`' order.
 
     `test` has columns tokens, label and business_line."""
     # scikit-learn loads here, not at start-up: the dashboard's first page and the API's health
@@ -44,7 +56,7 @@ def evaluate(pipeline, test: pd.DataFrame, labels: list[str]) -> dict:
         "per_class": {lab: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
                             "support": int(s[i])} for i, lab in enumerate(labels)},
         "confusion": {"labels": labels, "matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist()},
-        "log_loss": float(log_loss(y_true, clipped / clipped.sum(axis=1, keepdims=True), labels=labels)),
+        "log_loss": sorted_log_loss(y_true, clipped / clipped.sum(axis=1, keepdims=True), labels),
         "ece": expected_calibration_error(proba.max(axis=1), correct),
         "reliability": reliability_curve(proba.max(axis=1), correct),
     }
@@ -55,4 +67,7 @@ def evaluate(pipeline, test: pd.DataFrame, labels: list[str]) -> dict:
                "reliability": reliability_curve(top[mask], correct[mask])}
         for line, mask in ((line, (lines == line).to_numpy()) for line in sorted(set(lines)) if line)
     }
+    if graded:
+        metrics["ordinal"] = ordinal.ordinal_metrics(y_true, y_pred, proba, labels)
+        metrics["ordinal_by_line"] = ordinal.metrics_by_line(y_true, y_pred, proba, labels, lines.to_numpy())
     return metrics

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from . import artifacts, logwriter, registry, settings
+from . import artifacts, logwriter, ordinal, registry, settings
 from .errors import InvalidInput
 from .estimators import predict_proba, prob_column
 from .files import display_name, read_table
@@ -57,13 +57,15 @@ class Predicted:
     labels: list[str]        # predicted, one per text
     top_prob: list[float]
     version: int
-    model_labels: list[str]  # the probability columns' order
+    model_labels: list[str]  # the probability columns' order (an ordinal model's grades, lowest first)
     proba: np.ndarray        # texts x model_labels
+    expected_grades: list[float] | None = None  # ordinal models: the distribution's mean grade (1..n), a sort key
 
     def frame(self) -> pd.DataFrame:
+        graded = {} if self.expected_grades is None else {"expected_grade": self.expected_grades}
         return pd.DataFrame({"prediction_id": self.prediction_ids, "text": self.texts,
                              "business_line": self.business_lines, "label": self.labels,
-                             "top_prob": self.top_prob, "version": self.version,
+                             "top_prob": self.top_prob, **graded, "version": self.version,
                              **{prob_column(label): self.proba[:, j] for j, label in enumerate(self.model_labels)}})
 
 
@@ -71,7 +73,8 @@ def predict_texts(store: Store, name: str, texts: Sequence[str], user: str, busi
                   created_at=None, version: int | None = None, source: str = "app",
                   workers: int | None = None) -> pd.DataFrame:
     """Predict and log. Returns one row per text: prediction_id, text, business_line, label,
-    top_prob, version and one probability column per label (`p_<label>`).
+    top_prob, version and one probability column per label (`p_<label>`); for an ordinal model
+    `label` is the most likely grade and `expected_grade` (1 = lowest) follows top_prob.
 
     `business_line` and `created_at` are one value for all texts or one per text; created_at lets
     a user replay historical traffic (default: now). Large batches are tokenised on `workers`
@@ -102,7 +105,8 @@ def predict_batch(store: Store, name: str, texts: Sequence[str], user: str, busi
     columns = {"text": texts, "norm_text": norm_texts, "business_line": lines, "label": labels, "top_prob": top,
                "probs": proba.tolist(), "created_at": created}
     ids = logwriter.write(store, logwriter.Rows(model.model_id, model_version.version, columns, source, user))
-    return Predicted(ids, texts, lines, labels, top, model_version.version, list(model.labels), proba)
+    expected = ordinal.expected_grade(proba).tolist() if registry.is_ordinal(model) else None
+    return Predicted(ids, texts, lines, labels, top, model_version.version, list(model.labels), proba, expected)
 
 
 _lookups: dict[tuple, tuple[float, registry.Model, registry.Version]] = {}

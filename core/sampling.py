@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from . import agreement, auth, predict, registry, settings
+from . import agreement, auth, ordinal, predict, registry, settings
 from . import store as db
 from .errors import EmptyPool, InvalidInput
 from .estimators import proba_frame
@@ -66,6 +66,28 @@ STRATEGIES = {s.name: s for s in (
     Strategy("diverse_margin", "smallest margin within each cluster of similar texts, clusters in turns",
              _margin, diverse=True),
 )}
+# Ordinal models only (their label columns are grades in order): least confidence ignores how far
+# apart the likely grades are, these two count it. The strategies above apply to them too.
+ORDINAL_STRATEGIES = {s.name: s for s in (
+    Strategy("expected_error", "ordinal models: largest expected error in grades first, sum of p(grade) x "
+             "|grade - most likely grade| (a text torn between 低 and 高 before one torn between 低 and 中)",
+             ordinal.expected_absolute_error),
+    Strategy("spread", "ordinal models: widest distribution over the grades first (its standard deviation "
+             "in grades)", ordinal.spread),
+)}
+EVERY_STRATEGY = {**STRATEGIES, **ORDINAL_STRATEGIES}
+
+
+def strategies_for(model) -> dict[str, Strategy]:
+    """The strategies a model can use, in the order a face offers them: an ordinal model's own first."""
+    return {**ORDINAL_STRATEGIES, **STRATEGIES} if registry.is_ordinal(model) else dict(STRATEGIES)
+
+
+def _for_task(strategy: Strategy, model) -> None:
+    """InvalidInput for an ordinal strategy asked of a classification model."""
+    if strategy.name not in strategies_for(model):
+        raise InvalidInput(f"strategy {strategy.name!r} is for ordinal models (ordered grades); model "
+                           f"{model.name!r} classifies, use one of {', '.join(STRATEGIES)}")
 
 
 @dataclass(frozen=True)
@@ -77,9 +99,9 @@ class HardExamples:
 
 
 def _strategy(strategy: str | Strategy) -> Strategy:
-    if str(strategy) not in STRATEGIES:
-        raise InvalidInput(f"strategy must be one of {', '.join(STRATEGIES)}, not {str(strategy)!r}")
-    return STRATEGIES[str(strategy)]
+    if str(strategy) not in EVERY_STRATEGY:
+        raise InvalidInput(f"strategy must be one of {', '.join(EVERY_STRATEGY)}, not {str(strategy)!r}")
+    return EVERY_STRATEGY[str(strategy)]
 
 
 def select_hard_examples(store: Store, name: str, k: int, user: str, strategy: str | Strategy = "least_confidence",
@@ -101,6 +123,7 @@ def select_hard_examples(store: Store, name: str, k: int, user: str, strategy: s
     with store.connect() as con:
         auth.require(con, user, "sample")
         model = registry.find_model(con, name)
+        _for_task(chosen, model)
         scorer = registry.resolve_version(con, model, for_version)
         pool = db.hard_example_pool(con, model.model_id, int(settings.get("hard_example_pool")), **filters)
         again = agreement.overlap_pool(con, model, user, int(k), seed, **filters)  # for a blind second label
@@ -123,6 +146,8 @@ def select_hard_examples(store: Store, name: str, k: int, user: str, strategy: s
     found = found.assign(version=scorer.version, label=np.asarray(model.labels)[proba.argmax(axis=1)],
                          top_prob=proba.max(axis=1))
     columns = ["prediction_id", "created_at", "business_line", "version", "text", "label", "top_prob"]
+    if registry.is_ordinal(model):  # the grade a client sorts by, as predictions carry it
+        found["expected_grade"], columns = ordinal.expected_grade(proba), columns + ["expected_grade"]
     return HardExamples(batch_id, chosen.name,
                         pd.concat([found[columns], proba_frame(proba, model.labels), found[["score"]]], axis=1))
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from . import settings
-from .estimators import CALIBRATION_FOLDS, CALIBRATIONS, ModelConfig, calibrated, classifier, features
+from .estimators import CALIBRATION_FOLDS, CALIBRATIONS, ModelConfig, calibrated, classifier, features, graded
+from .metrics import sorted_log_loss
 
 FOLDS = 3
 MIN_ROWS = 30  # below this, or fewer than FOLDS rows of some label, cross-validation says little
@@ -61,9 +62,12 @@ def too_small(labels: list[str]) -> str | None:
 
 
 def select(tokens: list[list[str]], labels: list[str], base: ModelConfig, budget: float | None = None,
-           progress=lambda fraction, message: None, incumbent: ModelConfig | None = None) -> Selection:
+           progress=lambda fraction, message: None, incumbent: ModelConfig | None = None,
+           grades: list[str] | None = None) -> Selection:
     """The best candidate by mean cross-validated macro-F1 (accuracy reported too); ties keep the
-    earlier candidate. `base` supplies the seed and settings the candidates do not set.
+    earlier candidate. `base` supplies the seed and settings the candidates do not set. With
+    `grades` (an ordinal model) each candidate is the ordinal model over them, judged by quadratic
+    weighted kappa instead, which counts a prediction two grades off worse than one off.
 
     `incumbent` (the active version's config) is tried first and kept unless the best beats it by
     more than the best's standard error over the folds: on small data the winner changes with
@@ -89,28 +93,28 @@ def select(tokens: list[list[str]], labels: list[str], base: ModelConfig, budget
             tried.append({"config": config.to_dict(), "describe": config.describe(), "skipped": "time budget"})
             continue
         progress(0.1 + 0.3 * i / len(configs), f"cross-validating {config.describe()}")
-        tried.append(_cross_validate(config, tokens, y, folds, matrices))
+        tried.append(_cross_validate(config, tokens, y, folds, matrices, grades))
     keep = tried[0] if incumbent is not None and incumbent.pinned else None
-    chosen, record = _choose(tried, budget, time.monotonic() - started, keep)
+    chosen, record = _choose(tried, budget, time.monotonic() - started, keep, "qwk" if grades else "macro_f1")
     progress(0.4, f"choosing the calibration of {chosen.describe()}")
-    record["calibration"] = choose_calibration(chosen, matrices[_feature_key(chosen)], y, folds)
+    record["calibration"] = choose_calibration(chosen, matrices[_feature_key(chosen)], y, folds, grades)
     return Selection(chosen, record)
 
 
-def choose_calibration(config: ModelConfig, X, y: np.ndarray, folds) -> dict:
+def choose_calibration(config: ModelConfig, X, y: np.ndarray, folds, grades: list[str] | None = None) -> dict:
     """Sigmoid or isotonic, whichever gives the config's calibrated model the lower log loss out
     of fold on the training split (ties: sigmoid, the first); with every method's log loss."""
-    from sklearn.metrics import log_loss
-
     began, losses = time.monotonic(), {}
     if min(np.unique(y, return_counts=True)[1]) < FOLDS * CALIBRATION_FOLDS:
         return {"chosen": CALIBRATIONS[0], "why": "too few rows of some label to compare calibrations"}
+    classes = list(grades) if grades else list(np.unique(y))  # an ordinal model gives every grade a column
     for method in CALIBRATIONS:
-        proba = np.zeros((len(y), len(np.unique(y))))
+        proba = np.zeros((len(y), len(classes)))
         for train_idx, held_idx in folds:
-            model = calibrated(config, CALIBRATION_FOLDS, method).fit(X[train_idx], y[train_idx])
+            model = graded(calibrated(config, CALIBRATION_FOLDS, method), grades).fit(X[train_idx], y[train_idx])
             proba[held_idx] = model.predict_proba(X[held_idx])
-        losses[method] = round(float(log_loss(y, proba, labels=np.unique(y))), 4)
+        proba = np.clip(proba, 1e-15, 1)
+        losses[method] = round(sorted_log_loss(y, proba / proba.sum(axis=1, keepdims=True), classes), 4)
     best = min(CALIBRATIONS, key=losses.get)
     return {"chosen": best, "cv_log_loss": losses, "seconds": round(time.monotonic() - began, 2),
             "why": f"lower {FOLDS}-fold cross-validated log loss on the training split ("
@@ -132,10 +136,14 @@ def chosen_how(version) -> str:
         return "pinned"
     if "fallback" in record:
         return "fixed: too few rows for CV"
-    scored = [t for t in record["tried"] if "cv_macro_f1" in t]
-    mine = next((t["cv_macro_f1"] for t in scored if t["config"] == record["chosen"]), None)
+    key = f"cv_{record.get('scoring', 'macro_f1')}"
+    scored = [t for t in record["tried"] if key in t]
+    mine = next((t[key] for t in scored if t["config"] == record["chosen"]), None)
     kept = record["reason"].startswith("kept")
-    return f"{'kept active' if kept else 'CV best'} of {len(scored)} (F1 {mine:.3f})"
+    return f"{'kept active' if kept else 'CV best'} of {len(scored)} ({_SCORE_NAMES[key]} {mine:.3f})"
+
+
+_SCORE_NAMES = {"cv_macro_f1": "F1", "cv_qwk": "QWK"}
 
 
 def why_chosen(version) -> str:
@@ -175,42 +183,53 @@ def _feature_key(config: ModelConfig) -> tuple:
     return config.word_ngrams, config.char_ngrams, config.min_df, config.max_features
 
 
-def _cross_validate(config: ModelConfig, tokens, y: np.ndarray, folds, matrices: dict) -> dict:
-    """One candidate's mean macro-F1 and accuracy over the folds, and the seconds it took."""
-    from sklearn.metrics import accuracy_score, f1_score
+def _cross_validate(config: ModelConfig, tokens, y: np.ndarray, folds, matrices: dict,
+                    grades: list[str] | None = None) -> dict:
+    """One candidate's mean macro-F1 and accuracy over the folds (with `grades`: as an ordinal
+    model, and its quadratic weighted kappa too), and the seconds it took."""
+    from sklearn.metrics import accuracy_score, cohen_kappa_score, f1_score
 
     began = time.monotonic()
     key = _feature_key(config)
     if key not in matrices:  # features are fitted once per feature set: TF-IDF sees no labels
         matrices[key] = features(config).fit_transform(tokens)
     X = matrices[key]
-    f1s, accs = [], []
+    f1s, accs, kappas = [], [], []
     for train_idx, held_idx in folds:
-        clf = classifier(config).fit(X[train_idx], y[train_idx])
+        clf = graded(classifier(config), grades).fit(X[train_idx], y[train_idx])
         predicted = clf.predict(X[held_idx])
         f1s.append(f1_score(y[held_idx], predicted, average="macro"))
         accs.append(accuracy_score(y[held_idx], predicted))
-    return {"config": config.to_dict(), "describe": config.describe(), "cv_macro_f1": round(float(np.mean(f1s)), 4),
-            "cv_accuracy": round(float(np.mean(accs)), 4), "cv_std_error": round(float(np.std(f1s) / np.sqrt(len(f1s))), 4),
-            "seconds": round(time.monotonic() - began, 2)}
+        if grades:
+            kappas.append(cohen_kappa_score(y[held_idx], predicted, labels=list(grades), weights="quadratic"))
+    scores = kappas or f1s  # the standard error is of the score that chooses
+    found = {"config": config.to_dict(), "describe": config.describe(), "cv_macro_f1": round(float(np.mean(f1s)), 4),
+             "cv_accuracy": round(float(np.mean(accs)), 4),
+             "cv_std_error": round(float(np.std(scores) / np.sqrt(len(scores))), 4),
+             "seconds": round(time.monotonic() - began, 2)}
+    if grades:
+        found["cv_qwk"] = round(float(np.nan_to_num(np.mean(kappas))), 4)
+    return found
 
 
-def _choose(tried: list[dict], budget: float, spent: float, incumbent: dict | None) -> tuple[ModelConfig, dict]:
-    scored = [t for t in tried if "cv_macro_f1" in t]
-    best = max(scored, key=lambda t: t["cv_macro_f1"])  # max keeps the first of equals: the earlier candidate
-    runner_up = max((t for t in scored if t is not best), key=lambda t: t["cv_macro_f1"], default=None)
-    reason = f"highest mean {FOLDS}-fold cross-validated macro-F1 on the training split ({best['cv_macro_f1']:.4f})"
+def _choose(tried: list[dict], budget: float, spent: float, incumbent: dict | None,
+            scoring: str = "macro_f1") -> tuple[ModelConfig, dict]:
+    key, named = f"cv_{scoring}", {"macro_f1": "macro-F1", "qwk": "quadratic weighted kappa"}[scoring]
+    scored = [t for t in tried if key in t]
+    best = max(scored, key=lambda t: t[key])  # max keeps the first of equals: the earlier candidate
+    runner_up = max((t for t in scored if t is not best), key=lambda t: t[key], default=None)
+    reason = f"highest mean {FOLDS}-fold cross-validated {named} on the training split ({best[key]:.4f})"
     if runner_up:
-        reason += f", ahead of {runner_up['describe']} ({runner_up['cv_macro_f1']:.4f})"
+        reason += f", ahead of {runner_up['describe']} ({runner_up[key]:.4f})"
     if incumbent is not None and incumbent is not best and \
-            incumbent["cv_macro_f1"] >= best["cv_macro_f1"] - best["cv_std_error"]:
-        reason = (f"kept the active version's {incumbent['describe']} ({incumbent['cv_macro_f1']:.4f}): the best, "
-                  f"{best['describe']} ({best['cv_macro_f1']:.4f}), is within its standard error "
+            incumbent[key] >= best[key] - best["cv_std_error"]:
+        reason = (f"kept the active version's {incumbent['describe']} ({incumbent[key]:.4f}): the best, "
+                  f"{best['describe']} ({best[key]:.4f}), is within its standard error "
                   f"({best['cv_std_error']:.4f}) of it")
         best = incumbent
     skipped = sum("skipped" in t for t in tried)
     if skipped:
         reason += f"; {skipped} candidate(s) skipped to keep within the {budget:.0f} s budget"
     chosen = ModelConfig.from_dict({**best["config"], "estimator": best["config"]["estimator"]})
-    return chosen, {"chosen": chosen.to_dict(), "reason": reason, "scoring": "macro_f1", "folds": FOLDS,
+    return chosen, {"chosen": chosen.to_dict(), "reason": reason, "scoring": scoring, "folds": FOLDS,
                     "budget_seconds": round(budget, 1), "seconds": round(spent, 1), "tried": tried}

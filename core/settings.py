@@ -50,6 +50,10 @@ SETTINGS = {
                                             "forcing."),
         Setting("guard_line_accuracy", 0.03, "Largest fall in any business line's accuracy that activation accepts "
                                              "without forcing."),
+        Setting("guard_ordinal_mae", 0.02, "Largest rise in an ordinal version's mean absolute error (in grades) "
+                                           "that activation accepts without forcing."),
+        Setting("guard_line_ordinal_mae", 0.05, "Largest rise in a business line's mean absolute error (grades) of "
+                                                "an ordinal version that activation accepts without forcing."),
         Setting("guard_line_min_rows", 30, "Test rows a business line needs before the activation guard judges "
                                            "its accuracy (fewer are noise)."),
         Setting("selection_budget", 0.0, "Seconds model selection may spend cross-validating candidates "

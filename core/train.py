@@ -145,10 +145,11 @@ def fit_full(store: Store, model: registry.Model, config: ModelConfig, prep: Pre
     if not config.pinned:
         active = registry.get_version(store, model.name) if model.active_version else None
         incumbent = ModelConfig.from_dict(active.model_config) if active else None
-        chosen = selection.select(tokens, labels, config, budget, progress, incumbent)
+        chosen = selection.select(tokens, labels, config, budget, progress, incumbent, _grades(model))
         config, notes["selection"] = chosen.config, chosen.record
         progress(0.4, chosen.record.get("fallback") or f"chose {config.describe()}: {chosen.record['reason']}")
-    pipeline, notes["calibration"] = _calibrated_pipeline(config, labels, notes.get("selection", {}).get("calibration"))
+    pipeline, notes["calibration"] = _calibrated_pipeline(config, labels, notes.get("selection", {}).get("calibration"),
+                                                          _grades(model))
     progress(0.45, f"fitting {config.describe()} on {len(train)} examples")
     pipeline.fit(tokens, labels)
     seen = {k: int(v) for k, v in train["source"].value_counts().items()}
@@ -156,19 +157,27 @@ def fit_full(store: Store, model: registry.Model, config: ModelConfig, prep: Pre
                int(train["example_id"].max()), notes)
 
 
-def _calibrated_pipeline(config: ModelConfig, labels: list[str], chosen: dict | None = None) -> tuple[object, str]:
+def _grades(model: registry.Model) -> list[str] | None:
+    """An ordinal model's grades (the order its model learns); None for a classification model."""
+    return list(model.labels) if registry.is_ordinal(model) else None
+
+
+def _calibrated_pipeline(config: ModelConfig, labels: list[str], chosen: dict | None = None,
+                         grades: list[str] | None = None) -> tuple[object, str]:
     """The pipeline with as many calibration folds as the rarest label allows, calibrated as
-    selection chose (`chosen`, else sigmoid), and a line saying how."""
+    selection chose (`chosen`, else sigmoid), and a line saying how; with `grades`, the ordinal
+    model whose every threshold's classifier is calibrated so."""
     fewest = min(labels.count(label) for label in set(labels))
     folds = min(CALIBRATION_FOLDS, fewest)
     if folds < 2:
-        return build_pipeline(config, 0), (f"uncalibrated: a label has {fewest} training row, calibration "
-                                           f"needs 2 per label")
+        return build_pipeline(config, 0, grades=grades), (f"uncalibrated: a label has {fewest} training row, "
+                                                          f"calibration needs 2 per label")
     method = (chosen or {}).get("chosen", CALIBRATIONS[0])
     how = "one model refitted on all rows" if config.incremental else "the folds' models averaged"
     why = f"; {chosen['why']}" if chosen else ""
-    return build_pipeline(config, folds, method), (f"{method}, {folds}-fold cross-validation on the training "
-                                                   f"split, {how}{why}")
+    each = ", each grade threshold's classifier" if grades else ""
+    return build_pipeline(config, folds, method, grades), (f"{method}, {folds}-fold cross-validation on the training "
+                                                           f"split{each}, {how}{why}")
 
 
 REPLAY_MIN = 2000   # earlier rows replayed beside the new labels, at least (or all, if fewer)
@@ -216,7 +225,10 @@ def _partial_fit(pipeline, train: pd.DataFrame, config: ModelConfig) -> None:
     rng = np.random.RandomState(config.seed)
     for _ in range(config.epochs):
         order = rng.permutation(len(y))
-        clf.partial_fit(X[order], y[order])
+        try:
+            clf.partial_fit(X[order], y[order])
+        except ValueError as e:  # an ordinal model's threshold that cannot start learning (ordinal.FrankHall)
+            raise TrainingError(str(e)) from None
 
 
 def _evaluate_and_register(store: Store, model: registry.Model, fit: Fit, user: str, activate: bool,
@@ -224,7 +236,7 @@ def _evaluate_and_register(store: Store, model: registry.Model, fit: Fit, user: 
     """Evaluate a fit on the model's test split, save its file and register it as the next version."""
     progress(0.75, "evaluating on the test split")
     test = _tokens(store, model.model_id, "test", fit.prep, model.labels)
-    metrics = evaluate(fit.pipeline, test, model.labels) if len(test) else {"note": "no test rows"}
+    metrics = evaluate(fit.pipeline, test, model.labels, registry.is_ordinal(model)) if len(test) else {"note": "no test rows"}
     progress(0.9, "saving the model file")
     features = fit.pipeline.named_steps["features"]
     if hasattr(features, "vocabulary_"):  # numpy ints pickle one by one: 3x slower to save and load
