@@ -24,6 +24,7 @@ PAGES = [
     ("Labeller", "pages/label.py", "Label", ":material/label:", "label"),
     ("Owner", "pages/train.py", "Train", ":material/model_training:", "train"),
     ("Owner", "pages/versions.py", "Versions", ":material/history:", "activate"),
+    ("Owner", "pages/review.py", "Review", ":material/rate_review:", "review"),
     ("Owner", "pages/data.py", "Data", ":material/upload_file:", "import"),
     ("Anyone", "pages/predict.py", "Predict", ":material/online_prediction:", "predict"),
 ]

@@ -213,3 +213,34 @@ def test_overlap_share_needs_an_owner_and_a_share_between_0_and_1(crew):
     assert agreement.overlap_share(crew, MODEL) == 0.2
     with pytest.raises(InvalidInput):
         agreement.decide(crew, MODEL, 1, "maybe", "olga")
+
+
+# --- the Review page (AppTest) -------------------------------------------------------------------
+
+def test_review_page_decides_the_first_waiting_item_and_saves_the_share(app, seeded_store):
+    predict.predict_texts(seeded_store, MODEL, TEXTS, "olga", business_line=LINE)
+    agreement.set_overlap_share(seeded_store, MODEL, 1.0, "tester")
+    first = draw(seeded_store, "lars", k=2)
+    label_all(seeded_store, "lars", first, ["正面", "正面"])
+    second = draw(seeded_store, "mia", k=2)
+    label_all(seeded_store, "mia", second, ["负面", "负面"])
+    at = app("pages/review.py")
+    assert not at.exception and not at.error
+    assert {m.label: m.value for m in at.metric}["Items waiting"] == "2"
+    assert [b.label for b in at.button if b.key.startswith("review_as_")] == \
+        ["Decide: 正面", "Decide: 负面", "Leave out of training"]
+    shown = at.text[0].value
+    at.button(key="review_as_1").click().run()
+    assert not at.exception
+    assert {m.label: m.value for m in at.metric}["Items waiting"] == "1"
+    decided = int(shown.split("prediction ")[1].split(" ")[0])
+    assert training_labels(seeded_store)[decided] == "负面"
+    at.number_input(key="review_share").set_value(20.0).run()
+    at.button(key="review_share_save").click().run()
+    assert agreement.overlap_share(seeded_store, MODEL) == 0.2
+
+
+def test_review_page_is_for_owners(app):
+    at = app("pages/review.py", role="labeller")
+    assert not at.exception
+    assert not [b for b in at.button if b.key and b.key.startswith("review_as_")]
