@@ -34,7 +34,6 @@ PERMISSIONS = {
     "train": ((OWNER,), "train a new version"),
     "activate": ((OWNER,), "activate a version"),
     "review": ((OWNER,), "decide labels under review or set how many items two labellers label"),
-    "review": ((OWNER,), "decide labels under review or set how many items two labellers label"),
     "manage": ((OWNER,), "create or change models"),
     "admin": ((OWNER,), "manage users and tokens"),
 }

@@ -114,11 +114,6 @@ def undo_labels(store: Store, name: str, feedback_ids: list[int], user: str) -> 
             raise InvalidInput(f"prediction {judged[0]} has been labelled again or reviewed since: its label "
                                f"is now the review's to decide (Review page)")
         db.delete_second_labels(con, feedback_ids)
-        judged = db.relabelled(con, feedback_ids)
-        if judged:
-            raise InvalidInput(f"prediction {judged[0]} has been labelled again or reviewed since: its label "
-                               f"is now the review's to decide (Review page)")
-        db.delete_second_labels(con, feedback_ids)
         db.delete_feedback(con, feedback_ids)
         db.add_event(con, user, "undo_label", model.model_id,
                      {"feedback_ids": list(map(int, feedback_ids)),

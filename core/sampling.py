@@ -173,27 +173,6 @@ def _mixed_in(picked: list[int], n_again: int, seed: int) -> list[int]:
     return ordered
 
 
-def _hard_picks(pool: pd.DataFrame, strategy: Strategy, k: int, seed: int, balance_lines: bool,
-                near_duplicate: float | None) -> list[int]:
-    """Positions of the k unlabelled texts most worth a label (none when k < 1)."""
-    if k < 1 or pool.empty:
-        return []
-    order = _ranking(pool, strategy, k, seed)
-    if balance_lines:
-        order = _in_turns(order, pool["business_line"].to_numpy())
-    return _pick(pool["text"].to_numpy(), order, k, near_duplicate)
-
-
-def _mixed_in(picked: list[int], n_again: int, seed: int) -> list[int]:
-    """`picked` with positions 0..n_again-1 (items for a second label) put in at random places, so a
-    labeller cannot tell them from the rest; the hard examples keep their order."""
-    ordered = list(picked)
-    rng = np.random.default_rng(seed)
-    for i in range(n_again):
-        ordered.insert(int(rng.integers(0, len(ordered) + 1)), i)
-    return ordered
-
-
 def _pool_probabilities(store: Store, version: registry.Version, labels: list[str], pool: pd.DataFrame) -> np.ndarray:
     """The scoring version's probabilities for the pool: what that same version logged is its own
     answer already (a version's prediction is deterministic), so only texts other versions answered
