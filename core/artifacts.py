@@ -1,25 +1,34 @@
 """Model files: where a version's file goes, how it is written, checked and loaded, and strays.
 
-Model files live under `<store folder>/artifacts/<model_id>/`, named by ids only, and are loaded
-only after their sha256 matches the registry's. A file is written as `<name>.partial` beside its
-final name and renamed when complete, so a killed writer leaves a `.partial` that `strays` lists.
+Model files live under `artifacts/<model_id>/` in the store's folder: beside the embedded file, or
+in a DuckLake's data path, a folder or `s3://bucket/prefix`, so every process of a deployment sees
+every version. They are named by ids only and loaded only after their sha256 matches the registry's.
+In a folder a file is written as `<name>.partial` and renamed when complete, so a killed writer
+leaves a `.partial` that `strays` lists; on S3 an object appears whole or not at all.
 Functions that take a `version` need only its `version`, `artifact` and `sha256` fields.
 """
 from __future__ import annotations
 
 import hashlib
+import io
 import threading
 import time
 import uuid
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import joblib
 
+from . import objectstore
 from . import store as db
 from .errors import ArtifactError
 from .store import Store
 
 PARTIAL = ".partial"
+
+
+def _bucket(store: Store) -> str | None:
+    """The store's `s3://` data path when its model files live on object storage, else None."""
+    return store.data_path if store.is_lake and objectstore.is_s3(store.data_path) else None
 
 
 def new_path(store: Store, model_id: int) -> tuple[Path, str]:
@@ -31,6 +40,12 @@ def new_path(store: Store, model_id: int) -> tuple[Path, str]:
 def save(store: Store, model_id: int, obj) -> tuple[str, str]:
     """Write a model file; returns (relative path, sha256). Written fully before it is named."""
     path, rel = new_path(store, model_id)
+    if _bucket(store):
+        buffer = io.BytesIO()
+        joblib.dump(obj, buffer)
+        data = buffer.getvalue()
+        objectstore.put(store.data_path, rel, data)
+        return rel, hashlib.sha256(data).hexdigest()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(PARTIAL)
     try:
@@ -52,21 +67,48 @@ def file_sha256(path: Path) -> str:
 
 
 def _file(store: Store, version) -> Path:
+    rel = PurePosixPath(version.artifact)
+    if _bucket(store):
+        if rel.is_absolute() or ".." in rel.parts or rel.parts[:1] != ("artifacts",):
+            raise ArtifactError(f"version {version.version}'s model file path points outside the store's data path")
+        return rel
     path = (store.path.parent / version.artifact).resolve()
     if store.artifacts_dir.resolve() not in path.parents:
         raise ArtifactError(f"version {version.version}'s model file path points outside the store's folder")
     return path
 
 
-def verify(store: Store, version) -> Path:
-    """The model file's path once its sha256 matches the registry's; ArtifactError otherwise."""
+def verify(store: Store, version) -> Path | str:
+    """The model file's path (its s3:// URL on object storage) once its sha256 matches the registry's;
+    ArtifactError otherwise."""
+    if _bucket(store):
+        _verified_bytes(store, version)
+        return f"{store.data_path.rstrip('/')}/{version.artifact}"
     path = _file(store, version)
     if not path.exists():
-        raise ArtifactError(f"version {version.version}'s model file is missing ({version.artifact})")
+        raise _missing(version)
     if file_sha256(path) != version.sha256:
-        raise ArtifactError(f"version {version.version}'s model file has been altered: its sha256 differs "
-                            f"from the registry's, so it will not be loaded")
+        raise _altered(version)
     return path
+
+
+def _verified_bytes(store: Store, version) -> bytes:
+    """A model file's bytes from object storage, read once and checked against the registry's sha256."""
+    data = objectstore.get(store.data_path, str(_file(store, version)))
+    if data is None:
+        raise _missing(version)
+    if hashlib.sha256(data).hexdigest() != version.sha256:
+        raise _altered(version)
+    return data
+
+
+def _missing(version) -> ArtifactError:
+    return ArtifactError(f"version {version.version}'s model file is missing ({version.artifact})")
+
+
+def _altered(version) -> ArtifactError:
+    return ArtifactError(f"version {version.version}'s model file has been altered: its sha256 differs "
+                         f"from the registry's, so it will not be loaded")
 
 
 _loaded: dict[tuple[str, str], dict] = {}
@@ -79,8 +121,8 @@ def load(store: Store, version) -> dict:
     with _loaded_lock:
         obj = _loaded.get(key)
     if obj is None:
-        path = verify(store, version)
-        obj = joblib.load(path)
+        bucket = _bucket(store)
+        obj = joblib.load(io.BytesIO(_verified_bytes(store, version)) if bucket else verify(store, version))
         with _loaded_lock:
             _loaded[key] = obj
     return obj
@@ -88,23 +130,40 @@ def load(store: Store, version) -> dict:
 
 def remove(store: Store, rel: str) -> None:
     """Delete a model file no version will reference (its registration failed)."""
-    (store.path.parent / rel).unlink(missing_ok=True)
+    if _bucket(store):
+        objectstore.delete(store.data_path, rel)
+    else:
+        (store.path.parent / rel).unlink(missing_ok=True)
 
 
-def strays(store: Store) -> list[Path]:
-    """Model files (and `.partial` files) that no version references: left by a killed or failed run."""
+def strays(store: Store) -> list[Path | PurePosixPath]:
+    """Model files (and `.partial` files) that no version references: left by a killed or failed run.
+    On object storage each is named by its path relative to the data path."""
+    return [p for p, _ in _strays_with_times(store)]
+
+
+def _strays_with_times(store: Store) -> list[tuple[Path | PurePosixPath, float]]:
+    if _bucket(store):
+        found = objectstore.listing(store.data_path, "artifacts")
+        with store.connect() as con:
+            known = set(db.artifact_paths(con))
+        return sorted((PurePosixPath(rel), at) for rel, at in found if rel not in known)
     if not store.artifacts_dir.exists():
         return []
     with store.connect() as con:
         known = {str((store.path.parent / p).resolve()) for p in db.artifact_paths(con)}
-    return sorted(p for p in store.artifacts_dir.glob("*/*") if p.is_file() and str(p.resolve()) not in known)
+    return sorted((p, p.stat().st_mtime) for p in store.artifacts_dir.glob("*/*")
+                  if p.is_file() and str(p.resolve()) not in known)
 
 
-def remove_strays(store: Store, older_than_seconds: float = 3600) -> list[Path]:
+def remove_strays(store: Store, older_than_seconds: float = 3600) -> list[Path | PurePosixPath]:
     """Delete model files no version references, once they are old enough that no training run
     in another process can still be about to register them. Returns what was removed."""
     cutoff = time.time() - older_than_seconds
-    removed = [p for p in strays(store) if p.stat().st_mtime < cutoff]
+    removed = [p for p, at in _strays_with_times(store) if at < cutoff]
     for p in removed:
-        p.unlink(missing_ok=True)
+        if isinstance(p, Path):
+            p.unlink(missing_ok=True)
+        else:
+            objectstore.delete(store.data_path, str(p))
     return removed

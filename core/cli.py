@@ -515,13 +515,14 @@ def _open_store(args):
     from .store import Store
 
     store = args.console.store or Store(args.store)
-    if store.path.is_dir():
+    if not store.is_lake and store.path.is_dir():  # a DuckLake's path is only a name (on S3 not even a folder)
         raise InvalidInput(f"--store {store.path} is a folder; give the store's file, e.g. {store.path / 'mms.duckdb'}")
     if not store.exists():
         if args.command not in CREATES_STORE:
             raise InvalidInput(f"no store at {store.path}; run `python -m core demo` or create a model")
         try:
-            store.path.parent.mkdir(parents=True, exist_ok=True)
+            if not store.is_lake:  # a DuckLake makes its data path itself when first opened
+                store.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise InvalidInput(f"the store's folder {store.path.parent} cannot be created ({e.strerror})") from None
         return store

@@ -23,8 +23,6 @@ SETTINGS = {
                                            "ducklake:postgres:dbname=... host=... port=... user=..."),
         Setting("data_path", "", "Where a DuckLake store (MMS_STORE=ducklake:postgres:...) keeps its Parquet files and "
                                  "model files: a folder every process sees, or s3://bucket/prefix."),
-        Setting("artifacts_path", "", "Folder for model files when MMS_DATA_PATH is on object storage (s3://): "
-                                      "a folder every server process mounts."),
         Setting("lake_inline_rows", 1000, "Rows of one DuckLake insert kept in the catalog instead of a Parquet "
                                           "file, until compaction writes them out together."),
         Setting("compact_seconds", 600.0, "Seconds between the server's compactions: rollup rows merged, and on "

@@ -13,13 +13,13 @@ import re
 import threading
 import time
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from . import settings
+from . import objectstore, settings
 from .errors import Conflict, InvalidInput, StoreBusy, StoreError
 
 MIGRATIONS = [
@@ -322,9 +322,12 @@ class Store:
             self.key = str(self.path)
             return
         self.data_path = str(data_path or settings.get("data_path"))
-        files = settings.get("artifacts_path") if self.data_path.startswith("s3://") else self.data_path
-        # model files and the per-store files other modules keep "beside the store" live in this folder
-        self.path = (Path(files).resolve() if files else Path.cwd() / "lake-artifacts-unset") / "mms.ducklake"
+        if objectstore.is_s3(self.data_path):
+            # only a name here (a key for caches, never opened): model files go to the bucket (core.artifacts)
+            self.path = PurePosixPath(self.data_path.rstrip("/")) / "mms.ducklake"
+        else:  # model files live in the data folder, under artifacts/ beside this name
+            files = Path(self.data_path).resolve() if self.data_path else Path.cwd() / "lake-data-path-unset"
+            self.path = files / "mms.ducklake"
         self.key = f"{self.url} {self.data_path}"
 
     def __repr__(self) -> str:
@@ -429,15 +432,13 @@ class Store:
         if not self.data_path:
             raise StoreError("a DuckLake store needs MMS_DATA_PATH: the folder (or s3://bucket/prefix) that "
                              "holds its Parquet and model files")
-        if self.data_path.startswith("s3://") and not settings.get("artifacts_path"):
-            raise StoreError("with MMS_DATA_PATH on s3://, model files need MMS_ARTIFACTS_PATH: a folder every "
-                             "server process mounts")
         con = duckdb.connect()
         try:
             for name in _EXTENSIONS:
                 con.execute(f"LOAD '{_quote(_extension_file(name))}'")
-            if self.data_path.startswith("s3://"):
+            if objectstore.is_s3(self.data_path):
                 _s3_secret(con)
+                _probe_s3(con, self.data_path)
             else:
                 Path(self.data_path).mkdir(parents=True, exist_ok=True)
             con.execute(f"ATTACH '{_quote(self.url)}' AS {LAKE} (DATA_PATH '{_quote(self.data_path)}')")
@@ -452,6 +453,8 @@ class Store:
 
     def _unreachable(self, error: BaseException) -> StoreError:
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        if objectstore.is_s3(self.data_path) and ("s3://" in first or "HTTP" in first):
+            return objectstore.failure(error, self.data_path)
         if isinstance(error, OSError) or "s3://" in first or "HTTP" in first or self.data_path in first:
             where = f"the DuckLake data path {self.data_path}"
         else:
@@ -505,16 +508,15 @@ _LAKE_START = "".join(f"CREATE TABLE id_{s} (next_id BIGINT NOT NULL); INSERT IN
 
 
 def _s3_secret(con) -> None:
-    """S3 credentials from the usual AWS variables (an endpoint for MinIO or another S3-compatible server)."""
-    env = os.environ
-    options = {"KEY_ID": env.get("AWS_ACCESS_KEY_ID"), "SECRET": env.get("AWS_SECRET_ACCESS_KEY"),
-               "REGION": env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")}
-    endpoint = env.get("AWS_ENDPOINT_URL", "")
-    if endpoint:
-        options.update(ENDPOINT=re.sub(r"^https?://", "", endpoint), URL_STYLE="path",
-                       USE_SSL="true" if endpoint.startswith("https") else "false")
-    given = ", ".join(f"{k} '{_quote(v)}'" for k, v in options.items() if v)
+    """DuckDB's S3 secret from the usual AWS variables, the same credentials model files use (core.objectstore)."""
+    given = ", ".join(f"{k} '{_quote(v)}'" for k, v in objectstore.duckdb_secret_options().items())
     con.execute(f"CREATE SECRET mms_s3 (TYPE s3{', ' + given if given else ''})")
+
+
+def _probe_s3(con, data_path: str) -> None:
+    """One listing of a key that is never there: a wrong endpoint, bucket or credentials fails here, at
+    open, naming the setting, not at the first write (small inserts reach S3 only when compacted)."""
+    con.execute(f"SELECT count(*) FROM glob('{_quote(data_path.rstrip('/'))}/.mms-probe*')").fetchone()
 
 
 def _rollback(con) -> None:
