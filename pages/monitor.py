@@ -12,7 +12,7 @@ import streamlit as st
 
 from core import drift, export, monitoring, settings, slices, stats
 from core.slices import Slice, period_label
-from pages import _ui
+from pages import _ordinal, _ui
 
 ALL = 0  # the version filter's "all versions" (versions count from 1)
 FILTER_KEYS = ("monitor_lines", "monitor_period", "monitor_dates", "monitor_version", "monitor_range")
@@ -184,7 +184,7 @@ def mark_flags(fig, flagged: pd.DataFrame, y: pd.Series | float, **kw) -> None:
 
 
 def charts(by_line: pd.DataFrame, overall: pd.DataFrame, labels: list[str], by: str, low: float,
-           report: drift.DriftReport | None) -> None:
+           report: drift.DriftReport | None, graded: bool = False) -> None:
     _, running = stats.without_running_period(overall, by)
     flagged = report.flagged() if report is not None else pd.DataFrame(columns=["period", "business_line", "moved"])
     left, right = st.columns(2)
@@ -226,21 +226,23 @@ def charts(by_line: pd.DataFrame, overall: pd.DataFrame, labels: list[str], by: 
         fig.update_coloraxes(colorbar_tickformat=".0%")
         show(fig, key="monitor_chart_heatmap")
     with right:
-        st.subheader("Class mix over time per business line")
-        class_mix_over_time(by_line, labels, by, running, flagged)
+        st.subheader("Grade mix over time per business line" if graded else "Class mix over time per business line")
+        class_mix_over_time(by_line, labels, by, running, flagged, _ordinal.colours(labels) if graded else None)
 
     st.subheader("Accuracy: estimated, audited, hard examples")
     accuracy_chart(overall, by)
 
 
-def class_mix_over_time(by_line: pd.DataFrame, labels: list[str], by: str, running, flagged: pd.DataFrame) -> None:
-    """Predicted class shares per period, one panel per line; flagged periods carry a marker."""
+def class_mix_over_time(by_line: pd.DataFrame, labels: list[str], by: str, running, flagged: pd.DataFrame,
+                        ordered_colours: dict | None = None) -> None:
+    """Predicted class shares per period, one panel per line; flagged periods carry a marker. An ordinal
+    model's grades (`ordered_colours`) stack in their order along a sequential colour scale."""
     mix = by_line.melt(id_vars=["business_line", "period"], value_vars=[f"share_{label}" for label in labels],
                        var_name="label", value_name="share")
     mix["label"] = mix["label"].str.removeprefix("share_")
     lines = sorted(by_line["business_line"].unique())
     fig = px.bar(mix, x="period", y="share", color="label", facet_col="business_line", facet_col_wrap=3,
-                 category_orders={"business_line": lines},
+                 category_orders={"business_line": lines, "label": labels}, color_discrete_map=ordered_colours,
                  labels={"period": "", "share": "", "label": "predicted label", "business_line": ""})
     fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
     fig.update_yaxes(tickformat=".0%", range=[0, 1.15])
@@ -312,7 +314,8 @@ def drift_view(report: drift.DriftReport, by: str) -> None:
         "length_reference": st.column_config.NumberColumn("length (ref.)", format="%.0f"),
         "mean_top_prob": st.column_config.NumberColumn("confidence", format="%.3f"),
         "confidence_reference": st.column_config.NumberColumn("confidence (ref.)", format="%.3f"),
-        "class_mix_distance": st.column_config.NumberColumn("class-mix distance", format="%.2f")})
+        "class_mix_distance": st.column_config.NumberColumn("class-mix distance", format="%.2f"),
+        **_ordinal.column_config()})
 
 
 def send_to_label(name: str, by_line: pd.DataFrame, by: str, where: Slice, first: dt.date, last: dt.date) -> None:
@@ -374,7 +377,7 @@ def table(by_line: pd.DataFrame, name: str, by: str) -> None:
                                                    help="Total variation distance between this period's class "
                                                         "mix and the line's mix over the whole range"),
         **{c: st.column_config.NumberColumn(c.removeprefix("share_") + " share", format="percent")
-           for c in shown.columns if c.startswith("share_")}})
+           for c in shown.columns if c.startswith("share_")}, **_ordinal.column_config()})
     st.download_button("Download CSV", export.to_csv_bytes(by_line), file_name=f"mms-stats-{name}-{by}.csv",
                        mime="text/csv", icon=":material/download:", key="monitor_download")
 
@@ -389,6 +392,7 @@ def main() -> None:
         with st.spinner("Reading the prediction log…"):
             lines, first, last = _ui.slice_options(store, key, name, revision)
         labels, versions = _ui.labels_and_versions(store, key, revision, name)
+        grades = _ordinal.grades(store, key, revision, name)
     if first is None:
         st.info(f"Model {_ui.md_escape(name)} has no predictions yet. Log some on the Predict page, or with "
                 "`python -m core predict`, and they will show up here.")
@@ -411,10 +415,16 @@ def main() -> None:
     with _ui.errors_as_messages(), st.spinner("Measuring drift against the reference…"):
         report = drift_report(store, key, revision, name, by, where, window, by_line)
     headline(overall, by, report)
+    if grades:
+        _ordinal.headline(overall, grades, by, stats.without_running_period(overall, by)[1])
     pending_note(report)
-    charts(by_line, overall, labels, by, low, report)
+    charts(by_line, overall, labels, by, low, report, graded=bool(grades))
+    if grades:
+        _ordinal.mean_grade_chart(by_line, overall, grades, by)
     if report is not None:
         drift_view(report, by)
+        if grades:
+            _ordinal.grade_drift(report, by)
     send_to_label(name, by_line, by, where, first, last)
     table(by_line, name, by)
 

@@ -1,0 +1,161 @@
+"""What the pages show of an ordinal model (ordered grades, 排序): grades always in their order, lowest
+first; the grade mix, mean grade and its drift on the Monitor; MAE, QWK, Spearman, exact and
+within-one per version and line on Train and Versions. A classification model shows none of it.
+
+Rendering only: the figures come from core (stats, drift, the version's metrics)."""
+from __future__ import annotations
+
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+import streamlit as st
+
+from core import registry
+from core.slices import period_label
+
+# An ordinal version's figures (metrics["ordinal"], core.ordinal.ordinal_metrics), as every face names them.
+FIGURES = {"mae": ("MAE (grades)", "Mean absolute error of the most likely grade, in grades: lower is better"),
+           "qwk": ("QWK", "Quadratic weighted kappa: agreement that punishes far misses more (1 = perfect)"),
+           "spearman": ("Spearman", "Rank correlation of the true grade with the expected grade"),
+           "exact": ("Exact", "Share of test rows given exactly their grade"),
+           "within_one": ("Within one", "Share of test rows at most one grade off")}
+PERCENT = {"exact", "within_one"}
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def grades(_store, store_key: str, revision: tuple, name: str) -> list[str] | None:
+    """The model's grades, lowest first, if it is an ordinal model; None for a classification model."""
+    model = registry.get_model(_store, name)
+    return list(model.labels) if registry.is_ordinal(model) else None
+
+
+def order_caption(labels: list[str]) -> str:
+    return "Grades, lowest first: " + " < ".join(labels)
+
+
+def colours(labels: list[str]) -> dict[str, str]:
+    """One colour per grade along a sequential scale, so a stacked bar reads from low to high."""
+    scale = px.colors.sample_colorscale("Viridis", [i / max(len(labels) - 1, 1) for i in range(len(labels))])
+    return dict(zip(labels, scale))
+
+
+def grade_axis(fig: go.Figure, labels: list[str]) -> None:
+    """A y axis from the lowest grade (1) to the highest (n), ticks named by the grades."""
+    fig.update_yaxes(range=[0.9, len(labels) + 0.1], tickvals=list(range(1, len(labels) + 1)),
+                     ticktext=[f"{i} {g}" for i, g in enumerate(labels, start=1)])
+
+
+def fmt(key: str, value) -> str:
+    if value is None or pd.isna(value):
+        return "–"
+    return f"{value:.1%}" if key in PERCENT else f"{value:.3f}"
+
+
+# --- Monitor ---------------------------------------------------------------------------------
+
+def headline(overall: pd.DataFrame, labels: list[str], by: str, running) -> None:
+    """Mean predicted grade and mean expected grade of the latest complete period, against the one before."""
+    complete = overall[overall["period"] != running] if running is not None and overall["period"].nunique() > 1 \
+        else overall
+    ordered = complete.sort_values("period")
+    last = ordered.iloc[-1]
+    prev = ordered.iloc[-2] if len(ordered) > 1 else None
+    cells = [("mean_grade", "Mean grade", "The mean position of the predicted (most likely) grades, 1 = "
+                                          f"{labels[0]}, {len(labels)} = {labels[-1]}"),
+             ("mean_expected_grade", "Mean expected grade", "The mean of each prediction's expected grade (its "
+                                                            "distribution's mean): moves before the likeliest grade flips")]
+    for col, (key, title, help_text) in zip(st.columns(len(cells) + 1), cells):
+        value = last[key]
+        delta = None if prev is None or pd.isna(prev[key]) or pd.isna(value) else f"{value - prev[key]:+.2f}"
+        col.metric(title, "–" if pd.isna(value) else f"{value:.2f}", delta, delta_color="off", border=True,
+                   help=help_text, chart_data=ordered[key].dropna().tolist() if len(ordered) > 1 else None)
+    st.caption(order_caption(labels) + ". A rise means the predictions moved toward " + labels[-1] + ".")
+
+
+def mean_grade_chart(by_line: pd.DataFrame, overall: pd.DataFrame, labels: list[str], by: str) -> None:
+    """Mean expected grade per line and period (solid) and over all lines (dashed), on the grade axis."""
+    st.subheader("Mean grade per business line")
+    fig = go.Figure()
+    for line, rows in by_line.sort_values("period").groupby("business_line", sort=True):
+        fig.add_scatter(x=rows["period"], y=rows["mean_expected_grade"], name=str(line), mode="lines+markers",
+                        customdata=rows["mean_grade"],
+                        hovertemplate=f"{line} %{{x|%Y-%m-%d}}: expected %{{y:.2f}}, most likely %{{customdata:.2f}}"
+                                      "<extra></extra>")
+    o = overall.sort_values("period")
+    fig.add_scatter(x=o["period"], y=o["mean_expected_grade"], name="all lines", mode="lines",
+                    line={"dash": "dash", "color": "grey"})
+    grade_axis(fig, labels)
+    fig.update_layout(height=340, margin={"t": 10, "b": 10, "l": 10, "r": 10}, legend_title_text="")
+    fig.update_xaxes(title=by.title())
+    st.plotly_chart(fig, key="monitor_chart_mean_grade")
+    st.caption("Mean expected grade: the mean of each prediction's grade distribution, averaged over the "
+               "period (the table also has the mean of the most likely grades).")
+
+
+def grade_drift(report, by: str) -> None:
+    """Each line's latest grade shift against the reference, in grades, and which way."""
+    cells = report.cells.dropna(subset=["grade_shift"]) if "grade_shift" in report.cells else pd.DataFrame()
+    if cells.empty:
+        return
+    latest = cells.sort_values("period").groupby("business_line", sort=True).tail(1)
+    parts = [f"{r.business_line} {r.mean_grade:.2f} vs {r.grade_reference:.2f} ({r.grade_shift:.2f} grades moved, "
+             f"{period_label(r.period, by, short=True)})" for r in latest.itertuples()]
+    st.caption("Grades against the reference, latest period per line: " + "; ".join(parts) + ". Grade shift: the "
+               "earth mover's distance between the predicted grade distributions, so a move by two grades counts "
+               "twice (MMS_DRIFT_GRADE_SHIFT).")
+
+
+def column_config() -> dict:
+    """Names for the grade columns of the statistics and drift tables (no such column: nothing shown)."""
+    number = st.column_config.NumberColumn
+    return {"mean_grade": number("mean grade", format="%.2f", help="Mean position of the most likely grades (1 = lowest)"),
+            "mean_expected_grade": number("mean expected grade", format="%.2f",
+                                          help="Mean of the predictions' expected grades"),
+            "grade_reference": number("mean grade (ref.)", format="%.2f"),
+            "grade_shift": number("grade shift", format="%.2f",
+                                  help="Earth mover's distance between this period's predicted grades and the "
+                                       "reference's, in grades")}
+
+
+# --- Train and Versions ------------------------------------------------------------------------
+
+def metrics_row(version: registry.Version, base: registry.Version | None, key: str) -> None:
+    """An ordinal version's five figures as metrics, each against the base version's."""
+    mine, old = version.metrics.get("ordinal") or {}, (base.metrics.get("ordinal") or {}) if base else {}
+    for col, (k, (title, help_text)) in zip(st.columns(len(FIGURES)), FIGURES.items()):
+        value, before = mine.get(k), old.get(k)
+        delta = None if value is None or before is None or base is None else value - before
+        shown = None if delta is None else (f"{delta * 100:+.1f} pp" if k in PERCENT else f"{delta:+.3f}")
+        col.metric(title, fmt(k, value), shown, border=True, delta_color="inverse" if k == "mae" else "normal",
+                   help=help_text + (f" · v{base.version}: {fmt(k, before)}" if base else ""))
+
+
+def by_line_table(version: registry.Version) -> pd.DataFrame:
+    """An ordinal version's figures per business line (test rows, MAE, QWK, Spearman, exact, within one)."""
+    rows = [{"business_line": line, "test_rows": m.get("n"), **{k: m.get(k) for k in FIGURES}}
+            for line, m in sorted((version.metrics.get("ordinal_by_line") or {}).items())]
+    return pd.DataFrame(rows, columns=["business_line", "test_rows", *FIGURES])
+
+
+def by_line(version: registry.Version, key: str) -> None:
+    table = by_line_table(version)
+    if table.empty:
+        st.caption("No business line in the test split.")
+        return
+    st.dataframe(table, hide_index=True, key=key, column_config={
+        "business_line": "business line", "test_rows": st.column_config.NumberColumn("test rows"),
+        **{k: st.column_config.NumberColumn(title, help=help_text, format="percent" if k in PERCENT else "%.3f")
+           for k, (title, help_text) in FIGURES.items()}})
+
+
+def version_section(version: registry.Version, base: registry.Version | None, key: str) -> None:
+    """Everything ordinal about one version: the figures against the base, per line, and the grade order."""
+    if "ordinal" not in version.metrics:
+        return
+    st.markdown(f"**Ordinal figures of v{version.version}** on the test split"
+                + (f", beside v{base.version}" if base and "ordinal" in base.metrics else ""))
+    metrics_row(version, base if base and "ordinal" in base.metrics else None, key)
+    st.markdown("**Per business line** (ordinal)")
+    by_line(version, f"{key}_by_line")
+    st.caption(order_caption(version.metrics.get("confusion", {}).get("labels", [])) + ". The confusion matrix "
+               "is in this order: cells near the diagonal are near misses.")
