@@ -17,6 +17,8 @@ SESSION = "session_token"  # this browser session's signed token (sessions.py); 
 HANDOFF = "session_handoff"  # a one-time code the next run posts to /session/start, which sets the cookie
 SIGNED_OUT = "signed_out"  # the next run asks /session/end to clear the cookie
 NOTICE = "sign_in_notice"
+OPENED_FOR = "_model_opened_for"  # the signed-in user whose opening model the session chose (None: open mode)
+REMEMBERED = "_model_remembered"  # (user, model) last written to the store, so that a rerun writes nothing
 
 # section, script, title, icon, the action (auth.PERMISSIONS) a role needs to open the page (None: any role)
 PAGES = [
@@ -162,21 +164,34 @@ def who_is_working(store, open_mode: bool, identity: auth.Identity | None) -> No
                    "with `python -m core add-user NAME --role owner` to require sign-in.", icon=":material/lock_open:")
 
 
+def choose_model(store, models: list[str], identity: auth.Identity | None) -> None:
+    """The sidebar's model. A session opens on its user's last model, else on the one with traffic
+    (not the newest, which has none); each choice is remembered for that user's next session."""
+    user = identity.name if identity else st.session_state.get("user") or None
+    if st.session_state.get("select_model") in models:
+        st.session_state["model"] = st.session_state.pop("select_model")
+    elif (st.session_state.get("model") not in models or OPENED_FOR not in st.session_state
+          or identity and st.session_state[OPENED_FOR] != identity.name):  # a first run, or another user signed in
+        st.session_state["model"] = registry.opening_model(store, user)
+        st.session_state[REMEMBERED] = (user, st.session_state["model"])
+    st.session_state[OPENED_FOR] = identity.name if identity else None
+    chosen = st.selectbox("Model", models, key="model")
+    if user and st.session_state.get(REMEMBERED) != (user, chosen):
+        registry.remember_model(store, user, chosen)
+        st.session_state[REMEMBERED] = (user, chosen)
+
+
 def sidebar(store, open_mode: bool, identity: auth.Identity | None) -> None:
     models = [m.name for m in registry.list_models(store)]
     with st.sidebar:
         if models:
-            if st.session_state.get("select_model") in models:
-                st.session_state["model"] = st.session_state.pop("select_model")
-            if st.session_state.get("model") not in models:
-                st.session_state["model"] = models[0]
-            st.selectbox("Model", models, key="model")
+            choose_model(store, models, identity)
         else:
             st.session_state["model"] = None
             st.caption("No models yet.")
         who_is_working(store, open_mode, identity)
         st.caption(f"Store: `{store}`")  # on DuckLake the catalog (no password) and data path, not a file
-        notice = demo.demo_notice(store)
+        notice = demo.demo_notice(store, st.session_state["model"])
         if notice:
             st.info(notice, icon=":material/info:")
 

@@ -119,9 +119,10 @@ def build_store(store: Store, user: str = "demo", n_train: int = 4000, n_test: i
     return version
 
 
-def demo_notice(store: Store) -> str | None:
-    """The notice that business lines and dates are simulated, if this store holds the demo."""
-    if not store.exists():
+def demo_notice(store: Store, model: str | None = MODEL) -> str | None:
+    """The notice that business lines and dates are simulated, if this store holds the demo and
+    `model` is the demo's (a team's own model beside it is real data)."""
+    if model != MODEL or not store.exists():
         return None
     with store.connect() as con:
         ev = db.events(con, action="build_demo", limit=1)
