@@ -13,7 +13,9 @@ import getpass
 import importlib
 import json
 import os
+import shutil
 import sys
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,7 @@ from . import forward, settings
 from .errors import InvalidInput, MMSError, PermissionDenied
 
 USER_ERROR = 2
+TABLE_WIDTH = 100  # columns of a table printed where no terminal says its width (a pipe, a file, the server)
 FORMATS = ("table", "json", "csv")
 MAX_COUNT = 1_000_000  # largest --k, --limit or version number the command line accepts
 # commands that may start a new store; every other command refuses a store path with nothing there
@@ -121,7 +124,69 @@ def cmd_demo(args, store):
 def cmd_models(args, store):
     from . import registry
 
-    _emit(args, registry.models_overview(store))
+    frame = registry.models_overview(store)
+    if args.format != "table" or not len(frame):
+        _emit(args, frame)
+        return
+    width = shutil.get_terminal_size((TABLE_WIDTH, 24)).columns if _is_terminal(args.console.out) else TABLE_WIDTH
+    print(_models_table(frame, width), file=args.console.out)
+
+
+def _is_terminal(stream) -> bool:
+    return bool(getattr(stream, "isatty", lambda: False)())
+
+
+def _cut(text, width: int) -> str:
+    """`text` in at most `width` terminal columns (a Chinese character takes two), with … if cut."""
+    text = " ".join(str(text).split())
+    if _columns(text) <= width:
+        return text
+    out = ""
+    for ch in text:
+        if _columns(out + ch) > width - 1:
+            break
+        out += ch
+    return out + "…"
+
+
+def _columns(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _models_table(frame, width: int) -> str:
+    """The models as a table of at most `width` columns: the description gets what the figures leave."""
+    import pandas as pd
+
+    def blank_or(fmt):
+        return lambda v: "" if pd.isna(v) else fmt(v)
+
+    columns = {"model": frame["model"].map(lambda t: _cut(t, 20)), "versions": frame["versions"].map(str),
+               "active": frame["active_version"].map(blank_or(lambda v: f"v{int(v)}")),
+               "macro-F1": frame["macro_f1"].map(blank_or(lambda v: f"{v:.3f}")),
+               "accuracy": frame["accuracy"].map(blank_or(lambda v: f"{v:.1%}")),
+               "labels": frame["labels"].map(lambda t: _cut(t, 16))}
+    for optional in ("labels", "accuracy", "active"):  # a narrow terminal: fewer columns rather than wrapped lines
+        if _columns(_aligned(columns)[0]) <= width:
+            break
+        del columns[optional]
+    room = width - _columns(_aligned(columns)[0]) - 2
+    if room >= 12:
+        columns["description"] = frame["description"].map(lambda t: _cut(t, room))
+    return "\n".join(line.rstrip() for line in _aligned(columns))
+
+
+def _aligned(columns: dict) -> list[str]:
+    """Header and rows, each cell padded to its column's width in terminal columns; figures on the right."""
+    right = {"versions", "macro-F1", "accuracy"}
+    cells = {name: [name, *values] for name, values in columns.items()}
+    widths = {name: max(_columns(v) for v in values) for name, values in cells.items()}
+
+    def pad(name, value):
+        gap = " " * (widths[name] - _columns(value))
+        return gap + value if name in right else value + gap
+
+    rows = len(next(iter(cells.values())))
+    return ["  ".join(pad(name, cells[name][i]) for name in cells) for i in range(rows)]
 
 
 def cmd_create_model(args, store):

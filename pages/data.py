@@ -4,14 +4,26 @@ import streamlit as st
 from core import imports
 from pages import _ui
 
+
+def upload_key() -> str:
+    """The create form's uploader key: a new one after each model created, which empties it."""
+    n = st.session_state.get("create_uploads", 0)
+    return "create_file" if n == 0 else f"create_file_{n}"
+
+
 st.title("Data")
 store = _ui.store()
 create_tab, import_tab, summary_tab = st.tabs(["Create a model", "Import rows", "Summary"])
 
 with create_tab:
+    if st.session_state.pop("create_clear", False):  # a model was just created from this form: start afresh
+        # assigned, not deleted: the browser keeps a deleted widget's old value on screen
+        st.session_state.update(create_name="", create_description="", create_labels="", create_new_words="",
+                                create_stop_words="", create_test_share=0.2, create_labels_from=None)
+        st.session_state["create_uploads"] = st.session_state.get("create_uploads", 0) + 1  # a new, empty uploader
     st.caption("Upload a labelled file (columns `text,label`, optional `business_line,created_at`; "
                "CSV in any common Chinese encoding, or Excel). Part of it becomes the model's fixed test split.")
-    upload = st.file_uploader("Labelled file", type=["csv", "tsv", "txt", "xlsx", "xls"], key="create_file")
+    upload = st.file_uploader("Labelled file", type=["csv", "tsv", "txt", "xlsx", "xls"], key=upload_key())
     if upload is not None and st.session_state.get("create_labels_from") != upload.file_id:
         with _ui.errors_as_messages():  # a new file: prefill its labels, most frequent first
             st.session_state["create_labels"] = ",".join(imports.labels_in(upload.getvalue(), upload.name))
@@ -35,6 +47,7 @@ with create_tab:
                     description=description,
                     preprocess={"new_words": new_words.splitlines(), "stop_words": stop_words.splitlines()},
                     test_share=test_share)
+            st.session_state["create_clear"] = True
             _ui.select_model(new_name.strip(), f"Model {new_name.strip()} created with {report.rows} rows. "
                                                f"Train its first version on the **Train** page.")
 

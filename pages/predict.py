@@ -5,6 +5,35 @@ from core import export, predict, registry
 from core.estimators import PROB_PREFIX
 from pages import _ui
 
+# Pixel widths that fit the main column of a 1400 px wide window with the sidebar open (~930 px):
+# the text takes what the other columns leave, so the table needs no horizontal scrolling.
+TABLE_WIDTH = 920
+WIDTHS = {"label": 70, "top_prob": 120, "business_line": 100, "version": 60, "prediction_id": 70}
+NARROW = 64  # a probability, or any other column
+
+
+def table_columns(columns: list[str]) -> tuple[list[str], dict]:
+    """The results' column order (text, label, probabilities, then where they came from) and widths."""
+    probs = [c for c in columns if c.startswith(PROB_PREFIX)]
+    first = [c for c in ("text", "label", "top_prob") if c in columns]
+    last = [c for c in ("business_line", "version", "prediction_id") if c in columns]
+    order = first + probs + [c for c in columns if c not in first + probs + last] + last
+    widths = {c: WIDTHS.get(c, NARROW) for c in order if c != "text"}
+    config = {c: st.column_config.NumberColumn(c.removeprefix(PROB_PREFIX), format="%.3f", width=NARROW)
+              for c in probs}
+    config.update({
+        "text": st.column_config.TextColumn("text", width=max(180, TABLE_WIDTH - sum(widths.values()))),
+        "label": st.column_config.TextColumn("label", width=WIDTHS["label"]),
+        "top_prob": st.column_config.ProgressColumn("top probability", min_value=0.0, max_value=1.0, format="%.3f",
+                                                    width=WIDTHS["top_prob"]),
+        "business_line": st.column_config.TextColumn("business line", width=WIDTHS["business_line"]),
+        "version": st.column_config.NumberColumn("version", format="v%d", width=WIDTHS["version"]),
+        "prediction_id": st.column_config.NumberColumn("id", format="%d", width=WIDTHS["prediction_id"]),
+    })
+    config.update({c: st.column_config.Column(width=NARROW) for c in order if c not in config})
+    return order, config
+
+
 st.title("Predict")
 name = _ui.require_model()
 store = _ui.store()
@@ -50,10 +79,7 @@ if result is not None:
 result = st.session_state.get("predict_result")
 if result is not None:
     st.success(f"{len(result)} predictions logged with version {result['version'].iloc[0]}.")
-    titles = {c: c.removeprefix(PROB_PREFIX) for c in result.columns if c.startswith(PROB_PREFIX)}
-    titles["top_prob"] = "top probability"
-    st.dataframe(result, key="predict_table", hide_index=True, column_config={
-        c: st.column_config.ProgressColumn(title, min_value=0.0, max_value=1.0, format="%.3f")
-        for c, title in titles.items()})
+    order, config = table_columns(list(result.columns))
+    st.dataframe(result, key="predict_table", hide_index=True, column_order=order, column_config=config)
     st.download_button("Download CSV", export.to_csv_bytes(result), file_name=f"predictions-{name}.csv",
                        mime="text/csv", key="predict_download")
