@@ -1,5 +1,6 @@
 """Labels given to predictions: they become training examples (source `feedback`) for the next
-retrain; `skip` and `unclear` are kept but never trained on."""
+retrain; `skip` and `unclear` are kept but never trained on. Also the Label page's skips (no
+label: the item comes back later) and each model's labelling guidelines."""
 from __future__ import annotations
 
 import pandas as pd
@@ -8,7 +9,7 @@ from . import agreement, auth, registry
 from . import store as db
 from .errors import InvalidInput
 from .files import display_name, read_table
-from .registry import NOT_TRAINING_LABELS
+from .registry import NOT_TRAINING_LABELS, SKIP
 from .store import Store
 
 
@@ -120,13 +121,68 @@ def undo_labels(store: Store, name: str, feedback_ids: list[int], user: str) -> 
                       "prediction_ids": rows["prediction_id"].astype(int).tolist()})
 
 
-def labelled_counts(store: Store, name: str, user: str | None = None, since=None) -> dict[str, int]:
-    """Labels given (per label, skip and unclear included), by one user and since a time if given."""
+def skip_prediction(store: Store, name: str, prediction_id: int, user: str, batch_id: int | None = None) -> None:
+    """The Label page's skip: no label, so the item stays in the queue (behind the items not
+    skipped, see skipped); the skip is kept for the counters and for an undo."""
+    with store.transaction() as con:
+        auth.require(con, user, "label")
+        model = registry.find_model(con, name)
+        if db.predictions_by_id(con, model.model_id, [int(prediction_id)]).empty:
+            raise InvalidInput(f"no prediction {prediction_id} for model {name!r}")
+        db.insert_skip(con, model.model_id, int(prediction_id), user, batch_id)
+
+
+def undo_skip(store: Store, name: str, prediction_id: int, user: str) -> None:
+    """Take back `user`'s last skip of the prediction."""
+    with store.transaction() as con:
+        auth.require(con, user, "label")
+        model = registry.find_model(con, name)
+        if not db.delete_skip(con, model.model_id, int(prediction_id), user):
+            raise InvalidInput("nothing to undo: that skip no longer exists")
+
+
+def skipped(store: Store, name: str, user: str, prediction_ids) -> set[int]:
+    """Which of these predictions `user` has skipped: the Label page puts them at the end of a batch."""
     with store.connect() as con:
         model = registry.find_model(con, name)
-        return db.feedback_counts(con, model.model_id, user, since)
+        return db.skipped_predictions(con, model.model_id, user, list(prediction_ids))
+
+
+def labelled_counts(store: Store, name: str, user: str | None = None, since=None) -> dict[str, int]:
+    """Decisions (per label, skip and unclear included; skips from the Label page's skip key
+    counted under skip too), by one user and since a time if given."""
+    with store.connect() as con:
+        model = registry.find_model(con, name)
+        counts = db.feedback_counts(con, model.model_id, user, since)
+        skips = db.skip_count(con, model.model_id, user, since)
+    if skips:
+        counts[SKIP] = counts.get(SKIP, 0) + skips
+    return counts
 
 
 def labelled_today(store: Store, name: str, user: str) -> dict[str, int]:
     """Labels `user` gave since midnight (local time, as the store keeps it), per label."""
     return labelled_counts(store, name, user=user, since=pd.Timestamp.now().normalize())
+
+
+GUIDELINES_MAX_CHARS = 20_000
+
+
+def set_guidelines(store: Store, name: str, text: str, user: str) -> None:
+    """An owner's labelling guidelines for the model (markdown); the newest wins, earlier ones are kept."""
+    text = str(text).strip()
+    if len(text) > GUIDELINES_MAX_CHARS:
+        raise InvalidInput(f"guidelines are {len(text):,} characters; at most {GUIDELINES_MAX_CHARS:,} fit")
+    with store.transaction() as con:
+        auth.require(con, user, "manage")
+        model = registry.find_model(con, name)
+        db.insert_guidelines(con, model.model_id, text, user)
+        db.add_event(con, user, "guidelines", model.model_id, {"chars": len(text)})
+
+
+def guidelines(store: Store, name: str) -> str:
+    """The model's labelling guidelines (markdown), or "" when no owner has written any."""
+    with store.connect() as con:
+        model = registry.find_model(con, name)
+        row = db.latest_guidelines(con, model.model_id)
+    return row["text"] if row else ""

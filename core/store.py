@@ -1826,3 +1826,70 @@ def decision_times(con, model_id: int) -> pd.DataFrame:
         SELECT created_by AS "user", created_at FROM feedback WHERE model_id = ?
         UNION ALL SELECT created_by, created_at FROM second_labels WHERE model_id = ?
         ORDER BY 1, 2""", [model_id, model_id]).df()
+
+
+# --- the Label page: skips and guidelines (issue 16) -------------------------------------------
+# A skip on the Label page is no label: the item stays in the queue, behind the ones not skipped,
+# and the skip is kept so the counters (and an undo) read it from the store. Guidelines are an
+# owner's markdown per model. Both tables are append-only (DuckLake has no keys); the newest
+# guideline row wins.
+MIGRATIONS.append(("label skips and guidelines", """
+    CREATE TABLE label_skips (
+        prediction_id BIGINT NOT NULL,
+        model_id INTEGER NOT NULL,
+        batch_id BIGINT,
+        created_at TIMESTAMP NOT NULL,
+        created_by VARCHAR NOT NULL
+    );
+    CREATE TABLE guidelines (
+        model_id INTEGER NOT NULL,
+        text VARCHAR NOT NULL,            -- markdown, shown as text (never as HTML)
+        created_at TIMESTAMP NOT NULL,
+        created_by VARCHAR NOT NULL
+    );
+    """))
+
+
+def insert_skip(con, model_id: int, prediction_id: int, user: str, batch_id: int | None) -> None:
+    con.execute("INSERT INTO label_skips VALUES (?, ?, ?, ?, ?)", [prediction_id, model_id, batch_id, now(), user])
+
+
+def delete_skip(con, model_id: int, prediction_id: int, user: str) -> int:
+    """Remove `user`'s newest skip of the prediction (an undo); returns how many rows went (0 or 1)."""
+    newest = con.execute("""SELECT max(created_at) FROM label_skips
+                            WHERE model_id = ? AND prediction_id = ? AND created_by = ?""",
+                         [model_id, prediction_id, user]).fetchone()[0]
+    if newest is None:
+        return 0
+    con.execute("""DELETE FROM label_skips WHERE model_id = ? AND prediction_id = ? AND created_by = ?
+                   AND created_at = ?""", [model_id, prediction_id, user, newest])
+    return 1
+
+
+def skipped_predictions(con, model_id: int, user: str, prediction_ids: list[int]) -> set[int]:
+    """Which of these predictions `user` has skipped (and not labelled since)."""
+    return {r[0] for r in con.execute("""
+        SELECT DISTINCT prediction_id FROM label_skips
+        WHERE model_id = ? AND created_by = ? AND list_contains(?, prediction_id)""",
+                                      [model_id, user, list(map(int, prediction_ids))]).fetchall()}
+
+
+def skip_count(con, model_id: int, user: str | None = None, since=None) -> int:
+    sql, args = "SELECT count(*) FROM label_skips WHERE model_id = ?", [model_id]
+    if user is not None:
+        sql += " AND created_by = ?"
+        args.append(user)
+    if since is not None:
+        sql += " AND created_at >= ?"
+        args.append(pd.Timestamp(since).to_pydatetime())
+    return con.execute(sql, args).fetchone()[0]
+
+
+def insert_guidelines(con, model_id: int, text: str, user: str) -> None:
+    con.execute("INSERT INTO guidelines VALUES (?, ?, ?, ?)", [model_id, text, now(), user])
+
+
+def latest_guidelines(con, model_id: int) -> dict | None:
+    """The newest guidelines of the model (text, created_at, created_by), or None."""
+    return _row(con.execute("""SELECT text, created_at, created_by FROM guidelines WHERE model_id = ?
+                               ORDER BY created_at DESC LIMIT 1""", [model_id]))
