@@ -258,9 +258,43 @@ def cmd_label(args, store):
 
 
 def cmd_versions(args, store):
+    from . import experiments, registry
+
+    table = registry.versions_table(store, args.name)
+    notes = registry.version_annotations(store, args.name)
+    table.insert(2, "tags", table["version"].map(lambda n: ", ".join(notes[n].tags) if n in notes else ""))
+    if args.filter or args.sort:
+        runs = experiments.filter_runs(experiments.runs_table(registry.list_versions(store, args.name), notes),
+                                       args.filter)
+        if args.sort:
+            runs = experiments.sort_runs(runs, args.sort, args.desc)
+        table = table.set_index("version").loc[runs["version"].tolist()].reset_index()
+    _emit(args, table)
+
+
+def _annotation_record(a) -> dict:
+    return {"version": a.version, "tags": ", ".join(a.tags), "note": a.note, "by": a.updated_by,
+            "at": a.updated_at}
+
+
+def cmd_tag(args, store):
     from . import registry
 
-    _emit(args, registry.versions_table(store, args.name))
+    if not args.tags and not args.remove:
+        raise InvalidInput("name a tag to add, or one to take off with --remove TAG")
+    _emit_record(args, _annotation_record(registry.annotate_version(
+        store, args.name, args.version, args.user, add_tags=args.tags, remove_tags=args.remove or [])))
+
+
+def cmd_note(args, store):
+    from . import registry
+
+    if args.text is None:  # only reading it
+        note = registry.version_annotations(store, args.name).get(args.version) or registry.Annotation(args.version)
+        registry.get_version(store, args.name, args.version)  # VersionNotFound for a version that does not exist
+    else:
+        note = registry.annotate_version(store, args.name, args.version, args.user, note=args.text)
+    _emit_record(args, _annotation_record(note))
 
 
 def cmd_activate(args, store):
@@ -521,8 +555,21 @@ def build_parser() -> argparse.ArgumentParser:
     c = command("label", cmd_label, "record labels (columns prediction_id,label; label may be skip or unclear)")
     c.add_argument("name")
     c.add_argument("file")
-    c = command("versions", cmd_versions, "list a model's versions")
+    c = command("versions", cmd_versions, "list a model's versions (filtered and sorted by settings and metrics)")
     c.add_argument("name")
+    c.add_argument("--filter", help="e.g. 'macro_f1 > 0.8 and estimator = logreg and tags contains baseline' "
+                                    "(= != > >= < <= contains, joined by and)")
+    c.add_argument("--sort", metavar="COLUMN", help="a setting or metric, e.g. macro_f1, C, data.rows")
+    c.add_argument("--desc", action="store_true", help="sort from the largest down")
+    c = command("tag", cmd_tag, "add tags to a version (or take them off with --remove)")
+    c.add_argument("name")
+    c.add_argument("version", type=_whole_number(1, MAX_COUNT))
+    c.add_argument("tags", nargs="*", metavar="TAG")
+    c.add_argument("--remove", action="append", metavar="TAG", help="take this tag off (repeatable)")
+    c = command("note", cmd_note, "write a version's note (an empty TEXT clears it; without TEXT, print it)")
+    c.add_argument("name")
+    c.add_argument("version", type=_whole_number(1, MAX_COUNT))
+    c.add_argument("text", nargs="?", metavar="TEXT")
     c = command("activate", cmd_activate, "make a version (any earlier one too) the active one")
     c.add_argument("name")
     c.add_argument("version", type=_whole_number(1, MAX_COUNT))
