@@ -128,6 +128,49 @@ def load(store: Store, version) -> dict:
     return obj
 
 
+def first_bad_file(store: Store, files) -> str | None:
+    """A sentence about the first of `files` ((model name, version, rel, sha256) tuples) that is missing
+    from the store or differs from its sha256; None when all are sound."""
+    for name, version, rel, sha256 in files:
+        data = _read(store, rel)
+        if data is None:
+            return f"model {name!r} version {version}'s model file is missing ({rel})"
+        if hashlib.sha256(data).hexdigest() != sha256:
+            return (f"model {name!r} version {version}'s model file has been altered: its sha256 differs "
+                    f"from the one recorded when it was trained ({rel})")
+    return None
+
+
+def copy_file(source: Store, target: Store, rel: str) -> bool:
+    """Copy one model file between stores (a folder or S3 on either side) unless the target has it
+    already; True when this call made it."""
+    if _read(target, rel) is not None:
+        return False
+    data = _read(source, rel)
+    if data is None:
+        raise ArtifactError(f"the model file {rel} is missing from {source}")
+    if _bucket(target):
+        objectstore.put(target.data_path, rel, data)
+        return True
+    path = target.path.parent / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(PARTIAL)
+    try:
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return True
+
+
+def _read(store: Store, rel: str) -> bytes | None:
+    if _bucket(store):
+        return objectstore.get(store.data_path, rel)
+    path = store.path.parent / rel
+    return path.read_bytes() if path.is_file() else None
+
+
 def remove(store: Store, rel: str) -> None:
     """Delete a model file no version will reference (its registration failed)."""
     if _bucket(store):

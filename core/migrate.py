@@ -6,11 +6,9 @@ failure anywhere removes what was copied and leaves no store at the target. The 
 """
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from . import auth, backup
+from . import artifacts, auth, backup
 from . import store as db
 from .errors import InvalidInput, StoreError
 from .store import Store
@@ -34,8 +32,7 @@ def migrate(source: Store, target: Store, user: str) -> Migration:
     try:
         done = _copy_database(source, target)
     except BaseException:
-        for path in made:
-            path.unlink(missing_ok=True)
+        _remove(target, made)
         raise
     done.model_files = len(files)
     with target.transaction() as con:
@@ -56,36 +53,32 @@ def _refuse_bad_pair(source: Store, target: Store) -> None:
                            f"{target.path / 'mms.duckdb'}")
 
 
-def _copy_model_files(source: Store, target: Store, files) -> list[Path]:
-    """Every version's model file copied beside the target, each checked against its sha256 before and
-    after; returns the files this copy created (removed again if the migration fails)."""
-    problem = backup.first_bad_copy(source.path.parent, files)
+def _copy_model_files(source: Store, target: Store, files) -> list[str]:
+    """Every version's model file copied to the target (a folder or S3), each checked against its sha256
+    before and after; returns the files this copy created (removed again if the migration fails)."""
+    problem = artifacts.first_bad_file(source, files)
     if problem:
         raise InvalidInput(f"nothing was migrated: {problem}")
-    made: list[Path] = []
+    made: list[str] = []
     try:
         for _, _, rel, _ in files:
-            dest = target.path.parent / rel
-            if not dest.exists():
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                made.append(dest)
-                shutil.copy2(source.path.parent / rel, dest)
-        problem = backup.first_bad_copy(target.path.parent, files)
+            if artifacts.copy_file(source, target, rel):
+                made.append(rel)
+        problem = artifacts.first_bad_file(target, files)
         if problem:
             raise InvalidInput(f"nothing was migrated: the copy at the target differs: {problem}")
     except OSError as e:
-        _remove(made)
-        raise StoreError(f"model files could not be copied to {target.path.parent} ({e}); nothing was "
-                         f"migrated") from None
+        _remove(target, made)
+        raise StoreError(f"model files could not be copied to {target} ({e}); nothing was migrated") from None
     except BaseException:
-        _remove(made)
+        _remove(target, made)
         raise
     return made
 
 
-def _remove(paths: list[Path]) -> None:
-    for path in paths:
-        path.unlink(missing_ok=True)
+def _remove(target: Store, made: list[str]) -> None:
+    for rel in made:
+        artifacts.remove(target, rel)
 
 
 def _copy_database(source: Store, target: Store) -> Migration:

@@ -510,7 +510,7 @@ _LAKE_START = "".join(f"CREATE TABLE id_{s} (next_id BIGINT NOT NULL); INSERT IN
 def _s3_secret(con) -> None:
     """DuckDB's S3 secret from the usual AWS variables, the same credentials model files use (core.objectstore)."""
     given = ", ".join(f"{k} '{_quote(v)}'" for k, v in objectstore.duckdb_secret_options().items())
-    con.execute(f"CREATE SECRET mms_s3 (TYPE s3{', ' + given if given else ''})")
+    con.execute(f"CREATE OR REPLACE SECRET mms_s3 (TYPE s3{', ' + given if given else ''})")
 
 
 def _probe_s3(con, data_path: str) -> None:
@@ -1477,8 +1477,11 @@ def attach_source(con, source: "Store") -> None:
             return
         for name in _EXTENSIONS:  # a no-op where the target's connection has them already
             con.execute(f"LOAD '{_quote(_extension_file(name))}'")
+        if objectstore.is_s3(source.data_path):
+            _s3_secret(con)
+            _probe_s3(con, source.data_path)
         con.execute(f"ATTACH '{_quote(source.url)}' AS {SOURCE} (DATA_PATH '{_quote(source.data_path)}', READ_ONLY)")
-    except duckdb.IOException as e:
+    except (duckdb.IOException, duckdb.HTTPException) as e:
         if source.is_lake:
             raise source._unreachable(e) from None
         raise StoreBusy(f"{source.path} is being written by another process (a server?): stop it, then "

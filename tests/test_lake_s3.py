@@ -135,3 +135,21 @@ def test_a_wrong_endpoint_credentials_or_bucket_is_one_sentence_naming_the_setti
     for name, value in s3_env.env().items():
         monkeypatch.setenv(name, value)
     assert registry.list_models(good) == []  # nothing was written to the catalog either
+
+
+def test_a_store_migrated_to_s3_and_back_answers_the_same(seeded_store, pg_cluster, s3_env, tmp_path):
+    from test_migrate import answers, assert_same, predicted
+    from core import migrate
+
+    before = answers(seeded_store)
+    lake = _s3_lake(pg_cluster, s3_env)
+    assert migrate.migrate(seeded_store, lake, "tester").model_files == 1
+    [version] = registry.list_versions(lake, "评论情感")
+    assert f"lake/{version.artifact}" in _bucket_keys(s3_env, lake)
+    assert_same(answers(lake), before)
+    back = Store(tmp_path / "back" / "mms.duckdb")
+    migrate.migrate(lake, back, "tester")
+    assert (back.path.parent / version.artifact).is_file()
+    artifacts._loaded.clear()  # each store's model read from its own copy
+    pd.testing.assert_frame_equal(predicted(lake), predicted(seeded_store))
+    pd.testing.assert_frame_equal(predicted(back), predicted(seeded_store))
