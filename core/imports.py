@@ -181,10 +181,11 @@ def import_frame(store, name: str, frame: pd.DataFrame, split: str, user: str,
     return report
 
 
-def labels_in(source, filename: str | None = None) -> list[str]:
-    """The distinct labels of a file's label column, most frequent first (to prefill a label set)."""
+def labels_in(source, filename: str | None = None, task: str = registry.CLASSIFICATION) -> list[str]:
+    """The distinct labels of a file's label column for a model of `task` (with_label_column), most
+    frequent first (to prefill a label set)."""
     filename = display_name(source, filename)
-    frame = read_table(source, filename)
+    frame = with_label_column(read_table(source, filename), task, filename)
     if "label" not in frame:
         raise InvalidInput(f"{filename}: no label column (columns found: {', '.join(frame.columns[:10])})")
     values = frame["label"].astype(str).str.strip()

@@ -5,6 +5,8 @@ within-one per version and line on Train and Versions. A classification model sh
 Rendering only: the figures come from core (stats, drift, the version's metrics)."""
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
@@ -51,25 +53,68 @@ def fmt(key: str, value) -> str:
     return f"{value:.1%}" if key in PERCENT else f"{value:.3f}"
 
 
+# --- Data ------------------------------------------------------------------------------------
+
+def task_choice() -> str:
+    """The task of a new model: classification, or ordinal (grades in an order given now, fixed for good)."""
+    task = st.radio("Task", list(registry.TASKS), key="create_task", horizontal=True,
+                    format_func={registry.CLASSIFICATION: "Classification (labels without order)",
+                                 registry.ORDINAL: "Ordinal (排序: grades in order)"}.get)
+    if task == registry.ORDINAL:
+        st.caption("Give the grades in their order, lowest first, at least three (e.g. 低,中,高 or 1,2,3,4,5): "
+                   "the order is fixed once the model is created. A file with the record's two label columns "
+                   "feeds an ordinal model from `label_2` (a `label` column, if present, comes first).")
+    return task
+
+
+def labels_prompt(task: str) -> str:
+    return "Grades, lowest first, comma-separated" if task == registry.ORDINAL else "Labels, comma-separated"
+
+
+# --- Label -------------------------------------------------------------------------------------
+
+def key_hint(labels: list[str]) -> str:
+    """The Label page's line on an ordinal model's keys: 1..n from the lowest grade to the highest."""
+    keys = " < ".join(f"{i} {g}" for i, g in enumerate(labels[:9], start=1))
+    return f"Grades, lowest first: {keys}. The keys count up from the lowest grade to the highest."
+
+
+def expected_note(row: pd.Series, labels: list[str]) -> None:
+    """Where the example's expected grade lies between the grades (an ordinal model's examples carry it)."""
+    value = row.get("expected_grade")
+    if value is None or pd.isna(value):
+        return
+    low, high = labels[max(math.floor(value) - 1, 0)], labels[min(math.ceil(value) - 1, len(labels) - 1)]
+    where = f"at {low}" if low == high else f"between {low} and {high}"
+    st.caption(f"Expected grade {value:.2f} of 1–{len(labels)}: {where}, by the model's distribution.")
+
+
 # --- Monitor ---------------------------------------------------------------------------------
 
 def headline(overall: pd.DataFrame, labels: list[str], by: str, running) -> None:
-    """Mean predicted grade and mean expected grade of the latest complete period, against the one before."""
-    complete = overall[overall["period"] != running] if running is not None and overall["period"].nunique() > 1 \
+    """Mean predicted grade, mean expected grade and the highest grade's share of the latest complete
+    period, each against the period before."""
+    ordered = overall[overall["period"] != running] if running is not None and overall["period"].nunique() > 1 \
         else overall
-    ordered = complete.sort_values("period")
-    last = ordered.iloc[-1]
-    prev = ordered.iloc[-2] if len(ordered) > 1 else None
-    cells = [("mean_grade", "Mean grade", "The mean position of the predicted (most likely) grades, 1 = "
-                                          f"{labels[0]}, {len(labels)} = {labels[-1]}"),
-             ("mean_expected_grade", "Mean expected grade", "The mean of each prediction's expected grade (its "
-                                                            "distribution's mean): moves before the likeliest grade flips")]
-    for col, (key, title, help_text) in zip(st.columns(len(cells) + 1), cells):
+    ordered = ordered.sort_values("period")
+    last, prev = ordered.iloc[-1], (ordered.iloc[-2] if len(ordered) > 1 else None)
+    top = f"share_{labels[-1]}"
+    cells = [("mean_grade", "Mean grade", False, "The mean position of the predicted (most likely) grades, 1 = "
+                                                 f"{labels[0]}, {len(labels)} = {labels[-1]}"),
+             ("mean_expected_grade", "Mean expected grade", False, "The mean of each prediction's expected grade "
+                                                                   "(its distribution's mean): it moves before the "
+                                                                   "likeliest grade flips"),
+             (top, f"Share predicted {labels[-1]}", True, f"The share of predictions whose likeliest grade is the "
+                                                          f"highest, {labels[-1]}")]
+    against = f"vs the {by} before" if prev is not None else "no earlier period"
+    for col, (key, title, percent, help_text) in zip(st.columns(len(cells)), cells):
         value = last[key]
-        delta = None if prev is None or pd.isna(prev[key]) or pd.isna(value) else f"{value - prev[key]:+.2f}"
-        col.metric(title, "–" if pd.isna(value) else f"{value:.2f}", delta, delta_color="off", border=True,
-                   help=help_text, chart_data=ordered[key].dropna().tolist() if len(ordered) > 1 else None)
-    st.caption(order_caption(labels) + ". A rise means the predictions moved toward " + labels[-1] + ".")
+        change = None if prev is None or pd.isna(prev[key]) or pd.isna(value) else value - prev[key]
+        shown = None if change is None else f"{change * 100:+.1f} pp" if percent else f"{change:+.2f}"
+        col.metric(title, "–" if pd.isna(value) else f"{value:.1%}" if percent else f"{value:.2f}", shown,
+                   delta_color="off", delta_description=against, border=True, help=help_text,
+                   chart_data=ordered[key].dropna().tolist() if len(ordered) > 1 else None)
+    st.caption(order_caption(labels) + f". A rise means the predictions moved toward {labels[-1]}.")
 
 
 def mean_grade_chart(by_line: pd.DataFrame, overall: pd.DataFrame, labels: list[str], by: str) -> None:
@@ -119,6 +164,25 @@ def column_config() -> dict:
 
 # --- Train and Versions ------------------------------------------------------------------------
 
+def headline_traces(fig: go.Figure, versions: list[registry.Version]) -> None:
+    """QWK and the within-one share per version beside accuracy and macro-F1 (same 0..1 axis), for
+    ordinal versions; nothing for classification ones. MAE is in grades, so it stays in the table."""
+    graded = [v for v in versions if "ordinal" in v.metrics]
+    for key in ("qwk", "within_one"):
+        if graded:
+            title = FIGURES[key][0]
+            fig.add_scatter(x=[v.version for v in graded], y=[v.metrics["ordinal"].get(key) for v in graded],
+                            name=title, mode="lines+markers", line={"dash": "dot"},
+                            hovertemplate=f"v%{{x}} {title} %{{y:.3f}}<extra></extra>")
+
+
+def versions_columns() -> dict:
+    """Names and formats for the ordinal columns of the versions table (registry.ORDINAL_COLUMNS)."""
+    return {k: st.column_config.NumberColumn(FIGURES[k][0], help=FIGURES[k][1],
+                                             format="percent" if k in PERCENT else "%.3f")
+            for k in registry.ORDINAL_COLUMNS}
+
+
 def metrics_row(version: registry.Version, base: registry.Version | None, key: str) -> None:
     """An ordinal version's five figures as metrics, each against the base version's."""
     mine, old = version.metrics.get("ordinal") or {}, (base.metrics.get("ordinal") or {}) if base else {}
@@ -126,7 +190,8 @@ def metrics_row(version: registry.Version, base: registry.Version | None, key: s
         value, before = mine.get(k), old.get(k)
         delta = None if value is None or before is None or base is None else value - before
         shown = None if delta is None else (f"{delta * 100:+.1f} pp" if k in PERCENT else f"{delta:+.3f}")
-        col.metric(title, fmt(k, value), shown, border=True, delta_color="inverse" if k == "mae" else "normal",
+        colour = "off" if not delta else "inverse" if k == "mae" else "normal"
+        col.metric(title, fmt(k, value), shown, border=True, delta_color=colour,
                    help=help_text + (f" · v{base.version}: {fmt(k, before)}" if base else ""))
 
 

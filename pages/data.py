@@ -2,7 +2,7 @@
 import streamlit as st
 
 from core import imports
-from pages import _ui
+from pages import _ordinal, _ui
 
 
 def upload_key() -> str:
@@ -23,15 +23,16 @@ with create_tab:
         st.session_state["create_uploads"] = st.session_state.get("create_uploads", 0) + 1  # a new, empty uploader
     st.caption("Upload a labelled file (columns `text,label`, optional `business_line,created_at`; "
                "CSV in any common Chinese encoding, or Excel). Part of it becomes the model's fixed test split.")
+    task = _ordinal.task_choice()
     upload = st.file_uploader("Labelled file", type=["csv", "tsv", "txt", "xlsx", "xls"], key=upload_key())
-    if upload is not None and st.session_state.get("create_labels_from") != upload.file_id:
-        with _ui.errors_as_messages():  # a new file: prefill its labels, most frequent first
-            st.session_state["create_labels"] = ",".join(imports.labels_in(upload.getvalue(), upload.name))
-        st.session_state["create_labels_from"] = upload.file_id
+    if upload is not None and st.session_state.get("create_labels_from") != (upload.file_id, task):
+        with _ui.errors_as_messages():  # a new file or task: prefill its labels, most frequent first
+            st.session_state["create_labels"] = ",".join(imports.labels_in(upload.getvalue(), upload.name, task))
+        st.session_state["create_labels_from"] = (upload.file_id, task)
     with st.form("create_model"):
         new_name = st.text_input("Name", key="create_name", placeholder="客服工单分类")
         description = st.text_area("What problem does it solve?", key="create_description", height=70)
-        labels = st.text_input("Labels, comma-separated", key="create_labels")
+        labels = st.text_input(_ordinal.labels_prompt(task), key="create_labels")
         c1, c2 = st.columns(2)
         new_words = c1.text_area("New words for the tokenizer (one per line)", key="create_new_words", height=90)
         stop_words = c2.text_area("Stop words (one per line)", key="create_stop_words", height=90)
@@ -46,7 +47,7 @@ with create_tab:
                     store, new_name, labels, upload.getvalue(), _ui.user(), filename=upload.name,
                     description=description,
                     preprocess={"new_words": new_words.splitlines(), "stop_words": stop_words.splitlines()},
-                    test_share=test_share)
+                    test_share=test_share, task=task)
             st.session_state["create_clear"] = True
             _ui.select_model(new_name.strip(), f"Model {new_name.strip()} created with {report.rows} rows. "
                                                f"Train its first version on the **Train** page.")

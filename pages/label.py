@@ -364,6 +364,7 @@ def one_at_a_time(name: str, labels: list[str], batch: dict, can_label: bool, gu
             st.text(f"{row['business_line']} · {pd.Timestamp(row['created_at']):%Y-%m-%d %H:%M} · "
                     f"version {row['version']} · prediction {int(row['prediction_id'])}")
             st.text(row["text"])
+        _ordinal.expected_note(row, labels)
         probabilities(row, labels)
         decision_buttons(name, labels, row, can_label)
     with guide:
@@ -483,6 +484,8 @@ def main() -> None:
                f"{ACCEPT_SHORTCUT} accept the model's suggestion · {keys} · S skip (the example comes back later) · "
                f"U unclear (an owner reviews it) · Z undo. Skip and unclear are never trained on.")
     grades = _ordinal.grades(store, key, revision, name)
+    if grades:
+        st.caption(_ordinal.key_hint(grades))
     prepare_filters(name, lines, first, last, versions)
     f = filters(lines, first, last, versions, graded=bool(grades))
     if st.session_state.get("label_from_monitor") == "pending":

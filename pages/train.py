@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import auth, compare, estimators, preprocess, registry, selection, train
-from pages import _ui
+from pages import _ordinal, _ui
 
 SAMPLE = "这家酒店的房间很干净，前台服务也热情，就是早餐一般般。"
 
@@ -359,6 +359,7 @@ def result_panel(model: registry.Model, versions: list[registry.Version]):
         st.warning(note[:1].upper() + note[1:] + ": differences are not only the model's.")
     clicked = activate_box(model, new, by_number.get(model.active_version))
     overall(new, base)
+    _ordinal.version_section(new, base, "train_ordinal")
     left, right = st.columns(2)
     with left:
         st.markdown("**Per class**")

@@ -9,7 +9,7 @@ import streamlit as st
 
 from core import auth, compare, experiments, registry
 from core.errors import MMSError
-from pages import _ui
+from pages import _ordinal, _ui
 
 HEADLINES = {"accuracy": "Accuracy", "macro_f1": "Macro-F1"}
 DIFF_KEYS = "versions_diff_a", "versions_diff_b"
@@ -70,6 +70,7 @@ def headline_chart(versions: list[registry.Version]) -> go.Figure:
         fig.add_trace(go.Scatter(x=x, y=[v.metrics.get(key) for v in versions], name=name, mode="lines+markers",
                                  customdata=hover, hovertemplate=f"v%{{x}} {name} %{{y:.3f}}<br>%{{customdata}}"
                                                                  "<extra></extra>"))
+    _ordinal.headline_traces(fig, versions)
     active = [v for v in versions if v.status == registry.ACTIVE]
     if active:
         fig.add_vline(x=active[0].version, line_dash="dot", line_color="#16a34a",
@@ -94,6 +95,7 @@ def versions_table(table: pd.DataFrame) -> None:
         "ece": st.column_config.NumberColumn("ECE", format="%.3f"),
         "created_at": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm"),
         "created_by": st.column_config.TextColumn("by"),
+        **_ordinal.versions_columns(),
     })
 
 
@@ -182,6 +184,7 @@ def diff_section(versions: list[registry.Version], active: int | None) -> None:
     st.markdown("**Reliability** (on the test split: a calibrated model's points lie on the diagonal)")
     st.plotly_chart(_ui.reliability_figure([by_number[n] for n in dict.fromkeys((a, b))]), key="versions_reliability")
     _ui.model_choice(by_number[b], "versions_choice")
+    _ordinal.version_section(by_number[b], by_number[a] if a != b else None, "versions_ordinal")
 
 
 def runs_filters(runs: pd.DataFrame) -> pd.DataFrame:

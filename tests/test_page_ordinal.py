@@ -3,7 +3,7 @@ the ordinal figures on Train and Versions; hotkeys in grade order on Label; crea
 classification model beside it shows none of the ordinal figures."""
 import pytest
 
-from core import registry
+from core import feedback, registry
 from gradedfixtures import GRADED, GRADES, _graded_template, graded_store  # noqa: F401  (fixtures)
 
 DEMO = "评论情感"
@@ -32,8 +32,8 @@ def test_monitor_of_an_ordinal_model_shows_grades_in_order_mean_grade_and_grade_
     at = open_on(app, "pages/monitor.py")
     assert not at.error
     titles = [m.label for m in at.metric]
-    assert titles[-2:] == ["Mean grade", "Mean expected grade"]
-    assert all(m.value not in ("", "–") for m in at.metric[-2:])
+    assert titles[-3:] == ["Mean grade", "Mean expected grade", "Share predicted 高"]
+    assert all(m.value not in ("", "–") for m in at.metric[-3:])
     assert any("Grades, lowest first: 低 < 中 < 高" in c.value for c in at.caption)
     subheaders = [s.value for s in at.subheader]
     assert "Grade mix over time per business line" in subheaders and "Mean grade per business line" in subheaders
@@ -55,3 +55,73 @@ def test_monitor_of_a_classification_model_has_no_grades(app):
     assert "Mean grade" not in [m.label for m in at.metric]
     assert "Class mix over time per business line" in [s.value for s in at.subheader]
     assert not any("grade" in c for d in at.dataframe for c in d.value.columns)
+
+
+@pytest.fixture
+def second_versions(graded_store):
+    """Version 2 of both models, not active: Train shows it beside the active version 1."""
+    from core import train
+
+    train.train_version(graded_store, GRADED, "tester", model_config={"estimator": "logreg", "C": 0.3})
+    train.train_version(graded_store, DEMO, "tester", model_config={"estimator": "complement_nb"})
+    return graded_store
+
+
+def test_train_shows_the_ordinal_figures_beside_the_active_version_and_a_classifier_none(app, second_versions):
+    at = open_on(app, "pages/train.py")
+    figures = {m.label: m for m in at.metric}
+    assert {"MAE (grades)", "QWK", "Spearman", "Exact", "Within one"} <= set(figures)
+    v1, v2 = (registry.get_version(second_versions, GRADED, n).metrics["ordinal"] for n in (1, 2))
+    assert figures["QWK"].value == f"{v2['qwk']:.3f}" and figures["Within one"].value == f"{v2['within_one']:.1%}"
+    lines = table_with(at, "qwk")
+    assert set(lines["business_line"]) == {"客服", "售后"} and lines["test_rows"].sum() == v2["n"]
+    assert any("Grades, lowest first: 低 < 中 < 高" in c.value for c in at.caption)
+    classifier = open_on(app, "pages/train.py", DEMO)
+    assert not {"MAE (grades)", "QWK"} & {m.label for m in classifier.metric}
+    assert not any("qwk" in d.value.columns for d in classifier.dataframe)
+
+
+def test_versions_shows_the_ordinal_figures_and_compares_two_versions(app, second_versions):
+    at = open_on(app, "pages/versions.py")
+    table = table_with(at, "qwk")
+    assert list(table["version"]) == [1, 2] and {"mae", "spearman", "within_one"} <= set(table.columns)
+    assert any(m.value.startswith("**Ordinal figures of v2**") for m in at.markdown)
+    assert {"MAE (grades)", "QWK"} <= {m.label for m in at.metric}
+    classifier = open_on(app, "pages/versions.py", DEMO)
+    assert not any(m.value.startswith("**Ordinal figures") for m in classifier.markdown)
+    assert not any("qwk" in d.value.columns for d in classifier.dataframe)
+
+
+def test_label_keys_count_up_the_grades_and_ordinal_strategies_are_offered(app, seeded_store):
+    at = open_on(app, "pages/label.py")
+    assert any("Grades, lowest first: 1 低 < 2 中 < 3 高" in c.value for c in at.caption)
+    assert at.selectbox(key="label_strategy").options[:2] == [
+        o for o in at.selectbox(key="label_strategy").options if o.startswith(("expected error", "spread"))]
+    assert [at.button(key=f"label_as_{i}").label for i in range(3)] == GRADES
+    assert any(c.value.startswith("Expected grade") for c in at.caption)
+    at.selectbox(key="label_strategy").set_value("expected_error").run()
+    assert not at.exception
+    before = feedback.labelled_today(seeded_store, GRADED, "tester").get("高", 0)
+    at.button(key="label_as_2").click().run()  # the third key: the highest grade
+    assert not at.exception
+    assert feedback.labelled_today(seeded_store, GRADED, "tester").get("高", 0) == before + 1
+
+
+def test_data_page_creates_an_ordinal_model_with_its_grades_in_order(app, seeded_store):
+    at = app("pages/data.py")
+    at.radio(key="create_task").set_value("ordinal").run()
+    rows = "text,label_1,label_2\n" + "".join(f"工单{i}：第{i % 3}级,咨询,{'低中高'[i % 3]}\n" for i in range(30))
+    at.file_uploader(key="create_file").set_value(("graded.csv", rows.encode(), "text/csv"))
+    at.run()
+    assert not at.exception
+    assert sorted(at.text_input(key="create_labels").value.split(",")) == sorted(GRADES)  # from label_2
+    at.text_input(key="create_labels").input("低,高")
+    at.text_input(key="create_name").input("分级")
+    at.button[0].click().run()
+    assert any("at least 3 grades" in e.value for e in at.error)
+    assert "分级" not in [m.name for m in registry.list_models(seeded_store)]
+    at.text_input(key="create_labels").input("低,中,高")
+    at.button[0].click().run()
+    assert not at.exception
+    model = registry.get_model(seeded_store, "分级")
+    assert model.task == "ordinal" and model.labels == GRADES
