@@ -101,7 +101,11 @@ class Regression:
     lower_is_better: bool = False
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """As plain data; `lower_is_better` only where it is true, so a fall keeps the five keys it always had."""
+        d = asdict(self)
+        if not self.lower_is_better:
+            del d["lower_is_better"]
+        return d
 
     def sentence(self) -> str:
         sign = "+" if self.lower_is_better else "−"
