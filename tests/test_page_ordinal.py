@@ -125,3 +125,70 @@ def test_data_page_creates_an_ordinal_model_with_its_grades_in_order(app, seeded
     assert not at.exception
     model = registry.get_model(seeded_store, "分级")
     assert model.task == "ordinal" and model.labels == GRADES
+
+
+NO_GUARD = {"MMS_GUARD_OVERALL": "1", "MMS_GUARD_CLASS_RECALL": "1", "MMS_GUARD_LINE_ACCURACY": "1",
+            "MMS_GUARD_ORDINAL_MAE": "5", "MMS_GUARD_LINE_ORDINAL_MAE": "5"}
+
+
+def record_file(frame) -> bytes:
+    """The model record's file: one text with both label columns (label_1 a class, label_2 the grade)."""
+    return frame.rename(columns={"label": "label_2"}).assign(label_1="咨询").to_csv(index=False).encode()
+
+
+def test_the_loop_of_an_ordinal_model_through_the_dashboard(app, seeded_store, monkeypatch):
+    """Create, import, train, predict, label, retrain, activate and roll back, each on its page."""
+    import numpy as np
+
+    from gradedfixtures import graded_frame
+
+    for name, value in NO_GUARD.items():  # the flow, not the guard (tested in core)
+        monkeypatch.setenv(name, value)
+    rng = np.random.default_rng(7)
+    at = app("pages/data.py")
+    at.radio(key="create_task").set_value("ordinal").run()
+    at.file_uploader(key="create_file").set_value(("tickets.csv", record_file(graded_frame(rng, 200)), "text/csv"))
+    at.run()
+    at.text_input(key="create_labels").input("低,中,高")
+    at.text_input(key="create_name").input("工单分级")
+    at.button[0].click().run()
+    assert not at.exception and at.sidebar.selectbox(key="model").value == "工单分级"
+    at.file_uploader(key="import_file").set_value(("more.csv", record_file(graded_frame(rng, 80)), "text/csv"))
+    at.run()
+    at.button(key="import_write").click().run()
+    assert not at.exception
+    assert registry.get_model(seeded_store, "工单分级").labels == GRADES
+
+    at.switch_page("pages/train.py").run()
+    at.button(key="train_full").click().run()
+    assert not at.exception
+    assert registry.get_model(seeded_store, "工单分级").active_version == 1  # a first version is activated
+
+    at.switch_page("pages/predict.py").run()
+    at.text_area(key="predict_texts").input("订单的问题，马上处理，严重故障。\n发票的问题，不着急，有空再看。")
+    at.button(key="predict_run").click().run()
+    assert not at.exception
+    answered = table_with(at, "expected_grade")
+    assert list(answered["label"]) == ["高", "低"] and answered["expected_grade"].iloc[0] > answered["expected_grade"].iloc[1]
+
+    at.switch_page("pages/label.py").run()
+    at.selectbox(key="label_strategy").set_value("expected_error").run()
+    at.button(key="label_as_1").click().run()  # 中
+    assert not at.exception
+    assert feedback.labelled_today(seeded_store, "工单分级", "tester") == {"中": 1}
+
+    at.switch_page("pages/train.py").run()
+    at.button(key="train_full").click().run()
+    at.text_input(key="train_activate_reason").input("一条新标签").run()
+    at.checkbox(key="train_activate_confirm").check().run()
+    at.button(key="train_activate").click().run()
+    assert not at.exception
+    assert registry.get_model(seeded_store, "工单分级").active_version == 2
+
+    at.switch_page("pages/versions.py").run()
+    at.selectbox(key="versions_pick").set_value(1).run()
+    at.text_input(key="versions_reason").input("回到 v1").run()
+    at.checkbox(key="versions_confirm").check().run()
+    at.button(key="versions_reactivate").click().run()
+    assert not at.exception
+    assert registry.get_model(seeded_store, "工单分级").active_version == 1
