@@ -100,7 +100,9 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="mms-bench-label-"))
     shutil.copytree(source.parent, folder / "store")
     store_path = folder / "store" / source.name
-    url, proc = start_server({"MMS_STORE": str(store_path)}, folder / "streamlit.log")
+    # no file watcher: other people editing the tree must not put a "source changed" prompt on the page
+    url, proc = start_server({"MMS_STORE": str(store_path), "STREAMLIT_SERVER_FILE_WATCHER_TYPE": "none"},
+                             folder / "streamlit.log")
     from playwright.sync_api import sync_playwright
     try:
         wait_ready(url, proc, folder / "streamlit.log")
@@ -124,6 +126,7 @@ def main() -> None:
               f"load average {min(loads):.1f}-{max(loads):.1f} while measuring")
         print(summary("keypress -> next example", shown), "  (target <= 300 ms)")
         print(summary("keypress -> page idle", idle))
+        print("each, ms:", " ".join(f"{v:.0f}" for v in shown))
     finally:
         stop_server(proc)
         shutil.rmtree(folder, ignore_errors=True)

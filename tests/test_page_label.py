@@ -1,8 +1,10 @@
 """Label page: one hard example at a time with a button per label, undo, bulk mode, and the
 batch kept across reruns."""
 import pandas as pd
+import pytest
 
-from core import feedback, sampling
+from core import agreement, feedback, sampling
+from core.errors import PermissionDenied
 
 MODEL = "评论情感"
 
@@ -96,3 +98,78 @@ def test_an_analyst_reads_but_does_not_label(app):
     assert not at.exception
     assert any("Analyst" in i.value for i in at.info)
     assert not [b for b in at.button if b.key and b.key.startswith("label_as_")]
+
+
+def test_accept_takes_the_model_suggestion_and_shows_it_on_the_button(app, seeded_store):
+    at = app("pages/label.py")
+    row = at.session_state["label_batch"]["examples"].iloc[0]
+    accept = at.button(key="label_accept")
+    assert row["label"] in accept.label and "key A" in accept.label
+    accept.click().run()
+    assert not at.exception
+    assert mine(seeded_store) == {row["label"]: 1}
+
+
+def test_probabilities_tell_a_near_tie_from_a_tie(app):
+    at = app("pages/label.py")
+    examples = at.session_state["label_batch"]["examples"]
+    first = examples.index[0]
+    for p_pos, top in ((0.496, "50.4 %"), (0.5, "50.0 %"), (0.4996, "50.04 %")):
+        examples.loc[first, ["p_正面", "p_负面", "label", "top_prob"]] = [p_pos, 1 - p_pos, "负面", 1 - p_pos]
+        at.run()
+        assert f"({top})" in at.button(key="label_accept").label
+        assert sorted(at.dataframe[0].value["probability"].round(2)) == sorted([round(100 * p_pos, 2),
+                                                                                round(100 * (1 - p_pos), 2)])
+
+
+def test_skip_is_no_label_and_the_example_comes_back_at_the_end(app, seeded_store):
+    at = app("pages/label.py")
+    left = sampling.queue_size(seeded_store, MODEL)
+    skipped = int(at.session_state["label_batch"]["queue"][0])
+    first = shown_text(at)
+    at.button(key="label_as_skip").click().run()
+    assert not at.exception
+    assert shown_text(at) != first
+    assert at.session_state["label_batch"]["queue"][-1] == skipped
+    assert feedback.skipped(seeded_store, MODEL, "tester", [skipped]) == {skipped}
+    assert sampling.queue_size(seeded_store, MODEL) == left  # still waiting for a label
+    metrics = {m.label: m.value for m in at.metric}
+    assert (metrics["Skipped today"], metrics["You labelled today"], metrics["This batch"]) == ("1", "0", "0 / 20")
+    batch = at.session_state["label_batch"]["batch_id"]
+    for _ in range(19):  # decide every other example: only the skipped one is left, so a new batch comes,
+        at.button(key="label_as_0").click().run()  # the skipped example at its end, behind new ones
+    assert not at.exception
+    assert at.session_state["label_batch"]["batch_id"] != batch
+    assert at.session_state["label_batch"]["queue"][-1] == skipped
+    assert f"prediction {skipped}" not in at.text[0].value
+
+
+def test_unclear_goes_to_the_review_queue_and_is_counted_apart(app, seeded_store):
+    at = app("pages/label.py")
+    pid = int(at.session_state["label_batch"]["queue"][0])
+    at.button(key="label_as_unclear").click().run()
+    assert not at.exception
+    queue = agreement.review_queue(seeded_store, MODEL)
+    assert queue.loc[queue["prediction_id"] == pid, "reason"].tolist() == ["unclear"]
+    metrics = {m.label: m.value for m in at.metric}
+    assert (metrics["Unclear today"], metrics["You labelled today"], metrics["Skipped today"]) == ("1", "0", "0")
+
+
+def test_an_owner_writes_guidelines_that_labellers_see_as_text(app, seeded_store):
+    at = app("pages/label.py")
+    assert any("No guidelines" in c.value for c in at.caption)
+    written = "## 正面\n* praise, even mild\n<script>alert(1)</script><img src=x onerror=alert(2)>"
+    at.text_area(key="label_guidelines_text").input(written)
+    at.button(key="label_guidelines_save").click().run()
+    assert not at.exception
+    assert feedback.guidelines(seeded_store, MODEL) == written
+    labeller = app("pages/label.py", role="labeller")
+    shown = [m.value for m in labeller.markdown if "praise" in m.value]
+    assert len(shown) == 1 and "<script>" not in shown[0] and "&lt;script&gt;" in shown[0]
+    assert "<img" not in shown[0] and "&lt;img src=x onerror=alert(2)&gt;" in shown[0]
+    assert not [t for t in labeller.text_area if t.key == "label_guidelines_text"]  # owners only
+
+
+def test_a_labeller_may_not_write_guidelines(seeded_store, team):
+    with pytest.raises(PermissionDenied):
+        feedback.set_guidelines(seeded_store, MODEL, "anything", "lars")
