@@ -52,18 +52,18 @@ def overlap_setting(name: str, share: float) -> None:
     st.session_state.setdefault("review_share", round(share * 100, 1))
     c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
     c1.number_input("Share of labelled items that a second labeller labels again (%)", min_value=0.0,
-                    max_value=100.0, step=5.0, key="review_share",
+                    max_value=100.0, step=5.0, format="%.0f", key="review_share",
                     help="Chosen at random. A second labeller gets them in their batches (that share of each "
                          "batch) without seeing the first label, and never their own.")
     c2.button("Save share", key="review_share_save", on_click=save_share, args=(name,))
 
 
-def who_said_what(item: pd.Series) -> pd.DataFrame:
-    rows = [(item["first_by"], item["first_label"])]
+def who_said_what(item: pd.Series) -> list[str]:
+    """One line per opinion: each labeller's label, then the model's prediction and its confidence."""
+    lines = [f"{item['first_by']}: {item['first_label']}"]
     if pd.notna(item["second_label"]):
-        rows.append((item["second_by"], item["second_label"]))
-    rows.append(("the model", f"{item['predicted']} ({item['top_prob']:.1%})"))
-    return pd.DataFrame(rows, columns=["who", "label"])
+        lines.append(f"{item['second_by']}: {item['second_label']}")
+    return lines + [f"the model: {item['predicted']} ({item['top_prob']:.1%})"]
 
 
 def queue_section(name: str, labels: list[str], queue: pd.DataFrame) -> None:
@@ -79,7 +79,9 @@ def queue_section(name: str, labels: list[str], queue: pd.DataFrame) -> None:
     with st.container(border=True, key="review_item"):
         st.text(f"{item['business_line']} · prediction {pid} · {REASONS[item['reason']]}")
         st.text(item["text"])
-    st.dataframe(who_said_what(item), hide_index=True, key="review_said", width=520)
+    with st.container(key="review_said"):
+        for line in who_said_what(item):
+            st.text(line)
     options = labels + [agreement.DISCARD]
     for col, (i, label) in zip(st.columns(len(options)), enumerate(options)):
         discard = label == agreement.DISCARD
@@ -106,11 +108,11 @@ def agreement_section(report: agreement.TeamReport) -> None:
     kappa_col = st.column_config.NumberColumn("Cohen's kappa", format="%.2f")
     left, right = st.columns(2)
     left.caption("Per labeller pair")
-    left.dataframe(report.pairs, hide_index=True, key="review_pairs", placeholder="",
-                   column_config={"agreement": pct, "kappa": kappa_col})
+    left.dataframe(report.pairs, hide_index=True, key="review_pairs", placeholder="", column_config={
+        "labeller_a": "labeller", "labeller_b": "with", "agreement": pct, "kappa": kappa_col})
     right.caption("Per business line")
-    right.dataframe(report.lines, hide_index=True, key="review_lines", placeholder="",
-                    column_config={"agreement": pct, "kappa": kappa_col})
+    right.dataframe(report.lines, hide_index=True, key="review_lines", placeholder="", column_config={
+        "business_line": "business line", "agreement": pct, "kappa": kappa_col})
 
 
 def team_section(report: agreement.TeamReport) -> None:

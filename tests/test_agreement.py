@@ -230,6 +230,8 @@ def test_review_page_decides_the_first_waiting_item_and_saves_the_share(app, see
     assert [b.label for b in at.button if b.key.startswith("review_as_")] == \
         ["Decide: 正面", "Decide: 负面", "Leave out of training"]
     shown = at.text[0].value
+    assert [t.value for t in at.text[2:5]] == ["lars: 正面", "mia: 负面", at.text[4].value]
+    assert at.text[4].value.startswith("the model: ")
     at.button(key="review_as_1").click().run()
     assert not at.exception
     assert {m.label: m.value for m in at.metric}["Items waiting"] == "1"
