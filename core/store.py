@@ -1830,6 +1830,7 @@ def decision_times(con, model_id: int) -> pd.DataFrame:
         UNION ALL SELECT created_by, created_at FROM second_labels WHERE model_id = ?
         ORDER BY 1, 2""", [model_id, model_id]).df()
 
+
 # --- the Label page: skips and guidelines (issue 16) -------------------------------------------
 # A skip on the Label page is no label: the item stays in the queue, behind the ones not skipped,
 # and the skip is kept so the counters (and an undo) read it from the store. Guidelines are an
