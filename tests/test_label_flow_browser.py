@@ -1,0 +1,116 @@
+"""Labelling by keyboard in a real browser: `streamlit run app.py` on a copy of the seeded store,
+Debian's chromium through Playwright. Twenty examples decided with the keys (accept the model's
+suggestion, a label, skip, unclear, undo), then the store is read once the server has let it go."""
+import re
+import shutil
+
+import pytest
+
+from core import agreement, feedback, registry
+from core import store as db
+from core.store import Store
+from servers import ROOT, launch_chromium, start_server, stop_server, wait_idle, wait_ready
+
+M = "评论情感"
+USER = "keys"
+GUIDELINES = ("**正面** when the review praises anything.\n\n"
+              "<script>window.mmsInjected = 1</script><img src=x onerror=\"window.mmsInjected = 2\">")
+# 24 keys: 22 decisions, two of them taken back (Z), so 20 stand
+KEYS = ["a", "1", "2", "s", "u", "a", "z", "1", "a", "2", "s", "u", "a", "1", "z", "2", "a", "u", "1", "a",
+        "a", "2", "1", "s"]
+
+
+@pytest.fixture
+def server(_seeded_template, tmp_path):
+    folder = tmp_path / "store"
+    shutil.copytree(_seeded_template.path.parent, folder)
+    store = Store(folder / _seeded_template.path.name)
+    feedback.set_guidelines(store, M, GUIDELINES, "owner")
+    url, proc = start_server({"MMS_STORE": str(store.path), "STREAMLIT_SERVER_FILE_WATCHER_TYPE": "none"},
+                             folder / "streamlit.log")
+    wait_ready(url, proc, folder / "streamlit.log")
+    yield url, store, proc
+    stop_server(proc)
+
+
+def shown(page) -> int:
+    """The prediction the page shows now (its line '... · prediction N')."""
+    line = page.locator(".st-key-label_item [data-testid='stText']").first.inner_text()
+    return int(re.search(r"prediction (\d+)$", line).group(1))
+
+
+def suggestion(page) -> str:
+    text = page.locator(".st-key-label_accept button").inner_text()
+    return re.search(r"suggestion: (\S+) \(", text).group(1)
+
+
+def metric(page, label: str) -> str:
+    box = page.get_by_test_id("stMetric").filter(has_text=label)
+    return box.get_by_test_id("stMetricValue").inner_text().strip()
+
+
+def press(page, key: str, before: int) -> None:
+    page.keyboard.press(key)
+    page.wait_for_function("(before) => { const el = document.querySelector("
+                           "'.st-key-label_item [data-testid=\"stText\"]');"
+                           " return el && !el.textContent.endsWith('prediction ' + before); }", arg=before)
+    wait_idle(page)
+
+
+def test_twenty_decisions_by_keyboard_reach_the_store(server):
+    from playwright.sync_api import sync_playwright
+
+    url, store, proc = server
+    labels = {"1": "正面", "2": "负面", "u": "unclear"}
+    decided: dict[int, str] = {}  # prediction -> label, or "skip"
+    history: list[int] = []
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(90_000)
+        page.goto(url + "/label")
+        who = page.get_by_label("Who is working")
+        who.fill(USER)
+        who.press("Enter")
+        page.locator(".st-key-label_accept button").wait_for()
+        wait_idle(page)
+        guide = page.locator(".st-key-label_guidelines")
+        assert "<script>window.mmsInjected = 1</script>" in guide.inner_text()
+        assert guide.locator("img").count() == 0 and guide.locator("strong", has_text="正面").count() == 1
+        page.evaluate("document.activeElement.blur()")  # keys go to the page, not the name box
+        for key in KEYS:
+            now = shown(page)
+            if key == "z":
+                undone = history.pop()
+                decided.pop(undone)
+                page.keyboard.press(key)
+                page.wait_for_function("(want) => document.querySelector('.st-key-label_item [data-testid=\"stText\"]')"
+                                       ".textContent.endsWith('prediction ' + want)", arg=undone)
+                wait_idle(page)
+                continue
+            decided[now] = suggestion(page) if key == "a" else labels.get(key, "skip")
+            history.append(now)
+            press(page, key, now)
+        assert page.evaluate("window.mmsInjected") is None
+        counts = {name: metric(page, name) for name in ("You labelled today", "Skipped today", "Unclear today")}
+        page.screenshot(path=str(ROOT / "tests" / "screenshots" / "label_keys.png"), full_page=True)
+        browser.close()
+    stop_server(proc)  # the server holds the store; read it once it has let go
+
+    assert len(decided) == 20
+    skipped = {pid for pid, label in decided.items() if label == "skip"}
+    labelled = {pid: label for pid, label in decided.items() if label != "skip"}
+    with store.connect() as con:
+        model = registry.find_model(con, M)
+        rows = db.predictions_by_id(con, model.model_id, list(decided))
+    in_store = dict(zip(rows["prediction_id"].astype(int), rows["feedback_label"]))
+    assert {pid: in_store[pid] for pid in labelled} == labelled
+    assert all(in_store[pid] is None or in_store[pid] != in_store[pid] for pid in skipped)  # no label: NaN/None
+    assert feedback.skipped(store, M, USER, list(decided)) == skipped
+    unclear = {pid for pid, label in labelled.items() if label == "unclear"}
+    queue = agreement.review_queue(store, M)
+    assert unclear <= set(queue.loc[queue["reason"] == "unclear", "prediction_id"].astype(int))
+    mine = feedback.labelled_counts(store, M, user=USER)
+    assert mine.get("skip", 0) == len(skipped) and mine.get("unclear", 0) == len(unclear)
+    assert counts == {"You labelled today": str(len(labelled) - len(unclear)), "Skipped today": str(len(skipped)),
+                      "Unclear today": str(len(unclear))}
