@@ -48,7 +48,7 @@ def stats_by_line_and_overall(store: Store, name: str, by: str = "day", business
         audit = db.audit_statistics(con, model.model_id, by, float(settings.get("audit_share")),
                                     list(NOT_TRAINING_LABELS), **filters)
         histogram = db.confidence_histogram(con, model.model_id, by, **filters)
-        grades = db.grade_statistics(con, model.model_id, by, **filters) if registry.is_ordinal(model) else None
+        grades = _grade_sums(con, model, by, filters) if registry.is_ordinal(model) else None
         versions = {int(v) for vs in sums["versions"] for v in vs}
         metrics = {v: _metrics(con, model, v) for v in sorted(versions)}
     problems = monitoring.calibration_problems({v: (m or {}).get("ece") for v, m in metrics.items()},
@@ -141,20 +141,35 @@ def _table(sums: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
     return out.sort_values(["business_line", "period"]).reset_index(drop=True)
 
 
-GRADE_COLUMNS = ["mean_grade", "mean_expected_grade"]  # an ordinal model's statistics, besides the others
+# An ordinal model's statistics, besides the others: labelled_mae is over every label that came
+# back (audit and hard examples together, as the accuracy over all labels).
+GRADE_COLUMNS = ["mean_grade", "mean_expected_grade", "labelled_mae"]
 
 
-def with_grades(table: pd.DataFrame, grades: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
+def _grade_sums(con, model: registry.Model, by: str, filters: dict) -> pd.DataFrame:
+    """An ordinal model's sums per line (or all lines) and period: predictions and their expected
+    grades, labelled predictions and their errors in grades, keyed as the statistics tables are."""
+    expected = db.grade_statistics(con, model.model_id, by, **filters)
+    errors = db.grade_label_errors(con, model.model_id, by, model.labels, list(NOT_TRAINING_LABELS), **filters)
+    keyed = [f.assign(business_line=f["business_line"].fillna(ALL_LINES), period=pd.to_datetime(f["period"]))
+             for f in (expected, errors)]
+    return keyed[0].merge(keyed[1], on=["business_line", "period"], how="left")
+
+
+def with_grades(table: pd.DataFrame, sums: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
     """An ordinal model's statistics with mean_grade (the mean position of the predicted grades,
-    1 = lowest) and mean_expected_grade (the mean of the predicted distributions' expected grades,
-    from grade_statistics' sums: it moves before the most likely grade flips)."""
+    1 = lowest), mean_expected_grade (the mean of the predicted distributions' expected grades: it
+    moves before the most likely grade flips) and labelled_mae (the mean distance in grades between
+    the labels given and the grades predicted; NaN without labels), from _grade_sums."""
     if table.empty:
         return table.reindex(columns=[*table.columns, *GRADE_COLUMNS])
     shares = table[[f"share_{label}" for label in labels]].fillna(0).to_numpy(dtype=float)
-    keyed = pd.DataFrame({"business_line": grades["business_line"].fillna(ALL_LINES).to_numpy(),
-                          "period": pd.to_datetime(grades["period"]).to_numpy(),
-                          "mean_expected_grade": grades["sum_expected_grade"].to_numpy(dtype=float)
-                          / np.maximum(grades["n"].to_numpy(dtype=float), 1)})
+    labelled = sums["graded_labels"].fillna(0).to_numpy(dtype=float)
+    keyed = pd.DataFrame({"business_line": sums["business_line"].to_numpy(), "period": sums["period"].to_numpy(),
+                          "mean_expected_grade": sums["sum_expected_grade"].to_numpy(dtype=float)
+                          / np.maximum(sums["n"].to_numpy(dtype=float), 1),
+                          "labelled_mae": np.where(labelled > 0, sums["sum_abs_error"].to_numpy(dtype=float)
+                                                   / np.maximum(labelled, 1), np.nan)})
     out = table.assign(mean_grade=shares @ np.arange(1, len(labels) + 1), period=pd.to_datetime(table["period"]))
     return out.merge(keyed, on=["business_line", "period"], how="left")
 

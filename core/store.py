@@ -1635,6 +1635,21 @@ def grade_statistics(con, model_id: int, period: str, **filters) -> pd.DataFrame
     return con.execute(sql, [a for _, part in parts for a in part]).df()
 
 
+def grade_label_errors(con, model_id: int, period: str, grades: list[str], not_training: list[str],
+                       **filters) -> pd.DataFrame:
+    """Per business line and period, and per period over all lines (business_line NULL): how many
+    labelled predictions of an ordinal model (graded_labels) and the sum of their distances in grades
+    between the label given and the grade predicted (sum_abs_error), from the label rollups."""
+    judged = _label_parts(model_id, period, not_training, filters)
+    sql = f"""
+        SELECT business_line, period, CAST(sum(n) AS BIGINT) AS graded_labels,
+               sum(n * abs(list_position(?, truth) - list_position(?, predicted))) AS sum_abs_error
+        FROM ({" UNION ALL ".join(q for q, _ in judged)}) WHERE list_contains(?, truth)
+        GROUP BY GROUPING SETS ((business_line, period), (period))"""
+    return con.execute(sql, [list(grades), list(grades)] + [a for _, part in judged for a in part]
+                       + [list(grades)]).df()
+
+
 # --- team labelling: overlap, second labels, review decisions (issue 16) ----------------------
 
 # A share of labelled items (chosen by a hash of the prediction id, so every process agrees) is

@@ -150,16 +150,21 @@ def grade_drift(report, by: str) -> None:
                "twice (MMS_DRIFT_GRADE_SHIFT).")
 
 
-def column_config() -> dict:
-    """Names for the grade columns of the statistics and drift tables (no such column: nothing shown)."""
-    number = st.column_config.NumberColumn
-    return {"mean_grade": number("mean grade", format="%.2f", help="Mean position of the most likely grades (1 = lowest)"),
-            "mean_expected_grade": number("mean expected grade", format="%.2f",
-                                          help="Mean of the predictions' expected grades"),
-            "grade_reference": number("mean grade (ref.)", format="%.2f"),
-            "grade_shift": number("grade shift", format="%.2f",
-                                  help="Earth mover's distance between this period's predicted grades and the "
-                                       "reference's, in grades")}
+COLUMNS = {"mean_grade": ("mean grade", "Mean position of the most likely grades (1 = lowest)"),
+           "mean_expected_grade": ("mean expected grade", "Mean of the predictions' expected grades"),
+           "labelled_mae": ("MAE on labels (grades)", "Mean distance in grades between the labels that came back "
+                                                      "(audit and hard examples together) and the grades predicted"),
+           "grade_reference": ("mean grade (ref.)", "Mean grade the reference's held-out outputs were given"),
+           "grade_shift": ("grade shift", "Earth mover's distance between this period's predicted grades and the "
+                                          "reference's, in grades")}
+
+
+def column_config(shown: pd.DataFrame) -> dict:
+    """Names for the grade columns of a statistics or drift table as shown: numbers with two decimals,
+    or as text where gaps made the column text ("–")."""
+    return {c: (st.column_config.NumberColumn(title, help=help_text, format="%.2f")
+                if pd.api.types.is_float_dtype(shown[c]) else st.column_config.Column(title, help=help_text))
+            for c, (title, help_text) in COLUMNS.items() if c in shown.columns}
 
 
 # --- Train and Versions ------------------------------------------------------------------------

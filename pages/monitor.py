@@ -315,7 +315,7 @@ def drift_view(report: drift.DriftReport, by: str) -> None:
         "mean_top_prob": st.column_config.NumberColumn("confidence", format="%.3f"),
         "confidence_reference": st.column_config.NumberColumn("confidence (ref.)", format="%.3f"),
         "class_mix_distance": st.column_config.NumberColumn("class-mix distance", format="%.2f"),
-        **_ordinal.column_config()})
+        **_ordinal.column_config(shown)})
 
 
 def send_to_label(name: str, by_line: pd.DataFrame, by: str, where: Slice, first: dt.date, last: dt.date) -> None:
@@ -377,7 +377,7 @@ def table(by_line: pd.DataFrame, name: str, by: str) -> None:
                                                    help="Total variation distance between this period's class "
                                                         "mix and the line's mix over the whole range"),
         **{c: st.column_config.NumberColumn(c.removeprefix("share_") + " share", format="percent")
-           for c in shown.columns if c.startswith("share_")}, **_ordinal.column_config()})
+           for c in shown.columns if c.startswith("share_")}, **_ordinal.column_config(shown)})
     st.download_button("Download CSV", export.to_csv_bytes(by_line), file_name=f"mms-stats-{name}-{by}.csv",
                        mime="text/csv", icon=":material/download:", key="monitor_download")
 

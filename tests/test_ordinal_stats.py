@@ -44,6 +44,21 @@ def test_mean_grade_and_expected_grade_per_line_and_week_are_the_logs(graded_sto
     assert np.allclose(overall["mean_expected_grade"], (by_week["w"].sum() / by_week["volume"].sum()).to_numpy())
 
 
+def test_labelled_mae_is_the_mean_distance_in_grades_of_the_labels_that_came_back(graded_store):
+    lines, overall = stats.stats_by_line_and_overall(graded_store, GRADED, "week")
+    with graded_store.connect() as con:
+        given = con.execute("""SELECT p.business_line, date_trunc('week', p.created_at) AS period, p.label AS predicted,
+                                      f.label AS truth FROM feedback f JOIN predictions p USING (prediction_id)
+                               JOIN models m ON m.model_id = p.model_id WHERE m.name = ?""", [GRADED]).df()
+    position = {g: i + 1 for i, g in enumerate(GRADES)}
+    given["error"] = (given["truth"].map(position) - given["predicted"].map(position)).abs()
+    assert len(given) == 30 and given["error"].max() >= 1  # the fixture's labels, some of them missed
+    want = given.groupby(["business_line", "period"])["error"].mean()
+    got = lines.set_index(["business_line", "period"])["labelled_mae"]
+    assert np.allclose(got.loc[want.index], want) and got.drop(want.index).isna().all()
+    assert overall["labelled_mae"].notna().sum() == given["period"].nunique()
+
+
 def test_a_slice_that_cuts_a_day_reads_the_cut_part_from_the_log(graded_store):
     since = END - pd.Timedelta(days=10, hours=5)  # mid-day: part from the log, whole days from the rollups
     lines = stats.stats_by_line_and_period(graded_store, GRADED, "day", "客服", since=since)
