@@ -1162,7 +1162,9 @@ def delete_feedback(con, feedback_ids: list[int]) -> None:
 
 
 def feedback_counts(con, model_id: int, user: str | None = None, since=None) -> dict[str, int]:
-    sql = "SELECT label, count(*) FROM feedback WHERE model_id = ?"
+    """Labels given per label, second labels (team overlap) included: each is a labeller's decision."""
+    sql = """SELECT label, count(*) FROM (SELECT model_id, label, created_by, created_at FROM feedback UNION ALL
+             SELECT model_id, label, created_by, created_at FROM second_labels) WHERE model_id = ?"""
     args: list = [model_id]
     if user is not None:
         sql += " AND created_by = ?"
@@ -1839,11 +1841,12 @@ def double_labelled(con, model_id: int, audit_share: float) -> pd.DataFrame:
 
 
 def decision_times(con, model_id: int) -> pd.DataFrame:
-    """When each labeller decided (first and second labels, skips included): user, created_at."""
+    """When each labeller decided (first and second labels, and the Label page's skips): user, created_at."""
     return con.execute("""
         SELECT created_by AS "user", created_at FROM feedback WHERE model_id = ?
         UNION ALL SELECT created_by, created_at FROM second_labels WHERE model_id = ?
-        ORDER BY 1, 2""", [model_id, model_id]).df()
+        UNION ALL SELECT created_by, created_at FROM label_skips WHERE model_id = ?
+        ORDER BY 1, 2""", [model_id, model_id, model_id]).df()
 
 
 # --- the Label page: skips and guidelines (issue 16) -------------------------------------------

@@ -7,6 +7,8 @@ import pytest
 from core import agreement, auth, feedback, predict, sampling, stats
 from core import store as db
 from core.errors import InvalidInput, PermissionDenied
+from conftest import make_model
+from lakefixtures import new_lake, pg_cluster  # noqa: F401  (fixtures)
 
 MODEL = "评论情感"
 LINE = "团队线"  # a business line of our own, so the demo's labels stay out of these batches
@@ -149,6 +151,7 @@ def test_disagreements_wait_for_review_and_only_decided_labels_are_trained_on(cr
     mias = {ids[0]: "正面", ids[1]: "负面", ids[2]: "负面"}  # agrees, disagrees, agrees
     feedback.record_labels(crew, MODEL, pd.DataFrame({"prediction_id": list(mias), "label": list(mias.values())}),
                            "mia", second.batch_id)
+    assert feedback.labelled_counts(crew, MODEL, user="mia") == {"正面": 1, "负面": 2}  # her second labels count
     queue = agreement.review_queue(crew, MODEL)
     assert dict(zip(queue["prediction_id"], queue["reason"])) == {ids[1]: "disagreement", ids[3]: "unclear"}
     row = queue.set_index("prediction_id").loc[ids[1]]
@@ -246,3 +249,36 @@ def test_review_page_is_for_owners(app):
     at = app("pages/review.py", role="labeller")
     assert not at.exception
     assert not [b for b in at.button if b.key and b.key.startswith("review_as_")]
+
+
+# --- both backends -----------------------------------------------------------------------------
+
+@pytest.fixture(params=["embedded", "ducklake"])
+def any_store(request, tmp_path):
+    if request.param == "embedded":
+        return db.Store(tmp_path / "mms.duckdb")
+    return new_lake(request.getfixturevalue("pg_cluster"), tmp_path)
+
+
+def test_overlap_review_and_training_read_alike_on_both_backends(any_store, reviews):
+    from core import train
+
+    _, _, rest = make_model(any_store, reviews, n_train=200, n_test=60, name="m")
+    train.train_version(any_store, "m", "owner", activate=True)
+    logged = predict.predict_texts(any_store, "m", rest["text"].iloc[:4].tolist(), "ana", business_line="书")
+    ids = logged["prediction_id"].tolist()
+    agreement.set_overlap_share(any_store, "m", 1.0, "owner")
+    feedback.record_labels(any_store, "m", pd.DataFrame({"prediction_id": ids[:2], "label": ["正面", "负面"]}), "ann")
+    found = sampling.select_hard_examples(any_store, "m", 4, "bob")
+    assert set(ids[:2]) <= set(found.examples["prediction_id"])
+    feedback.record_labels(any_store, "m", pd.DataFrame({"prediction_id": ids[:2], "label": ["正面", "正面"]}), "bob")
+    assert agreement.review_queue(any_store, "m")["prediction_id"].tolist() == [ids[1]]
+    with any_store.connect() as con:
+        summary = db.example_summary(con, 1)
+    assert summary[summary["source"] == "feedback"]["rows"].sum() == 1  # the agreed one only
+    agreement.decide(any_store, "m", ids[1], "正面", "owner")
+    with any_store.connect() as con:
+        summary = db.example_summary(con, 1)
+    assert summary[summary["source"].isin(["feedback", "review"])]["rows"].sum() == 2
+    report = agreement.team_report(any_store, "m")
+    assert report.overall[1:] == (0.5, 2) and report.waiting == 0
