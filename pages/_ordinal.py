@@ -200,22 +200,28 @@ def metrics_row(version: registry.Version, base: registry.Version | None, key: s
                    help=help_text + (f" · v{base.version}: {fmt(k, before)}" if base else ""))
 
 
-def by_line_table(version: registry.Version) -> pd.DataFrame:
-    """An ordinal version's figures per business line (test rows, MAE, QWK, Spearman, exact, within one)."""
-    rows = [{"business_line": line, "test_rows": m.get("n"), **{k: m.get(k) for k in FIGURES}}
+def by_line_table(version: registry.Version, base: registry.Version | None = None) -> pd.DataFrame:
+    """An ordinal version's figures per business line (test rows, MAE, QWK, Spearman, exact, within one),
+    with the base version's MAE on the line beside its own (mae_base) when there is a base."""
+    before = (base.metrics.get("ordinal_by_line") or {}) if base is not None else {}
+    rows = [{"business_line": line, "test_rows": m.get("n"), **{k: m.get(k) for k in FIGURES},
+             "mae_base": before.get(line, {}).get("mae")}
             for line, m in sorted((version.metrics.get("ordinal_by_line") or {}).items())]
-    return pd.DataFrame(rows, columns=["business_line", "test_rows", *FIGURES])
+    every = ["business_line", "test_rows", *FIGURES, "mae_base"]
+    return pd.DataFrame(rows, columns=every)[every if base is not None else every[:-1]]
 
 
-def by_line(version: registry.Version, key: str) -> None:
-    table = by_line_table(version)
+def by_line(version: registry.Version, base: registry.Version | None, key: str) -> None:
+    table = by_line_table(version, base)
     if table.empty:
         st.caption("No business line in the test split.")
         return
     st.dataframe(table, hide_index=True, key=key, column_config={
         "business_line": "business line", "test_rows": st.column_config.NumberColumn("test rows"),
         **{k: st.column_config.NumberColumn(title, help=help_text, format="percent" if k in PERCENT else "%.3f")
-           for k, (title, help_text) in FIGURES.items()}})
+           for k, (title, help_text) in FIGURES.items()},
+        "mae_base": st.column_config.NumberColumn(f"MAE v{base.version}" if base else "", format="%.3f",
+                                                  help="The base version's MAE on the line, in grades")})
 
 
 def version_section(version: registry.Version, base: registry.Version | None, key: str) -> None:
@@ -224,8 +230,9 @@ def version_section(version: registry.Version, base: registry.Version | None, ke
         return
     st.markdown(f"**Ordinal figures of v{version.version}** on the test split"
                 + (f", beside v{base.version}" if base and "ordinal" in base.metrics else ""))
-    metrics_row(version, base if base and "ordinal" in base.metrics else None, key)
+    base = base if base and "ordinal" in base.metrics else None
+    metrics_row(version, base, key)
     st.markdown("**Per business line** (ordinal)")
-    by_line(version, f"{key}_by_line")
+    by_line(version, base, f"{key}_by_line")
     st.caption(order_caption(version.metrics.get("confusion", {}).get("labels", [])) + ". The confusion matrix "
                "is in this order: cells near the diagonal are near misses.")

@@ -75,6 +75,9 @@ def test_train_shows_the_ordinal_figures_beside_the_active_version_and_a_classif
     assert figures["QWK"].value == f"{v2['qwk']:.3f}" and figures["Within one"].value == f"{v2['within_one']:.1%}"
     lines = table_with(at, "qwk")
     assert set(lines["business_line"]) == {"客服", "售后"} and lines["test_rows"].sum() == v2["n"]
+    v1_lines = registry.get_version(second_versions, GRADED, 1).metrics["ordinal_by_line"]
+    assert lines.set_index("business_line")["mae_base"].to_dict() == pytest.approx(
+        {line: m["mae"] for line, m in v1_lines.items()})  # v1's error on each line beside v2's
     assert any("Grades, lowest first: 低 < 中 < 高" in c.value for c in at.caption)
     classifier = open_on(app, "pages/train.py", DEMO)
     assert not {"MAE (grades)", "QWK"} & {m.label for m in classifier.metric}
