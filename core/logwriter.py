@@ -1,12 +1,15 @@
 """The prediction log's group-commit writer: rows from concurrent requests in one transaction.
 
-A commit costs the same for one row as for a thousand, so in the server one thread per store
-writes every prediction: a request hands its rows over and waits on a future, the thread takes
-all rows waiting when it is free (those that arrived while the previous commit ran) and commits
-them together. A request is answered only once its rows are committed, so a crash loses no
-answered prediction. A batch that fails is written again one request at a time, so an error
-reaches only the requests it belongs to, with its sentence. Without a running writer (the CLI,
-scripts, tests) `write` logs in the caller's own transaction.
+A commit costs about the same for one row as for a thousand, so in the server a writer per store
+logs every prediction: a request hands its rows over and waits on a future; a committer thread
+takes all rows waiting when it is free (those that arrived while the last commit ran) and commits
+them together. MMS_LOG_COMMITTERS=2 lets two committers take turns on the embedded file, so one
+batch's statements run while the other's commit waits for its WAL sync (DuckDB appends of
+concurrent transactions never conflict); on 2 busy cores that made commits smaller and each
+prediction dearer, so one is the default, and a DuckLake store always has one. A request is answered only once its rows are committed, so a
+crash loses no answered prediction. A batch that fails is written again one request at a time, so
+an error reaches only the requests it belongs to, with its sentence. Without a running writer (the
+CLI, scripts, tests) `write` logs in the caller's own transaction.
 """
 from __future__ import annotations
 
@@ -18,9 +21,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import pandas as pd
-import pyarrow as pa
 
-from . import auth
+from . import auth, settings
 from . import store as db
 from .errors import Conflict, MMSError, StoreBusy, StoreError
 from .store import Store
@@ -29,10 +31,6 @@ log = logging.getLogger("mms.logwriter")
 
 CONFLICT_RETRIES = 5  # DuckLake: a batch whose commit lost to another process's compaction
 MAX_ROWS = 50_000  # rows in one commit at most: a flood of large batches still commits in bounded steps
-# insert_predictions' columns as Arrow types: rows without created_at go in as one Arrow table per commit
-_SCHEMA = pa.schema([("text", pa.string()), ("norm_text", pa.string()), ("business_line", pa.string()),
-                     ("label", pa.string()), ("top_prob", pa.float64()), ("probs", pa.list_(pa.float64())),
-                     ("created_at", pa.timestamp("us"))])
 
 
 @dataclass
@@ -51,7 +49,7 @@ class Rows:
 
     @property
     def plain(self) -> bool:
-        """Columns without a created_at of their own: the Arrow path, without pandas."""
+        """Columns without a created_at of their own: joined as lists, without pandas."""
         return isinstance(self.frame, dict) and all(c is None for c in self.frame["created_at"])
 
 
@@ -93,29 +91,30 @@ def _insert(con, batch: list[Rows], checked: dict[str, Exception | None]) -> lis
 
 
 def _joined(parts: list[Rows]):
-    """The parts' rows as one table for insert_predictions: Arrow when none has its own created_at
-    (every API request: no pandas), else one DataFrame."""
+    """The parts' rows as one table for insert_predictions: column lists when none has its own
+    created_at (every API request: no pandas), else one DataFrame."""
     if all(rows.plain for rows in parts):
-        columns = {name: [v for rows in parts for v in rows.frame[name]] for name in _SCHEMA.names[:-1]}
-        n = len(columns["text"])
-        return pa.table({**columns, "created_at": pa.nulls(n, pa.timestamp("us"))}, schema=_SCHEMA)
+        return {name: [v for rows in parts for v in rows.frame[name]] for name in db.LOG_COLUMNS}
     frames = [rows.frame if isinstance(rows.frame, pd.DataFrame) else pd.DataFrame(rows.frame) for rows in parts]
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
 class LogWriter:
-    """The one thread that writes a store's prediction log while the server runs."""
+    """The threads that write a store's prediction log while the server runs."""
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, committers: int | None = None):
         self.store = store
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._open = True
-        self._thread = threading.Thread(target=self._run, name="mms-log-writer", daemon=True)
+        # DuckLake: one, as two of this process's commits could conflict with each other
+        n = committers or (1 if store.is_lake else max(1, int(settings.get("log_committers"))))
+        self._threads = [threading.Thread(target=self._run, name=f"mms-log-writer-{i}", daemon=True) for i in range(n)]
         self.commits = 0  # transactions committed: the bench reports rows per commit
 
     def start(self) -> "LogWriter":
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
     def submit(self, rows: Rows) -> Future:
@@ -133,8 +132,9 @@ class LogWriter:
             if not self._open:
                 return
             self._open = False
-            self._queue.put(None)
-        self._thread.join()
+            self._queue.put(None)  # each committer passes it on to the next as it ends
+        for thread in self._threads:
+            thread.join()
 
     def _run(self) -> None:
         ending = False
@@ -152,6 +152,7 @@ class LogWriter:
             batch = [rows for rows in batch if rows is not None]
             if batch:
                 self._commit(batch)
+        self._queue.put(None)  # the next committer ends too
 
     def _commit(self, batch: list[Rows]) -> None:
         try:
@@ -163,7 +164,8 @@ class LogWriter:
                 return
             batch[0].answer.set_exception(_sentence(e))
             return
-        self.commits += 1
+        with self._lock:
+            self.commits += 1
         for rows, answer_ids in zip(batch, ids):
             rows.answer.set_result(answer_ids)
 

@@ -29,6 +29,9 @@ SETTINGS = {
                                           "DuckLake inlined rows and small Parquet files written out as larger "
                                           "files (0: never)."),
         Setting("lock_timeout", 5.0, "Seconds to retry when another process holds the store's lock."),
+        Setting("log_committers", 1, "Threads that commit the server's prediction log on an embedded store: with "
+                                     "2, one batch's inserts run while the other waits for its disk sync, at "
+                                     "the cost of smaller commits (more CPU per prediction); DuckLake uses 1."),
         Setting("low_confidence", 0.6, "Top probability below which a prediction counts as low-confidence."),
         Setting("max_text_chars", 20000, "Longest text accepted for import or prediction, in characters."),
         Setting("max_batch", 10000, "Most texts in one API prediction request."),

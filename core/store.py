@@ -538,7 +538,9 @@ class _SharedDatabase:
         self.users = 0
         self.held = 0
         self.swapping = False
-        self.blocks: dict[str, tuple[int, int]] = {}  # DuckLake: this process's unused ids, per counter
+        self.is_lake = False
+        # this process's unused ids per sequence: DuckLake's, and the prediction ids of a held file
+        self.blocks: dict[str, list[int]] = {}
         self.blocks_lock = threading.Lock()
 
     def acquire(self, store: "Store") -> duckdb.DuckDBPyConnection:
@@ -554,10 +556,13 @@ class _SharedDatabase:
                 raise
             if store.is_lake:
                 _lake_cursors[id(cur)] = self
+            elif self.held:
+                _held_cursors[id(cur)] = self
             return cur
 
     def release(self, con) -> None:
         _lake_cursors.pop(id(con), None)
+        _held_cursors.pop(id(con), None)
         con.close()
         with self.lock:
             self.users -= 1
@@ -587,6 +592,7 @@ class _SharedDatabase:
             if self.root is not None:
                 self.root.close()
                 self.root = None
+            self.blocks.clear()  # a restored file's sequences are behind the ids taken from the old one
         try:
             yield
         finally:
@@ -599,16 +605,27 @@ class _SharedDatabase:
                     self.lock.notify_all()
 
     def block_ids(self, sequence: str, n: int) -> list[int]:
-        """`n` ids from this process's block of `sequence`, taking a new block when it runs out."""
+        """`n` ids from this process's block of `sequence`, taking a new block when it runs out
+        (what is left of the old one is dropped, so ids keep growing)."""
         with self.blocks_lock:
-            start, end = self.blocks.get(sequence, (0, 0))
-            if end - start < n:
-                start = _take_block(self.root, sequence, max(n, ID_BLOCK))
-                end = start + max(n, ID_BLOCK)
-            self.blocks[sequence] = (start + n, end)
-        return list(range(start, start + n))
+            free = self.blocks.get(sequence, [])
+            if len(free) < n:
+                free = self._take(sequence, max(n, ID_BLOCK))
+            ids, self.blocks[sequence] = free[:n], free[n:]
+        return ids
+
+    def _take(self, sequence: str, size: int) -> list[int]:
+        if self.is_lake:
+            start = _take_block(self.root, sequence, size)
+            return list(range(start, start + size))
+        cur = self.root.cursor()  # its own transaction, committed at once
+        try:
+            return _nextval(cur, sequence, size)
+        finally:
+            cur.close()
 
     def _open_root(self, store: "Store") -> None:
+        self.is_lake = store.is_lake
         if self.root is None:
             root = store._open()
             try:
@@ -629,6 +646,7 @@ class _SharedDatabase:
 _shared: dict[str, _SharedDatabase] = {}
 _shared_lock = threading.Lock()
 _lake_cursors: dict[int, _SharedDatabase] = {}  # DuckLake cursors in use, to their store's shared database
+_held_cursors: dict[int, _SharedDatabase] = {}  # cursors of a held embedded file (the server's), likewise
 
 
 def _shared_for(key: str) -> _SharedDatabase:
@@ -638,18 +656,26 @@ def _shared_for(key: str) -> _SharedDatabase:
 
 def _next_ids(con, sequence: str, n: int) -> list[int]:
     """`n` new ids of `sequence`: from the sequence on the embedded file; on DuckLake from its
-    counter table, in the caller's transaction for SERIAL_IDS, else from this process's block."""
+    counter table, in the caller's transaction for SERIAL_IDS, else from this process's block.
+    A held file (the server's) takes prediction ids in blocks too: a statement fewer per commit
+    of the group-commit writer."""
     if n == 0:
         return []
     shared = _lake_cursors.get(id(con))
     if shared is None:
-        return con.execute(f"SELECT nextval('{sequence}') FROM range(?)", [n]).fetchnumpy()[
-            f"nextval('{sequence}')"].tolist()
+        held = _held_cursors.get(id(con))
+        if held is not None and sequence == "prediction_seq":
+            return held.block_ids(sequence, n)
+        return _nextval(con, sequence, n)
     if sequence not in SERIAL_IDS:
         return shared.block_ids(sequence, n)
     start = con.execute(f"SELECT next_id FROM id_{sequence}").fetchone()[0]
     con.execute(f"UPDATE id_{sequence} SET next_id = ?", [start + n])
     return list(range(start, start + n))
+
+
+def _nextval(con, sequence: str, n: int) -> list[int]:
+    return con.execute(f"SELECT nextval('{sequence}') AS id FROM range(?)", [n]).fetchnumpy()["id"].tolist()
 
 
 def _take_block(root, sequence: str, size: int) -> int:
@@ -961,32 +987,58 @@ def examples_since(con, model_id: int, after_example_id: int) -> dict[str, int]:
 
 # --- predictions --------------------------------------------------------------------------
 
-def insert_predictions(con, model_id: int, version: int, frame: pd.DataFrame, source: str, user: str) -> list[int]:
-    """Log a batch of predictions (columns text, norm_text, business_line, label, top_prob, probs,
-    created_at) and their rollup rows, in the caller's transaction, and return their ids in the
-    frame's order. The frame may be a pyarrow Table (the group-commit writer's: no pandas per request)."""
-    columns = ["text", "norm_text", "business_line", "label", "top_prob", "probs", "created_at"]
-    ids = _next_ids(con, "prediction_seq", len(frame))
-    if isinstance(frame, pd.DataFrame):
-        batch = frame[columns].copy()
-        batch["prediction_id"] = ids
-    else:
-        batch = frame.select(columns).append_column("prediction_id", pa.array(ids, pa.int64()))
+LOG_COLUMNS = ("text", "norm_text", "business_line", "label", "top_prob", "probs", "created_at")
+_LOG_SCHEMA = pa.schema([("text", pa.string()), ("norm_text", pa.string()), ("business_line", pa.string()),
+                         ("label", pa.string()), ("top_prob", pa.float64()), ("probs", pa.list_(pa.float64())),
+                         ("created_at", pa.timestamp("us"))])
+_LOG_VALUE = "(" + ", ".join(f"CAST(? AS {t})" for t in ("VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "DOUBLE",
+                                                          "DOUBLE[]", "TIMESTAMP", "BIGINT")) + ")"
+# Up to this many rows go in as parameters of a VALUES list: a registered Arrow table costs ~1 ms of
+# CPU per statement that scans it (and its registration a catalog change), more than a few rows do.
+VALUES_ROWS = 16
+
+
+def insert_predictions(con, model_id: int, version: int, frame, source: str, user: str) -> list[int]:
+    """Log a batch of predictions (columns LOG_COLUMNS) and their rollup rows, in the caller's
+    transaction, and return their ids in the frame's order. The frame is a DataFrame, a pyarrow
+    Table, or a dict of column lists (the group-commit writer's: no pandas per request)."""
+    ids = _next_ids(con, "prediction_seq", len(frame["text"]) if isinstance(frame, dict) else len(frame))
     logged = now()
-    con.register("_predictions_batch", batch)
-    try:
-        con.execute("""
+    with _log_batch(con, frame, ids) as (batch, args):
+        con.execute(f"""
             INSERT INTO predictions
             SELECT prediction_id, ?, ?, text, hash(norm_text), business_line, label, top_prob,
                    CAST(probs AS DOUBLE[]), coalesce(CAST(created_at AS TIMESTAMP), ?), ?, ?, ?
-            FROM _predictions_batch""", [model_id, version, logged, logged, source, user])
+            FROM {batch}""", [model_id, version, logged, logged, source, user] + args)
         rows = ("(SELECT ? AS model_id, ? AS version, business_line, label, top_prob, probs, "
-                "coalesce(CAST(created_at AS TIMESTAMP), ?) AS created_at FROM _predictions_batch)")
+                f"coalesce(CAST(created_at AS TIMESTAMP), ?) AS created_at FROM {batch})")
         con.execute(f"INSERT INTO prediction_rollups {_GRADED_ROLLUP.format(source=rows)}",
-                    [model_id, version, logged])
+                    [model_id, version, logged] + args)
+    return ids
+
+
+@contextmanager
+def _log_batch(con, frame, ids: list[int]):
+    """The batch with its ids as a FROM clause and the parameters it takes: a few rows of column
+    lists as a VALUES list, anything else as a registered Arrow table or DataFrame."""
+    if isinstance(frame, dict) and len(ids) <= VALUES_ROWS:
+        columns = [frame[c] for c in LOG_COLUMNS] + [ids]
+        args = [column[i] for i in range(len(ids)) for column in columns]
+        yield (f"(VALUES {', '.join([_LOG_VALUE] * len(ids))}) AS b({', '.join(LOG_COLUMNS)}, prediction_id)",
+               args)
+        return
+    if isinstance(frame, dict):
+        frame = pa.table({c: pa.array(frame[c], _LOG_SCHEMA.field(c).type) for c in LOG_COLUMNS}, schema=_LOG_SCHEMA)
+    if isinstance(frame, pd.DataFrame):
+        batch = frame[list(LOG_COLUMNS)].copy()
+        batch["prediction_id"] = ids
+    else:
+        batch = frame.select(list(LOG_COLUMNS)).append_column("prediction_id", pa.array(ids, pa.int64()))
+    con.register("_predictions_batch", batch)
+    try:
+        yield "_predictions_batch", []
     finally:
         con.unregister("_predictions_batch")
-    return ids
 
 
 def predictions_by_id(con, model_id: int, prediction_ids: list[int]) -> pd.DataFrame:

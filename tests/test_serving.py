@@ -18,7 +18,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from core import demo, forward, logwriter, predict, registry, train
+from core import demo, forward, logwriter, predict, registry, stats, train
 from core.server import Serving
 from core import store as db
 from core.errors import InvalidInput, StoreError
@@ -30,9 +30,11 @@ import storeprobe  # noqa: E402
 M = demo.MODEL
 
 
-@pytest.fixture
-def serving(seeded_store):
-    """The seeded store as the server keeps it: held open, its predictions logged by the writer."""
+@pytest.fixture(params=[1, 2], ids=["one committer", "two committers"])
+def serving(seeded_store, request, monkeypatch):
+    """The seeded store as the server keeps it: held open, its predictions logged by the writer
+    (with one committer thread, the default, and with two taking turns: MMS_LOG_COMMITTERS)."""
+    monkeypatch.setenv("MMS_LOG_COMMITTERS", str(request.param))
     seeded_store.hold()
     writer = logwriter.start(seeded_store)
     yield seeded_store, writer
@@ -68,6 +70,27 @@ def test_concurrent_predictions_are_all_logged_and_each_is_committed_before_it_i
     assert _logged(store, ids) == set(ids)
     with store.connect() as con:
         assert storeprobe.prediction_count(con) == before + len(ids)
+
+
+def test_a_prediction_is_logged_the_same_alone_as_in_a_large_batch_and_its_statistics_match_the_log(serving):
+    store, _ = serving
+    texts = ["质量很好，物流也快", "太差了，不会再买", "还行吧"]
+    few = predict.predict_texts(store, M, texts, "tester", business_line="两条路")  # a few rows: a VALUES list
+    many = predict.predict_texts(store, M, texts * 8, "tester", business_line="两条路")  # more: an Arrow table
+    with store.connect() as con:
+        model_id = db.model_by_name(con, M)["model_id"]
+        logged = db.predictions_by_id(con, model_id, few["prediction_id"].tolist() + many["prediction_id"].tolist())
+    logged = logged.set_index("prediction_id")
+    columns = ["text", "text_key", "business_line", "label", "version"]
+    alone = logged.loc[few["prediction_id"], columns].reset_index(drop=True)
+    in_batch = logged.loc[many["prediction_id"][:3], columns].reset_index(drop=True)
+    pd.testing.assert_frame_equal(alone, in_batch)
+    from_rollups = stats.stats_by_line_and_period(store, M, "day", "两条路")
+    with store.transaction() as con:
+        db.rebuild_rollups(con)  # the statistics migration's SQL over the whole log
+    recomputed = stats.stats_by_line_and_period(store, M, "day", "两条路")
+    assert from_rollups["volume"].tolist() == [27]
+    pd.testing.assert_frame_equal(from_rollups, recomputed, check_exact=False, rtol=1e-9)
 
 
 def test_without_a_server_a_prediction_logs_in_its_own_transaction(seeded_store):
@@ -190,6 +213,22 @@ def test_restore_under_a_holder_reopens_the_restored_file(seeded_store, tmp_path
         assert _logged(seeded_store, again) == set(again)
     finally:
         seeded_store.unhold()
+
+
+def test_prediction_ids_stay_unique_when_a_restore_rewinds_the_file_under_its_holder(seeded_store, tmp_path):
+    from core import backup
+
+    backup.backup(seeded_store, tmp_path / "bk", "tester")
+    seeded_store.hold()  # a held store takes prediction ids in blocks
+    try:
+        predict.predict_texts(seeded_store, M, ["恢复以前"], "tester")
+        backup.restore(seeded_store, tmp_path / "bk", "tester")
+        held = predict.predict_texts(seeded_store, M, ["恢复以后"], "tester")["prediction_id"].tolist()
+    finally:
+        seeded_store.unhold()
+    alone = predict.predict_texts(seeded_store, M, ["没有服务器", "第二条", "第三条"], "tester")["prediction_id"].tolist()
+    assert not set(held) & set(alone)
+    assert _logged(seeded_store, held + alone) == set(held + alone)
 
 
 # --- a real server: `streamlit run app.py` ------------------------------------------------------
