@@ -10,7 +10,8 @@ import pytest
 from core import drift, stats
 from core import store as db
 from core.store import Store
-from gradedfixtures import GRADED, GRADES, END, _graded_template, graded_store  # noqa: F401  (fixtures)
+from gradedfixtures import GRADED, GRADES, END, _graded_template, build_graded, graded_store  # noqa: F401
+from lakefixtures import new_lake, pg_cluster  # noqa: F401  (fixtures)
 
 DEMO = "评论情感"
 
@@ -119,3 +120,19 @@ def test_grade_shift_is_the_earth_movers_distance_in_grades():
     far = drift.grade_shift(np.array([0.0, 0.0, 1.0]), np.array([0.5, 0.0, 0.5]))
     assert one["grade_shift"] == pytest.approx(0.5) and far["grade_shift"] == pytest.approx(1.0)
     assert np.isnan(drift.grade_shift(np.array([1.0, 0, 0]), None)["grade_shift"])
+
+
+@pytest.mark.parametrize("backend", ["embedded", "ducklake"])
+def test_the_grade_figures_are_the_same_on_both_backends_and_after_compaction(backend, tmp_path, request):
+    store = Store(tmp_path / "mms.duckdb") if backend == "embedded" else new_lake(request.getfixturevalue("pg_cluster"),
+                                                                                 tmp_path)
+    build_graded(store)
+    lines = stats.stats_by_line_and_period(store, GRADED, "week")
+    want = from_the_log(store)
+    got = lines.merge(want, on=["business_line", "period"], suffixes=("", "_log"))
+    assert len(got) == 4 and np.allclose(got["mean_expected_grade"], got["mean_expected_grade_log"])
+    assert lines["labelled_mae"].notna().sum() == 1  # the fixture labels 30 predictions of one line x week
+    stats.compact_rollups(store)
+    again = stats.stats_by_line_and_period(store, GRADED, "week")
+    assert np.allclose(again["mean_expected_grade"], lines["mean_expected_grade"])
+    assert np.allclose(again["labelled_mae"].fillna(-1), lines["labelled_mae"].fillna(-1))
