@@ -46,6 +46,15 @@ def keep_valid(key: str, options: list, default) -> None:
         st.session_state[key] = default
 
 
+def keep_labelled(key: str, labels: dict[int, str], default: int) -> None:
+    """A selectbox whose options are the versions' labels keeps its version when the label changes
+    (a version became, or stopped being, active). The label is the value so that the browser
+    redraws it: with the number as the value, chromium kept showing the old "active" after a switch."""
+    chosen = st.session_state.get(key)
+    kept = next((n for n in labels if isinstance(chosen, str) and chosen.startswith(f"v{n} · ")), default)
+    st.session_state[key] = labels[kept]
+
+
 # --- sections -----------------------------------------------------------------------------
 
 def overview(store, selected: str) -> None:
@@ -162,12 +171,13 @@ def diff_section(versions: list[registry.Version], active: int | None) -> None:
     by_number = {v.version: v for v in versions}
     numbers = list(by_number)
     newest_other = next((n for n in reversed(numbers) if n != active), numbers[-1])
-    keep_valid(DIFF_KEYS[0], numbers, active if active in by_number else numbers[-2])
-    keep_valid(DIFF_KEYS[1], numbers, newest_other)
+    labels = {n: label_of(by_number[n], active) for n in numbers}
+    keep_labelled(DIFF_KEYS[0], labels, active if active in by_number else numbers[-2])
+    keep_labelled(DIFF_KEYS[1], labels, newest_other)
     left, right, only = st.columns([2, 2, 1], vertical_alignment="bottom")
-    a = left.selectbox("Version", numbers, key=DIFF_KEYS[0], format_func=lambda n: label_of(by_number[n], active))
-    b = right.selectbox("beside version", numbers, key=DIFF_KEYS[1],
-                        format_func=lambda n: label_of(by_number[n], active))
+    number = {label: n for n, label in labels.items()}
+    a = number[left.selectbox("Version", list(labels.values()), key=DIFF_KEYS[0])]
+    b = number[right.selectbox("beside version", list(labels.values()), key=DIFF_KEYS[1])]
     only_diff = only.toggle("Only differences", value=True, key="versions_diff_only")
     diff = compare.diff_table(by_number[a], by_number[b])
     differing = int(diff["differs"].sum())
