@@ -55,7 +55,10 @@ def overlap_pool(con, model: Model, user: str, k: int, seed: int, **filters) -> 
     """Items of the slice that `user` may label a second time, for up to the overlap share of a
     batch of k (hard_example_pool's columns; the first label is never among them)."""
     share = db.overlap_share(con, model.model_id)
-    return db.overlap_pool(con, model.model_id, user, share, model.labels, overlap_places(share, k), seed, **filters)
+    places = overlap_places(share, k)
+    if not places:
+        return pd.DataFrame()  # no overlap: the log is not read at all
+    return db.overlap_pool(con, model.model_id, user, share, model.labels, places, seed, **filters)
 
 
 def open_for_second_label(con, model: Model, prediction_ids, user: str) -> set[int]:

@@ -129,7 +129,7 @@ def select_hard_examples(store: Store, name: str, k: int, user: str, strategy: s
         again = agreement.overlap_pool(con, model, user, int(k), seed, **filters)  # for a blind second label
     if pool.empty and again.empty:
         raise EmptyPool(f"no unlabelled predictions of {name!r} match these filters")
-    pool = pd.concat([again, pool], ignore_index=True)
+    pool = pd.concat([again, pool], ignore_index=True) if len(again) else pool
     proba = _pool_probabilities(store, scorer, model.labels, pool)
     pool = pool.drop(columns=["logged_by", "probs"])
     pool["score"] = chosen.score(proba) if chosen.score else np.random.default_rng(seed).random(len(pool))

@@ -1777,12 +1777,16 @@ def overlap_pool(con, model_id: int, user: str, share: float, labels: list[str],
     hard_example_pool's columns (never the first label: the second is given blind)."""
     where, args = _prediction_filters(model_id, **filters)
     open_sql, open_args = _open_for_second(user, share, labels)
+    # as hard_example_pool: the slice's ids first (few columns), the k rows' texts and probs after
     return con.execute(f"""
+        WITH open AS (SELECT f.prediction_id FROM feedback f WHERE f.model_id = ? AND {open_sql}),
+        chosen AS (SELECT p.prediction_id FROM predictions p SEMI JOIN open USING (prediction_id) WHERE {where}
+                   ORDER BY hash(p.prediction_id, ?), p.prediction_id LIMIT ?)
         SELECT p.prediction_id, p.created_at, p.business_line, p.text, p.version AS logged_by, p.probs
-        FROM feedback f JOIN predictions p USING (prediction_id)
-        WHERE f.model_id = ? AND {open_sql} AND {where}
-        ORDER BY hash(p.prediction_id, ?), p.prediction_id LIMIT ?""",
-                       [model_id, *open_args, *args, int(seed), int(k)]).df()
+        FROM chosen c JOIN predictions p USING (prediction_id)
+        WHERE {where}
+        ORDER BY hash(p.prediction_id, ?), p.prediction_id""",
+                       [model_id, *open_args, *args, int(seed), int(k), *args, int(seed)]).df()
 
 
 def open_for_second_label(con, model_id: int, prediction_ids: list[int], user: str, share: float,
