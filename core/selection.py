@@ -9,6 +9,7 @@ as plain data for the version's record.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -201,14 +202,17 @@ def _cross_validate(config: ModelConfig, tokens, y: np.ndarray, folds, matrices:
         f1s.append(f1_score(y[held_idx], predicted, average="macro"))
         accs.append(accuracy_score(y[held_idx], predicted))
         if grades:
-            kappas.append(cohen_kappa_score(y[held_idx], predicted, labels=list(grades), weights="quadratic"))
+            with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # a fold predicting one grade only: kappa undefined, scored 0
+                kappa = cohen_kappa_score(y[held_idx], predicted, labels=list(grades), weights="quadratic")
+            kappas.append(float(np.nan_to_num(kappa)))
     scores = kappas or f1s  # the standard error is of the score that chooses
     found = {"config": config.to_dict(), "describe": config.describe(), "cv_macro_f1": round(float(np.mean(f1s)), 4),
              "cv_accuracy": round(float(np.mean(accs)), 4),
              "cv_std_error": round(float(np.std(scores) / np.sqrt(len(scores))), 4),
              "seconds": round(time.monotonic() - began, 2)}
     if grades:
-        found["cv_qwk"] = round(float(np.nan_to_num(np.mean(kappas))), 4)
+        found["cv_qwk"] = round(float(np.mean(kappas)), 4)
     return found
 
 
