@@ -218,6 +218,28 @@ def test_a_label_outside_the_grades_is_refused_naming_the_file_and_row(store):
         imports.import_frame(store, URGENCY, rows, "train", "owner", "bad.csv", label_column="grade")
 
 
+def test_which_column_an_import_takes_the_labels_from():
+    both = graded_rows(4, 7)
+    take = lambda frame, task, column=None: imports.with_label_column(frame, task, "f.csv", column)["label"].tolist()
+    assert take(both, "ordinal") == both["label_2"].tolist()              # the record's grade column
+    assert take(both, "classification") == both["label_1"].tolist()      # the record's class column
+    assert take(both, "ordinal", "label_1") == both["label_1"].tolist()   # told otherwise
+    named = both.assign(label=["低"] * 4)
+    assert take(named, "ordinal") == ["低"] * 4                             # a label column wins by default
+    assert take(named, "ordinal", "label_2") == both["label_2"].tolist()  # ... unless told
+
+
+def test_a_model_made_from_one_file_keeps_its_grade_order_and_column(store, tmp_path):
+    graded_rows(60, 8).to_csv(tmp_path / "tickets.csv", index=False)
+    imports.create_model_from_file(store, URGENCY, "低,中,高", tmp_path / "tickets.csv", "owner", task="ordinal")
+    model = registry.get_model(store, URGENCY)
+    assert (model.task, model.labels) == ("ordinal", GRADES)
+    summary = imports.data_summary(store, URGENCY)
+    assert set(summary["label"]) == set(GRADES) and summary["rows"].sum() == 60
+    with pytest.raises(InvalidInput, match="at least 3 grades"):
+        imports.create_model_from_file(store, "二级", "低,高", tmp_path / "tickets.csv", "owner", task="ordinal")
+
+
 def test_ordinal_strategies_are_refused_for_a_classification_model(seeded_store):
     with pytest.raises(InvalidInput, match="'expected_error' is for ordinal models"):
         sampling.select_hard_examples(seeded_store, "评论情感", 5, "owner", "expected_error")
