@@ -171,7 +171,9 @@ def with_grades(table: pd.DataFrame, sums: pd.DataFrame, labels: list[str]) -> p
                           "labelled_mae": np.where(labelled > 0, sums["sum_abs_error"].to_numpy(dtype=float)
                                                    / np.maximum(labelled, 1), np.nan)})
     out = table.assign(mean_grade=shares @ np.arange(1, len(labels) + 1), period=pd.to_datetime(table["period"]))
-    return out.merge(keyed, on=["business_line", "period"], how="left")
+    out = out.merge(keyed, on=["business_line", "period"], how="left")
+    after = list(table.columns).index(f"share_{labels[-1]}") + 1  # beside the grade shares, not past the accuracies
+    return out[[*table.columns[:after], *GRADE_COLUMNS, *table.columns[after:]]]
 
 
 def prediction_overview(store: Store, name: str) -> dict:

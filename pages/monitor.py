@@ -365,7 +365,8 @@ def table(by_line: pd.DataFrame, name: str, by: str) -> None:
         "business_line": "business line", "mean_top_prob": st.column_config.NumberColumn(
             "mean confidence", format="%.3f"), "low_conf_share": st.column_config.NumberColumn(
             "low-confidence share", format="percent"),
-        "macro_f1": st.column_config.NumberColumn("macro-F1", format="%.3f"),
+        "macro_f1": st.column_config.NumberColumn("macro-F1", format="%.3f")  # text once gaps read "–"
+        if pd.api.types.is_float_dtype(shown["macro_f1"]) else st.column_config.Column("macro-F1"),
         "accuracy": st.column_config.Column("accuracy (all labels)", help="Over every label that came back, audit "
                                                                           "and hard examples together"),
         "estimated_accuracy": st.column_config.Column("estimated accuracy",
