@@ -12,7 +12,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import registry
+from core import compare, registry
 from core.slices import period_label
 
 # An ordinal version's figures (metrics["ordinal"], core.ordinal.ordinal_metrics), as every face names them.
@@ -22,6 +22,9 @@ FIGURES = {"mae": ("MAE (grades)", "Mean absolute error of the most likely grade
            "exact": ("Exact", "Share of test rows given exactly their grade"),
            "within_one": ("Within one", "Share of test rows at most one grade off")}
 PERCENT = {"exact", "within_one"}
+# The exact-grade share is the accuracy of the most likely grade, so core's comparison leaves it to
+# the accuracy; shown here beside the ordinal figures, it is compared the same way.
+EXACT = compare.Measure("exact", "Exact grade (the accuracy of the most likely grade)", True, False)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -189,15 +192,17 @@ def versions_columns() -> dict:
 
 
 def metrics_row(version: registry.Version, base: registry.Version | None, key: str) -> None:
-    """An ordinal version's five figures as metrics, each against the base version's."""
-    mine, old = version.metrics.get("ordinal") or {}, (base.metrics.get("ordinal") or {}) if base else {}
-    for col, (k, (title, help_text)) in zip(st.columns(len(FIGURES)), FIGURES.items()):
-        value, before = mine.get(k), old.get(k)
-        delta = None if value is None or before is None or base is None else value - before
-        shown = None if delta is None else (f"{delta * 100:+.1f} pp" if k in PERCENT else f"{delta:+.3f}")
-        colour = "off" if not delta else "inverse" if k == "mae" else "normal"
-        col.metric(title, fmt(k, value), shown, border=True, delta_color=colour,
-                   help=help_text + (f" · v{base.version}: {fmt(k, before)}" if base else ""))
+    """An ordinal version's five figures as metrics, each against the base version's as core compares
+    them (compare.ordinal_deltas: which way is better, percent or not)."""
+    exact = compare.Delta(EXACT, (base.metrics.get("ordinal") or {}).get("exact") if base else None,
+                          version.metrics["ordinal"].get("exact"))
+    deltas = {d.measure.key: d for d in [*compare.ordinal_deltas(version, base), exact]}
+    for col, k in zip(st.columns(len(FIGURES)), [k for k in FIGURES if k in deltas]):
+        d = deltas[k]
+        shown = None if d.delta is None else f"{d.delta * 100:+.1f} pp" if d.measure.percent else f"{d.delta:+.3f}"
+        colour = "off" if d.unchanged else "inverse" if d.measure.lower_is_better else "normal"
+        col.metric(FIGURES[k][0], fmt(k, d.candidate), shown, border=True, delta_color=colour,
+                   help=f"{d.measure.label}. {FIGURES[k][1]}" + (f" · v{base.version}: {fmt(k, d.base)}" if base else ""))
 
 
 def by_line_table(version: registry.Version, base: registry.Version | None = None) -> pd.DataFrame:
