@@ -120,9 +120,11 @@ def team_section(report: agreement.TeamReport) -> None:
     st.caption(f"Decisions per hour count active time: a pause over {agreement.ACTIVE_GAP.seconds // 60} minutes "
                "is a break. Audit accuracy: on audit-sample items whose label someone else decided too "
                "(agreed with, or decided in review).")
-    st.dataframe(report.labellers, hide_index=True, key="review_team", placeholder="", column_config={
+    table = report.labellers.copy()
+    table.insert(3, "active_minutes", table.pop("active_hours") * 60)
+    st.dataframe(table, hide_index=True, key="review_team", placeholder="–", column_config={
         "per_hour": st.column_config.NumberColumn("decisions / hour", format="%.0f"),
-        "active_hours": st.column_config.NumberColumn("active hours", format="%.2f"),
+        "active_minutes": st.column_config.NumberColumn("active minutes", format="%.1f"),
         "double_labelled": st.column_config.NumberColumn("labelled twice"),
         "agreement": st.column_config.NumberColumn(format="percent"),
         "kappa": st.column_config.NumberColumn("Cohen's kappa", format="%.2f"),

@@ -230,6 +230,9 @@ def test_review_page_decides_the_first_waiting_item_and_saves_the_share(app, see
     at = app("pages/review.py")
     assert not at.exception and not at.error
     assert {m.label: m.value for m in at.metric}["Items waiting"] == "2"
+    team = next(d.value for d in at.dataframe if "labeller" in d.value.columns and "per_hour" in d.value.columns)
+    assert team.set_index("labeller").loc[["lars", "mia"], "double_labelled"].tolist() == [2, 2]
+    assert team.set_index("labeller").loc["lars", "agreement"] == 0.0
     assert [b.label for b in at.button if b.key.startswith("review_as_")] == \
         ["Decide: 正面", "Decide: 负面", "Leave out of training"]
     shown = at.text[0].value

@@ -140,6 +140,8 @@ def test_two_labellers_overlap_and_an_owner_decides_their_disagreement(served):
             olga.locator(".st-key-review_as_1 button").click()  # 负面, as mia said
             olga.get_by_text("Nothing waits for review").wait_for()
             wait_idle(olga)
+            olga.set_viewport_size({"width": 1400, "height": 2000})  # the page scrolls inside: show it all
+            wait_idle(olga)
             olga.screenshot(path=str(SHOTS / "review_done.png"), full_page=True)
             assert _labelled_on_line(store) == len(TEXTS)
         except Exception:
