@@ -28,9 +28,9 @@ ACCEPT_SHORTCUT = "A"
 UNDO_SHORTCUT = "Z"
 UNDO_DEPTH = 50
 BULK_SUBMIT_SHORTCUT = "Ctrl+Enter"
-BULK_TEXT_PX = 560  # the bulk table's text column; about 36 Chinese characters a line
-BULK_CHARS_PER_LINE = 36
-BULK_LINE_PX = 21
+BULK_TEXT_PX = 560  # the bulk table's text column: about 40 Chinese characters a line
+BULK_CHARS_PER_LINE = 38
+BULK_LINE_PX = 20
 BULK_MAX_ROW_PX = 640  # about 1,100 characters; a longer text opens in full when its cell is clicked
 
 
@@ -335,7 +335,7 @@ def probabilities(row: pd.Series, labels: list[str]) -> None:
 def decision_buttons(name: str, labels: list[str], row: pd.Series, can_label: bool) -> None:
     pid, suggested = int(row["prediction_id"]), str(row["label"])
     top = f"{100 * float(row['top_prob']):.{percent_digits([row[prob_column(lab)] for lab in labels])}f} %"
-    st.button(f"Accept the suggestion: {_ui.md_escape(suggested)} ({top}) · key {ACCEPT_SHORTCUT}",
+    st.button(f"Accept the suggestion: {_ui.md_escape(suggested)} ({top})",  # Streamlit shows the key on it
               key="label_accept", type="primary", on_click=decide, args=(name, pid, suggested),
               shortcut=ACCEPT_SHORTCUT, disabled=not can_label, icon=":material/check:")
     options = labels + list(NOT_TRAINING_LABELS)
@@ -410,7 +410,7 @@ def bulk(name: str, labels: list[str], batch: dict, can_label: bool) -> None:
                           "business line": rows["business_line"]})
     st.caption("Pick a label in the rows you are sure of and submit; rows left empty stay in the queue. "
                "Keys: arrows move between cells, Enter opens a row's label list (type to filter, Enter "
-               f"to choose), Escape leaves it; {BULK_SUBMIT_SHORTCUT} submits.")
+               f"to choose); Escape, then {BULK_SUBMIT_SHORTCUT} submits.")
     height = bulk_row_height(rows["text"])
     with st.form("label_bulk_form", border=False):
         edited = st.data_editor(

@@ -114,3 +114,36 @@ def test_twenty_decisions_by_keyboard_reach_the_store(server):
     assert mine.get("skip", 0) == len(skipped) and mine.get("unclear", 0) == len(unclear)
     assert counts == {"You labelled today": str(len(labelled) - len(unclear)), "Skipped today": str(len(skipped)),
                       "Unclear today": str(len(unclear))}
+
+
+def test_the_bulk_table_wraps_full_texts_and_takes_labels_by_keyboard(server):
+    from playwright.sync_api import sync_playwright
+
+    url, store, proc = server
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(90_000)
+        page.goto(url + "/label")
+        who = page.get_by_label("Who is working")
+        who.fill(USER)
+        who.press("Enter")
+        page.locator(".st-key-label_accept button").wait_for()
+        wait_idle(page)
+        page.locator(".st-key-label_bulk label").first.click()
+        wait_idle(page)
+        grid = page.locator("[data-testid='stDataFrameResizable']").first
+        box = grid.bounding_box()
+        assert box["height"] > 20 * 65  # rows tall enough to wrap (the grid wraps rows over 64 px only)
+        page.mouse.click(box["x"] + 40, box["y"] + 60)  # the first row's label cell
+        page.keyboard.press("Enter")
+        page.keyboard.type("负")
+        page.keyboard.press("Enter")
+        page.wait_for_timeout(500)
+        page.keyboard.press("Escape")
+        page.keyboard.press("Control+Enter")
+        page.get_by_text("Recorded 1 labels").wait_for()
+        wait_idle(page)
+        browser.close()
+    stop_server(proc)
+    assert feedback.labelled_counts(store, M, user=USER) == {"负面": 1}
