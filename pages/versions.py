@@ -230,7 +230,9 @@ def runs_table(runs: pd.DataFrame, shown: pd.DataFrame) -> None:
                  column_config={
                      "version": st.column_config.NumberColumn("version", format="v%d"),
                      "tags": st.column_config.ListColumn("tags"),
-                     **{c: st.column_config.NumberColumn(c.removeprefix("metrics."), format="%.3f")
+                     **{c: st.column_config.Column(c.split(".", 1)[1], help=c)  # short headers, the full name on hover
+                        for c in columns if c.startswith(experiments.SETTINGS)},
+                     **{c: st.column_config.NumberColumn(c.removeprefix("metrics."), format="%.3f", help=c)
                         for c in experiments.metric_columns(runs) if not c.endswith(("n_test", ".n"))}})
     st.caption(f"{len(shown)} of {len(runs)} versions." + ("" if every else " Settings shown: those that differ "
                                                                            "between versions."))
