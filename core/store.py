@@ -1438,16 +1438,16 @@ def prediction_sample(con, model_id: int, k: int, **filters) -> pd.DataFrame:
 
 def example_line_counts(con, model_id: int, max_example_id: int, split: str) -> dict:
     """Examples of a split a version could have seen, per business line (None: rows without one)."""
-    return dict(con.execute("""
-        SELECT business_line, count(*) FROM examples
-        WHERE model_id = ? AND split = ? AND example_id <= ? GROUP BY 1""",
+    return dict(con.execute(f"""
+        SELECT business_line, count(*) FROM examples e
+        WHERE model_id = ? AND split = ? AND example_id <= ? AND {_TRAINABLE_EXAMPLE} GROUP BY 1""",
                             [model_id, split, max_example_id]).fetchall())
 
 
 def example_sample(con, model_id: int, max_example_id: int, split: str, k: int,
                    business_line: str | None = None) -> pd.DataFrame:
     """Up to k examples (text, label) of a split a version could have seen, at random, of one line or all."""
-    sql = "SELECT text, label FROM examples WHERE model_id = ? AND split = ? AND example_id <= ?"
+    sql = f"SELECT text, label FROM examples e WHERE model_id = ? AND split = ? AND example_id <= ? AND {_TRAINABLE_EXAMPLE}"
     args: list = [model_id, split, max_example_id]
     if business_line is not None:
         sql += " AND business_line = ?"
