@@ -657,7 +657,8 @@ def _acting_user(args, store) -> str:
     of --user typed at a terminal. Reads need none, and an open store takes --user as said."""
     from . import auth
 
-    if args.command in READS or not store.exists() or auth.is_open(store):
+    reads = args.command in READS or args.command == "note" and args.text is None  # `note NAME V` only prints
+    if reads or not store.exists() or auth.is_open(store):
         return args.user or args.console.user
     token = args.console.token
     if token:

@@ -253,7 +253,8 @@ def setting_chart(runs: pd.DataFrame, shown: pd.DataFrame, active: int | None) -
                                              + f["version"].eq(active).map({True: " (active)", False: ""}))
     values = points[x].map(lambda v: compare.as_text(v) if isinstance(v, (list, str, bool)) or v is None else v)
     fig = go.Figure(go.Scatter(x=values, y=points[y], mode="markers+text", text=points["label"],
-                               textposition="top center", marker={"size": 11, "color": points["version"].eq(active)
+                               textposition=[("top center", "bottom center")[i % 2] for i in range(len(points))],
+                               marker={"size": 11, "color": points["version"].eq(active)
                                                                   .map({True: "#16a34a", False: "#2563eb"})},
                                customdata=points["tags"].map(", ".join),
                                hovertemplate=f"%{{text}}<br>{x} %{{x}}<br>{y} %{{y:.4f}}<br>%{{customdata}}"

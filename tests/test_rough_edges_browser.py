@@ -246,3 +246,42 @@ def test_the_models_table_fits_100_columns_through_the_server(served):
     widths = [sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in line) for line in lines]
     assert lines[0].startswith("model") and any(line.startswith(M) for line in lines)
     assert max(widths) <= 100, done.stdout
+
+
+def test_an_owner_filters_versions_and_writes_a_note_and_tags(served, browser):
+    url, store = served
+    page = sign_in(browser, url, "owen", height=4200)
+    choose_model(page, M)
+    go(page, "Versions")
+    page.get_by_text("2 of 2 versions.").wait_for()
+    page.locator(".st-key-versions_filter input").fill("estimator = complement_nb")
+    page.locator(".st-key-versions_filter input").press("Enter")
+    page.get_by_text("1 of 2 versions.").wait_for()
+    page.locator(".st-key-versions_filter input").fill("macro_f1 > high")
+    page.locator(".st-key-versions_filter input").press("Enter")
+    page.get_by_text(re.compile("Filter not applied: metrics.macro_f1 is a number")).wait_for()
+    page.locator(".st-key-versions_filter input").fill("")
+    page.locator(".st-key-versions_filter input").press("Enter")
+    page.get_by_text("2 of 2 versions.").wait_for()
+    wait_idle(page)
+
+    page.locator(".st-key-versions_note_pick input").click()
+    page.get_by_role("option", name="v2", exact=True).click()
+    expect(page.get_by_role("button", name="Save note and tags of v2")).to_be_visible()
+    wait_idle(page)
+    page.locator(".st-key-versions_note textarea").fill("naive Bayes: 负面 recall drops")
+    tags = page.locator(".st-key-versions_tags input")
+    tags.click()
+    tags.fill("naive-bayes")
+    tags.press("Enter")
+    page.keyboard.press("Escape")
+    wait_idle(page)
+    page.get_by_role("button", name="Save note and tags of v2").click()
+    page.get_by_text("Saved the note and tags of v2.").wait_for()
+    page.get_by_text("Last changed by owen").wait_for()
+    expect(page.locator(".st-key-versions_tag_filter")).to_contain_text("naive-bayes")  # a tag pill to filter by
+    page.screenshot(path=str(SHOTS / "rough-versions-experiments.png"))
+    done = subprocess.run([sys.executable, "-m", "core", "--store", str(store.path), "note", M, "2"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert "note: naive Bayes: 负面 recall drops" in done.stdout and "tags: naive-bayes" in done.stdout, done
+    page.context.close()
