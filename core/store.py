@@ -484,7 +484,8 @@ class Store:
     def _apply_migrations(self, con) -> None:
         table = "schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR, applied_at TIMESTAMP)"
         con.execute(f"CREATE TABLE IF NOT EXISTS {lake_sql(table) if self.is_lake else table}")
-        done = {r[0] for r in con.execute("SELECT version FROM schema_migrations").fetchall()}
+        done = dict(con.execute("SELECT version, name FROM schema_migrations").fetchall())
+        _check_recorded(self.path, done)
         for number, (name, sql) in enumerate(MIGRATIONS, start=1):
             if number in done:
                 continue
@@ -1540,6 +1541,17 @@ def attach_source(con, source: "Store") -> None:
             raise source._unreachable(e) from None
         raise StoreBusy(f"{source.path} is being written by another process (a server?): stop it, then "
                         f"migrate") from None
+
+
+def _check_recorded(where, done: dict[int, str]) -> None:
+    """Refuse a store whose applied migrations are not this code's, by number and name: migrations
+    are matched by position, so one inserted above another would skip or misapply them silently."""
+    for number, name in sorted(done.items()):
+        ours = MIGRATIONS[number - 1][0] if number <= len(MIGRATIONS) else None
+        if ours != name:
+            raise StoreError(f"{where} has migration {number} '{name}', which this version of MMS "
+                             + (f"knows as '{ours}'" if ours else "does not know (a newer MMS wrote it?)")
+                             + ": run the MMS version that wrote the store")
 
 
 def create_schema(con, lake: bool) -> list[str]:

@@ -5,7 +5,7 @@ import textwrap
 import pytest
 
 from core import store as db
-from core.errors import StoreBusy
+from core.errors import StoreBusy, StoreError
 from core.store import MIGRATIONS
 
 import storeprobe as probe
@@ -17,6 +17,21 @@ def test_migrations_are_recorded_once(store):
     db._migrated.clear()
     with store.connect() as con:  # a second start applies nothing twice
         assert con.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] == len(MIGRATIONS)
+
+
+def test_a_store_whose_migrations_are_not_this_codes_is_refused_by_name(store, monkeypatch):
+    with store.connect():
+        pass
+    db._migrated.clear()
+    renamed = [(f"{name} (renumbered)", sql) if i == 3 else (name, sql) for i, (name, sql) in enumerate(MIGRATIONS)]
+    monkeypatch.setattr(db, "MIGRATIONS", renamed)
+    with pytest.raises(StoreError, match=r"migration 4 '.*', which this version of MMS knows as '.*\(renumbered\)'"):
+        with store.connect():
+            pass
+    monkeypatch.setattr(db, "MIGRATIONS", MIGRATIONS[:-1])
+    with pytest.raises(StoreError, match="does not know"):
+        with store.connect():
+            pass
 
 
 def test_transaction_rolls_back_on_error(store):
