@@ -12,6 +12,7 @@ before and during, refusals). Stops the server and compares predictions answered
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import queue
@@ -26,6 +27,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
+from urllib.parse import quote, urlsplit
 
 import numpy as np
 import requests
@@ -38,6 +40,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 import storeprobe  # noqa: E402  (row counts before and after: a read the product itself never needs)
 
 HOST = "127.0.0.1"  # loopback only, always
+JIEBA_CPU_MS = float("nan")
 
 
 def free_port() -> int:
@@ -115,20 +118,27 @@ class Results:
 
 
 def predictor(base, model, texts, batch, seed, stop_at, results, to_label):
+    """One client on one kept-alive connection: http.client, not requests, whose own ~1 ms of CPU per
+    call the server would lose on these 2 shared cores."""
     rng = random.Random(seed)
-    session = requests.Session()
+    url = urlsplit(base)
+    path = f"{url.path}/models/{quote(model)}/predict"
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
     while time.monotonic() < stop_at():
         picked = rng.sample(range(len(texts)), batch)
-        body = {"texts": [texts[i] for i in picked], "business_line": "bench"}
+        body = json.dumps({"texts": [texts[i] for i in picked], "business_line": "bench"})
         start = time.perf_counter()
         try:
-            r = session.post(f"{base}/models/{model}/predict", json=body, timeout=30)
-        except requests.RequestException as e:
+            connection.request("POST", path, body=body.encode(), headers={"Content-Type": "application/json"})
+            r = connection.getresponse()
+            data = r.read()
+        except (OSError, http.client.HTTPException) as e:
             results.add("predict", type(e).__name__, time.perf_counter() - start)
+            connection.close()
             continue
         seconds = time.perf_counter() - start
-        answers = r.json().get("predictions", []) if r.status_code == 200 else []
-        results.add("predict", r.status_code, seconds, len(answers), batch)
+        answers = json.loads(data).get("predictions", []) if r.status == 200 else []
+        results.add("predict", r.status, seconds, len(answers), batch)
         for i, a in zip(picked, answers):
             if to_label is not None and rng.random() < 0.2:
                 to_label.put((a["prediction_id"], i))
@@ -157,9 +167,11 @@ def bare_jieba_rate(texts: list[str]) -> float:
 
     jieba.setLogLevel(logging.WARNING)
     jieba.initialize()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for t in texts:
         jieba.lcut(t)
+    global JIEBA_CPU_MS  # per text, in CPU time: the batch-100 phase's server CPU per text is compared with it
+    JIEBA_CPU_MS = (time.process_time() - cpu) / len(texts) * 1000
     return len(texts) / (time.perf_counter() - start)
 
 
@@ -187,6 +199,20 @@ def profile(proc: subprocess.Popen, out: Path, seconds: float) -> subprocess.Pop
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def group_cpu(pgid: int) -> float:
+    """CPU seconds used so far by the server's process group (the server and its tokenising workers):
+    per request, a figure that CPU contention from other work moves much less than a rate."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def cli(store: Store, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "core", *args], cwd=ROOT, capture_output=True, text=True,
                           env={**os.environ, "MMS_STORE": str(store.path), "PYTHONPATH": str(ROOT)})
@@ -200,6 +226,7 @@ def main(argv=None) -> int:
     p.add_argument("--profile", type=Path, help="py-spy the server during the batch-1 phase into this file "
                                                 "(collapsed stacks, one per line with its sample count)")
     p.add_argument("--store", type=Path, help="copy this store (and its artifacts folder) instead of building one")
+    p.add_argument("--only-batch1", action="store_true", help="measure the batch-1 phase only (for A/B runs)")
     args = p.parse_args(argv)
     if not 0 < args.seconds <= 600 or not 1 <= args.clients <= 64:
         p.error("--seconds must be in (0, 600] and --clients in [1, 64]")
@@ -231,13 +258,21 @@ def main(argv=None) -> int:
             print(f"first prediction: {warm_up(base, texts[:1], warm) * 1000:.0f} ms; first batch of 100: "
                   f"{warm_up(base, texts[:100], warm) * 1000:.0f} ms")
             results["warm"] = warm
-            elapsed = {}
+            elapsed, cpu, loads = {}, {}, {}
             for name, batch, clients in (("batch 1", 1, args.clients), ("batch 100", 100, 4)):
+                if name == "batch 100" and args.only_batch1:
+                    break
                 results[name] = Results()
                 spy = profile(proc, args.profile, args.seconds) if name == "batch 1" and args.profile else None
+                loads[name], started = os.getloadavg()[0], group_cpu(proc.pid)
                 elapsed[name] = run_phase(base, texts, batch, clients, args.seconds, results[name])
+                cpu[name] = group_cpu(proc.pid) - started
                 if spy is not None:
                     spy.wait()
+            if args.only_batch1:
+                stop_server(proc)
+                report_batch1(results["batch 1"], elapsed["batch 1"], cpu["batch 1"], loads["batch 1"])
+                return 0
             results["before"] = Results()
             elapsed["before"] = run_phase(base, texts, 1, 2, min(args.seconds, 10), results["before"])
             steps = []
@@ -260,7 +295,20 @@ def main(argv=None) -> int:
         with store.connect() as con:
             after = storeprobe.table_counts(con)
     report(results, elapsed, steps, jieba_rate, after["predictions"] - before["predictions"])
+    report_batch1(results["batch 1"], elapsed["batch 1"], cpu["batch 1"], loads["batch 1"])
+    per_text = cpu["batch 100"] / max(1, 100 * len(results["batch 100"].latency[100])) * 1000
+    print(f"batch 100: server CPU {per_text:.2f} ms per text against bare jieba's {JIEBA_CPU_MS:.2f} ms (texts per "
+          f"CPU second {JIEBA_CPU_MS / per_text:.2f} x bare jieba's: with c free cores the texts/s ratio is about c "
+          f"times that); load average "
+          f"{loads['batch 100']:.1f} at the phase's start")
     return 0
+
+
+def report_batch1(r: Results, seconds: float, cpu: float, load: float) -> None:
+    lat = r.latency[1]
+    print(f"batch 1: {len(lat) / seconds:.0f} req/s, p50 {pct(lat, 50).strip()} / p99 {pct(lat, 99).strip()}; "
+          f"server CPU {cpu / max(1, len(lat)) * 1000:.2f} ms per request (its process group, every thread); "
+          f"load average {load:.1f} at the phase's start")
 
 
 def report(results: dict, elapsed: dict, steps, jieba_rate: float, logged: int) -> None:
