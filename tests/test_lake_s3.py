@@ -23,6 +23,9 @@ from test_store_contract import (trained, test_a_model_name_is_taken_once,  # no
                                  test_incremental_training_sees_labels_given_after_its_parent,
                                  test_predict_label_hard_examples_and_stats,
                                  test_two_writers_labelling_one_prediction_store_one_label)
+from test_ducklake import (test_a_killed_writer_leaves_no_partial_batch,  # noqa: F401
+                           test_small_writes_are_inlined_and_compaction_writes_them_out,
+                           test_three_processes_writing_one_lake_keep_every_row_and_one_active_version)
 
 ROOT = Path(__file__).resolve().parent.parent
 M = "m"
