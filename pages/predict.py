@@ -8,30 +8,40 @@ from pages import _ui
 # Pixel widths that fit the main column of a 1400 px wide window with the sidebar open (~930 px):
 # the text takes what the other columns leave, so the table needs no horizontal scrolling.
 TABLE_WIDTH = 920
-WIDTHS = {"label": 70, "top_prob": 120, "business_line": 100, "version": 60, "prediction_id": 70}
+MIN_TEXT = 150
+WIDTHS = {"label": 70, "top_prob": 120, "expected_grade": 90, "business_line": 100, "version": 60,
+          "prediction_id": 70}
 NARROW = 64  # a probability, or any other column
+COMPACT = {"top_prob": NARROW, "business_line": 80}  # when many grades leave the text too little room
 
 
 def table_columns(columns: list[str]) -> tuple[list[str], dict]:
     """The results' column order (text, label, probabilities, then where they came from) and widths."""
     probs = [c for c in columns if c.startswith(PROB_PREFIX)]
-    first = [c for c in ("text", "label", "top_prob") if c in columns]
+    first = [c for c in ("text", "label", "top_prob", "expected_grade") if c in columns]
     last = [c for c in ("business_line", "version", "prediction_id") if c in columns]
     order = first + probs + [c for c in columns if c not in first + probs + last] + last
     widths = {c: WIDTHS.get(c, NARROW) for c in order if c != "text"}
-    config = {c: st.column_config.NumberColumn(c.removeprefix(PROB_PREFIX), format="%.3f", width=NARROW)
-              for c in probs}
+    crowded = TABLE_WIDTH - sum(widths.values()) < MIN_TEXT  # many grades: the top probability as a number
+    if crowded:
+        widths.update({c: w for c, w in COMPACT.items() if c in widths})
+    top = (st.column_config.NumberColumn("top p", format="%.3f", width=NARROW) if crowded else
+           st.column_config.ProgressColumn("top probability", min_value=0.0, max_value=1.0, format="%.3f",
+                                           width=WIDTHS["top_prob"]))
+    config = {c: st.column_config.Column(width=NARROW) for c in order}
+    config.update({c: st.column_config.NumberColumn(c.removeprefix(PROB_PREFIX), format="%.3f", width=NARROW)
+                   for c in probs})
     config.update({
-        "text": st.column_config.TextColumn("text", width=max(180, TABLE_WIDTH - sum(widths.values()))),
+        "text": st.column_config.TextColumn("text", width=max(MIN_TEXT, TABLE_WIDTH - sum(widths.values()))),
         "label": st.column_config.TextColumn("label", width=WIDTHS["label"]),
-        "top_prob": st.column_config.ProgressColumn("top probability", min_value=0.0, max_value=1.0, format="%.3f",
-                                                    width=WIDTHS["top_prob"]),
-        "business_line": st.column_config.TextColumn("business line", width=WIDTHS["business_line"]),
+        "top_prob": top,
+        "expected_grade": st.column_config.NumberColumn("expected grade", format="%.2f",
+                                                        width=WIDTHS["expected_grade"]),
+        "business_line": st.column_config.TextColumn("business line", width=widths.get("business_line")),
         "version": st.column_config.NumberColumn("version", format="v%d", width=WIDTHS["version"]),
         "prediction_id": st.column_config.NumberColumn("id", format="%d", width=WIDTHS["prediction_id"]),
     })
-    config.update({c: st.column_config.Column(width=NARROW) for c in order if c not in config})
-    return order, config
+    return order, {c: config[c] for c in order}
 
 
 st.title("Predict")
