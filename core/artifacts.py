@@ -66,7 +66,8 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _file(store: Store, version) -> Path:
+def _file(store: Store, version) -> Path | PurePosixPath:
+    """Where a version's model file is: a path in the store's folder, or a key relative to an s3:// data path."""
     rel = PurePosixPath(version.artifact)
     if _bucket(store):
         if rel.is_absolute() or ".." in rel.parts or rel.parts[:1] != ("artifacts",):
@@ -121,8 +122,7 @@ def load(store: Store, version) -> dict:
     with _loaded_lock:
         obj = _loaded.get(key)
     if obj is None:
-        bucket = _bucket(store)
-        obj = joblib.load(io.BytesIO(_verified_bytes(store, version)) if bucket else verify(store, version))
+        obj = joblib.load(io.BytesIO(_verified_bytes(store, version)) if _bucket(store) else verify(store, version))
         with _loaded_lock:
             _loaded[key] = obj
     return obj
