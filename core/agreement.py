@@ -6,12 +6,10 @@ Only decided labels are trained on and counted: agreed, single-labelled, or deci
 (the store keeps undecided disagreements out of training reads and the label rollups)."""
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import cohen_kappa_score
 
 from . import auth, registry, settings
 from . import store as db
@@ -103,16 +101,19 @@ def kappa_and_agreement(a, b) -> tuple[float, float, int]:
     """Cohen's kappa, raw agreement and the number of items of two aligned label lists.
 
     Kappa is undefined (NaN) when there are no items, or when both sides used one and the same
-    label throughout: agreement expected by chance is then 1."""
+    label throughout: agreement expected by chance is then 1. Worked out here with numpy, as
+    sklearn's cohen_kappa_score does, so the server does not load scikit-learn for it."""
     a, b = np.asarray(a, dtype=object), np.asarray(b, dtype=object)
     if len(a) == 0:
         return np.nan, np.nan, 0
     raw = float(np.mean(a == b))
-    if len(set(a) | set(b)) < 2:
+    labels = sorted(set(a) | set(b), key=str)
+    if len(labels) < 2:
         return np.nan, raw, len(a)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return float(cohen_kappa_score(a, b)), raw, len(a)
+    share_a = np.array([np.mean(a == label) for label in labels])
+    share_b = np.array([np.mean(b == label) for label in labels])
+    chance = float(share_a @ share_b)
+    return (raw - chance) / (1 - chance), raw, len(a)
 
 
 def _oriented(pairs: pd.DataFrame) -> pd.DataFrame:
@@ -162,9 +163,11 @@ def decisions_per_hour(times) -> tuple[float, float]:
 
 
 def _decided(pairs: pd.DataFrame) -> pd.Series:
-    """Each double-labelled item's decided label: the review's, else the two labels where they agree."""
+    """Each double-labelled item's decided label: the review's, else the two labels where they
+    agree; none where undecided or left out of training in review."""
     agreed = pairs["first_label"].where(pairs["first_label"] == pairs["second_label"])
-    return pairs["reviewed"].where(pairs["reviewed"].notna(), agreed)
+    decided = pairs["reviewed"].where(pairs["reviewed"].notna(), agreed)
+    return decided.where(decided != DISCARD)  # left out of training: no answer to be right or wrong against
 
 
 def _per_labeller_items(pairs: pd.DataFrame) -> pd.DataFrame:

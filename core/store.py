@@ -1785,7 +1785,8 @@ def _open_for_second(user: str, share: float, labels: list[str]) -> tuple[str, l
 
 def overlap_pool(con, model_id: int, user: str, share: float, labels: list[str], k: int, seed: int,
                  **filters) -> pd.DataFrame:
-    """Up to k items of the slice open for `user`'s second label, in a seeded random order, with
+    """Up to k items of the slice open for `user`'s second label, in a seeded random order of
+    their own (labellers at work together are not all handed the same items), with
     hard_example_pool's columns (never the first label: the second is given blind)."""
     where, args = _prediction_filters(model_id, **filters)
     open_sql, open_args = _open_for_second(user, share, labels)
@@ -1793,12 +1794,12 @@ def overlap_pool(con, model_id: int, user: str, share: float, labels: list[str],
     return con.execute(f"""
         WITH open AS (SELECT f.prediction_id FROM feedback f WHERE f.model_id = ? AND {open_sql}),
         chosen AS (SELECT p.prediction_id FROM predictions p SEMI JOIN open USING (prediction_id) WHERE {where}
-                   ORDER BY hash(p.prediction_id, ?), p.prediction_id LIMIT ?)
+                   ORDER BY hash(p.prediction_id, ?, ?), p.prediction_id LIMIT ?)
         SELECT p.prediction_id, p.created_at, p.business_line, p.text, p.version AS logged_by, p.probs
         FROM chosen c JOIN predictions p USING (prediction_id)
         WHERE {where}
-        ORDER BY hash(p.prediction_id, ?), p.prediction_id""",
-                       [model_id, *open_args, *args, int(seed), int(k), *args, int(seed)]).df()
+        ORDER BY hash(p.prediction_id, ?, ?), p.prediction_id""",
+                       [model_id, *open_args, *args, int(seed), user, int(k), *args, int(seed), user]).df()
 
 
 def open_for_second_label(con, model_id: int, prediction_ids: list[int], user: str, share: float,
@@ -1982,3 +1983,11 @@ def latest_guidelines(con, model_id: int) -> dict | None:
     """The newest guidelines of the model (text, created_at, created_by), or None."""
     return _row(con.execute("""SELECT text, created_at, created_by FROM guidelines WHERE model_id = ?
                                ORDER BY created_at DESC LIMIT 1""", [model_id]))
+
+
+# One decision per reviewed item: two owners deciding the same item at once must not both be
+# stored (the embedded file's appends never conflict otherwise; on DuckLake the ids' sequence
+# table already makes the second commit fail).
+MIGRATIONS.append(("one review per item", """
+    CREATE UNIQUE INDEX reviews_one_per_item ON reviews (prediction_id);
+    """))

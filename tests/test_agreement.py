@@ -6,7 +6,7 @@ import pytest
 
 from core import agreement, auth, feedback, predict, sampling, stats
 from core import store as db
-from core.errors import InvalidInput, PermissionDenied
+from core.errors import Conflict, InvalidInput, PermissionDenied
 from conftest import make_model
 from lakefixtures import new_lake, pg_cluster  # noqa: F401  (fixtures)
 
@@ -79,6 +79,19 @@ def test_audit_accuracy_counts_items_decided_by_someone_else_too():
     assert figures.loc["ann", "audit_items"] == 2 and figures.loc["ann", "audit_accuracy"] == 0.5
     assert figures.loc["bob", "audit_items"] == 2 and figures.loc["bob", "audit_accuracy"] == 1.0
     assert figures.loc["ann", "double_labelled"] == 4 and figures.loc["ann", "agreement"] == 0.25
+    pairs.loc[1, "reviewed"] = agreement.DISCARD  # left out of training: nobody was right or wrong on it
+    figures = agreement.labeller_figures(times, pairs).set_index("labeller")
+    assert figures.loc["ann", "audit_items"] == 1 and figures.loc["ann", "audit_accuracy"] == 1.0
+
+
+def test_kappa_matches_scikit_learns():
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        a, b = rng.choice(list("ABC"), 40), rng.choice(list("ABCD"), 40)
+        b[:20] = a[:20]
+        kappa, raw, n = agreement.kappa_and_agreement(a, b)
+        assert kappa == pytest.approx(sklearn_metrics.cohen_kappa_score(a, b)) and n == 40
 
 
 def test_overlap_places_are_the_share_of_a_batch_rounded_up():
@@ -117,14 +130,15 @@ def test_second_labeller_gets_others_decided_items_blind_and_never_their_own(cre
     agreement.set_overlap_share(crew, MODEL, 1.0, "olga")
     first = draw(crew, "lars", k=3)
     assert first.examples.shape[0] == 3  # nothing decided by anyone else yet: all new items
-    label_all(crew, "lars", first, ["正面"] * 3)
+    label_all(crew, "lars", first, [{"正面": "负面"}.get(s, "正面") for s in first.examples["label"]])
     again = draw(crew, "lars")  # lars never gets his own items back
     assert not set(again.examples["prediction_id"]) & set(first.examples["prediction_id"])
     second = draw(crew, "mia")
     assert len(second.examples) == 5  # lars's three, then two new ones
     assert set(first.examples["prediction_id"]) < set(second.examples["prediction_id"])
     assert "first_label" not in second.examples and "first_by" not in second.examples
-    # what lars said is nowhere in mia's batch: its label column is the model's suggestion
+    # what lars said (always the opposite of the model) is nowhere in mia's batch: its label column
+    # is the model's suggestion
     model_says = dict(zip(second.examples["prediction_id"], second.examples["label"]))
     assert all(model_says[p] == label for p, label in zip(first.examples["prediction_id"], first.examples["label"]))
 
@@ -172,6 +186,28 @@ def test_disagreements_wait_for_review_and_only_decided_labels_are_trained_on(cr
     assert [trained.get(p) for p in ids] == ["正面", "负面", "负面", "正面"]
     with pytest.raises(InvalidInput, match="not waiting for review"):
         agreement.decide(crew, MODEL, ids[1], "正面", "olga")
+
+
+def test_two_owners_deciding_one_item_at_once_store_one_decision(crew):
+    found = draw(crew, "lars", k=1)
+    label_all(crew, "lars", found, ["unclear"])
+    item = int(found.examples["prediction_id"].iloc[0])
+    refused = []
+    try:
+        with crew.transaction() as con:  # the first owner's decision, not yet committed ...
+            model_id = con.execute("SELECT model_id FROM models WHERE name = ?", [MODEL]).fetchone()[0]
+            db.insert_review(con, model_id, item, "正面", "unclear", True, "olga")
+            try:  # ... when a second owner decides the same item otherwise
+                agreement.decide(crew, MODEL, item, "负面", "olga")
+            except Conflict:
+                refused.append("负面")
+    except Conflict:
+        refused.append("正面")
+    assert len(refused) == 1  # whichever committed first stands, and the other is told
+    assert training_labels(crew).get(item) == {"正面": "负面", "负面": "正面"}[refused[0]]
+    with crew.connect() as con:
+        assert con.execute("SELECT count(*) FROM reviews WHERE prediction_id = ?", [item]).fetchone()[0] == 1
+    assert agreement.review_queue(crew, MODEL).empty
 
 
 def test_label_statistics_count_decided_labels_only(crew):
