@@ -54,6 +54,14 @@ def test_help_starts_without_the_heavy_libraries():
     assert proc.stderr.strip().splitlines()[-1] == "[]"
 
 
+def test_the_server_starts_without_scikit_learn():
+    probe = ("import sys, core.server, core.api\n"
+             "print(sorted(m for m in ('sklearn', 'scipy', 'streamlit') if m in sys.modules))\n")
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"  # models load it when a pipeline is read
+
+
 def test_common_options_go_before_or_after_the_command(seeded_store, capsys):
     code, after, err = call(seeded_store, "versions", M, "--format", "json", capsys=capsys)
     assert code == 0, err
