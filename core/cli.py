@@ -98,7 +98,16 @@ def _emit(args, frame, out: str | None = None) -> None:
         import pandas as pd
 
         with pd.option_context("display.max_rows", 500, "display.max_columns", 50, "display.width", 200):
-            print(frame.to_string(index=False) if len(frame) else "(no rows)", file=args.console.out)
+            print(_gaps_as_dashes(frame).to_string(index=False) if len(frame) else "(no rows)",
+                  file=args.console.out)
+
+
+def _gaps_as_dashes(frame):
+    """A missing value drawn as a dash, not None, NaN or <NA> (a v1 has no parent: not an error)."""
+    shown = frame.copy()
+    for column in frame.columns[frame.isna().any()]:
+        shown[column] = frame[column].astype(object).where(frame[column].notna(), "–")
+    return shown
 
 
 def _emit_record(args, record: dict) -> None:

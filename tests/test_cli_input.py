@@ -62,6 +62,15 @@ def test_the_server_starts_without_scikit_learn():
     assert proc.stdout.strip().splitlines()[-1] == "[]"  # models load it when a pipeline is read
 
 
+def test_a_missing_value_prints_as_a_dash_not_none(seeded_store, capsys):
+    code, out, err = call(seeded_store, "versions", M, capsys=capsys)
+    assert code == 0, err
+    header, first = out.splitlines()[:2]
+    end = header.index(" parent") + len(" parent")  # the columns are right-aligned under their names
+    assert first[:end].split()[-1] == "–"  # v1 has no parent
+    assert "None" not in out and "NaN" not in out
+
+
 def test_common_options_go_before_or_after_the_command(seeded_store, capsys):
     code, after, err = call(seeded_store, "versions", M, "--format", "json", capsys=capsys)
     assert code == 0, err
