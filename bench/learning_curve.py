@@ -9,7 +9,13 @@ labels them with their true labels, retrains in full and activates.
 
     python bench/learning_curve.py [--train 2000] [--test 2000] [--pool 6000] [--rounds 5] [--k 500]
                                    [--only strategies|incremental] [--strategies least_confidence,random]
+                                   [--sizes 2000,4000,8000] [--config '{"estimator": "linear_svc", ...}']
+
+--sizes runs the strategies once per starting size (same test split and pool), so a gain is never read
+from one size alone; --config pins version 1's config instead of choosing it by model selection (saves
+selection's minute per size on a loaded machine; every size then learns with the same model).
 """
+import json
 import argparse
 import os
 import shutil
@@ -30,11 +36,11 @@ def base_store(folder: Path, reviews: pd.DataFrame, args, config: dict | None) -
     """A store with train/test imported, version 1 trained and the pool logged; v1's config."""
     store = Store(folder / "mms.duckdb")
     registry.create_model(store, MODEL, ["正面", "负面"], USER, model_config=config)
-    test, rest = reviews.iloc[:args.test], reviews.iloc[args.test:]
+    # test, then pool, then training rows: every starting size sees the same test split and pool
+    test, pool = reviews.iloc[:args.test], reviews.iloc[args.test:args.test + args.pool]
     imports.import_frame(store, MODEL, test, "test", USER)
-    imports.import_frame(store, MODEL, rest.iloc[:args.train], "train", USER)
+    imports.import_frame(store, MODEL, reviews.iloc[args.test + args.pool:].iloc[:args.train], "train", USER)
     v1 = train.train_version(store, MODEL, USER)
-    pool = rest.iloc[args.train:args.train + args.pool]
     predict.predict_texts(store, MODEL, pool["text"].tolist(), USER, business_line=pool["business_line"].tolist())
     return store, v1
 
@@ -42,14 +48,23 @@ def base_store(folder: Path, reviews: pd.DataFrame, args, config: dict | None) -
 def run_rounds(store: Store, truth: dict, strategy: str, args, incremental: bool = False) -> list[tuple]:
     """(accuracy, seconds to train) after each round."""
     out = []
-    for r in range(args.rounds):
-        batch = sampling.select_hard_examples(store, MODEL, args.k, USER, strategy, seed=r).examples
-        labels = pd.DataFrame({"prediction_id": batch["prediction_id"], "label": batch["text"].map(truth)})
-        feedback.record_labels(store, MODEL, labels, USER)
-        with timer() as t:
-            v = train.train_version(store, MODEL, USER, incremental=incremental, activate=True)
-        out.append((v.metrics["accuracy"], t.seconds))
+    store.hold()  # as the server holds its store: no round pays for opening and closing the file
+    try:
+        for r in range(args.rounds):
+            out.append(_round(store, truth, strategy, args, r, incremental))
+    finally:
+        store.unhold()
     return out
+
+
+def _round(store: Store, truth: dict, strategy: str, args, r: int, incremental: bool) -> tuple:
+    """One batch drawn (re-scored by the active version), labelled from the known answers, trained on."""
+    batch = sampling.select_hard_examples(store, MODEL, args.k, USER, strategy, seed=r).examples
+    labels = pd.DataFrame({"prediction_id": batch["prediction_id"], "label": batch["text"].map(truth)})
+    feedback.record_labels(store, MODEL, labels, USER)
+    with timer() as t:
+        v = train.train_version(store, MODEL, USER, incremental=incremental, activate=True)
+    return v.metrics["accuracy"], t.seconds
 
 
 def copy(store: Store, to: Path) -> Store:
@@ -63,17 +78,23 @@ def main() -> None:
         p.add_argument(f"--{name}", type=int, default=default)
     p.add_argument("--only", choices=("strategies", "incremental"), help="run one half of the bench")
     p.add_argument("--strategies", default=",".join(sampling.STRATEGIES), help="comma-separated; keep random")
+    p.add_argument("--sizes", help="comma-separated starting training sizes (the strategies' half, one run each)")
+    p.add_argument("--config", type=json.loads, help="version 1's config as JSON, pinned (default: model selection)")
     args = p.parse_args()
-    header(f"learning curve: train {args.train}, test {args.test}, pool {args.pool}, {args.rounds} rounds x {args.k}")
+    header(f"learning curve: train {args.sizes or args.train}, test {args.test}, pool {args.pool}, "
+           f"{args.rounds} rounds x {args.k}")
     reviews = demo.load_reviews().sample(frac=1.0, random_state=demo.SEED).reset_index(drop=True)
     reviews["business_line"] = reviews["text"].map(demo.business_line)
     truth = dict(zip(reviews["text"], reviews["label"]))
     work = Path(tempfile.mkdtemp(prefix="mms-curve-"))
     try:
         if args.only != "incremental":
-            strategies(work, reviews, truth, args)
+            for size in (args.sizes.split(",") if args.sizes else [args.train]):
+                strategies(work / f"from-{size}", reviews, truth, argparse.Namespace(**{**vars(args), "train": int(size)}))
         if args.only != "strategies":
-            incremental_vs_full(work, reviews, truth, args)
+            for size in (args.sizes.split(",") if args.sizes else [args.train]):
+                incremental_vs_full(work / f"sgd-from-{size}", reviews, truth,
+                                    argparse.Namespace(**{**vars(args), "train": int(size)}))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
@@ -82,9 +103,9 @@ def main() -> None:
 def strategies(work: Path, reviews: pd.DataFrame, truth: dict, args) -> None:
     """Every strategy's rounds from one version 1 (chosen by selection, then pinned), against random."""
     with timer() as t:
-        base, v1 = base_store(work / "base", reviews, args, None)
-    print(f"version 1: {v1.model_config['estimator']} chosen in {t.seconds:.0f} s, accuracy {v1.metrics['accuracy']:.4f}, "
-          f"ECE {v1.metrics['ece']:.4f}; {v1.data['selection'].get('reason', v1.data['selection'].get('fallback'))}; "
+        base, v1 = base_store(work / "base", reviews, args, args.config)
+    print(f"from {args.train} rows (load {os.getloadavg()[0]:.1f}): version 1: {v1.model_config['estimator']} in {t.seconds:.0f} s, accuracy {v1.metrics['accuracy']:.4f}, "
+          f"ECE {v1.metrics['ece']:.4f}; {_chosen(v1)}; "
           f"probabilities: {v1.data['calibration']}")
     registry.update_model(base, MODEL, USER, model_config=v1.model_config)  # pinned: rounds differ in labels only
     start = v1.metrics["accuracy"]
@@ -98,20 +119,36 @@ def strategies(work: Path, reviews: pd.DataFrame, truth: dict, args) -> None:
     for strategy, gain in gains.items():
         if strategy != "random":
             ratio = gain / gains["random"] if gains["random"] > 0 else float("nan")
-            print(f"{strategy}: {100 * gain:+.2f} pt, {ratio:.1f}x random's {100 * gains['random']:+.2f} pt")
+            print(f"from {args.train}: {strategy}: {100 * gain:+.2f} pt, {ratio:.1f}x random's "
+                  f"{100 * gains['random']:+.2f} pt")
+
+
+def _chosen(version) -> str:
+    selection = version.data.get("selection")
+    return (selection.get("reason") or selection.get("fallback")) if selection else "config pinned"
 
 
 def incremental_vs_full(work: Path, reviews: pd.DataFrame, truth: dict, args) -> None:
     """The same least-confidence rounds on an sgd model: incremental (replay) vs full retrain."""
     base, _ = base_store(work / "sgd", reviews, args, {"estimator": "sgd"})
-    results = {mode: run_rounds(copy(base, work / f"sgd-{mode}"), truth, "least_confidence", args, mode == "incremental")
-               for mode in ("incremental", "full")}
+    stores = {mode: copy(base, work / f"sgd-{mode}") for mode in ("incremental", "full")}
+    results = {mode: [] for mode in stores}
+    for store in stores.values():
+        store.hold()
+    try:  # the two modes' rounds in turns, so a change in the machine's load hits both alike
+        for r in range(args.rounds):
+            for mode, store in stores.items():
+                results[mode].append(_round(store, truth, "least_confidence", args, r, mode == "incremental"))
+    finally:
+        for store in stores.values():
+            store.unhold()
     for mode, curve in results.items():
         print(f"sgd {mode:11s} " + " ".join(f"{a:.4f}" for a, _ in curve) +
               f"   train time {sum(s for _, s in curve):.1f} s")
     gap = results["full"][-1][0] - results["incremental"][-1][0]
     ratio = sum(s for _, s in results["full"]) / max(sum(s for _, s in results["incremental"]), 1e-9)
-    print(f"incremental after {args.rounds} rounds: {100 * gap:.2f} pt below full, {ratio:.1f}x faster")
+    print(f"from {args.train} rows (load {os.getloadavg()[0]:.1f}): incremental after {args.rounds} rounds: "
+          f"{100 * gap:.2f} pt below full, {ratio:.1f}x faster", flush=True)
 
 
 if __name__ == "__main__":
