@@ -27,6 +27,13 @@ def batch_row(con, batch_id: int) -> dict | None:
     return dict(zip([d[0] for d in cur.description], rows[0])) if rows else None
 
 
+def prediction_rollup_sums(con, business_line: str) -> list[tuple]:
+    """(day, label, bucket, n, sum_top_prob, sum_expected_grade) per key of one business line's prediction rollups."""
+    return con.execute("""SELECT day, label, bucket, sum(n), sum(sum_top_prob), sum(sum_expected_grade)
+                          FROM prediction_rollups WHERE business_line = ? GROUP BY ALL ORDER BY ALL""",
+                       [business_line]).fetchall()
+
+
 def prediction_rollup_rows(con, business_line: str) -> list[tuple]:
     """(rows, predictions) per key of one business line's prediction rollups: several rows per key until compacted."""
     return con.execute("""SELECT count(*), sum(n) FROM prediction_rollups WHERE business_line = ?

@@ -93,6 +93,28 @@ def test_a_prediction_is_logged_the_same_alone_as_in_a_large_batch_and_its_stati
     pd.testing.assert_frame_equal(from_rollups, recomputed, check_exact=False, rtol=1e-9)
 
 
+def test_a_small_commit_counts_in_the_same_rollup_rows_as_the_statistics_sql_at_every_bucket_edge(seeded_store):
+    # top probabilities whose * 100 lands just below or on a whole hundredth in floating point
+    edges = [0.57, 0.29, 0.58, 0.6, 0.7, 0.1 + 0.2, 1.0, 0.5, 0.015, 0.9999999999, 0.56, 0.8]
+    frame = {"text": [f"边界{i}" for i in range(len(edges))], "norm_text": [f"边界{i}" for i in range(len(edges))],
+             "business_line": ["边界"] * len(edges), "label": ["正面", "负面"] * (len(edges) // 2),
+             "top_prob": edges, "probs": [[p, 1 - p] for p in edges], "created_at": [None] * len(edges)}
+    with seeded_store.connect() as con:
+        model_id = db.model_by_name(con, M)["model_id"]
+    with seeded_store.transaction() as con:
+        db.insert_predictions(con, model_id, 1, frame, "test", "tester")  # a few rows: grouped in Python
+    with seeded_store.connect() as con:
+        written = storeprobe.prediction_rollup_sums(con, "边界")
+    with seeded_store.transaction() as con:
+        db.rebuild_rollups(con)  # the same rows grouped by the statistics' SQL
+    with seeded_store.connect() as con:
+        recomputed = storeprobe.prediction_rollup_sums(con, "边界")
+    assert [row[:4] for row in written] == [row[:4] for row in recomputed]
+    assert sum(row[3] for row in written) == len(edges)
+    for got, expected in zip(written, recomputed):
+        assert got[4:] == pytest.approx(expected[4:], rel=1e-12)
+
+
 def test_without_a_server_a_prediction_logs_in_its_own_transaction(seeded_store):
     assert logwriter.running(seeded_store) is None
     ids = predict.predict_texts(seeded_store, M, ["不错"], "tester")["prediction_id"].tolist()
