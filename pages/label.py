@@ -12,6 +12,7 @@ from functools import partial
 
 import pandas as pd
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
 from core import auth, feedback, monitoring, sampling, slices
 from core.errors import EmptyPool, InvalidInput, MMSError, StoreBusy
@@ -236,14 +237,13 @@ def flush(name: str) -> None:
             if batch is not None and batch["batch_id"] == decision["batch_id"]:
                 requeue(batch, decision["prediction_id"], front=True)
             notice("error", f"{e}: the example is shown again.")
-            st.rerun(scope="fragment" if _in_fragment() else "app")
+            try:
+                st.rerun(scope="fragment")
+            except StreamlitAPIException:  # not a fragment's own rerun but the whole page's
+                st.rerun()
         waiting.pop(0)  # no Streamlit call between the write and here: a rerun cannot cut in
         remember(entry)
         count(decision, +1)
-
-
-def _in_fragment() -> bool:
-    return bool(st.session_state.get("label_in_fragment"))
 
 
 def remember(entry: dict) -> None:
@@ -374,25 +374,21 @@ def one_at_a_time(name: str, labels: list[str], batch: dict, can_label: bool, gu
 @st.fragment
 def labelling(name: str, labels: list[str], f: dict, can_label: bool, guidance: str, can_write: bool) -> None:
     """The example, its keys and the counters: a key reruns only this, not the page (about 2 s)."""
-    st.session_state["label_in_fragment"] = True
-    try:
-        show_notice()
-        slot = st.empty()
-        batch = current_batch(name, f)
-        if batch is None:
-            flush(name)
-            st.success("Nothing left to label here: every prediction that matches these filters has a label. "
-                       "Pick other filters, or come back when new predictions arrive.")
-        else:
-            one_at_a_time(name, labels, batch, can_label, guidance, can_write)
-        undo_button()
+    show_notice()
+    slot = st.empty()
+    batch = current_batch(name, f)
+    if batch is None:
         flush(name)
-        if st.session_state.get("label_counts") is None:
-            load_counts(name, f)
-        with slot.container():
-            counters(batch)
-    finally:
-        st.session_state["label_in_fragment"] = False
+        st.success("Nothing left to label here: every prediction that matches these filters has a label. "
+                   "Pick other filters, or come back when new predictions arrive.")
+    else:
+        one_at_a_time(name, labels, batch, can_label, guidance, can_write)
+    undo_button()
+    flush(name)
+    if st.session_state.get("label_counts") is None:
+        load_counts(name, f)
+    with slot.container():
+        counters(batch)
 
 
 def bulk_row_height(texts: pd.Series) -> int | None:

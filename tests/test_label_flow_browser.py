@@ -136,13 +136,14 @@ def test_the_bulk_table_wraps_full_texts_and_takes_labels_by_keyboard(server):
         box = grid.bounding_box()
         assert box["height"] > 20 * 65  # rows tall enough to wrap (the grid wraps rows over 64 px only)
         page.mouse.click(box["x"] + 40, box["y"] + 60)  # the first row's label cell
-        page.keyboard.press("Enter")
-        page.keyboard.type("负")
-        page.keyboard.press("Enter")
         page.wait_for_timeout(500)
-        page.keyboard.press("Escape")
-        page.keyboard.press("Control+Enter")
-        page.get_by_text("Recorded 1 labels").wait_for()
+        for key in ("Enter", "负", "Enter", "Escape", "Control+Enter"):  # the grid is slow to answer under load
+            page.keyboard.type(key) if len(key) == 1 else page.keyboard.press(key)
+            page.wait_for_timeout(1000)
+        try:
+            page.get_by_text("Recorded 1 labels").wait_for()
+        finally:
+            page.screenshot(path=str(ROOT / "tests" / "screenshots" / "label_bulk_keys.png"), full_page=True)
         wait_idle(page)
         browser.close()
     stop_server(proc)

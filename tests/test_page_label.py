@@ -4,7 +4,9 @@ import pandas as pd
 import pytest
 
 from core import agreement, feedback, sampling
-from core.errors import PermissionDenied
+from core.errors import InvalidInput, PermissionDenied, StoreBusy
+from core.store import Store
+from lakefixtures import pg_cluster  # noqa: F401  (a fixture)
 
 MODEL = "评论情感"
 
@@ -173,3 +175,59 @@ def test_an_owner_writes_guidelines_that_labellers_see_as_text(app, seeded_store
 def test_a_labeller_may_not_write_guidelines(seeded_store, team):
     with pytest.raises(PermissionDenied):
         feedback.set_guidelines(seeded_store, MODEL, "anything", "lars")
+
+
+@pytest.fixture(params=["embedded", "ducklake"])
+def logged(request, tmp_path, reviews):
+    """A model with version 1 and 20 logged predictions, on either backend."""
+    from conftest import make_model
+    from core import predict, train
+    from lakefixtures import new_lake
+
+    store = Store(tmp_path / "mms.duckdb") if request.param == "embedded" else \
+        new_lake(request.getfixturevalue("pg_cluster"), tmp_path)
+    _, _, rest = make_model(store, reviews, n_train=200, n_test=60, name="m")
+    train.train_version(store, "m", "owner", activate=True)
+    out = predict.predict_texts(store, "m", rest["text"].iloc[:20].tolist(), "ana", business_line="酒店")
+    return store, out["prediction_id"].astype(int).tolist()
+
+
+def test_skips_and_guidelines_on_both_backends(logged):
+    store, ids = logged
+    before = sampling.queue_size(store, "m")
+    feedback.skip_prediction(store, "m", ids[0], "lab")
+    feedback.skip_prediction(store, "m", ids[1], "lab")
+    assert feedback.skipped(store, "m", "lab", ids) == {ids[0], ids[1]}
+    assert feedback.skipped(store, "m", "someone else", ids) == set()
+    assert sampling.queue_size(store, "m") == before  # a skip is no label
+    assert feedback.labelled_counts(store, "m", user="lab") == {"skip": 2}
+    feedback.undo_skip(store, "m", ids[1], "lab")
+    assert feedback.skipped(store, "m", "lab", ids) == {ids[0]}
+    with pytest.raises(InvalidInput):
+        feedback.undo_skip(store, "m", ids[1], "lab")
+    with pytest.raises(InvalidInput):
+        feedback.skip_prediction(store, "m", max(ids) + 1000, "lab")
+    assert feedback.guidelines(store, "m") == ""
+    feedback.set_guidelines(store, "m", "first", "owner")
+    feedback.set_guidelines(store, "m", "  **second**  ", "owner")
+    assert feedback.guidelines(store, "m") == "**second**"
+
+
+def test_a_decision_the_store_refuses_shows_its_example_again_and_is_not_counted(app, seeded_store, monkeypatch):
+    at = app("pages/label.py")
+    first = shown_text(at)
+    real = feedback.record_labels
+
+    def busy(*args, **kwargs):
+        raise StoreBusy("store is busy: try again in a moment")
+
+    monkeypatch.setattr(feedback, "record_labels", busy)
+    at.button(key="label_as_0").click().run()
+    assert not at.exception
+    assert any("store is busy" in e.value and "shown again" in e.value for e in at.error)
+    assert shown_text(at) == first
+    assert {m.label: m.value for m in at.metric}["You labelled today"] == "0"
+    monkeypatch.setattr(feedback, "record_labels", real)
+    at.button(key="label_as_0").click().run()
+    assert mine(seeded_store) == {"正面": 1}
+    assert shown_text(at) != first
