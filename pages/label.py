@@ -127,7 +127,7 @@ def current_batch(name: str, f: dict) -> dict | None:
     batch = st.session_state.get("label_batch")
     key = batch_key(name, f)
     if batch is None or batch["key"] != key or used_up(batch):
-        flush(name)  # a decision still being written must not be drawn again
+        flush(name)  # decisions not yet written: the new draw must leave their examples out
         st.session_state.pop("label_batch", None)
         with _ui.errors_as_messages(), st.spinner("Picking the next examples…"):
             try:
@@ -212,10 +212,9 @@ def write(decision: dict) -> dict:
     if decision["label"] == SKIP:
         feedback.skip_prediction(store, decision["model"], decision["prediction_id"], user, decision["batch_id"])
         return {**decision, "feedback_ids": []}
-    ids = feedback.record_labels(store, decision["model"], pd.DataFrame(
-        {"prediction_id": [decision["prediction_id"]], "label": [decision["label"]]}), user,
-                                 decision["batch_id"], filename="label")
-    return {**decision, "feedback_ids": ids}
+    feedback_id = feedback.label_prediction(store, decision["model"], decision["prediction_id"], decision["label"],
+                                            user, decision["batch_id"])
+    return {**decision, "feedback_ids": [feedback_id]}
 
 
 def flush(name: str) -> None:
