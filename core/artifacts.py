@@ -68,14 +68,20 @@ def file_sha256(path: Path) -> str:
 
 def _file(store: Store, version) -> Path | PurePosixPath:
     """Where a version's model file is: a path in the store's folder, or a key relative to an s3:// data path."""
-    rel = PurePosixPath(version.artifact)
+    return _where(store, version.artifact, f"version {version.version}'s model file")
+
+
+def _where(store: Store, rel: str, what: str) -> Path | PurePosixPath:
+    """A model file's place from its registered relative path, refused when the path leads out of
+    the store's model files (a crafted registry row must not read or write elsewhere)."""
+    key = PurePosixPath(rel)
     if _bucket(store):
-        if rel.is_absolute() or ".." in rel.parts or rel.parts[:1] != ("artifacts",):
-            raise ArtifactError(f"version {version.version}'s model file path points outside the store's data path")
-        return rel
-    path = (store.path.parent / version.artifact).resolve()
+        if key.is_absolute() or ".." in key.parts or key.parts[:1] != ("artifacts",):
+            raise ArtifactError(f"{what} path points outside the store's data path")
+        return key
+    path = (store.path.parent / rel).resolve()
     if store.artifacts_dir.resolve() not in path.parents:
-        raise ArtifactError(f"version {version.version}'s model file path points outside the store's folder")
+        raise ArtifactError(f"{what} path points outside the store's folder")
     return path
 
 
@@ -131,8 +137,14 @@ def load(store: Store, version) -> dict:
 def first_bad_file(store: Store, files) -> str | None:
     """A sentence about the first of `files` ((model name, version, rel, sha256) tuples) that is missing
     from the store or differs from its sha256; None when all are sound."""
+    return first_bad(files, lambda rel: _read(store, rel))
+
+
+def first_bad(files, read) -> str | None:
+    """The same check over any place model files are, `read(rel)` giving a file's bytes or None
+    (a store on either backend, or a backup's folder)."""
     for name, version, rel, sha256 in files:
-        data = _read(store, rel)
+        data = read(rel)
         if data is None:
             return f"model {name!r} version {version}'s model file is missing ({rel})"
         if hashlib.sha256(data).hexdigest() != sha256:
@@ -149,10 +161,10 @@ def copy_file(source: Store, target: Store, rel: str) -> bool:
     data = _read(source, rel)
     if data is None:
         raise ArtifactError(f"the model file {rel} is missing from {source}")
+    path = _where(target, rel, f"the model file {rel}")
     if _bucket(target):
-        objectstore.put(target.data_path, rel, data)
+        objectstore.put(target.data_path, str(path), data)
         return True
-    path = target.path.parent / rel
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(PARTIAL)
     try:
@@ -165,9 +177,9 @@ def copy_file(source: Store, target: Store, rel: str) -> bool:
 
 
 def _read(store: Store, rel: str) -> bytes | None:
+    path = _where(store, rel, f"the model file {rel}")
     if _bucket(store):
-        return objectstore.get(store.data_path, rel)
-    path = store.path.parent / rel
+        return objectstore.get(store.data_path, str(path))
     return path.read_bytes() if path.is_file() else None
 
 

@@ -33,7 +33,7 @@ def backup(store: Store, dest, user: str) -> Path:
             db.export_database(con, str(dest / "database"))
         if store.artifacts_dir.exists():
             shutil.copytree(store.artifacts_dir, dest / "artifacts")
-        problem = first_bad_copy(dest, files)
+        problem = artifacts.first_bad(files, lambda rel: _bytes_or_none(dest / rel))
         if problem:
             raise InvalidInput(f"nothing was backed up: {problem}")
     except BaseException:
@@ -45,22 +45,14 @@ def backup(store: Store, dest, user: str) -> Path:
     return dest
 
 
+def _bytes_or_none(path: Path) -> bytes | None:
+    return path.read_bytes() if path.is_file() else None
+
+
 def model_files(con) -> list[tuple[str, int, str, str]]:
     """(model name, version, file path relative to the store's folder, sha256) of every version."""
     return [(m["name"], v["version"], v["artifact"], v["sha256"])
             for m in db.all_models(con) for v in db.version_rows(con, m["model_id"])]
-
-
-def first_bad_copy(folder: Path, files) -> str | None:
-    """A sentence about the first model file under `folder` that is missing or differs from the registry's sha256."""
-    for name, version, rel, sha256 in files:
-        path = folder / rel
-        if not path.is_file():
-            return f"model {name!r} version {version}'s model file is missing ({rel})"
-        if artifacts.file_sha256(path) != sha256:
-            return (f"model {name!r} version {version}'s model file has been altered: its sha256 differs "
-                    f"from the one recorded when it was trained ({rel})")
-    return None
 
 
 def restore(store: Store, src, user: str) -> Path | None:

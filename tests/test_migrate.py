@@ -1,10 +1,12 @@
 """python -m core migrate: an embedded store into a DuckLake and back, all or nothing."""
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
 from core import cli, feedback, migrate, predict, registry, stats
 from core import store as db
-from core.errors import InvalidInput
+from core.errors import ArtifactError, InvalidInput
 from core.store import Store
 from lakefixtures import new_lake, pg_cluster  # noqa: F401  (fixtures)
 
@@ -90,6 +92,17 @@ def test_a_copy_failing_half_way_leaves_no_store_and_no_model_files(seeded_store
     for source, target in ((seeded_store, second_lake), (lake, back)):  # left as they were: a new try succeeds
         migrate.migrate(source, target, "tester")
         assert registry.get_model(target, MODEL).active_version == 1
+
+
+def test_a_model_file_path_leading_out_of_the_store_is_refused_not_read(seeded_store, pg_cluster, tmp_path):
+    outside = tmp_path / "secret.joblib"
+    outside.write_bytes(b"not a model file of this store")
+    with seeded_store.transaction() as con:  # a crafted (or corrupted) registry row
+        con.execute("UPDATE versions SET artifact = ?", [str(Path("..") / ".." / outside.relative_to("/"))])
+    lake = new_lake(pg_cluster, tmp_path / "lake")
+    with pytest.raises(ArtifactError, match="points outside the store's folder"):
+        migrate.migrate(seeded_store, lake, "tester")
+    assert not lake.exists() and not [p for p in lake.artifacts_dir.rglob("*") if p.is_file()]
 
 
 def test_a_target_that_holds_a_store_is_refused_and_left_alone(seeded_store, tmp_path, pg_cluster):
