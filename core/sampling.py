@@ -127,6 +127,7 @@ def select_hard_examples(store: Store, name: str, k: int, user: str, strategy: s
         scorer = registry.resolve_version(con, model, for_version)
         pool = db.hard_example_pool(con, model.model_id, int(settings.get("hard_example_pool")), **filters)
         again = agreement.overlap_pool(con, model, user, int(k), seed, **filters)  # for a blind second label
+        skipped = db.skipped_predictions(con, model.model_id, user)
     if pool.empty and again.empty:
         raise EmptyPool(f"no unlabelled predictions of {name!r} match these filters")
     pool = pd.concat([again, pool], ignore_index=True) if len(again) else pool
@@ -134,7 +135,7 @@ def select_hard_examples(store: Store, name: str, k: int, user: str, strategy: s
     pool = pool.drop(columns=["logged_by", "probs"])
     pool["score"] = chosen.score(proba) if chosen.score else np.random.default_rng(seed).random(len(pool))
     hard = pool.iloc[len(again):].reset_index(drop=True)
-    picked = _hard_picks(hard, chosen, int(k) - len(again), seed, balance_lines, near_duplicate)
+    picked = _hard_picks(hard, chosen, int(k) - len(again), seed, balance_lines, near_duplicate, skipped)
     picked = _mixed_in([len(again) + i for i in picked], len(again), seed)
     found, proba = pool.iloc[picked].reset_index(drop=True), proba[picked]
     params = {"k": int(k), "seed": seed, "scored_by_version": scorer.version, "pool": len(hard),
@@ -153,13 +154,16 @@ def select_hard_examples(store: Store, name: str, k: int, user: str, strategy: s
 
 
 def _hard_picks(pool: pd.DataFrame, strategy: Strategy, k: int, seed: int, balance_lines: bool,
-                near_duplicate: float | None) -> list[int]:
-    """Positions of the k unlabelled texts most worth a label (none when k < 1)."""
+                near_duplicate: float | None, skipped: set[int] = frozenset()) -> list[int]:
+    """Positions of the k unlabelled texts most worth a label (none when k < 1); texts the labeller
+    skipped come after all others, so skipping a whole batch brings new texts, not the same ones."""
     if k < 1 or pool.empty:
         return []
     order = _ranking(pool, strategy, k, seed)
     if balance_lines:
         order = _in_turns(order, pool["business_line"].to_numpy())
+    if skipped:
+        order = order[np.argsort(pool["prediction_id"].isin(skipped).to_numpy()[order], kind="stable")]
     return _pick(pool["text"].to_numpy(), order, k, near_duplicate)
 
 

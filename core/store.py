@@ -1984,12 +1984,13 @@ def delete_skip(con, model_id: int, prediction_id: int, user: str) -> int:
     return 1
 
 
-def skipped_predictions(con, model_id: int, user: str, prediction_ids: list[int]) -> set[int]:
-    """Which of these predictions `user` has skipped (and not labelled since)."""
-    return {r[0] for r in con.execute("""
-        SELECT DISTINCT prediction_id FROM label_skips
-        WHERE model_id = ? AND created_by = ? AND list_contains(?, prediction_id)""",
-                                      [model_id, user, list(map(int, prediction_ids))]).fetchall()}
+def skipped_predictions(con, model_id: int, user: str, prediction_ids: list[int] | None = None) -> set[int]:
+    """Which of these predictions (None: any) `user` has skipped on the Label page."""
+    sql, args = "SELECT DISTINCT prediction_id FROM label_skips WHERE model_id = ? AND created_by = ?", [model_id, user]
+    if prediction_ids is not None:
+        sql += " AND list_contains(?, prediction_id)"
+        args.append(list(map(int, prediction_ids)))
+    return {r[0] for r in con.execute(sql, args).fetchall()}
 
 
 def skip_count(con, model_id: int, user: str | None = None, since=None) -> int:

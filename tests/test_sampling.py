@@ -74,6 +74,16 @@ def test_the_batch_follows_the_version_the_labels_are_for_not_the_logged_probabi
     assert picks[1] != picks[2]
 
 
+def test_texts_a_labeller_skipped_come_after_every_other_text(seeded_store):
+    first = sampling.select_hard_examples(seeded_store, M, 20, "lab").examples["prediction_id"].tolist()
+    for prediction_id in first:  # the whole batch skipped on the Label page
+        feedback.skip_prediction(seeded_store, M, prediction_id, "lab")
+    again = sampling.select_hard_examples(seeded_store, M, 20, "lab").examples["prediction_id"].tolist()
+    assert not set(again) & set(first)  # new texts, not the same twenty forever
+    other = sampling.select_hard_examples(seeded_store, M, 20, "kim").examples["prediction_id"].tolist()
+    assert other == first  # another labeller's queue is not changed by lab's skips
+
+
 def test_identical_and_near_identical_texts_are_labelled_once(seeded_store):
     twins = ["这家酒店的房间很干净，服务也非常周到，下次还会再来住的。",
              "这家酒店的房间很干净，服务也非常周到，下次还会再来住的！",   # one character differs
@@ -125,3 +135,37 @@ def test_texts_the_scoring_version_answered_itself_are_not_scored_again(seeded_s
     monkeypatch.setattr(sampling, "score_pool", lambda *a: scored.append(len(a[3])) or real(*a))
     other = sampling.select_hard_examples(seeded_store, M, 10, "lab", "least_confidence", for_version=2)
     assert scored and scored[0] > 0 and set(other.examples["version"]) == {2}
+
+
+def _pairwise_picks(texts, order, k, threshold) -> list[int]:
+    """The near-duplicate check as every pair's comparison: the reference the indexed one must equal."""
+    picked, kept = [], []
+    for i in order:
+        mine = sampling._shingles(texts[i])
+        if any(len(mine & other) >= threshold * len(mine | other) for other in kept):
+            continue
+        kept.append(mine)
+        picked.append(int(i))
+        if len(picked) == k:
+            break
+    return picked
+
+
+def test_near_duplicates_are_the_ones_every_pair_compared_would_find():
+    """Short texts over a few characters (similarities land on the thresholds exactly) and reviews
+    with a few characters changed: the same picks, in the same order, at every threshold."""
+    rng = np.random.default_rng(7)
+    short = ["".join(rng.choice(list("好差房间干净 A"), size=rng.integers(0, 12))) for _ in range(400)]
+    base = "这家酒店的房间很干净，服务也非常周到，早餐种类不多但味道不错，下次还会再来住的。"
+    edited = []
+    for _ in range(400):
+        chars = list(base[:rng.integers(20, len(base) + 1)])
+        for at in rng.integers(0, len(chars), size=rng.integers(0, 6)):
+            chars[at] = rng.choice(list("好差贵便宜！。"))
+        edited.append("".join(chars))
+    texts = np.array(short + edited, dtype=object)
+    order = rng.permutation(len(texts))
+    for threshold in (0.2, 0.5, 0.6, 2 / 3, 0.75, 0.8, 0.9, 0.95, 1.0):
+        picks = sampling._pick(texts, order, 300, threshold)
+        assert picks == _pairwise_picks(texts, order, 300, threshold), threshold
+    assert len(sampling._pick(texts, order, 800, 0.9)) < len(set(texts))  # the fixture has near-duplicates to pass over
