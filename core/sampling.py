@@ -9,6 +9,7 @@ recorded with the strategy that chose it and the version that scored it.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -228,20 +229,47 @@ def _in_turns(order: np.ndarray, group_of_position: np.ndarray) -> np.ndarray:
 
 def _pick(texts: np.ndarray, order: np.ndarray, k: int, threshold: float | None) -> list[int]:
     """The first k positions of `order` whose text is not a near-duplicate of one already picked."""
-    picked, shingles = [], []
+    picked, kept = [], _Picked(threshold) if threshold is not None else None
     for i in order:
-        if threshold is not None:
-            mine = _shingles(texts[i])
-            if any(len(mine & other) >= threshold * len(mine | other) for other in shingles):
-                continue
-            shingles.append(mine)
+        if kept is not None and not kept.add_unless_near(_shingles(texts[i])):
+            continue
         picked.append(int(i))
         if len(picked) == k:
             break
     return picked
 
 
+class _Picked:
+    """The picked texts' shingle sets, indexed by each set's prefix (its first |s| - ceil(t·|s|) + 1
+    shingles in sorted order): two sets with Jaccard >= t share a shingle of their prefixes (prefix
+    filtering), so a text is compared only with the picks it shares one with, by the same test that
+    comparing every pair made (125,250 comparisons for 500 picks took seconds)."""
+
+    def __init__(self, threshold: float):
+        self.threshold, self.sets, self.by_shingle = threshold, [], {}
+
+    def add_unless_near(self, mine: set) -> bool:
+        """Keep `mine` unless it is a near-duplicate of a kept set; whether it was kept."""
+        prefix = sorted(mine)[:len(mine) - math.ceil(self.threshold * len(mine)) + 1]
+        near = {j for s in prefix for j in self.by_shingle.get(s, ())}
+        if any(self._similar(mine, self.sets[j]) for j in near):
+            return False
+        for s in prefix:
+            self.by_shingle.setdefault(s, []).append(len(self.sets))
+        self.sets.append(mine)
+        return True
+
+    def _similar(self, a: set, b: set) -> bool:
+        """Jaccard(a, b) >= threshold, as `|a & b| >= t * |a | b|` in floats."""
+        small, large = sorted((len(a), len(b)))
+        if small < self.threshold * large:  # |a & b| <= small and |a | b| >= large: cannot pass, skip the sets
+            return False
+        shared = len(a & b)
+        return shared >= self.threshold * (len(a) + len(b) - shared)
+
+
 def _shingles(text: str) -> set:
+    """The text's character 3-grams, case and whitespace ignored (never empty: "" for an empty text)."""
     squeezed = "".join(text.lower().split())
     return {squeezed[i:i + SHINGLE] for i in range(max(1, len(squeezed) - SHINGLE + 1))}
 
