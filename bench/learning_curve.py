@@ -117,7 +117,7 @@ def strategies(work: Path, reviews: pd.DataFrame, truth: dict, args) -> None:
         print(f"{strategy:17s} " + " ".join(f"{a:.4f}" for a, _ in curve) + f"   gain {100 * gains[strategy]:+.2f} pt"
               f"   ({t.seconds:.0f} s)", flush=True)
     for strategy, gain in gains.items():
-        if strategy != "random":
+        if strategy != "random" and "random" in gains:  # without random there is nothing to compare with
             ratio = gain / gains["random"] if gains["random"] > 0 else float("nan")
             print(f"from {args.train}: {strategy}: {100 * gain:+.2f} pt, {ratio:.1f}x random's "
                   f"{100 * gains['random']:+.2f} pt")
