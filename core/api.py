@@ -231,28 +231,41 @@ def _address(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
+async def _is_open(store: Store) -> bool:
+    """Whether the store has no users, as read within auth.OPEN_SECONDS: on the event loop when this
+    process knows it, else one hop through the threadpool to read it."""
+    known = auth.recent_is_open(store, auth.OPEN_SECONDS)
+    return known if known is not None else await run_in_threadpool(auth.is_open, store, auth.OPEN_SECONDS)
+
+
 async def local_while_open(request: Request, store: Store = Depends(get_store)) -> None:
     """An open store (no users) answers this machine only: from anywhere else, anyone could label
-    and predict; every endpoint depends on this. Only a remote caller costs a store read."""
-    if not auth.is_local(_address(request)) and await run_in_threadpool(auth.is_open, store):
+    and predict; every endpoint depends on this. Only a remote caller asks the store."""
+    if not auth.is_local(_address(request)) and await _is_open(store):
         raise HTTPException(403, auth.OPEN_STORE_IS_LOCAL)
 
 
-def current_user(request: Request, store: Store = Depends(get_store),
-                 credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Caller:
+async def current_user(request: Request, store: Store = Depends(get_store),
+                       credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Caller:
     """The user a bearer token acts for; anyone, as "api", while the store is open. Core checks
-    the role on every write: predict for any role, feedback for labeller and owner. A wrong token
-    is counted and audited per client address (auth.token_caller)."""
+    the role on every write: predict for any role, feedback for labeller and owner, so a user added
+    by another process within auth.OPEN_SECONDS still cannot write as "api". `async`: without a
+    token it costs no threadpool hop while the answer is known; a token is looked up in one."""
     if credentials is not None:
-        who = auth.token_caller(store, credentials.credentials, _address(request) or "local")
-        if who is None:
-            raise HTTPException(401, "unknown API token", headers=CHALLENGE)
-        return Caller(who.name, who.role)
-    if auth.is_open(store):
+        return await run_in_threadpool(_token_caller, request, store, credentials)
+    if await _is_open(store):
         return OPEN
     raise HTTPException(401, "this store has users, so the API needs a bearer token (Authorization: Bearer "
                              "...); an owner makes one with `python -m core create-token USER`",
                         headers=CHALLENGE)
+
+
+def _token_caller(request: Request, store: Store, credentials: HTTPAuthorizationCredentials) -> Caller:
+    """The user a bearer token acts for (a wrong one is counted and audited per client address)."""
+    who = auth.token_caller(store, credentials.credentials, _address(request) or "local")
+    if who is None:
+        raise HTTPException(401, "unknown API token", headers=CHALLENGE)
+    return Caller(who.name, who.role)
 
 
 # --- plumbing -------------------------------------------------------------------------------
@@ -364,21 +377,12 @@ def create_app(store: Store | None = None) -> FastAPI:
 
     @api.post("/models/{name}/predict", response_model=PredictResponse,
               responses=_errors(400, 401, 403, 404, 422, 429, 500, 503))
-    def predict_texts(name: ModelName, body: PredictRequest, store: Store = Depends(get_store),
-                      caller: Caller = Depends(current_user)) -> JSONResponse:
+    async def predict_texts(name: ModelName, body: PredictRequest, store: Store = Depends(get_store),
+                            caller: Caller = Depends(current_user)) -> JSONResponse:
         """Classify texts with the active version (or `version`) and log every prediction."""
-        _check_batch(body.texts)
-        done = predict.predict_batch(store, name, body.texts, caller.user, business_line=body.business_line,
-                                     version=body.version, source="api")
-        # PredictResponse's shape written directly: FastAPI would validate the answer through pydantic
-        # again, per request, for data built right here
-        answers = [{"prediction_id": pid, "label": label, "probabilities": dict(zip(done.model_labels, p)),
-                    "version": done.version}
-                   for pid, label, p in zip(done.prediction_ids, done.labels, done.proba.tolist())]
-        if done.expected_grades is not None:  # an ordinal model's: a classification answer has no grade
-            for answer, grade in zip(answers, done.expected_grades):
-                answer["expected_grade"] = grade
-        return JSONResponse({"model": name, "business_line": body.business_line, "predictions": answers})
+        # `async` with the work in one threadpool hop: a plain def route with a plain def dependency
+        # took two per request
+        return await run_in_threadpool(_predicted, store, name, body, caller)
 
     @api.post("/models/{name}/feedback", response_model=FeedbackResponse, status_code=201,
               responses=_errors(400, 401, 403, 404, 409, 422, 429, 503))
@@ -425,6 +429,22 @@ def create_app(store: Store | None = None) -> FastAPI:
                                                           force=body.force))
 
     return api
+
+
+def _predicted(store: Store, name: str, body: PredictRequest, caller: Caller) -> JSONResponse:
+    """The predict route's answer: every text predicted, logged (committed) and written out."""
+    _check_batch(body.texts)
+    done = predict.predict_batch(store, name, body.texts, caller.user, business_line=body.business_line,
+                                 version=body.version, source="api")
+    # PredictResponse's shape written directly: FastAPI would validate the answer through pydantic
+    # again, per request, for data built right here
+    answers = [{"prediction_id": pid, "label": label, "probabilities": dict(zip(done.model_labels, p)),
+                "version": done.version}
+               for pid, label, p in zip(done.prediction_ids, done.labels, done.proba.tolist())]
+    if done.expected_grades is not None:  # an ordinal model's: a classification answer has no grade
+        for answer, grade in zip(answers, done.expected_grades):
+            answer["expected_grade"] = grade
+    return JSONResponse({"model": name, "business_line": body.business_line, "predictions": answers})
 
 
 def _summary(m: registry.Model, row) -> ModelSummary:

@@ -12,6 +12,8 @@ import hashlib
 import ipaddress
 import math
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 
 import bcrypt
@@ -79,9 +81,43 @@ def check(store: Store, user: str, action: str) -> Identity:
         return require(con, user, action)
 
 
-def is_open(store: Store) -> bool:
+OPEN_SECONDS = 1.0  # longest the API reuses whether the store is open: what a user added by another process waits
+
+_open_answers: dict[str, tuple[float, int, bool]] = {}  # store key -> (read at, users written then, open)
+_users_written = 0  # user writes in this process: an answer read before one is never reused
+_users_lock = threading.Lock()
+
+
+def is_open(store: Store, max_age: float = 0.0) -> bool:
+    """Whether the store has no users. With `max_age`, an answer this process read less than that
+    many seconds ago is reused unless this process wrote a user since (`recent_is_open`): the API
+    asks on every request, and a query each was 9 % of the server's CPU."""
+    known = recent_is_open(store, max_age)
+    if known is not None:
+        return known
+    began, written = time.monotonic(), _users_written
     with store.connect() as con:
-        return db.user_count(con) == 0
+        answer = db.user_count(con) == 0
+    _open_answers[store.key] = (began, written, answer)
+    return answer
+
+
+def recent_is_open(store: Store, max_age: float) -> bool | None:
+    """`is_open`'s answer if read in this process within `max_age` seconds and no user written here
+    since; None when it has to be read. Reads nothing, so a coroutine may ask it on the event loop.
+    Another process's user (DuckLake, or a restore) is seen within `max_age`; with a server
+    running, the command line and the dashboard write users in the server's process."""
+    hit = _open_answers.get(store.key)
+    if hit is None or hit[1] != _users_written or time.monotonic() - hit[0] >= max_age:
+        return None
+    return hit[2]
+
+
+def _wrote_users() -> None:
+    """Called after a user write commits: answers read before it are stale."""
+    global _users_written
+    with _users_lock:
+        _users_written += 1
 
 
 OPEN_STORE_IS_LOCAL = ("This store has no users, so it answers only on this machine (127.0.0.1): anyone else "
@@ -121,6 +157,7 @@ def add_user(store: Store, name: str, role: str, password: str, by: str) -> None
             require(con, by, "admin")
         db.upsert_user(con, name, role, hashed, by)
         db.add_event(con, by, "add_user", None, {"name": name, "role": role})
+    _wrote_users()
 
 
 def remove_user(store: Store, name: str, by: str) -> None:
@@ -129,6 +166,7 @@ def remove_user(store: Store, name: str, by: str) -> None:
         if not db.delete_user(con, name):
             raise InvalidInput(f"no user named {name!r}")
         db.add_event(con, by, "remove_user", None, {"name": name})
+    _wrote_users()
 
 
 def users(store: Store):

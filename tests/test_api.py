@@ -1,6 +1,7 @@
 """The HTTP API under /api, as the dashboard's process mounts it, on a temporary seeded store."""
 import subprocess
 import sys
+import time
 
 import pytest
 import schemathesis
@@ -312,3 +313,19 @@ def test_api_keeps_its_openapi_promises(case):
     # with a 422, which the description cannot rule out (labels are per model, ids per log).
     excluded = [positive_data_acceptance] if case.path.endswith("/feedback") else []
     case.call_and_validate(excluded_checks=excluded)
+
+
+def test_open_mode_ends_with_the_first_user_and_returns_when_the_last_goes(client, seeded_store, monkeypatch):
+    """The API keeps whether the store is open for auth.OPEN_SECONDS: a user written in this process
+    (the dashboard, or the CLI through the server) counts from the next request, one written by
+    another process once that time has passed."""
+    predict(client, "房间很干净")  # open: anyone predicts, as "api"
+    auth.add_user(seeded_store, "boss", auth.OWNER, "owner-password", by="boss")
+    assert client.post(PREDICT, json={"texts": ["房间很干净"]}).status_code == 401
+    auth.remove_user(seeded_store, "boss", by="boss")
+    predict(client, "房间很干净")
+    monkeypatch.setattr(auth, "OPEN_SECONDS", 0.05)
+    with seeded_store.transaction() as con:  # another process's user: written past auth, in the store alone
+        db.upsert_user(con, "elsewhere", auth.OWNER, "not-a-hash", "elsewhere")
+    time.sleep(0.1)
+    assert client.post(PREDICT, json={"texts": ["房间很干净"]}).status_code == 401
