@@ -9,7 +9,7 @@ labels them with their true labels, retrains in full and activates.
 
     python bench/learning_curve.py [--train 2000] [--test 2000] [--pool 6000] [--rounds 5] [--k 500]
                                    [--only strategies|incremental] [--strategies least_confidence,random]
-                                   [--sizes 2000,4000,8000] [--config '{"estimator": "linear_svc", ...}']
+                                   [--sizes 2000,4000,8000] [--config '{"estimator": "linear_svc", ...}'] [--shuffle 1]
 
 --sizes runs the strategies once per starting size (same test split and pool), so a gain is never read
 from one size alone; --config pins version 1's config instead of choosing it by model selection (saves
@@ -80,10 +80,12 @@ def main() -> None:
     p.add_argument("--strategies", default=",".join(sampling.STRATEGIES), help="comma-separated; keep random")
     p.add_argument("--sizes", help="comma-separated starting training sizes (the strategies' half, one run each)")
     p.add_argument("--config", type=json.loads, help="version 1's config as JSON, pinned (default: model selection)")
+    p.add_argument("--shuffle", type=int, default=None, help="seed of the reviews' order (default: the demo's)")
     args = p.parse_args()
     header(f"learning curve: train {args.sizes or args.train}, test {args.test}, pool {args.pool}, "
            f"{args.rounds} rounds x {args.k}")
-    reviews = demo.load_reviews().sample(frac=1.0, random_state=demo.SEED).reset_index(drop=True)
+    shuffle = demo.SEED if args.shuffle is None else args.shuffle  # another order: another test split and pool
+    reviews = demo.load_reviews().sample(frac=1.0, random_state=shuffle).reset_index(drop=True)
     reviews["business_line"] = reviews["text"].map(demo.business_line)
     truth = dict(zip(reviews["text"], reviews["label"]))
     work = Path(tempfile.mkdtemp(prefix="mms-curve-"))
