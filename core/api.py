@@ -16,8 +16,9 @@ import json
 import logging
 import math
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
+import pandas as pd
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -27,11 +28,12 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.exceptions import HTTPException
 from starlette.routing import Mount
 
-from . import auth, demo, feedback, predict, registry, settings, stats
-from .errors import (ArtifactError, Conflict, InvalidInput, MMSError, ModelNotFound, PermissionDenied,
-                     SignInRefused, StoreBusy, VersionNotFound)
+from . import auth, demo, feedback, imports, predict, registry, sampling, settings, stats, train
+from .errors import (ArtifactError, Conflict, EmptyPool, InvalidInput, MMSError, ModelExists, ModelNotFound,
+                     PermissionDenied, SignInRefused, StoreBusy, TrainingError, VersionNotFound)
 from . import compare
 from .errors import Regression
+from .estimators import PROB_PREFIX
 from .store import Store
 
 PREFIX = "/api"
@@ -39,8 +41,10 @@ PREFIX = "/api"
 log = logging.getLogger(__name__)
 
 # Conflict: a write that lost a race with another process's (DuckLake) changed nothing and may be retried.
-STATUS = {Regression: 409, Conflict: 409, ModelNotFound: 404, VersionNotFound: 404, InvalidInput: 422,
-          PermissionDenied: 403, StoreBusy: 503, ArtifactError: 500, SignInRefused: 429}
+# EmptyPool: no unlabelled prediction left to draw hard examples from, said as a 404 with the sentence.
+STATUS = {Regression: 409, Conflict: 409, ModelExists: 409, ModelNotFound: 404, VersionNotFound: 404,
+          EmptyPool: 404, InvalidInput: 422, TrainingError: 422, PermissionDenied: 403, StoreBusy: 503,
+          ArtifactError: 500, SignInRefused: 429}
 
 
 # --- request and answer bodies ------------------------------------------------------------
@@ -157,6 +161,8 @@ class Error(BaseModel):
     error: str = Field(description="What is wrong, in one sentence.")
     problems: list[Problem] | None = Field(None, description="Each invalid field, for a malformed request.")
     regressions: list[Fall] | None = Field(None, description="For a refused activation (409): what fell.")
+    version: int | None = Field(None, description="For a refused activation (409): the version refused; after "
+                                                  "training, it is kept and can be activated with force.")
 
 
 class ActivateRequest(Body):
@@ -186,6 +192,62 @@ class Comparison(BaseModel):
     ordinal: list[Delta] | None = Field(None, description="Ordinal models only: mae, qwk, spearman, within_one.")
     ordinal_by_line: list[dict] | None = Field(None, description="Ordinal models only: business_line, test_rows, "
                                                                  "base, candidate, delta of the mean absolute error.")
+
+
+class CreateModelRequest(Body):
+    name: NonBlank = Field(max_length=100, description="The model's name, part of its URLs (no / or \\).")
+    description: str = Field("", max_length=2000)
+    task: Literal[registry.TASKS] = Field(registry.CLASSIFICATION, description="classification, or ordinal for "
+                                                                               "graded labels (排序).")
+    labels: list[NonBlank] = Field(min_length=2, description="The label set, fixed at creation; an ordinal model's "
+                                                             "grades lowest first (at least three).")
+
+
+class Example(Body):
+    text: NonBlank
+    label: NonBlank = Field(description="One of the model's labels.")
+    business_line: str | None = Field(None, max_length=200)
+    split: Literal[imports.SPLITS] = Field("train", description="train, or test: the fixed set versions are "
+                                                                "judged on.")
+
+
+class ImportRequest(Body):
+    rows: list[Example] = Field(min_length=1, description="Labelled rows, imported all together or not at all; "
+                                                          "a refusal names each bad row by its position from 0.")
+
+
+class ImportResponse(BaseModel):
+    model: str
+    imported: int
+    by_split: dict[str, int] = Field(description="Rows imported per split.")
+
+
+class TrainRequest(Body):
+    mode: Literal["full", "incremental"] = Field("full", description="full: every training row; incremental: "
+                                                                     "the active version updated on new labels.")
+    config: dict | None = Field(None, description="Model settings for a full retrain (as `train --config`); "
+                                                  "default: the model's.")
+    activate: bool = Field(False, description="Activate the new version (the promotion guard applies; a refusal "
+                                              "is 409 and the version is kept). A model's first version always is.")
+
+
+class HardExample(BaseModel):
+    prediction_id: int = Field(description="Send it back with feedback to label it.")
+    text: str
+    business_line: str | None
+    label: str = Field(description="The scoring version's suggestion: its most likely label.")
+    top_prob: float
+    probabilities: dict[str, float]
+    expected_grade: float | None = Field(None, description="Ordinal models only: the distribution's mean grade.")
+    score: float = Field(description="How hard the strategy judged it (higher first).")
+
+
+class HardExamples(BaseModel):
+    model: str
+    batch_id: int = Field(description="The batch recorded for these items.")
+    strategy: str
+    version: int = Field(description="The version that scored the pool.")
+    items: list[HardExample]
 
 
 def _errors(*codes: int) -> dict:
@@ -286,8 +348,9 @@ def _problem(error: dict) -> Problem:
 
 
 def _error(status: int, sentence: str, problems: list[Problem] | None = None, headers=None,
-           regressions: list[dict] | None = None) -> JSONResponse:
-    body = Error(error=sentence, problems=problems, regressions=regressions).model_dump(exclude_none=True)
+           regressions: list[dict] | None = None, version: int | None = None) -> JSONResponse:
+    body = Error(error=sentence, problems=problems, regressions=regressions,
+                 version=version).model_dump(exclude_none=True)
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -313,7 +376,8 @@ def _on_mms_error(request: Request, exc: MMSError) -> JSONResponse:
     headers = {"Retry-After": "1"} if status == 503 else None
     if isinstance(exc, SignInRefused):
         headers = {"Retry-After": str(exc.retry_after)}
-    return _error(status, str(exc), headers=headers, regressions=getattr(exc, "regressions", None))
+    return _error(status, str(exc), headers=headers, regressions=getattr(exc, "regressions", None),
+                  version=getattr(exc, "version", None) if isinstance(exc, Regression) else None)
 
 
 def _on_http_error(request: Request, exc: HTTPException) -> JSONResponse:
@@ -364,16 +428,7 @@ def create_app(store: Store | None = None) -> FastAPI:
     def model(name: ModelName, store: Store = Depends(get_store),
               caller: Caller = Depends(current_user)) -> ModelDetail:
         """One model: labels, active version, its metrics, and every version."""
-        m = registry.get_model(store, name)
-        versions = registry.list_versions(store, name)
-        active = next((v for v in versions if v.version == m.active_version), None)
-        keys = ("accuracy", "macro_f1", "log_loss", "ece")
-        metrics = {k: _number(active.metrics.get(k)) for k in keys} if active else {}
-        metrics.update({k: _number(v) for k, v in (active.metrics.get("ordinal", {}) if active else {}).items()})
-        return ModelDetail(name=m.name, description=m.description, labels=m.labels, versions=len(versions),
-                           active_version=m.active_version, accuracy=metrics.get("accuracy"),
-                           macro_f1=metrics.get("macro_f1"), task=m.task, active_metrics=metrics,
-                           version_list=[_version_summary(v) for v in versions])
+        return _detail(store, name)
 
     @api.post("/models/{name}/predict", response_model=PredictResponse,
               responses=_errors(400, 401, 403, 404, 422, 429, 500, 503))
@@ -428,7 +483,87 @@ def create_app(store: Store | None = None) -> FastAPI:
         return _version_summary(registry.activate_version(store, name, version, caller.user, body.reason,
                                                           force=body.force))
 
+    @api.post("/models", response_model=ModelDetail, response_model_exclude_unset=True, status_code=201,
+              responses=_errors(400, 401, 403, 409, 422, 429, 503))
+    def create_model(body: CreateModelRequest, store: Store = Depends(get_store),
+                     caller: Caller = Depends(current_user)) -> ModelDetail:
+        """A new model with its label set (an ordinal model's grades lowest first); owners only. It answers
+        predictions once it has examples and a trained version."""
+        model = registry.create_model(store, body.name, body.labels, caller.user, body.description, task=body.task)
+        return _detail(store, model.name)
+
+    @api.post("/models/{name}/examples", response_model=ImportResponse, status_code=201,
+              responses=_errors(400, 401, 403, 404, 409, 422, 429, 503))
+    def import_examples(name: ModelName, body: ImportRequest, store: Store = Depends(get_store),
+                        caller: Caller = Depends(current_user)) -> ImportResponse:
+        """Labelled rows for training or testing, all or none; owners only. A bad row is refused with 422
+        naming its position (from 0) and what is wrong, and nothing is imported."""
+        reports = imports.import_splits(store, name, _example_frames(body.rows), caller.user, filename="rows")
+        by_split = {split: report.rows for split, report in reports.items()}
+        return ImportResponse(model=name, imported=sum(by_split.values()), by_split=by_split)
+
+    @api.post("/models/{name}/train", response_model=VersionSummary, response_model_exclude_unset=True,
+              status_code=201, responses=_errors(400, 401, 403, 404, 409, 422, 429, 500, 503))
+    def train_model(name: ModelName, body: TrainRequest | None = None, store: Store = Depends(get_store),
+                    caller: Caller = Depends(current_user)) -> VersionSummary:
+        """Train and register a new version, answering when it is done (this blocks for the training time);
+        owners only. An activation the promotion guard refuses is 409 with what fell and the version kept."""
+        body = body or TrainRequest()
+        return _version_summary(train.train_version(store, name, caller.user, incremental=body.mode == "incremental",
+                                                    model_config=body.config, activate=body.activate))
+
+    @api.get("/models/{name}/hard-examples", response_model=HardExamples, response_model_exclude_unset=True,
+             responses=_errors(401, 403, 404, 422, 429, 503))
+    def hard_examples(name: ModelName, k: Annotated[int, Query(ge=1, le=1000)] = 20,
+                      strategy: Annotated[str, Query(description="One of sampling's strategies.")] = "least_confidence",
+                      business_line: Annotated[list[str] | None, Query()] = None,
+                      store: Store = Depends(get_store), caller: Caller = Depends(current_user)) -> HardExamples:
+        """The k unlabelled predictions most worth a label, recorded as one batch; labellers and owners.
+        Label them through feedback. None left to draw is 404 with a sentence."""
+        found = sampling.select_hard_examples(store, name, k, caller.user, strategy, business_lines=business_line)
+        return _hard_examples(name, found)
+
     return api
+
+
+def _example_frames(rows: list[Example]) -> dict[str, pd.DataFrame]:
+    """The rows as one frame per split, indexed so that core's sentences ("in row N", counted like a file's
+    lines after its header) name a row by its position in the request, from 0."""
+    frame = pd.DataFrame([{"text": r.text, "label": r.label, "business_line": r.business_line or "",
+                           "split": r.split} for r in rows], index=range(-2, len(rows) - 2))
+    return {split: part.drop(columns="split") for split, part in frame.groupby("split", sort=False)}
+
+
+def _hard_examples(name: str, found: sampling.HardExamples) -> HardExamples:
+    """A drawn batch as the API answers it: each item's probabilities keyed by label."""
+    table = found.examples
+    labels = [c for c in table.columns if c.startswith(PROB_PREFIX)]
+    items = [HardExample(prediction_id=int(row["prediction_id"]), text=row["text"],
+                         business_line=row["business_line"] if isinstance(row["business_line"], str) else None,
+                         label=row["label"], top_prob=float(row["top_prob"]),
+                         probabilities={c[len(PROB_PREFIX):]: float(row[c]) for c in labels},
+                         score=float(row["score"]), **_grade(row))
+             for row in table.to_dict("records")]
+    version = int(table["version"].iloc[0]) if len(table) else 0
+    return HardExamples(model=name, batch_id=found.batch_id, strategy=found.strategy, version=version, items=items)
+
+
+def _grade(row: dict) -> dict:
+    return {"expected_grade": float(row["expected_grade"])} if "expected_grade" in row else {}
+
+
+def _detail(store: Store, name: str) -> ModelDetail:
+    """A model's labels, active version, that version's metrics and every version."""
+    m = registry.get_model(store, name)
+    versions = registry.list_versions(store, name)
+    active = next((v for v in versions if v.version == m.active_version), None)
+    keys = ("accuracy", "macro_f1", "log_loss", "ece")
+    metrics = {k: _number(active.metrics.get(k)) for k in keys} if active else {}
+    metrics.update({k: _number(v) for k, v in (active.metrics.get("ordinal", {}) if active else {}).items()})
+    return ModelDetail(name=m.name, description=m.description, labels=m.labels, versions=len(versions),
+                       active_version=m.active_version, accuracy=metrics.get("accuracy"),
+                       macro_f1=metrics.get("macro_f1"), task=m.task, active_metrics=metrics,
+                       version_list=[_version_summary(v) for v in versions])
 
 
 def _predicted(store: Store, name: str, body: PredictRequest, caller: Caller) -> JSONResponse:

@@ -168,17 +168,27 @@ def import_examples(store, name: str, source, split: str, user: str, filename: s
 def import_frame(store, name: str, frame: pd.DataFrame, split: str, user: str,
                  filename: str = "rows", label_column: str | None = None) -> Validation:
     """Validate labelled rows, then write them all in one transaction. Returns the validation."""
+    return import_splits(store, name, {split: frame}, user, filename, label_column)[split]
+
+
+def import_splits(store, name: str, frames: dict[str, pd.DataFrame], user: str, filename: str = "rows",
+                  label_column: str | None = None) -> dict[str, Validation]:
+    """Validate labelled rows for each split ({split: frame}), then write every split in one
+    transaction: a problem in any row imports nothing. Returns the validation per split."""
     auth.check(store, user, "import")
-    report = validate_frame(store, name, frame, split, filename, label_column)
-    report.raise_if_invalid()
+    reports = {split: validate_frame(store, name, frame, split, filename, label_column)
+               for split, frame in frames.items()}
+    for report in reports.values():
+        report.raise_if_invalid()
     with store.transaction() as con:
         auth.require(con, user, "import")
         model = registry.find_model(con, name)
-        import_id = db.new_import_id(con)
-        db.insert_examples(con, model.model_id, report.frame, split, "import", user, import_id)
-        db.add_event(con, user, "import", model.model_id,
-                     {"import_id": import_id, "file": report.filename, "split": split, "rows": report.rows})
-    return report
+        for split, report in reports.items():
+            import_id = db.new_import_id(con)
+            db.insert_examples(con, model.model_id, report.frame, split, "import", user, import_id)
+            db.add_event(con, user, "import", model.model_id,
+                         {"import_id": import_id, "file": report.filename, "split": split, "rows": report.rows})
+    return reports
 
 
 def labels_in(source, filename: str | None = None, task: str = registry.CLASSIFICATION) -> list[str]:
