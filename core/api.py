@@ -26,7 +26,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.exceptions import HTTPException
-from starlette.routing import Mount
+from starlette.routing import Match, Mount
 
 from . import auth, demo, feedback, imports, predict, registry, sampling, settings, stats, train
 from .errors import (ArtifactError, Conflict, EmptyPool, InvalidInput, MMSError, ModelExists, ModelNotFound,
@@ -199,8 +199,9 @@ class CreateModelRequest(Body):
     description: str = Field("", max_length=2000)
     task: Literal[registry.TASKS] = Field(registry.CLASSIFICATION, description="classification, or ordinal for "
                                                                                "graded labels (排序).")
-    labels: list[NonBlank] = Field(min_length=2, description="The label set, fixed at creation; an ordinal model's "
-                                                             "grades lowest first (at least three).")
+    labels: list[NonBlank] = Field(min_length=2, json_schema_extra={"uniqueItems": True},
+                                   description="The label set, fixed at creation, each label once; an ordinal "
+                                               "model's grades lowest first (at least three).")
 
 
 class Example(Body):
@@ -381,7 +382,20 @@ def _on_mms_error(request: Request, exc: MMSError) -> JSONResponse:
 
 
 def _on_http_error(request: Request, exc: HTTPException) -> JSONResponse:
-    return _error(exc.status_code, str(exc.detail), headers=exc.headers)
+    headers = exc.headers
+    if exc.status_code == 405:  # Starlette's Allow names the first route's methods; /models has two routes
+        headers = {**(headers or {}), "Allow": ", ".join(_methods_on(request))}
+    return _error(exc.status_code, str(exc.detail), headers=headers)
+
+
+def _methods_on(request: Request) -> list[str]:
+    """Every method some route of this app answers on the request's path."""
+    methods = set()
+    for route in request.app.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 def _on_bug(request: Request, exc: Exception) -> JSONResponse:
@@ -515,7 +529,9 @@ def create_app(store: Store | None = None) -> FastAPI:
     @api.get("/models/{name}/hard-examples", response_model=HardExamples, response_model_exclude_unset=True,
              responses=_errors(401, 403, 404, 422, 429, 503))
     def hard_examples(name: ModelName, k: Annotated[int, Query(ge=1, le=1000)] = 20,
-                      strategy: Annotated[str, Query(description="One of sampling's strategies.")] = "least_confidence",
+                      strategy: Annotated[Literal[tuple(sampling.EVERY_STRATEGY)], Query(
+                          description="How to rank the pool; expected_error and spread are for ordinal models "
+                                      "only.")] = "least_confidence",
                       business_line: Annotated[list[str] | None, Query()] = None,
                       store: Store = Depends(get_store), caller: Caller = Depends(current_user)) -> HardExamples:
         """The k unlabelled predictions most worth a label, recorded as one batch; labellers and owners.
