@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -35,9 +34,8 @@ class S3Server:
         self.key_id = self.secret = ""
 
     def start(self, timeout: float = 30) -> "S3Server":
-        command = shutil.which("moto_server") or sys.executable
-        args = [command] if command != sys.executable else [command, "-m", "moto.server"]
-        self.proc = subprocess.Popen([*args, "-H", "127.0.0.1", "-p", str(self.port)],
+        # this environment's moto (tests/requirements.txt), not whichever moto_server PATH finds first
+        self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
                                      env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": str(SETUP_REQUESTS)},
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
@@ -98,11 +96,6 @@ class S3Server:
 
 @pytest.fixture(scope="session")
 def s3_server():
-    if shutil.which("moto_server") is None:
-        try:
-            import moto.server  # noqa: F401
-        except ImportError:
-            pytest.skip("moto[server] is not installed: pip install -r tests/requirements.txt")
     server = S3Server().start()
     yield server
     server.stop()
