@@ -75,3 +75,25 @@ def wait_idle(page) -> None:
     page.wait_for_timeout(300)
     page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=120_000)
     page.wait_for_timeout(300)
+
+
+def go(page, title: str) -> None:
+    """Open a page from the sidebar and wait until it is drawn."""
+    page.get_by_role("link", name=title).first.click()
+    page.wait_for_url(f"**/{title.lower()}")
+    wait_idle(page)
+    page.get_by_role("heading", name=title).first.wait_for()
+
+
+def sign_in(page, url: str, name: str, password: str):
+    """Sign in on the dashboard's form at `url`; the page once the session is in."""
+    page.set_default_timeout(60_000)
+    page.goto(url)
+    page.get_by_role("heading", name="Sign in to MMS").wait_for()
+    wait_idle(page)
+    page.get_by_label("User", exact=True).fill(name)
+    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_text(f"Signed in as {name}").wait_for()
+    wait_idle(page)
+    return page

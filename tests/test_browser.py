@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from core.store import Store
-from servers import ROOT, launch_chromium, start_server, stop_server, wait_idle, wait_ready
+from servers import ROOT, launch_chromium, start_server, stop_server, wait_idle, wait_ready, go
 
 SHOTS = ROOT / "tests" / "screenshots"
 M = "评论情感"
@@ -47,12 +47,6 @@ def page(server):
         yield page
         browser.close()
 
-
-def _go(page, title):
-    page.get_by_role("link", name=title).first.click()
-    page.wait_for_url(f"**/{title.lower()}")
-    wait_idle(page)
-    page.get_by_role("heading", name=title).first.wait_for()
 
 
 def _core(store, *args):
@@ -98,7 +92,7 @@ def test_2_label_one_example(page, server):
     who.fill("browser")
     who.press("Enter")
     wait_idle(page)
-    _go(page, "Label")
+    go(page, "Label")
     button = page.locator("button", has_text="正面").first
     try:
         button.wait_for()
@@ -113,7 +107,7 @@ def test_2_label_one_example(page, server):
 
 def test_3_retrain_and_activate(page, server):
     store = server[1]
-    _go(page, "Train")
+    go(page, "Train")
     page.locator(".st-key-train_full button").first.click()
     page.locator(".st-key-train_activate button").first.wait_for(timeout=180_000)
     wait_idle(page)
@@ -131,7 +125,7 @@ def test_3_retrain_and_activate(page, server):
 
 def test_4_reactivate_the_previous_version(page, server):
     store = server[1]
-    _go(page, "Versions")
+    go(page, "Versions")
     page.locator(".st-key-versions_reactivate").wait_for()
     reason = page.locator(".st-key-versions_reason input").first
     reason.fill("roll back from the browser")
@@ -150,12 +144,12 @@ def test_4_reactivate_the_previous_version(page, server):
 
 
 def test_5_predict_and_data_pages(page, server):
-    _go(page, "Predict")
+    go(page, "Predict")
     page.get_by_label("One text per line").fill("房间很干净，服务也很好\n<img src=x onerror=alert(1)>")
     page.locator(".st-key-predict_run button").first.click()
     wait_idle(page)
     page.get_by_text("predictions logged").wait_for()
     _shot(page, "predict")
-    _go(page, "Data")
+    go(page, "Data")
     _shot(page, "data")
     assert page.get_by_text("Create a model").count() > 0

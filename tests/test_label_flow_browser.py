@@ -57,6 +57,19 @@ def press(page, key: str, before: int) -> None:
     wait_idle(page)
 
 
+def open_label_page(browser, url):
+    """The Label page in open mode, working as USER, with its first example drawn."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(90_000)
+    page.goto(url + "/label")
+    who = page.get_by_label("Who is working")
+    who.fill(USER)
+    who.press("Enter")
+    page.locator(".st-key-label_accept button").wait_for()
+    wait_idle(page)
+    return page
+
+
 def test_twenty_decisions_by_keyboard_reach_the_store(server):
     from playwright.sync_api import sync_playwright
 
@@ -66,14 +79,7 @@ def test_twenty_decisions_by_keyboard_reach_the_store(server):
     history: list[int] = []
     with sync_playwright() as p:
         browser = launch_chromium(p)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(90_000)
-        page.goto(url + "/label")
-        who = page.get_by_label("Who is working")
-        who.fill(USER)
-        who.press("Enter")
-        page.locator(".st-key-label_accept button").wait_for()
-        wait_idle(page)
+        page = open_label_page(browser, url)
         guide = page.locator(".st-key-label_guidelines")
         assert "<script>window.mmsInjected = 1</script>" in guide.inner_text()
         assert guide.locator("img").count() == 0 and guide.locator("strong", has_text="正面").count() == 1
@@ -122,14 +128,7 @@ def test_the_bulk_table_wraps_full_texts_and_takes_labels_by_keyboard(server):
     url, store, proc = server
     with sync_playwright() as p:
         browser = launch_chromium(p)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(90_000)
-        page.goto(url + "/label")
-        who = page.get_by_label("Who is working")
-        who.fill(USER)
-        who.press("Enter")
-        page.locator(".st-key-label_accept button").wait_for()
-        wait_idle(page)
+        page = open_label_page(browser, url)
         page.locator(".st-key-label_bulk label").first.click()
         wait_idle(page)
         grid = page.locator("[data-testid='stDataFrameResizable']").first

@@ -3,9 +3,6 @@ and the API, with the ordinal metrics checked against values computed by hand.
 
 The graded texts are written here: support tickets graded 低/中/高 by urgency, each carrying
 a second label (售后/账务, by subject) the way the model record carries label_1 and label_2."""
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +12,9 @@ from fastapi.testclient import TestClient
 from sklearn.base import BaseEstimator, ClassifierMixin
 from starlette.applications import Starlette
 
-from core import api, compare, feedback, imports, ordinal, predict, registry, sampling, train
+from core import api, compare, imports, ordinal, predict, registry, sampling, train
 from core.errors import InvalidInput, ModelExists, Regression, TrainingError
+from test_cli import as_json, run  # the command line as a user runs it, one process per command
 
 ROOT = Path(__file__).resolve().parent.parent
 GRADES = ["低", "中", "高"]
@@ -287,16 +285,6 @@ def test_an_ordinal_model_offers_its_own_strategies_first(ordinal_with_traffic):
 
 # --- the loop through the command line -----------------------------------------------------------
 
-def run(store, *args, ok=True, user="cli-user"):
-    proc = subprocess.run([sys.executable, "-m", "core", "--store", str(store), "--user", user, *map(str, args)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
-    if ok:
-        assert proc.returncode == 0, proc.stderr
-    return proc
-
-
-def as_json(proc):
-    return json.loads(proc.stdout)
 
 
 def test_the_ordinal_loop_through_the_cli(tmp_path):

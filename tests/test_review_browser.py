@@ -12,7 +12,7 @@ import pytest
 from core import agreement, auth, predict
 from core import store as db
 from core.store import Store
-from servers import ROOT, launch_chromium, start_server, stop_server, wait_ready
+from servers import ROOT, launch_chromium, start_server, stop_server, wait_ready, go, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -61,29 +61,13 @@ def _labelled_on_line(store) -> int:
 
 
 def _sign_in(browser, url, name, password):
-    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-    page.set_default_timeout(60_000)
-    page.goto(url)
-    page.get_by_role("heading", name="Sign in to MMS").wait_for()
-    wait_idle(page)
-    page.get_by_label("User", exact=True).fill(name)
-    page.get_by_label("Password", exact=True).fill(password)
-    page.get_by_role("button", name="Sign in").click()
-    page.get_by_text(f"Signed in as {name}").wait_for()
-    wait_idle(page)
-    return page
+    return sign_in(browser.new_context(viewport={"width": 1400, "height": 1000}).new_page(), url, name, password)
 
-
-def _go(page, title):
-    page.get_by_role("link", name=title).first.click()
-    page.wait_for_url(f"**/{title.lower()}")
-    wait_idle(page)
-    page.get_by_role("heading", name=title).first.wait_for()
 
 
 def _label_the_line(page, decide) -> dict[int, str]:
     """On the Label page, filter to LINE and label every item shown with decide(prediction id)."""
-    _go(page, "Label")
+    go(page, "Label")
     lines = page.locator(".st-key-label_lines input")
     lines.click()
     lines.fill(LINE)
@@ -112,7 +96,7 @@ def test_two_labellers_overlap_and_an_owner_decides_their_disagreement(served):
         browser = launch_chromium(p)
         try:
             olga = _sign_in(browser, url, "olga", "owner-pass-1")
-            _go(olga, "Review")
+            go(olga, "Review")
             olga.locator(".st-key-review_share input").fill("100")
             olga.locator(".st-key-review_share input").press("Enter")
             wait_idle(olga)

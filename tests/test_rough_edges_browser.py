@@ -16,7 +16,7 @@ import pytest
 
 from core import auth, imports, registry, train
 from core.store import Store
-from servers import ROOT, launch_chromium, start_server, stop_server, wait_ready
+from servers import ROOT, launch_chromium, start_server, stop_server, wait_ready, go, sign_in
 
 expect = pytest.importorskip("playwright.sync_api").expect
 expect.set_options(timeout=120_000)  # a wait for the rerun on a loaded machine, not a time limit on the user
@@ -85,27 +85,11 @@ def wait_idle(page) -> None:
     page.wait_for_timeout(300)
 
 
-def sign_in(browser, url, name, height=1000):
+def signed_in(browser, url, name, height=1000):
     context = browser.new_context(viewport={"width": 1400, "height": height})
     context.add_init_script(DRAWN)
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    page.goto(url)
-    page.get_by_role("heading", name="Sign in to MMS").wait_for()
-    wait_idle(page)
-    page.get_by_label("User", exact=True).fill(name)
-    page.get_by_label("Password", exact=True).fill(f"{name}-pass-1")
-    page.get_by_role("button", name="Sign in").click()
-    page.get_by_text(f"Signed in as {name}").wait_for()
-    wait_idle(page)
-    return page
+    return sign_in(context.new_page(), url, name, f"{name}-pass-1")
 
-
-def go(page, title):
-    page.get_by_role("link", name=title).first.click()
-    page.wait_for_url(f"**/{title.lower()}")
-    wait_idle(page)
-    page.get_by_role("heading", name=title).first.wait_for()
 
 
 def shown_choice(page, key) -> str:
@@ -136,7 +120,7 @@ def wait_tables(page, n):
 
 def test_sign_in_opens_the_model_with_traffic_then_the_users_last_one(served, browser):
     url, store = served
-    page = sign_in(browser, url, "olga")
+    page = signed_in(browser, url, "olga")
     assert sidebar_model(page) == M  # not NEW, first in the list and without predictions
     expect(page.get_by_text("Demo data:")).to_have_count(1)
     choose_model(page, NEW)
@@ -144,10 +128,10 @@ def test_sign_in_opens_the_model_with_traffic_then_the_users_last_one(served, br
     page.screenshot(path=str(SHOTS / "rough-own-model-no-demo-notice.png"))
     page.context.close()
 
-    again = sign_in(browser, url, "olga")  # a new session: olga's last model
+    again = signed_in(browser, url, "olga")  # a new session: olga's last model
     assert sidebar_model(again) == NEW
     again.context.close()
-    lars = sign_in(browser, url, "lars")  # olga's choice is hers
+    lars = signed_in(browser, url, "lars")  # olga's choice is hers
     assert sidebar_model(lars) == M
     expect(lars.get_by_text("Demo data:")).to_have_count(1)
     lars.context.close()
@@ -155,7 +139,7 @@ def test_sign_in_opens_the_model_with_traffic_then_the_users_last_one(served, br
 
 def test_the_data_form_starts_empty_after_a_model_is_created(served, browser, tmp_path):
     url, store = served
-    page = sign_in(browser, url, "owen")
+    page = signed_in(browser, url, "owen")
     go(page, "Data")
     upload = tmp_path / "tickets.csv"
     upload.write_text("text,label\n" + "".join(f"物流{i}：{'快' if i % 2 else '慢'},{'快' if i % 2 else '慢'}\n"
@@ -181,7 +165,7 @@ def test_the_data_form_starts_empty_after_a_model_is_created(served, browser, tm
 
 def test_the_predict_table_fits_a_1400_px_window(served, browser):
     url, store = served
-    page = sign_in(browser, url, "olga")
+    page = signed_in(browser, url, "olga")
     choose_model(page, M)
     go(page, "Predict")
     page.locator(".st-key-predict_texts textarea").fill("\n".join([LONG, "快递太慢了，包装也破了", "这本书一般"]))
@@ -199,7 +183,7 @@ def test_the_predict_table_fits_a_1400_px_window(served, browser):
 
 def test_versions_tables_show_no_none_and_compare_follows_a_rollback(served, browser):
     url, store = served
-    page = sign_in(browser, url, "olga", height=4200)
+    page = signed_in(browser, url, "olga", height=4200)
     choose_model(page, M)
     go(page, "Versions")
     wait_tables(page, 5)
@@ -225,7 +209,7 @@ def test_versions_tables_show_no_none_and_compare_follows_a_rollback(served, bro
 
 def test_monitor_headline_names_both_weeks_alike_and_shows_no_none(served, browser):
     url, store = served
-    page = sign_in(browser, url, "lars", height=4200)
+    page = signed_in(browser, url, "lars", height=4200)
     assert sidebar_model(page) == M
     headline = page.get_by_text(re.compile(r"^Latest (complete )?week")).first.inner_text()
     assert re.match(r"Latest (complete )?week: week of \d{4}-\d\d-\d\d, against week of \d{4}-\d\d-\d\d\.",
@@ -250,7 +234,7 @@ def test_the_models_table_fits_100_columns_through_the_server(served):
 
 def test_an_owner_filters_versions_and_writes_a_note_and_tags(served, browser):
     url, store = served
-    page = sign_in(browser, url, "owen", height=4200)
+    page = signed_in(browser, url, "owen", height=4200)
     choose_model(page, M)
     go(page, "Versions")
     page.get_by_text("2 of 2 versions.").wait_for()
