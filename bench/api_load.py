@@ -15,7 +15,6 @@ import argparse
 import http.client
 import json
 import os
-import queue
 import random
 import shutil
 import signal

@@ -41,7 +41,7 @@ def evaluate(pipeline, test: pd.DataFrame, labels: list[str], graded: bool = Fal
     `test` has columns tokens, label and business_line."""
     # scikit-learn loads here, not at start-up: the dashboard's first page and the API's health
     # answer import training's modules but need none of it.
-    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, log_loss, precision_recall_fscore_support
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
     proba = predict_proba(pipeline, test["tokens"].tolist(), labels)
     y_true = test["label"].to_numpy()

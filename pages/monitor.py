@@ -360,7 +360,6 @@ def table(by_line: pd.DataFrame, name: str, by: str) -> None:
                "audit_high", "hard_example_accuracy", *[c for c in by_line.columns if c.startswith("share_")]}
     shown = without_blanks(by_line, percent)
     shown["period"] = by_line["period"].dt.date
-    pct = st.column_config.NumberColumn(format="percent")
     st.dataframe(shown, hide_index=True, key="monitor_table", column_config={
         "business_line": "business line", "mean_top_prob": st.column_config.NumberColumn(
             "mean confidence", format="%.3f"), "low_conf_share": st.column_config.NumberColumn(
