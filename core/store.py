@@ -1246,14 +1246,17 @@ def feedback_counts(con, model_id: int, user: str | None = None, since=None) -> 
     """Labels given per label, second labels (team overlap) included: each is a labeller's decision."""
     sql = """SELECT label, count(*) FROM (SELECT model_id, label, created_by, created_at FROM feedback UNION ALL
              SELECT model_id, label, created_by, created_at FROM second_labels) WHERE model_id = ?"""
-    args: list = [model_id]
-    if user is not None:
-        sql += " AND created_by = ?"
-        args.append(user)
-    if since is not None:
-        sql += " AND created_at >= ?"
-        args.append(pd.Timestamp(since).to_pydatetime())
+    sql, args = _by_whom_since(sql, [model_id], user, since)
     return dict(con.execute(sql + " GROUP BY label", args).fetchall())
+
+
+def _by_whom_since(sql: str, args: list, user: str | None, since) -> tuple[str, list]:
+    """A decisions query narrowed to one user's (None: anyone's) and to those from `since` on."""
+    if user is not None:
+        sql, args = sql + " AND created_by = ?", [*args, user]
+    if since is not None:
+        sql, args = sql + " AND created_at >= ?", [*args, pd.Timestamp(since).to_pydatetime()]
+    return sql, args
 
 
 # --- statistics ---------------------------------------------------------------------------
@@ -1994,13 +1997,7 @@ def skipped_predictions(con, model_id: int, user: str, prediction_ids: list[int]
 
 
 def skip_count(con, model_id: int, user: str | None = None, since=None) -> int:
-    sql, args = "SELECT count(*) FROM label_skips WHERE model_id = ?", [model_id]
-    if user is not None:
-        sql += " AND created_by = ?"
-        args.append(user)
-    if since is not None:
-        sql += " AND created_at >= ?"
-        args.append(pd.Timestamp(since).to_pydatetime())
+    sql, args = _by_whom_since("SELECT count(*) FROM label_skips WHERE model_id = ?", [model_id], user, since)
     return con.execute(sql, args).fetchone()[0]
 
 
