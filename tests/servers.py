@@ -1,5 +1,6 @@
 """The product started as a user starts it, for tests: `streamlit run app.py` on a free loopback
 port, and Debian's chromium driven by Playwright."""
+import json
 import os
 import socket
 import subprocess
@@ -97,3 +98,12 @@ def sign_in(page, url: str, name: str, password: str):
     page.get_by_text(f"Signed in as {name}").wait_for()
     wait_idle(page)
     return page
+
+
+def core_json(store, *args):
+    """A command's JSON answer. The server holds its store open, so a test asks it the way a user
+    would: the command line, which reaches the running server."""
+    done = subprocess.run([sys.executable, "-m", "core", "--store", str(store.path), "--format", "json", *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)

@@ -3,13 +3,11 @@ temporary store, driven by Playwright in Debian's chromium. A screenshot of each
 under tests/screenshots/ (the path is printed at the end of the test run)."""
 import json
 import shutil
-import subprocess
-import sys
 
 import pytest
 
 from core.store import Store
-from servers import ROOT, launch_chromium, start_server, stop_server, wait_idle, wait_ready, go
+from servers import ROOT, launch_chromium, start_server, stop_server, wait_idle, wait_ready, go, core_json
 
 SHOTS = ROOT / "tests" / "screenshots"
 M = "评论情感"
@@ -49,21 +47,13 @@ def page(server):
 
 
 
-def _core(store, *args):
-    """A command's JSON answer. The server holds its store open, so the test asks it the way a
-    user would: the command line, which reaches the running server."""
-    done = subprocess.run([sys.executable, "-m", "core", "--store", str(store.path), "--format", "json", *args],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
-
 
 def _labelled(store) -> int:
-    return sum(int(row["labelled"]) for row in _core(store, "stats", M, "--by", "month"))
+    return sum(int(row["labelled"]) for row in core_json(store, "stats", M, "--by", "month"))
 
 
 def _active(store) -> int:
-    return next(m["active_version"] for m in _core(store, "models") if m["model"] == M)
+    return next(m["active_version"] for m in core_json(store, "models") if m["model"] == M)
 
 
 def _tick(page, key):
@@ -112,7 +102,7 @@ def test_3_retrain_and_activate(page, server):
     page.locator(".st-key-train_activate button").first.wait_for(timeout=180_000)
     wait_idle(page)
     _shot(page, "train")
-    assert [v["version"] for v in _core(store, "versions", M)] == [1, 2]
+    assert [v["version"] for v in core_json(store, "versions", M)] == [1, 2]
     page.locator(".st-key-train_activate_reason input").first.fill("browser test")
     page.locator(".st-key-train_activate_reason input").first.press("Enter")
     wait_idle(page)
@@ -138,7 +128,7 @@ def test_4_reactivate_the_previous_version(page, server):
     wait_idle(page)
     _shot(page, "versions")
     assert _active(store) == 1
-    last = next(e for e in _core(store, "events", M) if e["action"] == "activate")
+    last = next(e for e in core_json(store, "events", M) if e["action"] == "activate")
     details = json.loads(last["details"])
     assert (details["to_version"], details["reason"], last["user"]) == (1, "roll back from the browser", "browser")
 

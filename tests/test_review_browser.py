@@ -1,18 +1,15 @@
 """Two labellers on overlapping items and an owner's review of their disagreement, in chromium
 against `streamlit run app.py`: what each labeller clicks, what the owner decides, and the
 training set the store holds afterwards."""
-import json
 import re
 import shutil
-import subprocess
-import sys
 
 import pytest
 
 from core import agreement, auth, predict
 from core import store as db
 from core.store import Store
-from servers import ROOT, launch_chromium, start_server, stop_server, wait_ready, go, sign_in
+from servers import ROOT, launch_chromium, start_server, stop_server, wait_ready, go, sign_in, core_json
 
 pytestmark = pytest.mark.browser
 
@@ -47,16 +44,9 @@ def wait_idle(page) -> None:
     page.wait_for_timeout(300)
 
 
-def _core(store, *args):
-    """A command's JSON answer, through the running server (it holds the store open)."""
-    done = subprocess.run([sys.executable, "-m", "core", "--store", str(store.path), "--format", "json", *args],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
-
 
 def _labelled_on_line(store) -> int:
-    return sum(int(r["labelled"]) for r in _core(store, "stats", M, "--by", "month", "--no-drift")
+    return sum(int(r["labelled"]) for r in core_json(store, "stats", M, "--by", "month", "--no-drift")
                if r.get("business_line") == LINE)
 
 

@@ -4,7 +4,6 @@ Predict table at 1400 px, no literal None in the Versions and Monitor tables, th
 after a rollback, the Monitor headline's dates, and the CLI's models table through the server.
 
 Tables are drawn on a canvas: what they show is read from the strings the page draws (fillText)."""
-import json
 import re
 import shutil
 import subprocess
@@ -16,7 +15,7 @@ import pytest
 
 from core import auth, imports, registry, train
 from core.store import Store
-from servers import ROOT, launch_chromium, start_server, stop_server, wait_ready, go, sign_in
+from servers import ROOT, launch_chromium, start_server, stop_server, wait_ready, go, sign_in, core_json
 
 expect = pytest.importorskip("playwright.sync_api").expect
 expect.set_options(timeout=120_000)  # a wait for the rerun on a loaded machine, not a time limit on the user
@@ -69,13 +68,6 @@ def browser(served):
         yield browser
         browser.close()
 
-
-def core_json(store, *args):
-    """A command's JSON answer, through the running server (it holds the store open)."""
-    done = subprocess.run([sys.executable, "-m", "core", "--store", str(store.path), "--format", "json", *args],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
 
 
 def wait_idle(page) -> None:
