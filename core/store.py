@@ -380,15 +380,17 @@ class Store:
             try:
                 yield con
                 con.commit()
-            except (duckdb.ConstraintException, duckdb.TransactionException) as e:
-                _rollback(con)
-                raise Conflict("another change to the same rows was made at the same moment; nothing was "
-                               "written, try again") from e
             except (duckdb.IOException, duckdb.HTTPException) as e:
                 _rollback(con)
                 if not self.is_lake:
                     raise
                 raise self._unreachable(e) from None
+            except duckdb.Error as e:
+                _rollback(con)
+                if not isinstance(e, duckdb.ConstraintException) and not _catalog_conflict(e):
+                    raise
+                raise Conflict("another change to the same rows was made at the same moment; nothing was "
+                               "written, try again") from e
             except BaseException:
                 _rollback(con)
                 raise
@@ -476,8 +478,8 @@ class Store:
                 try:
                     self._apply_migrations(con)
                     break
-                except duckdb.TransactionException:
-                    if attempt == 19:
+                except duckdb.Error as e:
+                    if attempt == 19 or not _catalog_conflict(e):
                         raise
                     time.sleep(0.05 * (attempt + 1))
             _migrated.add(self.key)
@@ -501,7 +503,11 @@ class Store:
                 _rollback(con)
                 raise
         if self.is_lake:
-            con.execute(f"CALL {LAKE}.set_option('data_inlining_row_limit', ?)", [int(settings.get("lake_inline_rows"))])
+            rows = int(settings.get("lake_inline_rows"))
+            current = con.execute(f"SELECT value FROM {LAKE}.options() WHERE option_name = 'data_inlining_row_limit'"
+                                  ).fetchone()
+            if current is None or current[0] != str(rows):  # processes starting together need not all write it
+                con.execute(f"CALL {LAKE}.set_option('data_inlining_row_limit', ?)", [rows])
 
 
 # On DuckLake: one counter table per id (a table each, so taking one id never conflicts with another).
@@ -519,6 +525,12 @@ def _probe_s3(con, data_path: str) -> None:
     """One listing of a key that is never there: a wrong endpoint, bucket or credentials fails here, at
     open, naming the setting, not at the first write (small inserts reach S3 only when compacted)."""
     con.execute(f"SELECT count(*) FROM glob('{_quote(data_path.rstrip('/'))}/.mms-probe*')").fetchone()
+
+
+def _catalog_conflict(e: duckdb.Error) -> bool:
+    """Two processes changed the same catalog rows at once: DuckLake's own conflict, or PostgreSQL's
+    serialization failure passed through as a plain error (seen when three servers started together)."""
+    return isinstance(e, duckdb.TransactionException) or "could not serialize access" in str(e)
 
 
 def _rollback(con) -> None:
@@ -692,8 +704,10 @@ def _take_block(root, sequence: str, size: int) -> int:
             cur.execute(f"UPDATE id_{sequence} SET next_id = ?", [start + size])
             cur.commit()
             return start
-        except duckdb.TransactionException:
+        except duckdb.Error as e:
             _rollback(cur)
+            if not _catalog_conflict(e):
+                raise
             time.sleep(random.uniform(0.005, 0.05) * min(attempt + 1, 10))
         finally:
             cur.close()

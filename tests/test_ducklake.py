@@ -4,6 +4,7 @@ import subprocess
 import sys
 import textwrap
 
+import duckdb
 import pandas as pd
 import pytest
 
@@ -104,3 +105,53 @@ def test_a_killed_writer_leaves_no_partial_batch(lake_store, reviews):
     with lake_store.connect() as con:
         assert con.execute("SELECT count(*) FROM predictions WHERE source = 'kill'").fetchone()[0] == 0
         assert con.execute("SELECT count(*) FROM prediction_rollups WHERE business_line = 'k'").fetchone()[0] == 0
+
+
+OPENER = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {root!r})
+    from core import registry
+    from core.store import Store
+    print(registry.get_model(Store({url!r}, {data!r}), "m").name)
+""")
+
+
+def test_processes_starting_together_on_one_lake_all_start(lake_store, reviews):
+    # Seen in CI: three processes opening one lake at once each rewrote the inlining option, and
+    # PostgreSQL refused two of them ("could not serialize access due to concurrent update").
+    make_model(lake_store, reviews, n_train=150, n_test=50, name=M)
+    code = OPENER.format(root=str(ROOT), url=lake_store.url, data=lake_store.data_path)
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(4)]
+    outcomes = [p.communicate(timeout=300) for p in procs]
+    assert [out.strip() for out, _ in outcomes] == [M] * 4, [err[-600:] for _, err in outcomes]
+
+
+def test_a_catalog_serialization_failure_at_open_is_retried(lake_store, monkeypatch):
+    original, calls = db.Store._apply_migrations, []
+
+    def racing(self, con):
+        calls.append(1)
+        if len(calls) == 1:
+            raise duckdb.Error('Failed to execute query "UPDATE ducklake_metadata": ERROR:  could not serialize '
+                               'access due to concurrent update')
+        return original(self, con)
+
+    monkeypatch.setattr(db.Store, "_apply_migrations", racing)
+    with lake_store.connect() as con:
+        assert con.execute("SELECT count(*) FROM models").fetchone()[0] == 0
+    assert len(calls) == 2
+
+
+def test_an_error_at_open_that_is_not_a_conflict_is_not_retried(lake_store, monkeypatch):
+    calls = []
+
+    def broken(self, con):
+        calls.append(1)
+        raise duckdb.Error("Catalog Error: something else")
+
+    monkeypatch.setattr(db.Store, "_apply_migrations", broken)
+    with pytest.raises(duckdb.Error, match="something else"):
+        with lake_store.connect():
+            pass
+    assert len(calls) == 1
