@@ -1,6 +1,7 @@
 """Shared by the benchmarks: machine description, timing, a demo-sized store."""
 from __future__ import annotations
 
+import json
 import os
 import platform
 import resource
@@ -38,6 +39,15 @@ class timer:
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def record(key: str, value) -> None:
+    """One measured figure for bench/serving_table.py, which sets MMS_BENCH_FIGURES to a file and
+    runs the benchmarks one after another; without the variable, nothing is written."""
+    path = os.environ.get("MMS_BENCH_FIGURES")
+    if path:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"key": key, "value": value, "load": os.getloadavg()[0]}) + "\n")
 
 
 def header(title: str) -> None:

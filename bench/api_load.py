@@ -31,7 +31,7 @@ from urllib.parse import quote, urlsplit
 import numpy as np
 import requests
 
-from _common import ROOT, header
+from _common import ROOT, header, record
 from core import demo
 from core.store import Store
 
@@ -305,6 +305,7 @@ def main(argv=None) -> int:
 
 def report_batch1(r: Results, seconds: float, cpu: float, load: float) -> None:
     lat = r.latency[1]
+    record("api_batch1_cpu_ms", cpu / max(1, len(lat)) * 1000)
     print(f"batch 1: {len(lat) / seconds:.0f} req/s, p50 {pct(lat, 50).strip()} / p99 {pct(lat, 99).strip()}; "
           f"server CPU {cpu / max(1, len(lat)) * 1000:.2f} ms per request (its process group, every thread); "
           f"load average {load:.1f} at the phase's start")
@@ -321,14 +322,21 @@ def report(results: dict, elapsed: dict, steps, jieba_rate: float, logged: int) 
               f"{pct(lat, 99):>10} {refused}")
     one, hundred = results["batch 1"], results["batch 100"]
     lat = one.latency[1]
+    record("api_batch1_rps", len(lat) / elapsed["batch 1"])
+    record("api_batch1_p50_ms", float(np.percentile(lat, 50)) * 1000)
+    record("api_batch1_p99_ms", float(np.percentile(lat, 99)) * 1000)
     print(f"\nAPI, 1 text, clients: {len(lat) / elapsed['batch 1']:.0f} req/s (target >= 400); "
           f"p50 {pct(lat, 50).strip()} / p99 {pct(lat, 99).strip()} (targets <= 10 / 50 ms)")
     rate100 = len(hundred.latency[100]) * 100 / elapsed["batch 100"]
+    record("api_batch100_ratio", rate100 / jieba_rate)
     print(f"API, 100 texts per request: {rate100:,.0f} texts/s = {rate100 / jieba_rate:.2f} x bare jieba on one "
           f"core (target >= 0.8)")
     before = len(results["before"].latency[1]) / elapsed["before"]
     during = len(results["during"].latency[1]) / elapsed["during"]
     refused = sum(n for (_, s), n in results["during"].status.items() if s != 200)
+    record("cli_refused", refused)
+    record("cli_rate_ratio", during / before)
+    record("cli_steps_ok", all(r.returncode == 0 for _, r in steps) and len(steps) == 2)
     print(f"while the CLI trains and activates ({', '.join(f'{n} exit {r.returncode}' for n, r in steps)}, "
           f"{elapsed['during']:.1f} s): {refused} refused (target 0); {during:.1f} vs {before:.1f} req/s before "
           f"= {during / before:.2f} x (target >= 0.5)")
@@ -336,6 +344,7 @@ def report(results: dict, elapsed: dict, steps, jieba_rate: float, logged: int) 
         if r.returncode:
             print(f"  {name}: {r.stderr.strip()[-500:]}")
     answered = sum(r.answered for r in results.values())
+    record("answered_logged", [answered, logged])
     print(f"predictions answered: {answered}, logged in the store: {logged} "
           f"({'equal' if answered == logged else 'DIFFERENT'})")
 

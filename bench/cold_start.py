@@ -22,7 +22,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from _common import ROOT, header, timer
+from _common import ROOT, header, record, timer
 
 CHROMIUM = "/usr/bin/chromium"
 DONE = ".st-key-monitor_download"  # the last element the Monitor page draws
@@ -166,6 +166,8 @@ def main() -> None:
                 m = server_start(path, browser)
                 print(f"later start {i + 1}, streamlit run app.py: healthy at {m['healthy']:.2f} s", end="")
                 if "drawn" in m:
+                    record("chromium_start_drawn_s", m["drawn"])
+                    record("chromium_fresh_session_s", m["second_session"])
                     print(f"; in the browser, Monitor's title at {m['title']:.2f} s and its end at {m['drawn']:.2f} s "
                           f"(target < 5 s); a second session's page {m['second_session']:.2f} s", end="")
                 print()

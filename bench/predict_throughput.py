@@ -10,7 +10,7 @@ import time
 
 import jieba
 
-from _common import header, timer
+from _common import header, record, timer
 from core import demo, predict, workers
 from core.store import Store
 
@@ -52,6 +52,9 @@ def main() -> None:
               f"{rate(one):6.0f} texts/s (ratio {ratios_one[-1]:.2f}; by CPU time {ratios_cpu[-1]:.2f}) | {workers.default_workers()} processes "
               f"{rate(both):6.0f} texts/s (ratio {ratios_both[-1]:.2f})")
     median = lambda xs: sorted(xs)[len(xs) // 2]
+    record("one_process_ratio", median(ratios_one))
+    record("one_process_cpu_ratio", median(ratios_cpu))
+    record("all_cores_ratio", median(ratios_both))
     print(f"median ratio, one process:  {median(ratios_one):.2f} (target >= 0.85); by CPU time "
           f"{median(ratios_cpu):.2f}")
     print(f"median ratio, {workers.default_workers()} processes: {median(ratios_both):.2f} (target >= 1.6)")

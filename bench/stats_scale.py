@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 import _apptest
-from _common import header, peak_rss_mb, timer
+from _common import header, peak_rss_mb, record, timer
 from core import demo, feedback, logwriter, registry, sampling, settings, stats, train
 from core import store as db
 from core.preprocess import normalise
@@ -214,6 +214,9 @@ def main() -> None:
     print(f"peak memory before measuring: {peak_rss_mb():.0f} MB")
     small_first, small_later = measure_stats(small)
     large_first, large_later = measure_stats(large)
+    record("stats_first_s", large_first)
+    record("stats_growth", large_first / small_first)
+    record("stats_growth_later", large_later / small_later)
     print(f"stats line x day, {args.rows:,} / {args.small:,}: first call {large_first / small_first:.2f}, later calls "
           f"(medians) {large_later / small_later:.2f}   (target <= 1.3)")
     measure_hard_examples(large)
@@ -271,6 +274,9 @@ def measure_hard_examples(store: Store) -> None:
     print(f"  the same, passing over identical texts only (near_duplicate=None, no pairwise similarity of the "
           f"500): median {statistics.median(t for t, _, _ in exact):.3f} s")
     pooled = rescored[-1][2]
+    record("hard_first_s", own[0][0])
+    record("hard_later_s", statistics.median(t for t, _, _ in own[1:]))
+    record("hard_rescored_s", [t for t, _, _ in rescored])
     print(f"  scored by version {other} (every pool text re-scored, as after a retrain): "
           f"{', '.join(f'{t:.2f}' for t, _, _ in rescored)} s for {pooled:,} texts "
           f"({pooled / statistics.median(t for t, _, _ in rescored):,.0f} texts/s)   (target <= 0.1 s)", flush=True)
@@ -317,6 +323,7 @@ def measure_monitor(store: Store, rounds: int = 5) -> None:
         with timer() as day:
             at.segmented_control(key="monitor_period").set_value("day").run()
         _apptest.check(at)
+    record("monitor_apptest_miss_s", statistics.median(misses))
     print(f"Monitor through AppTest: first render {first:.2f} s; after live traffic (cache miss), new session: "
           f"median {statistics.median(misses):.2f} s of {', '.join(f'{s:.2f}' for s in misses)} (target <= 1 s); "
           f"period switched to Day {day.seconds:.2f} s", flush=True)
