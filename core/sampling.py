@@ -10,6 +10,8 @@ recorded with the strategy that chose it and the version that scored it.
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,6 +27,7 @@ from .store import Store
 
 NEAR_DUPLICATE = 0.9  # Jaccard similarity of character 3-grams above which two texts count as one
 SHINGLE = 3
+SCORES_KEPT = 300_000  # rows of re-scored probabilities kept in this process (all versions together)
 
 
 @dataclass(frozen=True)
@@ -165,7 +168,7 @@ def _hard_picks(pool: pd.DataFrame, strategy: Strategy, k: int, seed: int, balan
         order = _in_turns(order, pool["business_line"].to_numpy())
     if skipped:
         order = order[np.argsort(pool["prediction_id"].isin(skipped).to_numpy()[order], kind="stable")]
-    return _pick(pool["text"].to_numpy(), order, k, near_duplicate)
+    return _pick(pool["text"].array, order, k, near_duplicate)
 
 
 def _mixed_in(picked: list[int], n_again: int, seed: int) -> list[int]:
@@ -180,15 +183,73 @@ def _mixed_in(picked: list[int], n_again: int, seed: int) -> list[int]:
 
 def _pool_probabilities(store: Store, version: registry.Version, labels: list[str], pool: pd.DataFrame) -> np.ndarray:
     """The scoring version's probabilities for the pool: what that same version logged is its own
-    answer already (a version's prediction is deterministic), so only texts other versions answered
-    are scored again."""
+    answer already (a version's prediction is deterministic), and what it scored for an earlier
+    draw in this process is kept (_SCORES), so only texts it has not answered yet are scored."""
     proba = np.zeros((len(pool), len(labels)))
     own = (pool["logged_by"] == version.version).to_numpy()
-    if own.any():
-        proba[own] = np.stack(pool.loc[own, "probs"].map(lambda p: np.asarray(p, dtype=float)).to_numpy())
-    if (~own).any():
-        proba[~own] = score_pool(store, version, labels, pool.loc[~own, "text"].tolist())
+    if own.any():  # one flat array, reshaped: every logged row has the model's labels
+        proba[own] = np.concatenate(pool["probs"].to_numpy()[own]).reshape(int(own.sum()), len(labels))
+    rest = np.flatnonzero(~own)
+    if len(rest):
+        texts = list(pool["text"].array.take(rest))
+        missing = _SCORES.fill(store, version, texts, proba, rest)
+        if len(missing):
+            scored = score_pool(store, version, labels, [texts[i] for i in missing])
+            proba[rest[missing]] = scored
+            _SCORES.keep(store, version, [texts[i] for i in missing], scored)
     return proba
+
+
+class _ScoreCache:
+    """Probabilities a version scored, per text, so that after a retrain only the first draw scores
+    the pool and later draws cost what a draw from logged probabilities costs.
+
+    Keyed by the store, the model, the version and its model file's sha256 (a version's scores
+    never change: its file is verified by that hash, and a restored store whose version differs
+    has another hash), then by the raw text (normalising is the version's own first step). Bounded
+    to `rows` rows in all (SCORES_KEPT, about 100 MB of short reviews at most): the versions used
+    least recently are dropped first, and one version's oldest texts when it alone is too many."""
+
+    def __init__(self, rows: int):
+        self.rows, self._versions, self._lock = rows, OrderedDict(), threading.Lock()
+
+    @staticmethod
+    def _key(store: Store, version: registry.Version) -> tuple:
+        return store.key, version.model_id, version.version, version.sha256
+
+    def fill(self, store: Store, version: registry.Version, texts: list[str], proba: np.ndarray,
+             at: np.ndarray) -> np.ndarray:
+        """Put the kept rows of `texts` into proba[at[i]]; the positions in `texts` not kept."""
+        with self._lock:
+            known = self._versions.get(self._key(store, version))
+            if known is None:
+                return np.arange(len(texts))
+            self._versions.move_to_end(self._key(store, version))
+            rows = [known.get(t) for t in texts]
+        found = np.fromiter((r is not None for r in rows), dtype=bool, count=len(rows))
+        if found.any():
+            proba[at[found]] = [r for r in rows if r is not None]
+        return np.flatnonzero(~found)
+
+    def keep(self, store: Store, version: registry.Version, texts: list[str], proba: np.ndarray) -> None:
+        if self.rows < 1:
+            return
+        with self._lock:
+            known = self._versions.setdefault(self._key(store, version), {})
+            self._versions.move_to_end(self._key(store, version))
+            known.update(zip(texts[-self.rows:], proba[-self.rows:].tolist()))
+            total = sum(map(len, self._versions.values()))
+            while total > self.rows and len(self._versions) > 1:
+                total -= len(self._versions.popitem(last=False)[1])
+            for text in list(known)[:max(0, total - self.rows)]:
+                del known[text]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._versions.clear()
+
+
+_SCORES = _ScoreCache(SCORES_KEPT)
 
 
 def score_pool(store: Store, version: registry.Version, labels: list[str], texts: list[str]) -> np.ndarray:
@@ -227,15 +288,22 @@ def _in_turns(order: np.ndarray, group_of_position: np.ndarray) -> np.ndarray:
     return _in_turns_by(order, group_of_position[order])
 
 
-def _pick(texts: np.ndarray, order: np.ndarray, k: int, threshold: float | None) -> list[int]:
-    """The first k positions of `order` whose text is not a near-duplicate of one already picked."""
-    picked, kept = [], _Picked(threshold) if threshold is not None else None
-    for i in order:
-        if kept is not None and not kept.add_unless_near(_shingles(texts[i])):
-            continue
-        picked.append(int(i))
-        if len(picked) == k:
-            break
+def _pick(texts, order: np.ndarray, k: int, threshold: float | None) -> list[int]:
+    """The first k positions of `order` whose text is not a near-duplicate of one already picked.
+
+    `texts` is anything with `take(positions)` (an array, a column's .array): only the texts the walk
+    reaches are read, k at a time and then twice as many (most draws read k texts of a large pool)."""
+    if threshold is None:
+        return [int(i) for i in order[:k]]
+    picked, kept, start, step = [], _Picked(threshold), 0, k
+    while start < len(order) and len(picked) < k:
+        part = order[start:start + step]
+        for i, mine in zip(part, _shingle_sets(list(texts.take(part)))):
+            if kept.add_unless_near(mine):
+                picked.append(int(i))
+                if len(picked) == k:
+                    break
+        start, step = start + len(part), 2 * step
     return picked
 
 
@@ -272,6 +340,21 @@ def _shingles(text: str) -> set:
     """The text's character 3-grams, case and whitespace ignored (never empty: "" for an empty text)."""
     squeezed = "".join(text.lower().split())
     return {squeezed[i:i + SHINGLE] for i in range(max(1, len(squeezed) - SHINGLE + 1))}
+
+
+def _shingle_sets(texts: list[str]) -> list[set]:
+    """_shingles of each text, each 3-gram as one int (its code points + 1 in 21 bits each, 0 past
+    the text's end: one int per distinct 3-gram), computed for all texts at once in numpy; the
+    same Jaccard similarities as the strings', at a third of the cost."""
+    squeezed = ["".join(t.lower().split()) for t in texts]
+    lengths = np.fromiter(map(len, squeezed), dtype=np.int64, count=len(squeezed))
+    codes = np.frombuffer("".join(squeezed).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    padded = np.zeros(int(lengths.sum()) + SHINGLE * len(texts), dtype=np.int64)  # SHINGLE zeros after each text
+    padded[np.arange(len(codes)) + SHINGLE * np.repeat(np.arange(len(texts)), lengths)] = codes.astype(np.int64) + 1
+    packed = ((padded[:-2] << 42) | (padded[1:-1] << 21) | padded[2:]).tolist()
+    starts = (np.cumsum(lengths + SHINGLE) - lengths - SHINGLE).tolist()
+    counts = np.maximum(1, lengths - SHINGLE + 1).tolist()
+    return [set(packed[a:a + n]) for a, n in zip(starts, counts)]
 
 
 def queue_size(store: Store, name: str, business_lines=None, since=None, until=None,
