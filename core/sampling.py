@@ -9,8 +9,10 @@ recorded with the strategy that chose it and the version that scored it.
 """
 from __future__ import annotations
 
+import logging
 import math
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,13 +22,16 @@ import pandas as pd
 
 from . import agreement, auth, ordinal, predict, registry, settings
 from . import store as db
-from .errors import EmptyPool, InvalidInput
+from .errors import EmptyPool, InvalidInput, MMSError
 from .estimators import proba_frame
 from .slices import Slice
 from .store import Store
 
+log = logging.getLogger("mms.sampling")
+
 NEAR_DUPLICATE = 0.9  # Jaccard similarity of character 3-grams above which two texts count as one
 SHINGLE = 3
+PRESCORE_START_SECONDS = 30.0  # a starting server draws its first pages before it scores any pool
 SCORES_KEPT = 300_000  # rows of re-scored probabilities kept in this process (all versions together)
 
 
@@ -250,6 +255,85 @@ class _ScoreCache:
 
 
 _SCORES = _ScoreCache(SCORES_KEPT)
+
+
+def prescore(store: Store, name: str) -> int:
+    """Score the model's whole pool (all lines, all time: the newest MMS_HARD_EXAMPLE_POOL distinct
+    unlabelled texts) by its active version into the kept scores, as the first batch drawn for it
+    would; the server does this in the background after an activation (Prescorer). Returns how many
+    texts were scored (0: none missing, or no active version)."""
+    with store.connect() as con:
+        model = registry.find_model(con, name)
+        if model.active_version is None:
+            return 0
+        version = registry.resolve_version(con, model, None)
+        pool = db.hard_example_pool(con, model.model_id, int(settings.get("hard_example_pool")))
+    rest = np.flatnonzero((pool["logged_by"] != version.version).to_numpy())
+    if not len(rest):
+        return 0
+    texts = list(pool["text"].array.take(rest))
+    missing = _SCORES.fill(store, version, texts, np.zeros((len(pool), len(model.labels))), rest)
+    if len(missing):
+        missing_texts = [texts[i] for i in missing]
+        _SCORES.keep(store, version, missing_texts, score_pool(store, version, model.labels, missing_texts))
+    return len(missing)
+
+
+class Prescorer:
+    """The server's thread that scores a newly active version's pool before anyone asks for a batch
+    (a retrain's first batch would otherwise wait for the whole pool: seconds at 5,000 texts). Every
+    `seconds` it looks at each model's active version (a query of the models table) and scores the
+    pool of one it has not seen active yet, including the versions active when the server starts;
+    failures are logged, never raised."""
+
+    def __init__(self, store: Store, seconds: float | None = None):
+        self.store = store
+        self.seconds = float(settings.get("prescore_seconds") if seconds is None else seconds)
+        self.seen: set[tuple] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="mms-prescore", daemon=True)
+
+    def start(self) -> "Prescorer":
+        if self.seconds > 0:
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        if self._stop.wait(PRESCORE_START_SECONDS):  # the first pages of a starting server go first
+            return
+        while True:
+            self.once()
+            if self._stop.wait(self.seconds):
+                return
+
+    def once(self) -> None:
+        try:
+            models = registry.list_models(self.store)
+        except Exception:
+            log.exception("MMS: looking for newly active versions failed")
+            return
+        for model in models:
+            key = (model.model_id, model.active_version)
+            if model.active_version is None or key in self.seen or self._stop.is_set():
+                continue
+            self.seen.add(key)  # once per activation, whatever happens: a failure is not retried forever
+            try:
+                started = time.perf_counter()
+                n = prescore(self.store, model.name)
+                if n:
+                    log.warning("MMS: %s version %d scored %d texts of its hard-example pool in %.1f s",
+                                model.name, model.active_version, n, time.perf_counter() - started)
+            except EmptyPool:
+                pass
+            except MMSError as e:
+                log.warning("MMS: the hard-example pool of %s was not scored: %s", model.name, e)
+            except Exception:
+                log.exception("MMS: scoring the hard-example pool of %s failed", model.name)
 
 
 def score_pool(store: Store, version: registry.Version, labels: list[str], texts: list[str]) -> np.ndarray:

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from . import auth, check, cli, compact, demo, drift, forward, logwriter, registry, stats
+from . import auth, check, cli, compact, demo, drift, forward, logwriter, registry, sampling, stats
 from .errors import MMSError
 from .store import Store
 
@@ -41,6 +41,7 @@ class Serving:
         self.store, self.port = store, port
         self.announced: forward.Server | None = None
         self.compactor: compact.Compactor | None = None
+        self.prescorer: sampling.Prescorer | None = None
         self._lock = threading.Lock()
         self._held = self._stopped = False
 
@@ -65,6 +66,7 @@ class Serving:
             self._held = True
             logwriter.start(self.store)
             self.compactor = compact.Compactor(self.store).start()
+            self.prescorer = sampling.Prescorer(self.store).start()
             threading.Thread(target=measure_drift, args=(self.store,), name="mms-drift", daemon=True).start()
             if self.port and not self.store.is_lake:  # on DuckLake the command line opens the store itself
                 self.announced = forward.announce(self.store.path, self.port)
@@ -79,6 +81,7 @@ class Serving:
             forward.withdraw(self.store.path)
             self.announced = None
             self.compactor.stop()
+            self.prescorer.stop()
             logwriter.stop(self.store)
             self.store.unhold()
             self._held = False

@@ -28,6 +28,9 @@ SETTINGS = {
         Setting("compact_seconds", 600.0, "Seconds between the server's compactions: rollup rows merged, and on "
                                           "DuckLake inlined rows and small Parquet files written out as larger "
                                           "files (0: never)."),
+        Setting("prescore_seconds", 5.0, "Seconds between the server's looks for a newly active version: one that "
+                                         "logged few of the hard-example pool has the pool scored in the "
+                                         "background, so the first batch after a retrain is drawn at once (0: never)."),
         Setting("lock_timeout", 5.0, "Seconds to retry when another process holds the store's lock."),
         Setting("log_committers", 1, "Threads that commit the server's prediction log on an embedded store: with "
                                      "2, one batch's inserts run while the other waits for its disk sync, at "

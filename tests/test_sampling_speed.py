@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import sampling, train
+from core import registry, sampling, train
 
 M = "评论情感"
 COLUMNS = ["prediction_id", "text", "label", "top_prob", "score"]
@@ -72,3 +72,26 @@ def test_picks_read_from_a_column_equal_picks_from_an_array():
     column = pd.Series(texts, dtype="str").array
     for k in (1, 10, 700):
         assert sampling._pick(column, order, k, 0.9) == sampling._pick(np.array(texts, dtype=object), order, k, 0.9)
+
+
+def test_a_newly_active_version_has_its_pool_scored_before_the_first_batch(seeded_store, scored):
+    """What the server's Prescorer does after an activation: the first batch by the new version then
+    scores nothing, and the picks are the ones a draw without kept scores makes."""
+    train.train_version(seeded_store, M, "lab", model_config={"estimator": "complement_nb"})
+    registry.activate_version(seeded_store, M, 2, "owner", "retrained", force=True)
+    prescorer = sampling.Prescorer(seeded_store, seconds=60)
+    prescorer.once()
+    assert len(scored) == 1 and scored[0] > 20
+    first = sampling.select_hard_examples(seeded_store, M, 20, "lab").examples
+    assert len(scored) == 1 and (first["version"] == 2).all()
+    prescorer.once()  # the same active version: nothing looked at again
+    assert len(scored) == 1
+    sampling._SCORES.clear()
+    uncached = sampling.select_hard_examples(seeded_store, M, 20, "lab").examples
+    pd.testing.assert_frame_equal(first[COLUMNS], uncached[COLUMNS])
+
+
+def test_the_prescorer_scores_nothing_for_a_version_that_logged_its_pool(seeded_store, scored):
+    """The demo's active version logged every pool text: its own answers, nothing to score."""
+    assert sampling.prescore(seeded_store, M) == 0
+    assert scored == []

@@ -18,7 +18,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from core import demo, forward, logwriter, predict, registry, stats, train
+from core import demo, forward, logwriter, predict, registry, sampling, stats, train
 from core.server import Serving
 from core import store as db
 from core.errors import InvalidInput, StoreError
@@ -369,3 +369,24 @@ def test_a_server_killed_under_load_has_logged_every_prediction_it_answered(serv
     assert forward.server_file(store.path).exists()
     listed = _cli("models", store=store)
     assert listed.returncode == 0 and M in listed.stdout
+
+
+def test_a_running_server_scores_a_newly_active_versions_pool_in_the_background(seeded_store, monkeypatch):
+    monkeypatch.setenv("MMS_PRESCORE_SECONDS", "0.2")
+    monkeypatch.setattr(sampling, "PRESCORE_START_SECONDS", 0.0)
+    monkeypatch.setattr(sampling, "_SCORES", sampling._ScoreCache(sampling.SCORES_KEPT))
+    serving = Serving(seeded_store, None)
+    serving.start()
+    try:
+        train.train_version(seeded_store, M, "owner", model_config={"estimator": "complement_nb"}, activate=False)
+        registry.activate_version(seeded_store, M, 2, "owner", "retrained", force=True)
+        deadline = time.monotonic() + 120  # a bound, not a timing: the server looks every 0.2 s here
+        kept = lambda: any(key[0] == seeded_store.key and key[2] == 2 for key in list(sampling._SCORES._versions))
+        while not kept() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        scored = []
+        monkeypatch.setattr(sampling, "score_pool", lambda *a: scored.append(len(a[3])))
+        batch = sampling.select_hard_examples(seeded_store, M, 10, "lab").examples
+        assert scored == [] and (batch["version"] == 2).all()  # the first batch by v2 scored nothing itself
+    finally:
+        serving.stop()
