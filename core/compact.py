@@ -7,10 +7,10 @@ and files no recent snapshot needs are deleted. The server runs it every MMS_COM
 from __future__ import annotations
 
 import logging
-import threading
 
 from . import settings, stats
 from . import store as db
+from .background import Every
 from .errors import Conflict, MMSError
 from .store import Store
 
@@ -28,33 +28,19 @@ def compact(store: Store) -> dict[str, int]:
     return done
 
 
-class Compactor:
+class Compactor(Every):
     """The server's compaction thread: every `seconds`, until stopped; failures are logged, never raised."""
+    name = "mms-compact"
 
     def __init__(self, store: Store, seconds: float | None = None):
         self.store = store
-        self.seconds = float(settings.get("compact_seconds") if seconds is None else seconds)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="mms-compact", daemon=True)
+        super().__init__(settings.get("compact_seconds") if seconds is None else seconds)
 
-    def start(self) -> "Compactor":
-        if self.seconds > 0:
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.seconds):
-            try:
-                done = compact(self.store)
-                log.info("MMS: compacted %s", done)
-            except Conflict:
-                log.info("MMS: compaction met a concurrent write; it runs again in %.0f s", self.seconds)
-            except MMSError as e:
-                log.warning("MMS: compaction: %s", e)
-            except Exception:
-                log.exception("MMS: compaction failed")
+    def once(self) -> None:
+        try:
+            done = compact(self.store)
+            log.info("MMS: compacted %s", done)
+        except Conflict:
+            log.info("MMS: compaction met a concurrent write; it runs again in %.0f s", self.seconds)
+        except MMSError as e:
+            log.warning("MMS: compaction: %s", e)

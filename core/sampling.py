@@ -22,6 +22,7 @@ import pandas as pd
 
 from . import agreement, auth, ordinal, predict, registry, settings
 from . import store as db
+from .background import Every
 from .errors import EmptyPool, InvalidInput, MMSError
 from .estimators import proba_frame
 from .slices import Slice
@@ -279,37 +280,19 @@ def prescore(store: Store, name: str) -> int:
     return len(missing)
 
 
-class Prescorer:
+class Prescorer(Every):
     """The server's thread that scores a newly active version's pool before anyone asks for a batch
     (a retrain's first batch would otherwise wait for the whole pool: seconds at 5,000 texts). Every
     `seconds` it looks at each model's active version (a query of the models table) and scores the
     pool of one it has not seen active yet, including the versions active when the server starts;
-    failures are logged, never raised."""
+    failures are logged, never raised. A starting server draws its first pages before it scores any
+    pool (PRESCORE_START_SECONDS)."""
+    name = "mms-prescore"
 
     def __init__(self, store: Store, seconds: float | None = None):
         self.store = store
-        self.seconds = float(settings.get("prescore_seconds") if seconds is None else seconds)
         self.seen: set[tuple] = set()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="mms-prescore", daemon=True)
-
-    def start(self) -> "Prescorer":
-        if self.seconds > 0:
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        if self._stop.wait(PRESCORE_START_SECONDS):  # the first pages of a starting server go first
-            return
-        while True:
-            self.once()
-            if self._stop.wait(self.seconds):
-                return
+        super().__init__(settings.get("prescore_seconds") if seconds is None else seconds, PRESCORE_START_SECONDS)
 
     def once(self) -> None:
         try:
@@ -319,7 +302,7 @@ class Prescorer:
             return
         for model in models:
             key = (model.model_id, model.active_version)
-            if model.active_version is None or key in self.seen or self._stop.is_set():
+            if model.active_version is None or key in self.seen or self.stopping():
                 continue
             self.seen.add(key)  # once per activation, whatever happens: a failure is not retried forever
             try:
