@@ -28,7 +28,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.exceptions import HTTPException
 from starlette.routing import Match, Mount
 
-from . import auth, demo, feedback, imports, predict, registry, sampling, settings, stats, train
+from . import agreement, auth, demo, feedback, imports, predict, registry, sampling, settings, stats, train
 from .errors import (ArtifactError, Conflict, EmptyPool, InvalidInput, MMSError, ModelExists, ModelNotFound,
                      PermissionDenied, SignInRefused, StoreBusy, TrainingError, VersionNotFound)
 from . import compare
@@ -62,6 +62,7 @@ Id = Annotated[int, Field(ge=1, le=2**53 - 1), BeforeValidator(_whole_number)]  
 ModelName = Annotated[str, Path(description="The model's name.", examples=[demo.MODEL])]
 VersionQuery = Annotated[int, Query(ge=1, le=2**53 - 1, description="A version number of the model.")]
 VersionPath = Annotated[int, Path(ge=1, le=2**53 - 1, description="A version number of the model.")]
+PredictionPath = Annotated[int, Path(ge=1, le=2**53 - 1, description="A prediction id from the review queue.")]
 
 
 class Body(BaseModel):
@@ -249,6 +250,98 @@ class HardExamples(BaseModel):
     strategy: str
     version: int = Field(description="The version that scored the pool.")
     items: list[HardExample]
+
+
+class ReviewItem(BaseModel):
+    prediction_id: int = Field(description="Decide it with POST /models/{name}/review/{prediction_id}.")
+    reason: Literal["disagreement", "unclear"] = Field(description="Two labellers disagree, or one marked it "
+                                                                   "unclear.")
+    business_line: str | None
+    text: str
+    predicted: str = Field(description="The label the model predicted when it was logged.")
+    top_prob: float
+    first_label: str
+    first_by: str
+    second_label: str | None = Field(description="The second labeller's label; none for an unclear item.")
+    second_by: str | None
+    waiting_since: str
+
+
+class ReviewQueue(BaseModel):
+    model: str
+    waiting: int = Field(description="Items waiting in all; `items` holds the first `limit`, oldest first.")
+    items: list[ReviewItem]
+
+
+class DecideRequest(Body):
+    label: NonBlank = Field(description="One of the model's labels (trained on), or skip to leave the item out "
+                                        "of training.")
+
+
+class Decision(BaseModel):
+    prediction_id: int
+    label: str
+    trained: bool = Field(description="Whether the decided label becomes a training example (not for skip).")
+    waiting: int = Field(description="Items still waiting for review.")
+
+
+class OverlapRequest(Body):
+    share: float = Field(ge=0, le=1, description="The share of labelled items a second labeller labels again, "
+                                                 "blind: 0 (off) to 1.")
+
+
+class Overlap(BaseModel):
+    model: str
+    share: float
+
+
+class GuidelinesRequest(Body):
+    text: str = Field(max_length=feedback.GUIDELINES_MAX_CHARS,
+                      description="Labelling guidelines in markdown, shown beside each example on the Label page; "
+                                  "the newest wins (\"\" clears them, earlier ones are kept).")
+
+
+class Guidelines(BaseModel):
+    model: str
+    text: str = Field(description='The newest guidelines (markdown); "" when none were written.')
+
+
+class Agreement(BaseModel):
+    items: int = Field(description="Items labelled twice.")
+    agreement: float | None = Field(description="Share of them where both labels agree.")
+    kappa: float | None = Field(description="Cohen's kappa; none when both labellers used one label only.")
+
+
+class PairAgreement(Agreement):
+    labeller_a: str
+    labeller_b: str
+
+
+class LineAgreement(Agreement):
+    business_line: str | None
+
+
+class LabellerFigures(BaseModel):
+    labeller: str
+    decisions: int
+    per_hour: float | None = Field(description="Decisions per hour of active time (a pause over 5 minutes is a "
+                                               "break).")
+    active_hours: float
+    double_labelled: int = Field(description="Items this labeller labelled that someone else labelled too.")
+    agreement: float | None
+    kappa: float | None
+    audit_items: int = Field(description="Audit items this labeller labelled whose label someone else decided too.")
+    audit_accuracy: float | None
+
+
+class Team(BaseModel):
+    model: str
+    share: float = Field(description="The overlap share set for the model.")
+    waiting: int = Field(description="Items waiting for review.")
+    overall: Agreement
+    pairs: list[PairAgreement]
+    lines: list[LineAgreement]
+    labellers: list[LabellerFigures]
 
 
 def _errors(*codes: int) -> dict:
@@ -538,6 +631,68 @@ def create_app(store: Store | None = None) -> FastAPI:
         Label them through feedback. None left to draw is 404 with a sentence."""
         found = sampling.select_hard_examples(store, name, k, caller.user, strategy, business_lines=business_line)
         return _hard_examples(name, found)
+
+    @api.get("/models/{name}/review", response_model=ReviewQueue, responses=_errors(401, 403, 404, 422, 429, 503))
+    def review_queue(name: ModelName, limit: Annotated[int, Query(ge=1, le=10000)] = 100,
+                     store: Store = Depends(get_store), caller: Caller = Depends(current_user)) -> ReviewQueue:
+        """Items waiting for an owner: disagreements between two labellers and items marked unclear, oldest
+        first, with both labels and who gave them. Until decided they are not trained on."""
+        queue = agreement.review_queue(store, name)
+        items = json.loads(queue.head(limit).to_json(orient="records", force_ascii=False, date_format="iso"))
+        return ReviewQueue(model=name, waiting=len(queue), items=items)
+
+    @api.post("/models/{name}/review/{prediction_id}", response_model=Decision, status_code=201,
+              responses=_errors(400, 401, 403, 404, 409, 422, 429, 503))
+    def decide(name: ModelName, prediction_id: PredictionPath, body: DecideRequest,
+               store: Store = Depends(get_store), caller: Caller = Depends(current_user)) -> Decision:
+        """An owner decides a waiting item's label; it replaces the item's training example (skip: none).
+        An item not waiting (unknown, agreed, or decided already) or a label outside the model's is 422."""
+        label = body.label.strip()
+        agreement.decide(store, name, prediction_id, label, caller.user)
+        return Decision(prediction_id=prediction_id, label=label, trained=label != agreement.DISCARD,
+                        waiting=len(agreement.review_queue(store, name)))
+
+    @api.get("/models/{name}/overlap", response_model=Overlap, responses=_errors(401, 403, 404, 429, 503))
+    def overlap(name: ModelName, store: Store = Depends(get_store),
+                caller: Caller = Depends(current_user)) -> Overlap:
+        """The share of labelled items a second labeller labels again, blind (0: off)."""
+        return Overlap(model=name, share=agreement.overlap_share(store, name))
+
+    @api.put("/models/{name}/overlap", response_model=Overlap,
+             responses=_errors(400, 401, 403, 404, 409, 422, 429, 503))
+    def set_overlap(name: ModelName, body: OverlapRequest, store: Store = Depends(get_store),
+                    caller: Caller = Depends(current_user)) -> Overlap:
+        """Set the overlap share for the model's next batches; owners only."""
+        agreement.set_overlap_share(store, name, body.share, caller.user)
+        return Overlap(model=name, share=agreement.overlap_share(store, name))
+
+    @api.get("/models/{name}/guidelines", response_model=Guidelines, responses=_errors(401, 403, 404, 429, 503))
+    def guidelines(name: ModelName, store: Store = Depends(get_store),
+                   caller: Caller = Depends(current_user)) -> Guidelines:
+        """The model's labelling guidelines (markdown), as labellers see them on the Label page."""
+        return Guidelines(model=name, text=feedback.guidelines(store, name))
+
+    @api.put("/models/{name}/guidelines", response_model=Guidelines,
+             responses=_errors(400, 401, 403, 404, 409, 422, 429, 503))
+    def set_guidelines(name: ModelName, body: GuidelinesRequest, store: Store = Depends(get_store),
+                       caller: Caller = Depends(current_user)) -> Guidelines:
+        """Write the model's labelling guidelines; owners only. Earlier ones are kept in the store."""
+        feedback.set_guidelines(store, name, body.text, caller.user)
+        return Guidelines(model=name, text=feedback.guidelines(store, name))
+
+    @api.get("/models/{name}/team", response_model=Team, responses=_errors(401, 403, 404, 429, 503))
+    def team(name: ModelName, store: Store = Depends(get_store), caller: Caller = Depends(current_user)) -> Team:
+        """Agreement between labellers over items labelled twice (Cohen's kappa and raw agreement, overall, per
+        pair and per business line) and each labeller's decisions per hour, agreement and audit accuracy."""
+        report = agreement.team_report(store, name)
+        kappa, raw, n = report.overall
+
+        def rows(frame: pd.DataFrame) -> list[dict]:
+            return json.loads(frame.to_json(orient="records", force_ascii=False))  # NaN -> null
+
+        return Team(model=name, share=report.share, waiting=report.waiting,
+                    overall=Agreement(items=n, agreement=_number(raw), kappa=_number(kappa)),
+                    pairs=rows(report.pairs), lines=rows(report.lines), labellers=rows(report.labellers))
 
     return api
 

@@ -31,7 +31,8 @@ MAX_COUNT = 1_000_000  # largest --k, --limit or version number the command line
 # commands that may start a new store; every other command refuses a store path with nothing there
 CREATES_STORE = {"demo", "create-model", "restore", "add-user"}
 # commands that only read: open to whoever can read the store's file (they could open it with duckdb anyway)
-READS = {"models", "versions", "stats", "events", "users"}
+READS = {"models", "versions", "stats", "events", "users", "review", "team"}
+LARGEST_ID = 2 ** 63 - 1  # a prediction id is the store's BIGINT
 
 
 @dataclass
@@ -264,6 +265,114 @@ def cmd_label(args, store):
 
     ids = feedback.record_labels_file(store, args.name, args.file, args.user)
     _emit_record(args, {"recorded": len(ids)})
+
+
+QUEUE_COLUMNS = ["prediction_id", "reason", "first_by", "first_label", "second_by", "second_label", "predicted",
+                 "top_prob", "business_line", "waiting_since", "text"]
+
+
+def cmd_review(args, store):
+    from . import agreement
+
+    queue = agreement.review_queue(store, args.name)
+    print(f"{len(queue)} waiting for review; decide one with `python -m core decide {args.name} PREDICTION_ID "
+          f"LABEL` (or {agreement.DISCARD} to leave it out of training)" if len(queue) else
+          "nothing waits for review: every item labelled twice agrees, and nothing is marked unclear",
+          file=args.console.err)
+    shown = queue[QUEUE_COLUMNS].head(args.limit)
+    if args.format == "table":  # one line per item: texts cut, times to the minute
+        shown = shown.assign(top_prob=shown["top_prob"].map(lambda p: f"{p:.1%}"),
+                             waiting_since=shown["waiting_since"].dt.strftime("%Y-%m-%d %H:%M"),
+                             text=shown["text"].map(lambda t: _cut(t, 30)))
+    _emit(args, shown)
+
+
+def cmd_decide(args, store):
+    from . import agreement
+
+    label = args.label.strip()
+    agreement.decide(store, args.name, args.prediction_id, label, args.user)
+    _emit_record(args, {"prediction_id": args.prediction_id, "label": label,
+                        "trained_on": label != agreement.DISCARD,
+                        "waiting": len(agreement.review_queue(store, args.name))})
+
+
+def cmd_overlap(args, store):
+    from . import agreement
+
+    if args.share is not None:
+        agreement.set_overlap_share(store, args.name, args.share, args.user)
+    _emit_record(args, {"model": args.name, "share": agreement.overlap_share(store, args.name)})
+
+
+def _text_file(path: str) -> str:
+    """A UTF-8 text file's contents (a byte-order mark is dropped), or a sentence naming the file."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise InvalidInput(f"--file {path} cannot be read ({e.strerror})") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise InvalidInput(f"--file {path}: byte {e.start} is not UTF-8; save the file as UTF-8") from None
+
+
+def cmd_guidelines(args, store):
+    from . import feedback
+
+    text = _text_file(args.file) if args.file is not None else args.text
+    if text is not None:
+        feedback.set_guidelines(store, args.name, text, args.user)
+    current = feedback.guidelines(store, args.name)
+    if args.format == "json":
+        print(json.dumps({"model": args.name, "guidelines": current}, ensure_ascii=False), file=args.console.out)
+    elif current:
+        print(current, file=args.console.out)
+    else:
+        print(f"{args.name} has no labelling guidelines yet; an owner writes them with --file or --text",
+              file=args.console.err)
+
+
+def _team_record(report) -> dict:
+    """The team report as plain data, NaN as None (kappa is undefined where both used one label)."""
+    kappa, raw, n = report.overall
+
+    def rows(frame):
+        return json.loads(frame.to_json(orient="records", force_ascii=False))  # NaN -> null
+
+    return {"share": report.share, "waiting": report.waiting,
+            "overall": {"items": int(n), "agreement": _plain(raw), "kappa": _plain(kappa)},
+            "pairs": rows(report.pairs), "lines": rows(report.lines), "labellers": rows(report.labellers)}
+
+
+def _plain(value) -> float | None:
+    return None if value is None or value != value else float(value)  # NaN is not equal to itself
+
+
+def cmd_team(args, store):
+    from . import agreement
+
+    report = agreement.team_report(store, args.name)
+    if args.format == "json":
+        print(json.dumps({"model": args.name, **_team_record(report)}, ensure_ascii=False), file=args.console.out)
+        return
+    _print_team(report, args.console.out)
+
+
+def _print_team(report, out: TextIO) -> None:
+    kappa, raw, n = report.overall
+    shown_kappa = "–" if kappa != kappa else f"{kappa:.2f}"  # NaN: both used one label only
+    overall = f"{n} items labelled twice, raw agreement {raw:.1%}, Cohen's kappa {shown_kappa}" if n else \
+        "no item is labelled twice yet"
+    print(f"overlap share {report.share:g}; {report.waiting} waiting for review; {overall}", file=out)
+    labellers = report.labellers.copy()
+    labellers.insert(3, "active_minutes", labellers.pop("active_hours") * 60)
+    for title, frame in (("per labeller pair", report.pairs), ("per business line", report.lines),
+                         ("per labeller (decisions per hour of active time; audit accuracy on audit items "
+                          "someone else decided too)", labellers)):
+        print(f"\n{title}", file=out)
+        print(_gaps_as_dashes(frame).to_string(index=False, float_format=lambda x: f"{x:.3f}") if len(frame)
+              else "(none)", file=out)
 
 
 def cmd_versions(args, store):
@@ -564,6 +673,27 @@ def build_parser() -> argparse.ArgumentParser:
     c = command("label", cmd_label, "record labels (columns prediction_id,label; label may be skip or unclear)")
     c.add_argument("name")
     c.add_argument("file")
+    c = command("review", cmd_review, "items waiting for an owner: two labellers' disagreements and items marked "
+                                      "unclear, oldest first")
+    c.add_argument("name")
+    c.add_argument("--limit", type=_whole_number(1, MAX_COUNT), default=100, help="how many items (default 100)")
+    c = command("decide", cmd_decide, "decide a waiting item's label (owners; skip leaves it out of training)")
+    c.add_argument("name")
+    c.add_argument("prediction_id", type=_whole_number(1, LARGEST_ID), metavar="PREDICTION_ID")
+    c.add_argument("label", metavar="LABEL", help="one of the model's labels, or skip")
+    c = command("overlap", cmd_overlap, "the share of labelled items a second labeller labels again, blind "
+                                        "(without SHARE, print it)")
+    c.add_argument("name")
+    c.add_argument("share", nargs="?", metavar="SHARE", help="from 0 (off) to 1, e.g. 0.1 for 10 %%")
+    c = command("guidelines", cmd_guidelines, "a model's labelling guidelines (markdown); print them, or set them "
+                                              "from --file or --text")
+    c.add_argument("name")
+    given = c.add_mutually_exclusive_group()
+    given.add_argument("--file", help="set them from this UTF-8 text file")
+    given.add_argument("--text", help="set them to this text (\"\" clears them)")
+    c = command("team", cmd_team, "agreement between labellers (Cohen's kappa per pair and business line) and "
+                                  "each labeller's figures")
+    c.add_argument("name")
     c = command("versions", cmd_versions, "list a model's versions (filtered and sorted by settings and metrics)")
     c.add_argument("name")
     c.add_argument("--filter", help="e.g. 'macro_f1 > 0.8 and estimator = logreg and tags contains baseline' "
@@ -666,7 +796,7 @@ def _acting_user(args, store) -> str:
     of --user typed at a terminal. Reads need none, and an open store takes --user as said."""
     from . import auth
 
-    reads = args.command in READS or args.command == "note" and args.text is None  # `note NAME V` only prints
+    reads = args.command in READS or _only_prints(args)
     if reads or not store.exists() or auth.is_open(store):
         return args.user or args.console.user
     token = args.console.token
@@ -685,6 +815,15 @@ def _acting_user(args, store) -> str:
     raise PermissionDenied(f"this store has users, so `{args.command}` must know who you are: set MMS_TOKEN to "
                            f"your API token (an owner makes one with `python -m core create-token NAME`), or run "
                            f"it in a terminal with --user NAME to be asked for that user's password")
+
+
+def _only_prints(args) -> bool:
+    """`note NAME V`, `overlap NAME` and `guidelines NAME` without a value to set: reads."""
+    if args.command == "note":
+        return args.text is None
+    if args.command == "overlap":
+        return args.share is None
+    return args.command == "guidelines" and args.file is None and args.text is None
 
 
 def main(argv: list[str] | None = None, console: Console | None = None) -> int:

@@ -250,7 +250,9 @@ def test_openapi_description_and_docs_are_served_under_api(client):
     assert set(spec["paths"]) == {"/health", "/models", "/models/{name}", "/models/{name}/predict",
                                   "/models/{name}/feedback", "/models/{name}/compare", "/models/{name}/stats",
                                   "/models/{name}/versions/{version}/activate", "/models/{name}/examples",
-                                  "/models/{name}/train", "/models/{name}/hard-examples"}
+                                  "/models/{name}/train", "/models/{name}/hard-examples", "/models/{name}/review",
+                                  "/models/{name}/review/{prediction_id}", "/models/{name}/overlap",
+                                  "/models/{name}/guidelines", "/models/{name}/team"}
     docs = client.get("/api/docs")
     assert docs.status_code == 200 and "/api/openapi.json" in docs.text
 
@@ -313,8 +315,9 @@ def test_api_keeps_its_openapi_promises(case):
     # A well-formed label or prediction id may still not exist for this model: core refuses it
     # with a 422, which the description cannot rule out (labels are per model, ids per log).
     # Likewise for the routes that change data: an example's label, a model's name ("/", only dots)
-    # or grades (fewer than three), a training config or an ordinal-only strategy core refuses.
-    refused_by_core = ("/feedback", "/examples", "/train", "/hard-examples")
+    # or grades (fewer than three), a training config or an ordinal-only strategy core refuses; and a
+    # decision on a prediction that is not waiting for review.
+    refused_by_core = ("/feedback", "/examples", "/train", "/hard-examples", "/review/{prediction_id}")
     excluded = ([positive_data_acceptance] if case.path.endswith(refused_by_core)
                 or (case.path == "/models" and case.method == "POST") else [])
     case.call_and_validate(excluded_checks=excluded)
