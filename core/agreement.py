@@ -82,10 +82,12 @@ def decide(store: Store, name: str, prediction_id: int, label: str, user: str) -
         auth.require(con, user, "review")
         model = registry.find_model(con, name)
         if label not in model.labels and label != DISCARD:
-            raise InvalidInput(f"decide one of {', '.join(model.labels)}, or {DISCARD} to leave the item out "
-                               f"of training; not {label!r}")
+            raise InvalidInput(f"label {label!r} is not one of {', '.join(model.labels)}, or {DISCARD} to leave "
+                               f"the item out of training")
         waiting = db.review_queue(con, model.model_id)
         item = waiting[waiting["prediction_id"] == int(prediction_id)]
+        if item.empty and db.predictions_by_id(con, model.model_id, [int(prediction_id)]).empty:
+            raise InvalidInput(f"no prediction {prediction_id} for model {name!r}")
         if item.empty:
             raise InvalidInput(f"prediction {prediction_id} is not waiting for review: someone decided it "
                                f"already, or its labels agree")

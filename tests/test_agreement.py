@@ -186,6 +186,10 @@ def test_disagreements_wait_for_review_and_only_decided_labels_are_trained_on(cr
     assert [trained.get(p) for p in ids] == ["正面", "负面", "负面", "正面"]
     with pytest.raises(InvalidInput, match="not waiting for review"):
         agreement.decide(crew, MODEL, ids[1], "正面", "olga")
+    with pytest.raises(InvalidInput, match="no prediction 999999999 for model"):
+        agreement.decide(crew, MODEL, 999999999, "正面", "olga")
+    with pytest.raises(InvalidInput, match="label '中性' is not one of"):
+        agreement.decide(crew, MODEL, ids[1], "中性", "olga")
 
 
 def test_two_owners_deciding_one_item_at_once_store_one_decision(crew):

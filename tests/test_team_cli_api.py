@@ -78,7 +78,7 @@ def test_two_labellers_disagree_and_an_owner_decides_through_api_and_cli(crew, c
 
     r = client.post(f"{M}/review/{b}", json={"label": "负面"}, headers=lars)
     assert r.status_code == 403 and "lars" in r.json()["error"] and "owner" in r.json()["error"]
-    for pid, body, says in ((999_999_999, {"label": "负面"}, "prediction 999999999"),
+    for pid, body, says in ((999_999_999, {"label": "负面"}, "no prediction 999999999 for model"),
                             (b, {"label": "也许"}, "也许"), (b, {"label": 1}, "label")):
         r = client.post(f"{M}/review/{pid}", json=body, headers=olga)
         assert r.status_code == 422 and says in r.json()["error"], r.text
@@ -96,7 +96,7 @@ def test_two_labellers_disagree_and_an_owner_decides_through_api_and_cli(crew, c
     code, _, err = cli(crew, monkeypatch, tokens["lars"], "decide", MODEL, d, "正面")
     assert code == 2 and err.startswith("error: lars is a labeller and may not decide")
     code, _, err = cli(crew, monkeypatch, tokens["olga"], "decide", MODEL, d, "中性")
-    assert code == 2 and "not '中性'" in err and len(err.splitlines()) == 1
+    assert code == 2 and "label '中性' is not one of" in err and len(err.splitlines()) == 1
     code, out, _ = cli(crew, monkeypatch, tokens["olga"], "--format", "json",
                        "decide", MODEL, d, "正面")
     assert code == 0 and json.loads(out) == {"prediction_id": d, "label": "正面", "trained_on": True, "waiting": 0}
