@@ -250,10 +250,12 @@ def train_buttons(plan: train.TrainingPlan, config: dict, prep: dict, diff: pd.D
                       " — **unsaved settings: tick the confirmation above first**"))
     full, inc, note = st.columns([1, 1, 3], vertical_alignment="center")
     not_owner = None if may("train") else "Training needs the owner role."
+    no_rows = None if sum(plan.rows_by_source.values()) else "No training rows yet: import labelled rows on the Data page."
     clicked_full = full.button("Full retrain", key="train_full", type="primary", icon=":material/model_training:",
-                               disabled=not (may("train") and confirmed), width="stretch",
-                               help=not_owner or ("A new version from every training row, with the settings below."
-                                                  if confirmed else "Confirm the unsaved settings first."))
+                               disabled=not (may("train") and confirmed) or bool(no_rows), width="stretch",
+                               help=not_owner or no_rows or ("A new version from every training row, with the "
+                                                             "settings below." if confirmed else
+                                                             "Confirm the unsaved settings first."))
     clicked_inc = inc.button("Incremental update", key="train_incremental", icon=":material/update:", width="stretch",
                              disabled=not (may("train") and plan.incremental_possible),
                              help=not_owner or (plan.reason[:1].upper() + plan.reason[1:]))
@@ -343,8 +345,11 @@ def result_panel(model: registry.Model, versions: list[registry.Version]):
         new = versions[-1]
         heading = f"Version {new.version}, the newest, not active yet"
         result = {"base": model.active_version}
-    else:
+    elif versions:
         st.caption("The newest version is the active one. Train a version to see it here beside it.")
+        return None
+    else:
+        st.caption("No version yet: the first one you train shows here with its metrics on the test split.")
         return None
     base = by_number.get(compare.comparison_base(new.version, model.active_version, result.get("base")))
     st.subheader(heading + (f", beside active version {base.version}" if base and base.status == registry.ACTIVE

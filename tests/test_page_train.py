@@ -223,3 +223,18 @@ def test_when_the_guard_refuses_the_page_says_why_and_nothing_changes(app, worse
     assert not at.exception
     assert any("worse than version 1" in e.value for e in at.error)
     assert registry.get_model(worse_v2, MODEL).active_version == 1
+
+
+def test_a_model_without_rows_or_versions_says_so_and_cannot_be_retrained(app, seeded_store):
+    """A model just created has no training rows and no version: the page must not claim that "the newest
+    version is the active one", nor offer a Full retrain that can only fail."""
+    registry.create_model(seeded_store, "空模型", ["退款", "咨询"], "tester")
+    at = app("pages/train.py")
+    at.session_state["select_model"] = "空模型"
+    at.run()
+    assert not at.exception
+    assert at.button(key="train_full").disabled
+    assert "import labelled rows on the Data page" in at.button(key="train_full").help
+    captions = [c.value for c in at.caption]
+    assert not any("newest version is the active one" in c for c in captions)
+    assert any(c.startswith("No version yet") for c in captions)
