@@ -173,6 +173,17 @@ def period_state(frame: pd.DataFrame, running: pd.Timestamp | None) -> pd.Series
                       for p in frame["period"]], index=frame.index)
 
 
+def one_entry_per_series(fig) -> None:
+    """Name each trace by its series alone (a business line, a measure), one legend entry each: px names a
+    trace after every dimension it splits by, so the legend read "图书, complete", or "complete" alone."""
+    shown = set()
+    for trace in fig.data:
+        series, _, state = (trace.name or "").rpartition(", ")
+        if state in ("complete", "in progress") and series:
+            trace.update(name=series, legendgroup=series, showlegend=series not in shown)
+            shown.add(series)
+
+
 def mark_flags(fig, flagged: pd.DataFrame, y: pd.Series | float, **kw) -> None:
     """A warning marker over each flagged line x period, named in its hover text."""
     if flagged.empty:
@@ -194,7 +205,8 @@ def charts(by_line: pd.DataFrame, overall: pd.DataFrame, labels: list[str], by: 
         fig = px.bar(bars, x="period", y="volume", color="business_line", pattern_shape="state",
                      pattern_shape_map={"complete": "", "in progress": "/"},
                      labels={"period": by.title(), "volume": "predictions", "business_line": "business line",
-                             "state": ""})
+                             "state": "status"})
+        one_entry_per_series(fig)
         totals = bars.groupby("period")["volume"].sum()
         mark_flags(fig, flagged, flagged["period"].map(totals) if not flagged.empty else 0)
         show(fig, key="monitor_chart_volume")
@@ -210,7 +222,8 @@ def charts(by_line: pd.DataFrame, overall: pd.DataFrame, labels: list[str], by: 
                                                "low_conf_share": f"share below {low:.2f}"})
         fig = px.line(conf, x="period", y="value", color="measure", markers=True, symbol="state",
                       symbol_map={"complete": "circle", "in progress": "circle-open"},
-                      labels={"period": by.title(), "value": "", "measure": "", "state": ""})
+                      labels={"period": by.title(), "value": "", "measure": "measure", "state": "status"})
+        one_entry_per_series(fig)
         fig.update_yaxes(range=[0, 1], tickformat=".0%")
         show(fig, key="monitor_chart_confidence")
 
@@ -354,6 +367,14 @@ def without_blanks(frame: pd.DataFrame, percent: set[str]) -> pd.DataFrame:
     return out
 
 
+def share_column(shown: pd.DataFrame, column: str, label: str, help: str | None = None):
+    """A share as a percentage: a number column, or text once without_blanks wrote "–" in its gaps (a
+    column without gaps read 0.6667 and 1 beside 66.7% in the next period's table)."""
+    if column in shown.columns and pd.api.types.is_float_dtype(shown[column]):
+        return st.column_config.NumberColumn(label, format="percent", help=help)
+    return st.column_config.Column(label, help=help)
+
+
 def table(by_line: pd.DataFrame, name: str, by: str) -> None:
     st.subheader("Statistics")
     percent = {"low_conf_share", "accuracy", "estimated_accuracy", "estimate_error", "audited_accuracy", "audit_low",
@@ -366,13 +387,17 @@ def table(by_line: pd.DataFrame, name: str, by: str) -> None:
             "low-confidence share", format="percent"),
         "macro_f1": st.column_config.NumberColumn("macro-F1", format="%.3f")  # text once gaps read "–"
         if pd.api.types.is_float_dtype(shown["macro_f1"]) else st.column_config.Column("macro-F1"),
-        "accuracy": st.column_config.Column("accuracy (all labels)", help="Over every label that came back, audit "
-                                                                          "and hard examples together"),
-        "estimated_accuracy": st.column_config.Column("estimated accuracy",
-                                                      help=monitoring.ACCURACIES["estimated_accuracy"]),
-        "audited_accuracy": st.column_config.Column("audited accuracy", help=monitoring.ACCURACIES["audited_accuracy"]),
-        "hard_example_accuracy": st.column_config.Column("hard-example accuracy (biased)",
-                                                         help=monitoring.ACCURACIES["hard_example_accuracy"]),
+        "accuracy": share_column(shown, "accuracy", "accuracy (all labels)",
+                                 help="Over every label that came back, audit and hard examples together"),
+        "estimated_accuracy": share_column(shown, "estimated_accuracy", "estimated accuracy",
+                                           help=monitoring.ACCURACIES["estimated_accuracy"]),
+        "estimate_error": share_column(shown, "estimate_error", "estimate error"),
+        "audited_accuracy": share_column(shown, "audited_accuracy", "audited accuracy",
+                                         help=monitoring.ACCURACIES["audited_accuracy"]),
+        "audit_low": share_column(shown, "audit_low", "audit low"),
+        "audit_high": share_column(shown, "audit_high", "audit high"),
+        "hard_example_accuracy": share_column(shown, "hard_example_accuracy", "hard-example accuracy (biased)",
+                                              help=monitoring.ACCURACIES["hard_example_accuracy"]),
         "mix_shift": st.column_config.NumberColumn("mix shift", format="%.3f",
                                                    help="Total variation distance between this period's class "
                                                         "mix and the line's mix over the whole range"),

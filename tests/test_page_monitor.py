@@ -113,3 +113,39 @@ def test_drift_cells_beyond_the_render_budget_are_pending_until_measured(app, mo
     assert not any("server measures the other" in i.value for i in at.info)
     drift = table_with(at, "text_auc")
     assert "not measured yet" not in set(drift["status"])
+
+
+def legend_entries(chart) -> list[str]:
+    import json
+
+    return [t.get("name") for t in json.loads(chart.proto.spec)["data"] if t.get("showlegend", True)]
+
+
+def test_chart_legends_name_each_series_once(app):
+    """The confidence chart's legend read "complete" (its two measures were not named) and the volume chart's
+    "图书, complete": each entry names one series, once, whether or not a period is still running."""
+    at = app("pages/monitor.py")
+    assert not at.exception
+    by_key = {c.proto.id: c for c in plotly_charts(at)}
+    volume = next(c for k, c in by_key.items() if "monitor_chart_volume" in k)
+    confidence = next(c for k, c in by_key.items() if "monitor_chart_confidence" in k)
+    assert sorted(legend_entries(volume)) == ["图书", "数码", "母婴", "综合", "酒店"]
+    assert legend_entries(confidence) == ["mean confidence", "share below 0.60"]
+
+
+def test_every_share_in_the_statistics_table_reads_as_a_percentage(app):
+    """A share column without gaps (estimated accuracy here; accuracy in a store where every period has
+    labels) was drawn as a raw fraction, 0.7436 or 1, beside columns that read 74.4%."""
+    import json
+
+    at = app("pages/monitor.py")
+    shown = next(d for d in at.dataframe if "mix_shift" in d.value.columns)
+    config = json.loads(shown.proto.columns)
+    shares = ["low_conf_share", "accuracy", "estimated_accuracy", "estimate_error", "audited_accuracy", "audit_low",
+              "audit_high", "hard_example_accuracy", "share_正面", "share_负面"]
+    for column in shares:
+        values = shown.value[column]
+        if values.dtype.kind == "f":
+            assert config[column].get("type_config", {}).get("format") == "percent", column
+        else:  # text: gaps read "–", the rest were written as percentages
+            assert all(v == "–" or v.endswith("%") for v in values), column
