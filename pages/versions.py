@@ -87,8 +87,18 @@ def headline_chart(versions: list[registry.Version]) -> go.Figure:
     fig.update_layout(height=300, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=-0.25),
                       hovermode="x unified")
     fig.update_xaxes(title="version", tickmode="array", tickvals=x, ticktext=[f"v{n}" for n in x])
-    fig.update_yaxes(title="on the test split", tickformat=".3f", nticks=6)
+    fig.update_yaxes(title="on the test split", tickformat=".3f", nticks=6, range=headline_range(fig))
     return fig
+
+
+def headline_range(fig: go.Figure) -> list[float] | None:
+    """The y range, at least 0.01 tall: one version, or versions a hair apart, drew five ticks that all
+    read 0.813 (plotly spreads its ticks over whatever tiny range the points span)."""
+    ys = [y for trace in fig.data for y in (trace.y or ()) if isinstance(y, (int, float))]
+    if not ys:
+        return None
+    pad = max(0.005 - (max(ys) - min(ys)) / 2, 0) + 0.002
+    return [min(ys) - pad, max(ys) + pad]
 
 
 def versions_table(table: pd.DataFrame) -> None:
@@ -132,8 +142,8 @@ def reactivate_box(model: registry.Model, versions: list[registry.Version], hist
                                     for c in ("base", "candidate", "drop", "tolerance")})
     reason = st.text_input("Reason (recorded in the activation history)", key="versions_reason",
                            placeholder="e.g. version 3 misreads hotel reviews", max_chars=500)
-    confirm = st.checkbox(f"Switch predictions from version {model.active_version} to version {picked}",
-                          key="versions_confirm", disabled=picked == model.active_version)
+    confirm = picked != model.active_version and st.checkbox(  # "from version 1 to version 1" read as nonsense
+        f"Switch predictions from version {model.active_version} to version {picked}", key="versions_confirm")
     force = bool(found) and st.checkbox(f"Switch anyway, although version {picked} is worse (recorded as forced, "
                                         f"with your reason)", key="versions_force")
     ready = (may("activate") and picked != model.active_version and bool(reason.strip()) and confirm

@@ -115,3 +115,16 @@ def test_the_versions_table_shows_no_literal_none(app):
     table = next(d.value for d in at.dataframe if "parent" in d.value.columns and "rows_seen" in d.value.columns)
     assert "None" not in table.astype(str).to_numpy().ravel().tolist()
     assert table["parent"].isna().iloc[0]  # version 1 has no parent: a gap, not the word None
+
+
+def test_one_version_draws_distinct_axis_ticks_and_no_switch_to_itself(app):
+    """With one version (accuracy and macro-F1 a hair apart) the headline chart's five y ticks all read
+    0.813, and the switch box offered "Switch predictions from version 1 to version 1"."""
+    at = app("pages/versions.py")
+    assert not at.exception
+    chart = json.loads(next(iter(at.get("plotly_chart"))).proto.spec)
+    low, high = chart["layout"]["yaxis"]["range"]
+    assert high - low >= 0.01  # ticks at .3f, nticks 6: at least 0.002 apart, so each reads differently
+    assert not [c for c in at.checkbox if c.key == "versions_confirm"]
+    assert at.button(key="versions_reactivate").disabled
+    assert at.button(key="versions_reactivate").help == "This version is already active."
