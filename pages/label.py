@@ -288,7 +288,8 @@ def undo() -> None:
 
 def counters(batch: dict | None) -> None:
     counts = st.session_state.get("label_counts") or {}
-    c1, c2, c3, c4, c5 = st.columns(5)
+    # a row that wraps: five fixed columns beside the sidebar at 1000 px cut "10,977" to "1…"
+    c1 = c2 = c3 = c4 = c5 = st.container(horizontal=True, key="label_counters")
     c1.metric("You labelled today", f"{counts.get('labelled', 0):,}", border=True,
               help="With one of the model's labels: these become training examples")
     c2.metric("Skipped today", f"{counts.get('skipped', 0):,}", border=True,
@@ -338,9 +339,10 @@ def decision_buttons(name: str, labels: list[str], row: pd.Series, can_label: bo
               key="label_accept", type="primary", on_click=decide, args=(name, pid, suggested),
               shortcut=ACCEPT_SHORTCUT, disabled=not can_label, icon=":material/check:")
     options = labels + list(NOT_TRAINING_LABELS)
-    for col, (i, label) in zip(st.columns(len(options)), enumerate(options)):
+    row = st.container(horizontal=True, key="label_decisions")  # wraps: fixed columns cut "正面" to "正…"
+    for i, label in enumerate(options):
         shortcut = SHORTCUTS.get(label) or (str(i + 1) if i < 9 else None)
-        col.button(_ui.md_escape(label), key=f"label_as_{label}" if label in NOT_TRAINING_LABELS else f"label_as_{i}",
+        row.button(_ui.md_escape(label), key=f"label_as_{label}" if label in NOT_TRAINING_LABELS else f"label_as_{i}",
                    on_click=decide, args=(name, pid, label), shortcut=shortcut, disabled=not can_label,
                    width="stretch")
 

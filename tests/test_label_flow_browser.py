@@ -147,3 +147,28 @@ def test_the_bulk_table_wraps_full_texts_and_takes_labels_by_keyboard(server):
         browser.close()
     stop_server(proc)
     assert feedback.labelled_counts(store, M, user=USER) == {"负面": 1}
+
+
+CUT = """(el) => [el, ...el.querySelectorAll('*')].some(e => e.scrollWidth > e.clientWidth + 1
+                                                  && getComputedStyle(e).overflowX !== 'visible')"""
+
+
+def test_at_1000_px_the_label_buttons_and_counters_are_not_cut(server):
+    """Beside the open sidebar at 1000 px, fixed columns cut the label buttons to "正…" and "负…" and the
+    queue's count to "1…": a labeller could not read what a button does or how much is left."""
+    from playwright.sync_api import sync_playwright
+
+    url, _, _ = server
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        page = open_label_page(browser, url)
+        page.set_viewport_size({"width": 1000, "height": 1000})
+        page.wait_for_timeout(500)
+        for name in ("正面", "负面", "skip", "unclear"):
+            button = page.get_by_role("button", name=re.compile(f"^{name}")).first
+            assert not button.evaluate(CUT), f"the {name} button is cut"
+        values = page.get_by_test_id("stMetricValue")
+        assert values.count() == 5
+        for i in range(values.count()):
+            assert not values.nth(i).evaluate(CUT), values.nth(i).inner_text()
+        browser.close()
