@@ -65,14 +65,18 @@ def thresholds() -> dict:
 
 
 def drift_by_line_and_period(store: Store, name: str, by: str, by_line: pd.DataFrame, window=None,
-                             version: int | None = None, budget_seconds: float | None = None) -> DriftReport:
+                             version: int | None = None, budget_seconds: float | None = None,
+                             keep_seconds: float | None = None) -> DriftReport:
     """Drift of every line x period of `by_line` (stats_by_line_and_period's table) against the
     reference: the training data of `version` (default: active) or, with `window` = (since, until),
     each line's predictions in that window.
 
     Cached cells cost nothing; a cell not cached yet takes a classifier fit (a fraction of a second).
     With `budget_seconds`, cells are measured newest period first until the budget is spent, and
-    the rest are reported as pending (a page stays quick; the server fills the cache meanwhile)."""
+    the rest are reported as pending (a page stays quick; the server fills the cache meanwhile).
+    With `keep_seconds`, a cached cell measured less than that long ago is used even if its volume
+    has grown by more than REMEASURE since: under live traffic the open period's cells grow with
+    every render, and a page re-measures each at most that often instead of on every render."""
     check_period(by)
     with store.connect() as con:
         model = registry.find_model(con, name)
@@ -84,7 +88,9 @@ def drift_by_line_and_period(store: Store, name: str, by: str, by_line: pd.DataF
     refs = {line: _cached_reference(store, model, ref_version, artifact, vocabulary, line, window) for line in lines}
     with store.connect() as con:
         cached = db.drift_cells(con, model.model_id, ref_version.version, reference, by)
-    cached = {(r.business_line, pd.Timestamp(r.period_start)): (int(r.n), json.loads(r.measures))
+    kept_since = None if keep_seconds is None else db.now() - pd.Timedelta(seconds=keep_seconds)
+    cached = {(r.business_line, pd.Timestamp(r.period_start)):
+              (int(r.n), json.loads(r.measures), kept_since is not None and pd.Timestamp(r.computed_at) > kept_since)
               for r in cached.itertuples()}
     rows, fresh, pending = {}, [], 0
     deadline = None if budget_seconds is None else time.monotonic() + budget_seconds
@@ -92,8 +98,8 @@ def drift_by_line_and_period(store: Store, name: str, by: str, by_line: pd.DataF
     for i in sorted(range(len(cells)), key=lambda i: pd.Timestamp(cells[i]["period"]), reverse=True):
         cell = cells[i]
         key = (cell["business_line"], pd.Timestamp(cell["period"]))
-        n, measures = cached.get(key, (None, None))
-        if n is None or abs(n - cell["volume"]) > REMEASURE * cell["volume"]:
+        n, measures, recent = cached.get(key, (None, None, False))
+        if n is None or (abs(n - cell["volume"]) > REMEASURE * cell["volume"] and not recent):
             measures = None  # a sample of a few hundred texts barely moves until the cell grows by a tenth
         if measures is None and deadline is not None and time.monotonic() > deadline:
             pending += 1

@@ -70,6 +70,9 @@ SETTINGS = {
                                      "sample, whose labels give the audited accuracy."),
         Setting("drift_render_seconds", 2.0, "Seconds a Monitor render may spend measuring drift cells that are "
                 "not cached yet; the rest show as not measured yet while the server measures them."),
+        Setting("drift_keep_seconds", 300.0, "Seconds a Monitor render keeps using a drift cell's cached measures "
+                "after its volume grew by a tenth (live traffic grows the open period's cells on every render): "
+                "each is measured again at most this often on the page."),
         Setting("drift_sample", 300, "Texts sampled per business line x period (and per reference) for the "
                                      "input-drift measures."),
         Setting("drift_min_reference", 50, "Reference texts a business line needs before its drift is judged."),

@@ -1513,9 +1513,11 @@ def training_vocabulary(con, model_id: int, max_example_id: int, prep_hash: str)
 
 
 def drift_cells(con, model_id: int, version: int, reference: str, period: str) -> pd.DataFrame:
-    """The newest cached drift measures per business line and period start (measures as JSON text)."""
+    """The newest cached drift measures per business line and period start (measures as JSON text),
+    with when they were measured."""
     return con.execute("""
-        SELECT business_line, period_start, arg_max(n, computed_at) AS n, arg_max(measures, computed_at) AS measures
+        SELECT business_line, period_start, arg_max(n, computed_at) AS n, arg_max(measures, computed_at) AS measures,
+               max(computed_at) AS computed_at
         FROM drift_cells WHERE model_id = ? AND version = ? AND reference = ? AND period = ?
         GROUP BY ALL""", [model_id, version, reference, period]).df()
 

@@ -23,8 +23,9 @@ def load_drift(_store, store_key: str, revision: tuple, name: str, by: str, wher
                _by_line: pd.DataFrame, budget: float | None, attempt: int) -> drift.DriftReport:
     """Drift of the slice's line x periods against the reference (cells are also cached in the
     store); `attempt` changes while cells are pending, so a rerun looks at the store again."""
+    keep = None if budget is None else float(settings.get("drift_keep_seconds"))  # "measure now": everything
     return drift.drift_by_line_and_period(_store, name, by, _by_line, window=window, version=where.version,
-                                          budget_seconds=budget)
+                                          budget_seconds=budget, keep_seconds=keep)
 
 
 def drift_report(store, key: str, revision: tuple, name: str, by: str, where: Slice, window,

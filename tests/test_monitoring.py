@@ -256,3 +256,23 @@ def test_a_time_budget_leaves_uncached_cells_pending_and_a_full_pass_fills_the_c
     cached = drift.drift_by_line_and_period(store, M, "month", by_line, budget_seconds=0)
     assert cached.pending == 0
     pd.testing.assert_frame_equal(cached.cells, full.cells)
+
+
+def test_the_monitor_keeps_a_growing_cells_recent_measures_and_a_full_pass_measures_it_again(world, monkeypatch):
+    """Under live traffic the open period's cells grow between any two renders: a render with
+    keep_seconds uses measures taken within that time (no classifier fit), a pass without it
+    (the CLI, the API, the server's) measures every cell that grew by a tenth again."""
+    store, _ = world
+    by_line = stats.stats_by_line_and_period(store, M, "month")
+    first = drift.drift_by_line_and_period(store, M, "month", by_line)  # every cell cached now
+    grown = by_line.assign(volume=by_line["volume"] * 2)
+    fits, real = [], drift._measure
+    monkeypatch.setattr(drift, "_measure", lambda *a: fits.append(a[-2]["business_line"]) or real(*a))
+    kept = drift.drift_by_line_and_period(store, M, "month", grown, budget_seconds=2, keep_seconds=300)
+    assert fits == [] and kept.pending == 0
+    measured = first.cells["status"] != "not measured yet"
+    pd.testing.assert_series_equal(kept.cells["text_auc"][measured], first.cells["text_auc"][measured])
+    drift.drift_by_line_and_period(store, M, "month", grown, budget_seconds=2, keep_seconds=0)  # too old to keep
+    assert len(fits) == len(grown)
+    drift.drift_by_line_and_period(store, M, "month", by_line.assign(volume=by_line["volume"] * 4))
+    assert len(fits) == 2 * len(grown)
