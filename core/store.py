@@ -1222,6 +1222,7 @@ def insert_feedback(con, model_id: int, frame: pd.DataFrame, user: str, batch_id
             SELECT feedback_id, prediction_id, ?, text_key, label, ?, ?, ? FROM _feedback_batch""",
                     [model_id, batch_id, at, user])
         con.execute(f"INSERT INTO label_rollups {_LABEL_ROLLUP.format(sign=1, feedback='_feedback_batch')}")
+        insert_labelled_predictions(con, "_feedback_batch")
         trainable = con.execute("""
             SELECT b.prediction_id, p.text, b.label, p.business_line
             FROM _feedback_batch b JOIN predictions p USING (prediction_id)
@@ -1405,10 +1406,12 @@ def _day_split(since, until) -> tuple[tuple | None, list[tuple]]:
 
 def rebuild_rollups(con) -> None:
     """Compute both rollups again from the whole log and its labels, with the SQL insert_predictions
-    and insert_feedback use: for rows that reached the log without insert_predictions (a bulk load)."""
+    and insert_feedback use, and copy the labelled predictions' slice fields that are missing: for
+    rows that reached the log or the labels without insert_predictions or insert_feedback (a bulk load)."""
     con.execute("DELETE FROM prediction_rollups; DELETE FROM label_rollups")
     con.execute(f"INSERT INTO prediction_rollups {_GRADED_ROLLUP.format(source='predictions')}")
     con.execute(f"INSERT INTO label_rollups {_LABEL_ROLLUP.format(sign=1, feedback=_DECIDED)}")
+    insert_labelled_predictions(con, "feedback")
 
 
 # Each rollup's key, and how its rows merge.
@@ -1451,14 +1454,15 @@ def audit_statistics(con, model_id: int, period: str, share: float, not_training
                      **filters) -> pd.DataFrame:
     """Per business line and period, and per period over all lines (business_line NULL): audited
     (audit-sample predictions with a label, skip/unclear left out) and audit_correct. Read from the
-    labels' side (few) joined to their predictions, so it costs about what the labels do, not the log."""
+    labels' side (few) joined to their predictions' slice fields (labelled_predictions), so it costs
+    what the labels do, not the log."""
     where, args = _prediction_filters(model_id, **filters)
     return con.execute(f"""
         WITH f AS (SELECT f.prediction_id, f.label AS truth FROM {_DECIDED} f
                    WHERE f.model_id = ? AND NOT list_contains(?, f.label)
                      AND {_AUDIT.replace("p.prediction_id", "f.prediction_id")}),
         judged AS (SELECT p.business_line, date_trunc(?, p.created_at) AS period, p.label, f.truth
-                   FROM f JOIN predictions p USING (prediction_id) WHERE {where})
+                   FROM f JOIN labelled_predictions p USING (prediction_id) WHERE {where})
         SELECT business_line, period, count(*) AS audited, count(*) FILTER (WHERE truth = label) AS audit_correct
         FROM judged GROUP BY GROUPING SETS ((business_line, period), (period))""",
                        [model_id, list(not_training), share, period] + args).df()
@@ -2035,3 +2039,32 @@ def latest_guidelines(con, model_id: int) -> dict | None:
 MIGRATIONS.append(("one review per item", """
     CREATE UNIQUE INDEX reviews_one_per_item ON reviews (prediction_id);
     """))
+
+
+# Each labelled prediction's slice fields (model, version, line, created_at, predicted label), copied
+# from the log when it is first labelled: the audited accuracy counts the audit sample's labels per
+# line x period from these few rows. Joined to the log instead, it read the log's ids, lines and
+# times (10M predictions: 0.09 s warm, 0.16 s cold, most of a statistics call, growing with the log).
+# Rows are facts about a prediction, which never changes: an undone label leaves its row (the
+# statistics join the labels that stand), and a prediction labelled again is not copied twice.
+_LABELLED_SELECT = """
+    SELECT p.prediction_id, p.model_id, p.version, p.business_line, p.created_at, p.label
+    FROM predictions p SEMI JOIN {labels} f USING (prediction_id)"""
+MIGRATIONS.append(("labelled predictions' slice fields", f"""
+    CREATE TABLE labelled_predictions (
+        prediction_id BIGINT NOT NULL,
+        model_id INTEGER NOT NULL,
+        version INTEGER NOT NULL,
+        business_line VARCHAR NOT NULL,
+        created_at TIMESTAMP NOT NULL,
+        label VARCHAR NOT NULL            -- predicted
+    );
+    INSERT INTO labelled_predictions {_LABELLED_SELECT.format(labels="feedback")};
+    """))
+
+
+def insert_labelled_predictions(con, labels: str) -> None:
+    """Copy the slice fields of the predictions in `labels` (a table or view with prediction_id)
+    that have none yet."""
+    con.execute(f"""INSERT INTO labelled_predictions {_LABELLED_SELECT.format(labels=labels)}
+                    WHERE p.prediction_id NOT IN (SELECT prediction_id FROM labelled_predictions)""")

@@ -234,3 +234,56 @@ def test_hard_examples_are_the_ones_the_plain_query_over_the_whole_log_chooses(s
             assert found["prediction_id"].tolist() == plain["prediction_id"].tolist(), (strategy, where)
             assert np.allclose(found["score"], plain["score"])
             assert len(found) > 0
+
+
+# The audited accuracy's counts as they were read before labelled_predictions (a frozen reference):
+# the labels joined to the log itself.
+AUDIT_FROM_THE_LOG = """
+    WITH f AS (SELECT f.prediction_id, f.label AS truth FROM {decided} f
+               WHERE f.model_id = ? AND NOT list_contains(?, f.label)
+                 AND hash(f.prediction_id, 'mms-audit') < ? * 18446744073709551615.0),
+    judged AS (SELECT p.business_line, date_trunc(?, p.created_at) AS period, p.label, f.truth
+               FROM f JOIN predictions p USING (prediction_id) WHERE {where})
+    SELECT business_line, period, count(*) AS audited, count(*) FILTER (WHERE truth = label) AS audit_correct
+    FROM judged GROUP BY GROUPING SETS ((business_line, period), (period))"""
+
+
+def _audit_matches_the_log(store, rng) -> None:
+    model_id, keys = _model_id(store), ["business_line", "period"]
+    with store.connect() as con:
+        copied = con.execute("SELECT count(*), count(DISTINCT prediction_id) FROM labelled_predictions").fetchone()
+        assert copied[0] == copied[1] > 0  # a prediction labelled again after an undo is not copied twice
+        for where in _slices(rng):
+            for share, by in ((1.0, "day"), (0.3, "week"), (0.6, "month")):
+                got = db.audit_statistics(con, model_id, by, share, list(NOT_TRAINING_LABELS), **where)
+                sql_where, args = db._prediction_filters(model_id, **where)
+                expected = con.execute(AUDIT_FROM_THE_LOG.format(decided=db._DECIDED, where=sql_where),
+                                       [model_id, list(NOT_TRAINING_LABELS), share, by] + args).df()
+                sort = lambda t: t.sort_values(keys, na_position="first").reset_index(drop=True)
+                pd.testing.assert_frame_equal(sort(got), sort(expected), check_dtype=False, obj=f"{share} {by} {where}")
+
+
+def test_the_audited_counts_equal_the_labels_joined_to_the_log_after_labels_and_undos(seeded_store):
+    rng = np.random.default_rng(23)
+    _random_writes(seeded_store, rng, rounds=4)
+    with seeded_store.connect() as con:  # an undone label's prediction, labelled again
+        again = con.execute("""SELECT prediction_id FROM labelled_predictions
+                               WHERE prediction_id NOT IN (SELECT prediction_id FROM feedback) LIMIT 3""").fetchall()
+    assert again, "the random writes undid no label"
+    feedback.record_labels(seeded_store, M, pd.DataFrame({"prediction_id": [i for (i,) in again], "label": "正面"}),
+                           "tester")
+    _audit_matches_the_log(seeded_store, rng)
+
+
+def test_a_store_from_before_labelled_predictions_gets_them_from_its_log(seeded_store, tmp_path):
+    rng = np.random.default_rng(29)
+    _random_writes(seeded_store, rng, rounds=2)
+    older = tmp_path / "older.duckdb"
+    shutil.copy(seeded_store.path, older)
+    if Path(f"{seeded_store.path}.wal").exists():
+        shutil.copy(f"{seeded_store.path}.wal", f"{older}.wal")
+    con = duckdb.connect(str(older))
+    con.execute("DROP TABLE labelled_predictions; "
+                "DELETE FROM schema_migrations WHERE name = 'labelled predictions'' slice fields'")
+    con.close()
+    _audit_matches_the_log(Store(older), rng)
