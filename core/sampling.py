@@ -197,13 +197,21 @@ def _pool_probabilities(store: Store, version: registry.Version, labels: list[st
         proba[own] = np.concatenate(pool["probs"].to_numpy()[own]).reshape(int(own.sum()), len(labels))
     rest = np.flatnonzero(~own)
     if len(rest):
-        texts = list(pool["text"].array.take(rest))
-        missing = _SCORES.fill(store, version, texts, proba, rest)
-        if len(missing):
-            scored = score_pool(store, version, labels, [texts[i] for i in missing])
-            proba[rest[missing]] = scored
-            _SCORES.keep(store, version, [texts[i] for i in missing], scored)
+        proba[rest] = _kept_or_scored(store, version, labels, list(pool["text"].array.take(rest)))[0]
     return proba
+
+
+def _kept_or_scored(store: Store, version: registry.Version, labels: list[str],
+                    texts: list[str]) -> tuple[np.ndarray, int]:
+    """The version's probabilities for `texts`: kept ones from _SCORES, the rest scored and kept;
+    and how many were scored."""
+    proba = np.zeros((len(texts), len(labels)))
+    missing = _SCORES.fill(store, version, texts, proba)
+    if len(missing):
+        scored = score_pool(store, version, labels, [texts[i] for i in missing])
+        proba[missing] = scored
+        _SCORES.keep(store, version, [texts[i] for i in missing], scored)
+    return proba, len(missing)
 
 
 class _ScoreCache:
@@ -223,9 +231,8 @@ class _ScoreCache:
     def _key(store: Store, version: registry.Version) -> tuple:
         return store.key, version.model_id, version.version, version.sha256
 
-    def fill(self, store: Store, version: registry.Version, texts: list[str], proba: np.ndarray,
-             at: np.ndarray) -> np.ndarray:
-        """Put the kept rows of `texts` into proba[at[i]]; the positions in `texts` not kept."""
+    def fill(self, store: Store, version: registry.Version, texts: list[str], proba: np.ndarray) -> np.ndarray:
+        """Put the kept rows of `texts` into proba (one row per text); the positions not kept."""
         with self._lock:
             known = self._versions.get(self._key(store, version))
             if known is None:
@@ -234,7 +241,7 @@ class _ScoreCache:
             rows = [known.get(t) for t in texts]
         found = np.fromiter((r is not None for r in rows), dtype=bool, count=len(rows))
         if found.any():
-            proba[at[found]] = [r for r in rows if r is not None]
+            proba[found] = [r for r in rows if r is not None]
         return np.flatnonzero(~found)
 
     def keep(self, store: Store, version: registry.Version, texts: list[str], proba: np.ndarray) -> None:
@@ -272,12 +279,7 @@ def prescore(store: Store, name: str) -> int:
     rest = np.flatnonzero((pool["logged_by"] != version.version).to_numpy())
     if not len(rest):
         return 0
-    texts = list(pool["text"].array.take(rest))
-    missing = _SCORES.fill(store, version, texts, np.zeros((len(pool), len(model.labels))), rest)
-    if len(missing):
-        missing_texts = [texts[i] for i in missing]
-        _SCORES.keep(store, version, missing_texts, score_pool(store, version, model.labels, missing_texts))
-    return len(missing)
+    return _kept_or_scored(store, version, model.labels, list(pool["text"].array.take(rest)))[1]
 
 
 class Prescorer(Every):
