@@ -417,10 +417,9 @@ def activate(model: registry.Model, version: int, reason: str, force: bool) -> N
     with _ui.errors_as_messages():
         registry.activate_version(_ui.store(), model.name, version, _ui.user(), reason, force=force)
     # keep it beside the version it replaced
+    # no flash at the top: the result section says it where the button was, once
     st.session_state["train_result"] = {"model": model.name, "version": version, "base": model.active_version,
-                                        "how": "just activated"}
-    st.session_state["flash"] = (f"Version {version} is now active: it answers predictions"
-                                 + (" (forced, recorded with your reason)." if force else "."))
+                                        "how": "just activated anyway" if force else "just activated"}
     st.session_state["train_clear"] = True
     st.rerun()
 

@@ -84,7 +84,8 @@ def test_full_retrain_creates_version_2_shows_the_comparison_and_activates_it(ap
     assert registry.get_model(seeded_store, MODEL).active_version == 2
     latest = registry.activation_history(seeded_store, MODEL).iloc[0]  # newest first
     assert (latest["to_version"], latest["reason"], latest["user"]) == (2, "更好 on hotels", "tester")
-    assert any("Version 2 is active" in s.value for s in at.success)
+    # said once, where the button was, not again at the top of the page
+    assert [s.value for s in at.success if "active" in s.value] == ["Version 2 is active: it answers predictions now."]
 
 
 def test_incremental_update_learns_the_new_labels_of_an_sgd_version(app, seeded_store, reviews):
@@ -209,6 +210,7 @@ def test_a_worse_v2_shows_what_regressed_and_activates_only_when_forced(app, wor
     event = registry.events_table(worse_v2, MODEL, limit=1).iloc[0]
     details = json.loads(event["details"])
     assert (event["action"], details["reason"], details["forced"]) == ("activate", "先上线，酒店线再调", True)
+    assert any("Version 2, just activated anyway" in h.value for h in at.subheader)
     assert "accuracy" in {r["what"] for r in details["regressions"]}
 
 
