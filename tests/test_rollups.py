@@ -189,18 +189,24 @@ def test_a_bound_inside_a_day_counts_only_that_part_of_the_day(seeded_store):
     assert whole["volume"].tolist() == [2]
 
 
+def _before_migration(store, folder, migration: str, tables: list[str]) -> Path:
+    """A copy of `store` as it was before `migration`: its tables dropped and its record deleted."""
+    older = folder / "older.duckdb"
+    shutil.copy(store.path, older)
+    if Path(f"{store.path}.wal").exists():
+        shutil.copy(f"{store.path}.wal", f"{older}.wal")
+    con = duckdb.connect(str(older))
+    con.execute("".join(f"DROP TABLE {t}; " for t in tables))
+    con.execute("DELETE FROM schema_migrations WHERE name = ?", [migration])
+    con.close()
+    return older
+
+
 def test_a_store_from_before_the_rollups_gets_them_from_its_log(seeded_store, tmp_path):
     rng = np.random.default_rng(3)
     _random_writes(seeded_store, rng, rounds=2)
     expected = _recomputed(seeded_store, "week", 0.6)
-    older = tmp_path / "older.duckdb"  # the same store as it was before the rollups' migration
-    shutil.copy(seeded_store.path, older)
-    if Path(f"{seeded_store.path}.wal").exists():
-        shutil.copy(f"{seeded_store.path}.wal", f"{older}.wal")
-    con = duckdb.connect(str(older))
-    con.execute("DROP TABLE prediction_rollups; DROP TABLE label_rollups; "
-                "DELETE FROM schema_migrations WHERE name = 'statistics rollups'")
-    con.close()
+    older = _before_migration(seeded_store, tmp_path, "statistics rollups", ["prediction_rollups", "label_rollups"])
     _assert_same(stats.stats_by_line_and_period(Store(older), M, "week", low_confidence=0.6), expected, "migrated")
     overview = stats.prediction_overview(Store(older), M)
     assert sorted(overview["business_lines"]) == sorted(expected["business_line"].unique())
@@ -278,12 +284,5 @@ def test_the_audited_counts_equal_the_labels_joined_to_the_log_after_labels_and_
 def test_a_store_from_before_labelled_predictions_gets_them_from_its_log(seeded_store, tmp_path):
     rng = np.random.default_rng(29)
     _random_writes(seeded_store, rng, rounds=2)
-    older = tmp_path / "older.duckdb"
-    shutil.copy(seeded_store.path, older)
-    if Path(f"{seeded_store.path}.wal").exists():
-        shutil.copy(f"{seeded_store.path}.wal", f"{older}.wal")
-    con = duckdb.connect(str(older))
-    con.execute("DROP TABLE labelled_predictions; "
-                "DELETE FROM schema_migrations WHERE name = 'labelled predictions'' slice fields'")
-    con.close()
+    older = _before_migration(seeded_store, tmp_path, "labelled predictions' slice fields", ["labelled_predictions"])
     _audit_matches_the_log(Store(older), rng)
