@@ -132,6 +132,16 @@ def fmt_num(value, digits: int = 3) -> str:
     return "–" if value is None or pd.isna(value) else f"{value:.{digits}f}"
 
 
+# where training rows came from (examples.source), as a person says it
+SOURCES = {"import": "imported", "feedback": "from labelling", "review": "from review"}
+
+
+def fmt_sources(rows_by_source: dict, empty: str = "none") -> str:
+    """Row counts by source in words, imported first: "4,000 imported, 339 from labelling"."""
+    order = [s for s in SOURCES if s in rows_by_source] + sorted(set(rows_by_source) - set(SOURCES))
+    return ", ".join(f"{rows_by_source[s]:,} {SOURCES.get(s, s)}" for s in order if rows_by_source[s]) or empty
+
+
 def reliability_figure(versions: list[registry.Version]):
     """Each version's reliability curve (mean confidence vs accuracy per bin; marker size: count)."""
     import plotly.graph_objects as go

@@ -213,8 +213,8 @@ def summary(config: dict, prep: dict) -> str:
 def plan_panel(plan: train.TrainingPlan) -> None:
     total = sum(plan.rows_by_source.values())
     new = sum(plan.new_since_active.values())
-    by_source = ", ".join(f"{n:,} {s}" for s, n in sorted(plan.rows_by_source.items())) or "none yet"
-    new_by_source = ", ".join(f"{n:,} {s}" for s, n in sorted(plan.new_since_active.items())) or "none"
+    by_source = _ui.fmt_sources(plan.rows_by_source, "none yet")
+    new_by_source = _ui.fmt_sources(plan.new_since_active)
     a, b, c = st.columns(3)
     a.metric("Training rows", f"{total:,}", help="Imported rows plus labels given on the Label page.",
              border=True)

@@ -1,5 +1,6 @@
 """The Train page: settings with a tokenisation preview, the plan, a retrain, the comparison, activation."""
 import json
+import re
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -26,6 +27,8 @@ def test_train_page_shows_plan_settings_and_buttons(app):
     assert at.button(key="train_incremental").disabled
     assert any("cannot learn incrementally" in c.value for c in at.caption)
     assert any(m.label == "Training rows" for m in at.metric)
+    # rows by source in words, imported first, not "40 feedback, 400 import"
+    assert any(re.fullmatch(r"[\d,]+ imported, [\d,]+ from labelling", c.value) for c in at.caption)
 
 
 def test_preview_shows_the_tokens_of_the_sample_sentence(app):
