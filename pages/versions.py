@@ -229,6 +229,26 @@ def runs_filters(runs: pd.DataFrame) -> pd.DataFrame:
     return experiments.sort_runs(shown, by, descending)
 
 
+# headers of the experiments table; the filter and the sort keep the names (macro_f1, config.C)
+WORDS = {"rows": "rows seen", "new_rows": "new rows", "test_rows": "test rows", "n_test": "test rows",
+         "n": "test rows",
+         "accuracy": "accuracy", "macro_f1": "macro-F1", "log_loss": "log loss", "ece": "ECE",
+         "word_ngrams": "word n-grams", "char_ngrams": "char n-grams", "min_df": "min df",
+         "max_features": "max features", "n_features": "hashed features", "max_iter": "max iterations",
+         "seed": "random seed", "cut_mode": "jieba mode", "hmm": "HMM", "new_words": "new words",
+         "stop_words": "stop words", "fullwidth_to_halfwidth": "full-width to half-width", "f1": "F1",
+         "drop_punctuation": "drop punctuation"}
+
+
+def header(column: str) -> str:
+    """A readable header for an experiments column: 'rows from labelling', '正面 recall', 'macro-F1'."""
+    parts = column.split(".")[1:] or [column]
+    if parts[0] == "rows_by_source" and len(parts) == 2:
+        return "rows " + _ui.SOURCES.get(parts[1], parts[1])
+    last = WORDS.get(parts[-1], parts[-1].replace("_", " "))
+    return " ".join([*parts[1:-1], last] if parts[0] in ("per_class", "by_business_line") else [last])
+
+
 def runs_table(runs: pd.DataFrame, shown: pd.DataFrame) -> None:
     """Filtered versions with the settings that differ between versions and the metrics (all with the toggle)."""
     every = st.toggle("All settings and metrics", value=False, key="versions_runs_all")
@@ -240,9 +260,9 @@ def runs_table(runs: pd.DataFrame, shown: pd.DataFrame) -> None:
                  column_config={
                      "version": st.column_config.NumberColumn("version", format="v%d"),
                      "tags": st.column_config.ListColumn("tags"),
-                     **{c: st.column_config.Column(c.split(".", 1)[1], help=c)  # short headers, the full name on hover
-                        for c in columns if c.startswith(experiments.SETTINGS)},
-                     **{c: st.column_config.NumberColumn(c.removeprefix("metrics."), format="%.3f", help=c)
+                     **{c: st.column_config.Column(header(c), help=f"`{c}` in the filter")  # name on hover
+                        for c in columns if c.startswith(experiments.SETTINGS + ("metrics.",))},
+                     **{c: st.column_config.NumberColumn(header(c), format="%.3f", help=f"`{c}` in the filter")
                         for c in experiments.metric_columns(runs) if not c.endswith(("n_test", ".n"))}})
     st.caption(f"{len(shown)} of {len(runs)} versions." + ("" if every else " Settings shown: those that differ "
                                                                            "between versions."))

@@ -128,3 +128,18 @@ def test_one_version_draws_distinct_axis_ticks_and_no_switch_to_itself(app):
     assert not [c for c in at.checkbox if c.key == "versions_confirm"]
     assert at.button(key="versions_reactivate").disabled
     assert at.button(key="versions_reactivate").help == "This version is already active."
+
+
+def test_the_experiments_table_has_readable_headers_and_the_filter_keeps_the_names(app, two_versions):
+    """Headers read 'macro-F1' and 'rows from labelling', not 'macro_f1' and 'rows_by_source.feedback';
+    the filter still takes macro_f1."""
+    at = app("pages/versions.py")
+    at.toggle(key="versions_runs_all").set_value(True).run()
+    runs = next(d for d in at.dataframe if "tags" in d.value.columns and "note" in d.value.columns)
+    headers = {c: json.loads(runs.proto.columns).get(c, {}).get("label", c) for c in runs.value.columns}
+    assert headers["metrics.macro_f1"] == "macro-F1"
+    assert headers["data.rows_by_source.feedback"] == "rows from labelling"
+    assert headers["metrics.per_class.正面.recall"] == "正面 recall"
+    assert not [h for h in headers.values() if "_" in h or "." in h]
+    at.text_input(key="versions_filter").input("macro_f1 > 0").run()
+    assert not at.exception and not at.error
