@@ -312,7 +312,7 @@ def undo_button() -> None:
 
 
 def percent_digits(values) -> int:
-    """Decimals that tell every two different probabilities apart (49.6 % from 50.4 %), 1 to 4."""
+    """Decimals that tell every two different probabilities apart (49.6% from 50.4%), 1 to 4."""
     distinct = sorted(set(float(v) for v in values))
     for digits in range(1, 5):
         shown = {round(100 * v, digits) for v in distinct}
@@ -328,13 +328,13 @@ def probabilities(row: pd.Series, labels: list[str]) -> None:
     probs["model says"] = probs["label"].eq(row["label"]).map({True: "◀", False: ""})
     st.dataframe(probs, hide_index=True, key="label_probs", width=520, column_config={
         "label": st.column_config.TextColumn(width="small"), "model says": st.column_config.TextColumn(width="small"),
-        "probability": st.column_config.ProgressColumn(min_value=0.0, max_value=100.0, format=f"%.{digits}f %%",
+        "probability": st.column_config.ProgressColumn(min_value=0.0, max_value=100.0, format=f"%.{digits}f%%",
                                                        width="medium")})
 
 
 def decision_buttons(name: str, labels: list[str], row: pd.Series, can_label: bool) -> None:
     pid, suggested = int(row["prediction_id"]), str(row["label"])
-    top = f"{100 * float(row['top_prob']):.{percent_digits([row[prob_column(lab)] for lab in labels])}f} %"
+    top = f"{100 * float(row['top_prob']):.{percent_digits([row[prob_column(lab)] for lab in labels])}f}%"
     st.button(f"Accept the suggestion: {_ui.md_escape(suggested)} ({top})",  # Streamlit shows the key on it
               key="label_accept", type="primary", on_click=decide, args=(name, pid, suggested),
               shortcut=ACCEPT_SHORTCUT, disabled=not can_label, icon=":material/check:")

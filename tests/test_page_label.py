@@ -1,5 +1,7 @@
 """Label page: one hard example at a time with a button per label, undo, bulk mode, and the
 batch kept across reruns."""
+import json
+
 import pandas as pd
 import pytest
 
@@ -116,10 +118,12 @@ def test_probabilities_tell_a_near_tie_from_a_tie(app):
     at = app("pages/label.py")
     examples = at.session_state["label_batch"]["examples"]
     first = examples.index[0]
-    for p_pos, top in ((0.496, "50.4 %"), (0.5, "50.0 %"), (0.4996, "50.04 %")):
+    for p_pos, top in ((0.496, "50.4%"), (0.5, "50.0%"), (0.4996, "50.04%")):  # "10.5%" as on the Monitor
         examples.loc[first, ["p_正面", "p_负面", "label", "top_prob"]] = [p_pos, 1 - p_pos, "负面", 1 - p_pos]
         at.run()
         assert f"({top})" in at.button(key="label_accept").label
+        shown = json.loads(at.dataframe[0].proto.columns)["probability"]["type_config"]["format"]
+        assert shown == f"%.{len(top.split('.')[1]) - 1}f%%"  # the bars' text without a space too
         assert sorted(at.dataframe[0].value["probability"].round(2)) == sorted([round(100 * p_pos, 2),
                                                                                 round(100 * (1 - p_pos), 2)])
 
