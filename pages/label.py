@@ -91,6 +91,7 @@ def filters(lines: list[str], first: dt.date, last: dt.date, versions: dict, gra
     offered = {**sampling.ORDINAL_STRATEGIES, **sampling.STRATEGIES} if graded else sampling.STRATEGIES
     strategy = c1.selectbox("Strategy", [*offered, monitoring.AUDIT], key="label_strategy",
                             format_func=strategy_name)
+    c1.caption(strategy_description(strategy))  # under the select: in it, it was cut even at 1400 px
     chosen = c2.multiselect("Business lines", lines, key="label_lines", placeholder="All business lines")
     dates = c3.date_input("Dates", min_value=first, max_value=last, key="label_dates")
     version = c4.selectbox("Version", [ALL, *versions], key="label_version",
@@ -103,9 +104,14 @@ def filters(lines: list[str], first: dt.date, last: dt.date, versions: dict, gra
 
 
 def strategy_name(s: str) -> str:
+    return "audit sample" if s == monitoring.AUDIT else s.replace("_", " ")
+
+
+def strategy_description(s: str) -> str:
     if s == monitoring.AUDIT:
-        return "audit sample: a random share of every line × period, for the audited accuracy (not hard examples)"
-    return f"{s.replace('_', ' ')}: {sampling.EVERY_STRATEGY[s].description}"
+        return "A random share of every line × period, for the audited accuracy (not hard examples)."
+    described = sampling.EVERY_STRATEGY[s].description
+    return described[:1].upper() + described[1:] + "."
 
 
 # --- the batch -----------------------------------------------------------------------------

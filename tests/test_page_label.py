@@ -70,6 +70,16 @@ def test_the_batch_is_kept_across_reruns_and_replaced_when_the_strategy_changes(
     assert at.session_state["label_batch"]["batch_id"] != batch
 
 
+def test_the_strategy_select_shows_the_name_and_its_description_below(app):
+    """The name and description together in the select were cut even at 1400 px."""
+    at = app("pages/label.py")
+    strategy = at.selectbox(key="label_strategy")
+    assert strategy.options[:2] == ["least confidence", "margin"] and "audit sample" in strategy.options
+    assert "Lowest top probability first." in [c.value for c in at.caption]
+    strategy.set_value("margin").run()
+    assert "Smallest gap between the two most likely labels first." in [c.value for c in at.caption]
+
+
 def test_bulk_mode_submits_the_chosen_labels(app, seeded_store):
     at = app("pages/label.py")
     at.toggle(key="label_bulk").set_value(True).run()
