@@ -80,13 +80,15 @@ def follow_new_days(first: dt.date, last: dt.date) -> None:
 
 def filters(lines: list[str], first: dt.date, last: dt.date, versions: dict[int, str]) -> tuple[str, Slice]:
     """The filter row; returns the period and the slice it selects."""
-    c1, c2, c3, c4 = st.columns([3, 2.4, 2.6, 2])
-    chosen = c1.multiselect("Business lines", lines, key="monitor_lines", placeholder="All business lines")
-    by = c2.segmented_control("Period", list(slices.PERIODS), format_func=str.title, default="week",
-                              required=True, key="monitor_period")
-    dates = c3.date_input("Dates", min_value=first, max_value=last, key="monitor_dates")
-    version = c4.selectbox("Version", [ALL, *versions], key="monitor_version",
-                           format_func=lambda v: "All versions" if v == ALL else versions[v])
+    # a row that wraps: four fixed columns beside the sidebar at 1000 px cut the Period control and
+    # showed only the start date
+    row = st.container(horizontal=True, key="monitor_filters")
+    chosen = row.multiselect("Business lines", lines, key="monitor_lines", placeholder="All business lines")
+    by = row.segmented_control("Period", list(slices.PERIODS), format_func=str.title, default="week",
+                               required=True, key="monitor_period")
+    dates = row.date_input("Dates", min_value=first, max_value=last, key="monitor_dates", width=240)
+    version = row.selectbox("Version", [ALL, *versions], key="monitor_version",
+                            format_func=lambda v: "All versions" if v == ALL else versions[v])
     since, until = slices.from_widget_dates(dates, first, last)
     return by or "week", Slice.of(chosen, since, until, None if version == ALL else version)
 
@@ -337,7 +339,7 @@ def send_to_label(name: str, by_line: pd.DataFrame, by: str, where: Slice, first
     st.subheader("Label a slice")
     lines = sorted(by_line["business_line"].unique())
     periods = sorted(by_line["period"].unique(), reverse=True)
-    c1, c2, c3, c4 = st.columns([2, 2, 1.2, 1.2], vertical_alignment="bottom")
+    c1 = c2 = c3 = c4 = st.container(horizontal=True, vertical_alignment="bottom", key="monitor_slice_row")
     line = c1.selectbox("Business line", [None, *lines], key="monitor_slice_line",
                         format_func=lambda v: "All lines in the filter" if v is None else v)
     start = c2.selectbox("Period", periods, key="monitor_slice_period", format_func=lambda p: period_label(p, by))

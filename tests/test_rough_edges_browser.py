@@ -213,6 +213,33 @@ def test_monitor_headline_names_both_weeks_alike_and_shows_no_none(served, brows
     page.context.close()
 
 
+# an element whose content overflows a box that hides it (the date field's hidden native inputs are 1 px on purpose)
+CUT = """(el) => [el, ...el.querySelectorAll('*')].some(e => e.clientWidth > 1 && e.scrollWidth > e.clientWidth + 1
+                                                  && getComputedStyle(e).overflowX !== 'visible')"""
+
+
+def test_the_monitor_filters_and_slice_buttons_are_not_cut_at_1000_px(served, browser):
+    """Beside the open sidebar at 1000 px, fixed columns cut the Period control to "ay | Week", the Dates field
+    to its start date, and the slice buttons to "Lab…" / "Aud…". At 1400 px the filters stay on one line."""
+    url, store = served
+    page = signed_in(browser, url, "lars")
+    wait_idle(page)
+    filters = page.get_by_test_id("stMain")  # the first of each kind there is the filter row's
+    tops = {round(filters.get_by_test_id(t).first.bounding_box()["y"])
+            for t in ("stMultiSelect", "stButtonGroup", "stDateInput", "stSelectbox")}
+    assert len(tops) == 1, tops
+    page.set_viewport_size({"width": 1000, "height": 1000})
+    page.wait_for_timeout(1000)
+    for test_id in ("stMultiSelect", "stButtonGroup", "stDateInput", "stSelectbox"):
+        assert not filters.get_by_test_id(test_id).first.evaluate(CUT), f"the filter {test_id} is cut"
+    for name in ("Label this slice", "Audit this slice"):
+        button = page.get_by_role("button", name=name).first
+        button.scroll_into_view_if_needed()
+        assert not button.evaluate(CUT), f"{name} is cut"
+    page.screenshot(path=str(SHOTS / "rough-monitor-1000.png"))
+    page.context.close()
+
+
 def test_the_models_table_fits_100_columns_through_the_server(served):
     url, store = served
     done = subprocess.run([sys.executable, "-m", "core", "--store", str(store.path), "models"], cwd=ROOT,
