@@ -339,16 +339,16 @@ def send_to_label(name: str, by_line: pd.DataFrame, by: str, where: Slice, first
     st.subheader("Label a slice")
     lines = sorted(by_line["business_line"].unique())
     periods = sorted(by_line["period"].unique(), reverse=True)
-    c1 = c2 = c3 = c4 = st.container(horizontal=True, vertical_alignment="bottom", key="monitor_slice_row")
-    line = c1.selectbox("Business line", [None, *lines], key="monitor_slice_line",
-                        format_func=lambda v: "All lines in the filter" if v is None else v)
-    start = c2.selectbox("Period", periods, key="monitor_slice_period", format_func=lambda p: period_label(p, by))
+    row = st.container(horizontal=True, vertical_alignment="bottom", key="monitor_slice_row")
+    line = row.selectbox("Business line", [None, *lines], key="monitor_slice_line",
+                         format_func=lambda v: "All lines in the filter" if v is None else v)
+    start = row.selectbox("Period", periods, key="monitor_slice_period", format_func=lambda p: period_label(p, by))
     chosen = slices.period_slice(where, start, by, line, first, last)
-    if c3.button("Label this slice", icon=":material/label:", key="monitor_send", type="primary"):
+    if row.button("Label this slice", icon=":material/label:", key="monitor_send", type="primary"):
         open_label(name, chosen, None)
-    if c4.button("Audit this slice", icon=":material/casino:", key="monitor_audit",
-                 help="Label the slice's audit sample: a random share of its predictions, whatever their "
-                      "confidence. Its labels give the audited accuracy."):
+    if row.button("Audit this slice", icon=":material/casino:", key="monitor_audit",
+                  help="Label the slice's audit sample: a random share of its predictions, whatever their "
+                       "confidence. Its labels give the audited accuracy."):
         open_label(name, chosen, monitoring.AUDIT)
 
 
