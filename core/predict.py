@@ -165,10 +165,15 @@ def _probabilities(texts: list[str], store: Store, version: registry.Version, la
 
 
 def score_texts(store: Store, version: registry.Version, labels: list[str], texts: list[str],
-                workers: int | None = None) -> np.ndarray:
+                workers: int | None = None, off_this_process: bool = False) -> np.ndarray:
     """The version's probabilities for `texts` (rows x labels) by prediction's own steps, logging
-    nothing: what re-scoring a pool of hard examples needs."""
-    rows = split_map(_probabilities, texts, (store, version, labels), workers)
+    nothing: what re-scoring a pool of hard examples needs. `off_this_process`: every part on the
+    worker processes (a server's background thread must not hold the GIL its requests need)."""
+    args = (store, version, labels)
+    if off_this_process:
+        rows = serve_map(_probabilities, texts, args)
+    else:
+        rows = split_map(_probabilities, texts, args, workers)
     return np.asarray([p for _, p in rows], dtype=float).reshape(len(texts), len(labels))
 
 

@@ -201,14 +201,14 @@ def _pool_probabilities(store: Store, version: registry.Version, labels: list[st
     return proba
 
 
-def _kept_or_scored(store: Store, version: registry.Version, labels: list[str],
-                    texts: list[str]) -> tuple[np.ndarray, int]:
+def _kept_or_scored(store: Store, version: registry.Version, labels: list[str], texts: list[str],
+                    in_background: bool = False) -> tuple[np.ndarray, int]:
     """The version's probabilities for `texts`: kept ones from _SCORES, the rest scored and kept;
     and how many were scored."""
     proba = np.zeros((len(texts), len(labels)))
     missing = _SCORES.fill(store, version, texts, proba)
     if len(missing):
-        scored = score_pool(store, version, labels, [texts[i] for i in missing])
+        scored = score_pool(store, version, labels, [texts[i] for i in missing], in_background)
         proba[missing] = scored
         _SCORES.keep(store, version, [texts[i] for i in missing], scored)
     return proba, len(missing)
@@ -279,7 +279,7 @@ def prescore(store: Store, name: str) -> int:
     rest = np.flatnonzero((pool["logged_by"] != version.version).to_numpy())
     if not len(rest):
         return 0
-    return _kept_or_scored(store, version, model.labels, list(pool["text"].array.take(rest)))[1]
+    return _kept_or_scored(store, version, model.labels, list(pool["text"].array.take(rest)), True)[1]
 
 
 class Prescorer(Every):
@@ -321,9 +321,11 @@ class Prescorer(Every):
                 log.exception("MMS: scoring the hard-example pool of %s failed", model.name)
 
 
-def score_pool(store: Store, version: registry.Version, labels: list[str], texts: list[str]) -> np.ndarray:
-    """The version's probabilities for `texts` (rows x labels), not logged."""
-    return predict.score_texts(store, version, labels, texts)
+def score_pool(store: Store, version: registry.Version, labels: list[str], texts: list[str],
+               in_background: bool = False) -> np.ndarray:
+    """The version's probabilities for `texts` (rows x labels), not logged; `in_background` (the
+    server's Prescorer): all on the worker processes, so the server's requests keep the GIL."""
+    return predict.score_texts(store, version, labels, texts, off_this_process=in_background)
 
 
 def _ranking(pool: pd.DataFrame, strategy: Strategy, k: int, seed: int) -> np.ndarray:
