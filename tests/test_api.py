@@ -33,13 +33,17 @@ def client(seeded_store):
         yield c
 
 
+def role_tokens(store) -> dict[str, str]:
+    """Users of every role on `store` (no longer open), and a bearer token for each."""
+    auth.add_user(store, "boss", auth.OWNER, "owner-password", by="boss")
+    auth.add_user(store, "lab", auth.LABELLER, "labeller-password", by="boss")
+    auth.add_user(store, "ana", auth.ANALYST, "analyst-password", by="boss")
+    return {name: auth.create_token(store, name, by="boss") for name in ("boss", "lab", "ana")}
+
+
 @pytest.fixture
 def tokens(seeded_store) -> dict[str, str]:
-    """Users of every role on the seeded store (no longer open), and a bearer token for each."""
-    auth.add_user(seeded_store, "boss", auth.OWNER, "owner-password", by="boss")
-    auth.add_user(seeded_store, "lab", auth.LABELLER, "labeller-password", by="boss")
-    auth.add_user(seeded_store, "ana", auth.ANALYST, "analyst-password", by="boss")
-    return {name: auth.create_token(seeded_store, name, by="boss") for name in ("boss", "lab", "ana")}
+    return role_tokens(seeded_store)
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -4,19 +4,15 @@ refusals of these data-changing routes: roles, open mode from another machine, b
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from starlette.applications import Starlette
 
-from core import api, auth, compare, imports
+from core import auth, compare, imports
 from core.store import Store
 
+from test_api import bearer, role_tokens, served
 from test_ordinal import GRADES, LINES, URGENCY, graded_rows
 
 MODELS = "/api/models"
 M = f"/api/models/{URGENCY}"
-
-
-def served(store) -> Starlette:
-    return Starlette(routes=[api.mount(store)])
 
 
 @pytest.fixture
@@ -169,14 +165,7 @@ def test_training_without_examples_is_refused_and_registers_nothing(client):
 
 @pytest.fixture
 def tokens(empty_store) -> dict[str, str]:
-    auth.add_user(empty_store, "boss", auth.OWNER, "owner-password", by="boss")
-    auth.add_user(empty_store, "lab", auth.LABELLER, "labeller-password", by="boss")
-    auth.add_user(empty_store, "ana", auth.ANALYST, "analyst-password", by="boss")
-    return {name: auth.create_token(empty_store, name, by="boss") for name in ("boss", "lab", "ana")}
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
+    return role_tokens(empty_store)
 
 
 def test_creating_importing_and_training_need_an_owner_and_hard_examples_a_labeller(client, empty_store, tokens):

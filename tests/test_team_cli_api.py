@@ -11,7 +11,7 @@ from core import agreement, auth, feedback
 import test_agreement
 from test_access import run_cli
 from test_agreement import LINE, MODEL, training_labels
-from test_api_loop import bearer, served
+from test_api import bearer, served
 
 M = f"/api/models/{MODEL}"
 crew = test_agreement.crew  # the fixture: the team store with a second labeller and predictions on LINE
