@@ -6,6 +6,7 @@ Only decided labels are trained on and counted: agreed, single-labelled, or deci
 (the store keeps undecided disagreements out of training reads and the label rollups)."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -208,6 +209,22 @@ class TeamReport:
     lines: pd.DataFrame        # line_agreement
     labellers: pd.DataFrame    # labeller_figures
     overall: tuple             # (kappa, agreement, items) over every double-labelled item
+
+    def record(self) -> dict:
+        """As plain data (what the CLI's JSON and the API answer), NaN as None: kappa is undefined
+        where both labellers used one label."""
+        kappa, raw, n = self.overall
+        return {"share": self.share, "waiting": self.waiting,
+                "overall": {"items": int(n), "agreement": _plain(raw), "kappa": _plain(kappa)},
+                "pairs": _records(self.pairs), "lines": _records(self.lines), "labellers": _records(self.labellers)}
+
+
+def _plain(value) -> float | None:
+    return None if value is None or value != value else float(value)  # NaN is not equal to itself
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    return json.loads(frame.to_json(orient="records", force_ascii=False))  # NaN -> null
 
 
 def team_report(store: Store, name: str) -> TeamReport:

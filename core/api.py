@@ -684,15 +684,7 @@ def create_app(store: Store | None = None) -> FastAPI:
     def team(name: ModelName, store: Store = Depends(get_store), caller: Caller = Depends(current_user)) -> Team:
         """Agreement between labellers over items labelled twice (Cohen's kappa and raw agreement, overall, per
         pair and per business line) and each labeller's decisions per hour, agreement and audit accuracy."""
-        report = agreement.team_report(store, name)
-        kappa, raw, n = report.overall
-
-        def rows(frame: pd.DataFrame) -> list[dict]:
-            return json.loads(frame.to_json(orient="records", force_ascii=False))  # NaN -> null
-
-        return Team(model=name, share=report.share, waiting=report.waiting,
-                    overall=Agreement(items=n, agreement=_number(raw), kappa=_number(kappa)),
-                    pairs=rows(report.pairs), lines=rows(report.lines), labellers=rows(report.labellers))
+        return Team(model=name, **agreement.team_report(store, name).record())
 
     return api
 

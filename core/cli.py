@@ -333,20 +333,6 @@ def cmd_guidelines(args, store):
               file=args.console.err)
 
 
-def _team_record(report) -> dict:
-    """The team report as plain data, NaN as None (kappa is undefined where both used one label)."""
-    kappa, raw, n = report.overall
-
-    def rows(frame):
-        return json.loads(frame.to_json(orient="records", force_ascii=False))  # NaN -> null
-
-    return {"share": report.share, "waiting": report.waiting,
-            "overall": {"items": int(n), "agreement": _plain(raw), "kappa": _plain(kappa)},
-            "pairs": rows(report.pairs), "lines": rows(report.lines), "labellers": rows(report.labellers)}
-
-
-def _plain(value) -> float | None:
-    return None if value is None or value != value else float(value)  # NaN is not equal to itself
 
 
 def cmd_team(args, store):
@@ -354,7 +340,7 @@ def cmd_team(args, store):
 
     report = agreement.team_report(store, args.name)
     if args.format == "json":
-        print(json.dumps({"model": args.name, **_team_record(report)}, ensure_ascii=False), file=args.console.out)
+        print(json.dumps({"model": args.name, **report.record()}, ensure_ascii=False), file=args.console.out)
         return
     _print_team(report, args.console.out)
 
