@@ -32,7 +32,6 @@ MAX_COUNT = 1_000_000  # largest --k, --limit or version number the command line
 CREATES_STORE = {"demo", "create-model", "restore", "add-user"}
 # commands that only read: open to whoever can read the store's file (they could open it with duckdb anyway)
 READS = {"models", "versions", "stats", "events", "users", "review", "team"}
-LARGEST_ID = 2 ** 63 - 1  # a prediction id is the store's BIGINT
 
 
 @dataclass
@@ -267,6 +266,7 @@ def cmd_label(args, store):
     _emit_record(args, {"recorded": len(ids)})
 
 
+LARGEST_ID = 2 ** 63 - 1  # a prediction id is the store's BIGINT
 QUEUE_COLUMNS = ["prediction_id", "reason", "first_by", "first_label", "second_by", "second_label", "predicted",
                  "top_prob", "business_line", "waiting_since", "text"]
 
@@ -305,22 +305,11 @@ def cmd_overlap(args, store):
     _emit_record(args, {"model": args.name, "share": agreement.overlap_share(store, args.name)})
 
 
-def _text_file(path: str) -> str:
-    """A UTF-8 text file's contents (a byte-order mark is dropped), or a sentence naming the file."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        raise InvalidInput(f"--file {path} cannot be read ({e.strerror})") from None
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise InvalidInput(f"--file {path}: byte {e.start} is not UTF-8; save the file as UTF-8") from None
-
-
 def cmd_guidelines(args, store):
     from . import feedback
+    from .files import read_text
 
-    text = _text_file(args.file) if args.file is not None else args.text
+    text = read_text(args.file) if args.file is not None else args.text
     if text is not None:
         feedback.set_guidelines(store, args.name, text, args.user)
     current = feedback.guidelines(store, args.name)
@@ -331,8 +320,6 @@ def cmd_guidelines(args, store):
     else:
         print(f"{args.name} has no labelling guidelines yet; an owner writes them with --file or --text",
               file=args.console.err)
-
-
 
 
 def cmd_team(args, store):
@@ -675,7 +662,7 @@ def build_parser() -> argparse.ArgumentParser:
                                               "from --file or --text")
     c.add_argument("name")
     given = c.add_mutually_exclusive_group()
-    given.add_argument("--file", help="set them from this UTF-8 text file")
+    given.add_argument("--file", help="set them from this text file (UTF-8 or GBK)")
     given.add_argument("--text", help="set them to this text (\"\" clears them)")
     c = command("team", cmd_team, "agreement between labellers (Cohen's kappa per pair and business line) and "
                                   "each labeller's figures")

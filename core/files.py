@@ -92,16 +92,23 @@ def _read_excel(data: bytes, filename: str) -> pd.DataFrame:
         raise InvalidInput(f"{filename}: cannot be read as an Excel workbook ({e})") from None
 
 
+def _read_bytes(path: str | Path, filename: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise InvalidInput(f"{filename}: cannot be read ({e.strerror})") from None
+
+
+def read_text(path: str | Path) -> str:
+    """A user's text file (markdown guidelines, say) in whatever encoding it is saved, as read_table
+    reads a CSV: a byte-order mark dropped, GBK recognised, binary data refused naming the file."""
+    return _decode(_read_bytes(path, str(path)), str(path))
+
+
 def read_table(source: bytes | str | Path, filename: str | None = None) -> pd.DataFrame:
     """A user's CSV, TSV or Excel file as a frame of strings with lower-case column names."""
     filename = display_name(source, filename)
-    if isinstance(source, (str, Path)):
-        try:
-            data = Path(source).read_bytes()
-        except OSError as e:
-            raise InvalidInput(f"{filename}: cannot be read ({e.strerror})") from None
-    else:
-        data = source
+    data = _read_bytes(source, filename) if isinstance(source, (str, Path)) else source
     if not data.strip():
         raise InvalidInput(f"{filename}: the file is empty")
     if filename.lower().endswith(EXCEL_SUFFIXES):

@@ -151,7 +151,7 @@ def test_guidelines_round_trip_through_api_and_cli(crew, client, tokens, monkeyp
     assert code == 0 and json.loads(out) == {"model": MODEL, "guidelines": "## 新规则\n中性的评论标 unclear"}
     assert client.get(f"{M}/guidelines", headers=mia).json()["text"] == "## 新规则\n中性的评论标 unclear"
     code, _, err = cli(crew, monkeypatch, token, "guidelines", MODEL, "--file", tmp_path / "none.md")
-    assert code == 2 and "none.md cannot be read" in err
+    assert code == 2 and "none.md: cannot be read" in err
     code, _, err = cli(crew, monkeypatch, token, "guidelines", MODEL, "--text", "")
     assert code == 0 and feedback.guidelines(crew, MODEL) == "" and "no labelling guidelines yet" in err
 
