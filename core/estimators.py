@@ -26,7 +26,6 @@ ESTIMATORS = {
 INCREMENTAL_ESTIMATORS = ("sgd",)
 AUTO = "auto"
 CALIBRATION_FOLDS = 3
-CALIBRATIONS = ("sigmoid", "isotonic")  # sigmoid unless cross-validation on the training split prefers isotonic
 
 
 @dataclass(frozen=True)
@@ -172,22 +171,18 @@ def features(config: ModelConfig):
                            sublinear_tf=True)
 
 
-def calibrated(config: ModelConfig, folds: int = CALIBRATION_FOLDS, method: str = "sigmoid"):
+def calibrated(config: ModelConfig, folds: int = CALIBRATION_FOLDS, methods=None):
     """The config's classifier with its probabilities calibrated by `folds`-fold cross-validation
-    inside whatever rows it is fitted on (so the test split never shapes them).
+    inside whatever rows it is fitted on (so the test split never shapes them): one map from the
+    out-of-fold decision scores to probabilities, the map that generalises best chosen there by
+    cross-validation (calibration.CalibratedScores; `methods` limits the maps tried).
 
-    Each fold's model keeps the map fitted on its own held-out scores and predictions average them
-    (ensemble=True): a single model refitted on all rows gives larger scores than the out-of-fold
-    ones its map was fitted to, and calibrated worse (demo reviews, 4,000 rows, mean of 3 draws:
-    ECE 0.036 against 0.020, same accuracy). An incremental (sgd) model stays one model, refitted
-    on all rows, so that partial_fit can continue it."""
-    from sklearn.calibration import CalibratedClassifierCV
-    from sklearn.model_selection import StratifiedKFold
+    The folds' models are kept and averaged (demo reviews, 4,000 rows, mean of 3 draws: ECE 0.020,
+    against 0.036 for one model refitted on all rows). An incremental (sgd) model stays one model,
+    refitted on all rows, so that partial_fit can continue it."""
+    from .calibration import CalibratedScores
 
-    if method not in CALIBRATIONS:
-        raise InvalidInput(f"calibration must be one of {', '.join(CALIBRATIONS)}, not {method!r}")
-    cv = StratifiedKFold(folds, shuffle=True, random_state=config.seed)
-    return CalibratedClassifierCV(classifier(config), method=method, cv=cv, ensemble=not config.incremental)
+    return CalibratedScores(classifier(config), folds, methods, config.seed, ensemble=not config.incremental)
 
 
 def graded(clf, grades: list[str] | None):
@@ -196,16 +191,45 @@ def graded(clf, grades: list[str] | None):
     return clf if grades is None else FrankHall(clf, list(grades))
 
 
-def build_pipeline(config: ModelConfig, calibration_folds: int = CALIBRATION_FOLDS, method: str = "sigmoid",
+def calibration_folds(labels) -> int:
+    """How many calibration folds rows with these labels allow: CALIBRATION_FOLDS, fewer when the
+    rarest label has fewer rows (below 2: no calibration)."""
+    _, counts = np.unique(np.asarray(labels), return_counts=True)
+    return int(min(CALIBRATION_FOLDS, counts.min()))
+
+
+def model_step(config: ModelConfig, folds: int = CALIBRATION_FOLDS, grades: list[str] | None = None):
+    """The model a pinned config trains, after its features: the classifier calibrated with
+    `folds` folds (fewer than 2: uncalibrated), with `grades` an ordinal model whose every grade
+    threshold's classifier is calibrated so. Model selection cross-validates exactly this and
+    training fits exactly this: what is scored is what is trained."""
+    return graded(calibrated(config, folds) if folds >= 2 else classifier(config), grades)
+
+
+def build_pipeline(config: ModelConfig, calibration_folds: int = CALIBRATION_FOLDS,
                    grades: list[str] | None = None):
-    """The scikit-learn Pipeline a pinned config describes, calibrated as `calibrated` says (fewer
-    than 2 folds: uncalibrated); with `grades`, an ordinal model whose every threshold's classifier
-    is calibrated so. scikit-learn is imported here, not at start-up: the dashboard's first page
-    and the API's health answer do not need it."""
+    """The scikit-learn Pipeline a pinned config describes: its features, then `model_step`.
+    scikit-learn is imported here, not at start-up: the dashboard's first page and the API's
+    health answer do not need it."""
     from sklearn.pipeline import Pipeline
 
-    clf = calibrated(config, calibration_folds, method) if calibration_folds >= 2 else classifier(config)
-    return Pipeline([("features", features(config)), ("clf", graded(clf, grades))])
+    return Pipeline([("features", features(config)), ("clf", model_step(config, calibration_folds, grades))])
+
+
+def calibration_note(clf) -> str:
+    """How a fitted model step's probabilities are calibrated, in a sentence for the version's record."""
+    if isinstance(clf, FrankHall):
+        parts = [f"threshold {k}: {_map_of(t)}" for k, t in enumerate(clf.thresholds_, start=1)]
+        return "each grade threshold's classifier on its own: " + "; ".join(parts)
+    return _map_of(clf)
+
+
+def _map_of(clf) -> str:
+    if isinstance(clf, float):
+        return "constant (every training row on one side)"
+    if hasattr(clf, "method_"):
+        return clf.describe()
+    return "uncalibrated"
 
 
 def incremental_core(pipeline):
@@ -213,15 +237,18 @@ def incremental_core(pipeline):
     calibration wrapper refitted on all rows (its calibration maps are kept); an ordinal model
     itself, whose partial_fit continues each threshold's."""
     clf = pipeline.named_steps["clf"]
-    if hasattr(clf, "calibrated_classifiers_"):
+    if hasattr(clf, "calibrated_classifiers_"):  # files written before calibration.CalibratedScores
         return clf.calibrated_classifiers_[0].estimator
+    if hasattr(clf, "models_"):
+        return clf.models_[0]
     return clf
 
 
 def predict_proba(pipeline, tokens: list[list[str]], labels: list[str]) -> np.ndarray:
-    """Probabilities in the model's label order (0 for a label the version never saw)."""
+    """Probabilities in the model's label order (0 for a label the version never saw). Also of a
+    fitted model step (`model_step`) over feature rows in place of tokens."""
     raw = pipeline.predict_proba(tokens)
-    out = np.zeros((len(tokens), len(labels)))
+    out = np.zeros((raw.shape[0], len(labels)))
     classes = list(pipeline.classes_)
     for j, label in enumerate(labels):
         if label in classes:

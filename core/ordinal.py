@@ -186,7 +186,8 @@ class FrankHall:
                     raise ValueError(f"grade threshold {k} had rows on one side only when the parent version "
                                      f"was trained; an incremental update cannot learn it, run a full retrain")
                 continue
-            core = model.calibrated_classifiers_[0].estimator if hasattr(model, "calibrated_classifiers_") else model
-            core.partial_fit(X, above, classes=[0, 1])
+            if hasattr(model, "calibrated_classifiers_"):  # files written before calibration.CalibratedScores
+                model = model.calibrated_classifiers_[0].estimator
+            model.partial_fit(X, above, classes=[0, 1])  # a calibrated one continues its one model
         self.seen_ = sorted(set(self.seen_) | set(pos.tolist()))
         return self

@@ -1,8 +1,9 @@
 """Model selection: which estimator and feature set a new version gets, by cross-validation.
 
 Only the training split is used: each feature set's TF-IDF is fitted on the training rows once
-(no labels involved), then every candidate classifier is scored by stratified k-fold
-cross-validation on those rows. Candidates are tried strongest-first within a time budget that
+(no labels involved), then every candidate is scored by stratified k-fold cross-validation on
+those rows exactly as training will build it (`estimators.model_step`: calibration, and for an
+ordinal model its grade thresholds, included), with the task's own measure. Candidates are tried strongest-first within a time budget that
 grows with the data; what was tried, each score and time, and why the winner won are returned
 as plain data for the version's record.
 """
@@ -15,8 +16,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from . import settings
-from .estimators import CALIBRATION_FOLDS, CALIBRATIONS, ModelConfig, calibrated, classifier, features, graded
-from .metrics import sorted_log_loss
+from .estimators import ModelConfig, calibration_folds, features, model_step, predict_proba
+from .metrics import expected_calibration_error, sorted_log_loss
 
 FOLDS = 3
 MIN_ROWS = 30  # below this, or fewer than FOLDS rows of some label, cross-validation says little
@@ -65,8 +66,8 @@ def too_small(labels: list[str]) -> str | None:
 def select(tokens: list[list[str]], labels: list[str], base: ModelConfig, budget: float | None = None,
            progress=lambda fraction, message: None, incumbent: ModelConfig | None = None,
            grades: list[str] | None = None) -> Selection:
-    """The best candidate by mean cross-validated macro-F1 (accuracy reported too); ties keep the
-    earlier candidate. `base` supplies the seed and settings the candidates do not set. With
+    """The best candidate by mean cross-validated macro-F1 of its calibrated model (accuracy, log
+    loss and ECE reported too); ties keep the earlier candidate. `base` supplies the seed and settings the candidates do not set. With
     `grades` (an ordinal model) each candidate is the ordinal model over them, judged by quadratic
     weighted kappa instead, which counts a prediction two grades off worse than one off.
 
@@ -97,29 +98,7 @@ def select(tokens: list[list[str]], labels: list[str], base: ModelConfig, budget
         tried.append(_cross_validate(config, tokens, y, folds, matrices, grades))
     keep = tried[0] if incumbent is not None and incumbent.pinned else None
     chosen, record = _choose(tried, budget, time.monotonic() - started, keep, "qwk" if grades else "macro_f1")
-    progress(0.4, f"choosing the calibration of {chosen.describe()}")
-    record["calibration"] = choose_calibration(chosen, matrices[_feature_key(chosen)], y, folds, grades)
     return Selection(chosen, record)
-
-
-def choose_calibration(config: ModelConfig, X, y: np.ndarray, folds, grades: list[str] | None = None) -> dict:
-    """Sigmoid or isotonic, whichever gives the config's calibrated model the lower log loss out
-    of fold on the training split (ties: sigmoid, the first); with every method's log loss."""
-    began, losses = time.monotonic(), {}
-    if min(np.unique(y, return_counts=True)[1]) < FOLDS * CALIBRATION_FOLDS:
-        return {"chosen": CALIBRATIONS[0], "why": "too few rows of some label to compare calibrations"}
-    classes = list(grades) if grades else list(np.unique(y))  # an ordinal model gives every grade a column
-    for method in CALIBRATIONS:
-        proba = np.zeros((len(y), len(classes)))
-        for train_idx, held_idx in folds:
-            model = graded(calibrated(config, CALIBRATION_FOLDS, method), grades).fit(X[train_idx], y[train_idx])
-            proba[held_idx] = model.predict_proba(X[held_idx])
-        proba = np.clip(proba, 1e-15, 1)
-        losses[method] = round(sorted_log_loss(y, proba / proba.sum(axis=1, keepdims=True), classes), 4)
-    best = min(CALIBRATIONS, key=losses.get)
-    return {"chosen": best, "cv_log_loss": losses, "seconds": round(time.monotonic() - began, 2),
-            "why": f"lower {FOLDS}-fold cross-validated log loss on the training split ("
-                   + ", ".join(f"{m} {v:.4f}" for m, v in losses.items()) + ")"}
 
 
 def candidate_configs(base: ModelConfig | None = None) -> list[ModelConfig]:
@@ -186,8 +165,9 @@ def _feature_key(config: ModelConfig) -> tuple:
 
 def _cross_validate(config: ModelConfig, tokens, y: np.ndarray, folds, matrices: dict,
                     grades: list[str] | None = None) -> dict:
-    """One candidate's mean macro-F1 and accuracy over the folds (with `grades`: as an ordinal
-    model, and its quadratic weighted kappa too), and the seconds it took."""
+    """One candidate's mean macro-F1, accuracy, log loss and ECE over the folds (with `grades`: as
+    an ordinal model, and its quadratic weighted kappa too), and the seconds it took. Each fold
+    fits `estimators.model_step`, calibration included, as training will."""
     from sklearn.metrics import accuracy_score, cohen_kappa_score, f1_score
 
     began = time.monotonic()
@@ -195,10 +175,13 @@ def _cross_validate(config: ModelConfig, tokens, y: np.ndarray, folds, matrices:
     if key not in matrices:  # features are fitted once per feature set: TF-IDF sees no labels
         matrices[key] = features(config).fit_transform(tokens)
     X = matrices[key]
+    classes = list(grades) if grades else sorted(set(y.tolist()))
+    proba = np.zeros((len(y), len(classes)))
     f1s, accs, kappas = [], [], []
     for train_idx, held_idx in folds:
-        clf = graded(classifier(config), grades).fit(X[train_idx], y[train_idx])
-        predicted = clf.predict(X[held_idx])
+        model = model_step(config, calibration_folds(y[train_idx]), grades).fit(X[train_idx], y[train_idx])
+        proba[held_idx] = predict_proba(model, X[held_idx], classes)
+        predicted = np.asarray(classes, dtype=object)[proba[held_idx].argmax(axis=1)]
         f1s.append(f1_score(y[held_idx], predicted, average="macro"))
         accs.append(accuracy_score(y[held_idx], predicted))
         if grades:
@@ -207,8 +190,12 @@ def _cross_validate(config: ModelConfig, tokens, y: np.ndarray, folds, matrices:
                 kappa = cohen_kappa_score(y[held_idx], predicted, labels=list(grades), weights="quadratic")
             kappas.append(float(np.nan_to_num(kappa)))
     scores = kappas or f1s  # the standard error is of the score that chooses
+    clipped = np.clip(proba, 1e-15, 1)
+    correct = np.asarray(classes, dtype=object)[proba.argmax(axis=1)] == y
     found = {"config": config.to_dict(), "describe": config.describe(), "cv_macro_f1": round(float(np.mean(f1s)), 4),
              "cv_accuracy": round(float(np.mean(accs)), 4),
+             "cv_log_loss": round(sorted_log_loss(y, clipped / clipped.sum(axis=1, keepdims=True), classes), 4),
+             "cv_ece": round(expected_calibration_error(proba.max(axis=1), correct), 4),
              "cv_std_error": round(float(np.std(scores) / np.sqrt(len(scores))), 4),
              "seconds": round(time.monotonic() - began, 2)}
     if grades:

@@ -16,7 +16,7 @@ import pandas as pd
 from . import artifacts, auth, registry, selection
 from . import store as db
 from .errors import Regression, TrainingError
-from .estimators import CALIBRATION_FOLDS, CALIBRATIONS, ModelConfig, build_pipeline, incremental_core
+from .estimators import ModelConfig, build_pipeline, calibration_folds, calibration_note, incremental_core
 # Model files written before estimators.py existed pickled their analyzer as core.train.TokenNgrams.
 from .estimators import TokenNgrams  # noqa: F401
 from .metrics import evaluate
@@ -148,10 +148,11 @@ def fit_full(store: Store, model: registry.Model, config: ModelConfig, prep: Pre
         chosen = selection.select(tokens, labels, config, budget, progress, incumbent, _grades(model))
         config, notes["selection"] = chosen.config, chosen.record
         progress(0.4, chosen.record.get("fallback") or f"chose {config.describe()}: {chosen.record['reason']}")
-    pipeline, notes["calibration"] = _calibrated_pipeline(config, labels, notes.get("selection", {}).get("calibration"),
-                                                          _grades(model))
+    folds = calibration_folds(labels)
+    pipeline = build_pipeline(config, folds, _grades(model))  # the very model_step selection scored
     progress(0.45, f"fitting {config.describe()} on {len(train)} examples")
     pipeline.fit(tokens, labels)
+    notes["calibration"] = _calibration_record(pipeline, config, folds, labels)
     seen = {k: int(v) for k, v in train["source"].value_counts().items()}
     return Fit(pipeline, config, prep, train, registry.FULL, model.active_version, seen,
                int(train["example_id"].max()), notes)
@@ -162,22 +163,14 @@ def _grades(model: registry.Model) -> list[str] | None:
     return list(model.labels) if registry.is_ordinal(model) else None
 
 
-def _calibrated_pipeline(config: ModelConfig, labels: list[str], chosen: dict | None = None,
-                         grades: list[str] | None = None) -> tuple[object, str]:
-    """The pipeline with as many calibration folds as the rarest label allows, calibrated as
-    selection chose (`chosen`, else sigmoid), and a line saying how; with `grades`, the ordinal
-    model whose every threshold's classifier is calibrated so."""
-    fewest = min(labels.count(label) for label in set(labels))
-    folds = min(CALIBRATION_FOLDS, fewest)
+def _calibration_record(pipeline, config: ModelConfig, folds: int, labels: list[str]) -> str:
+    """How the fitted pipeline's probabilities are calibrated, in a sentence for the version's record."""
     if folds < 2:
-        return build_pipeline(config, 0, grades=grades), (f"uncalibrated: a label has {fewest} training row, "
-                                                          f"calibration needs 2 per label")
-    method = (chosen or {}).get("chosen", CALIBRATIONS[0])
+        fewest = min(labels.count(label) for label in set(labels))
+        return f"uncalibrated: a label has {fewest} training row, calibration needs 2 per label"
     how = "one model refitted on all rows" if config.incremental else "the folds' models averaged"
-    why = f"; {chosen['why']}" if chosen else ""
-    each = ", each grade threshold's classifier" if grades else ""
-    return build_pipeline(config, folds, method, grades), (f"{method}, {folds}-fold cross-validation on the training "
-                                                           f"split{each}, {how}{why}")
+    return (f"{folds}-fold cross-validation on the training split, {how}; "
+            f"{calibration_note(pipeline.named_steps['clf'])}")
 
 
 REPLAY_MIN = 2000   # earlier rows replayed beside the new labels, at least (or all, if fewer)

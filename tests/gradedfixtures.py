@@ -84,3 +84,27 @@ def graded_store(_graded_template, tmp_path):
     folder = tmp_path / "graded"
     shutil.copytree(_graded_template.path.parent, folder)
     return Store(folder / _graded_template.path.name)
+
+
+STARS = ["一星", "二星", "三星", "四星", "五星"]
+STAR_CUES = [["完全不能用", "气死我了", "垃圾到家", "退钱", "再也不买"],
+             ["不太满意", "有不少问题", "失望", "做工粗糙", "不值这个价"],
+             ["一般般", "还行吧", "中规中矩", "凑合用", "说不上好坏"],
+             ["挺不错", "比较满意", "值得买", "用着顺手", "小瑕疵不影响"],
+             ["非常满意", "超出预期", "完美", "强烈推荐", "太喜欢了"]]
+STAR_THINGS = ["耳机", "台灯", "背包", "水杯", "键盘", "酒店", "外卖", "快递", "电影", "小说"]
+UNEVEN = (0.05, 0.05, 0.2, 0.4, 0.3)  # the shares of public star ratings: few low grades
+
+
+def star_reviews(seed: int, n: int, shares=UNEVEN) -> pd.DataFrame:
+    """`n` reviews graded 一星..五星 in `shares`: each worded like its own grade half the time, else
+    like a grade one or two off, with words of no grade around: graded, noisily, as real ratings are."""
+    rng = np.random.default_rng(seed)
+    grade = rng.choice(5, n, p=list(shares))
+    worded = np.clip(grade + rng.choice([0, -1, 1, -2, 2], n, p=[0.45, 0.2, 0.2, 0.075, 0.075]), 0, 4)
+    second = np.clip(grade + rng.choice([0, -1, 1, -2, 2], n, p=[0.45, 0.2, 0.2, 0.075, 0.075]), 0, 4)
+    texts = [f"{rng.choice(STAR_THINGS)}{rng.choice(TOPICS)}，{rng.choice(STAR_CUES[w])}，"
+             f"{rng.choice(STAR_CUES[v])}，{'，'.join(rng.choice(STAR_THINGS + TOPICS, 2))}"
+             for w, v in zip(worded, second)]
+    return pd.DataFrame({"text": texts, "label": [STARS[g] for g in grade],
+                         "business_line": list(rng.choice(["电商", "本地"], n))})
