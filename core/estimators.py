@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from .calibration import CalibratedScores
 from .errors import InvalidInput
 from .ordinal import FrankHall
 
@@ -180,8 +181,6 @@ def calibrated(config: ModelConfig, folds: int = CALIBRATION_FOLDS, methods=None
     The folds' models are kept and averaged (demo reviews, 4,000 rows, mean of 3 draws: ECE 0.020,
     against 0.036 for one model refitted on all rows). An incremental (sgd) model stays one model,
     refitted on all rows, so that partial_fit can continue it."""
-    from .calibration import CalibratedScores
-
     return CalibratedScores(classifier(config), folds, methods, config.seed, ensemble=not config.incremental)
 
 
