@@ -3,9 +3,9 @@
 Only the training split is used: each feature set's TF-IDF is fitted on the training rows once
 (no labels involved), then every candidate is scored by stratified k-fold cross-validation on
 those rows exactly as training will build it (`estimators.model_step`: calibration, and for an
-ordinal model its grade thresholds, included), with the task's own measure. Candidates are tried strongest-first within a time budget that
-grows with the data; what was tried, each score and time, and why the winner won are returned
-as plain data for the version's record.
+ordinal model its grade thresholds, included), with the task's own measure. Candidates are tried
+strongest-first within a time budget that grows with the data; what was tried, each score and
+time, and why the winner won are returned as plain data for the version's record.
 """
 from __future__ import annotations
 
@@ -67,9 +67,10 @@ def select(tokens: list[list[str]], labels: list[str], base: ModelConfig, budget
            progress=lambda fraction, message: None, incumbent: ModelConfig | None = None,
            grades: list[str] | None = None) -> Selection:
     """The best candidate by mean cross-validated macro-F1 of its calibrated model (accuracy, log
-    loss and ECE reported too); ties keep the earlier candidate. `base` supplies the seed and settings the candidates do not set. With
-    `grades` (an ordinal model) each candidate is the ordinal model over them, judged by quadratic
-    weighted kappa instead, which counts a prediction two grades off worse than one off.
+    loss and ECE reported too); ties keep the earlier candidate. `base` supplies the seed and
+    settings the candidates do not set. With `grades` (an ordinal model) each candidate is the
+    ordinal model over them, judged by quadratic weighted kappa instead, which counts a prediction
+    two grades off worse than one off.
 
     `incumbent` (the active version's config) is tried first and kept unless the best beats it by
     more than the best's standard error over the folds: on small data the winner changes with
