@@ -322,13 +322,14 @@ def test_answers(store: Store, con, model: Model, version: Version) -> pd.DataFr
     answer to each (`answer`: its most likely label), predicted from its model file. A file's
     answer to a text never changes, so answers are kept per file in this process and only test
     rows added since are predicted."""
-    prep = PreprocessConfig.from_dict(version.preprocess)
-    rows = db.examples_with_tokens(con, model.model_id, "test", prep.fingerprint(), -1, model.labels)
+    rows = db.examples_with_tokens(con, model.model_id, "test", "", -1, model.labels)  # no tokens: mostly known
     key = (store.key, version.sha256)
     with _answers_lock:
         known = dict(_answers.get(key, {}))
-    todo = rows[~rows["example_id"].isin(known)]
-    if len(todo):
+    todo_ids = rows.loc[~rows["example_id"].isin(known), "example_id"].tolist()
+    if todo_ids:
+        prep = PreprocessConfig.from_dict(version.preprocess)
+        todo = db.examples_with_tokens(con, model.model_id, "test", prep.fingerprint(), -1, model.labels, todo_ids)
         artifact = artifacts.load(store, version)
         tokenizer = artifact["tokenizer"]
         missing = todo["tokens"].isna()  # not cached for this preprocessing: rows imported after training

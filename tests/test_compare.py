@@ -149,17 +149,20 @@ def confusion_version(number, labels, matrix, graded=False):
     return SimpleNamespace(version=number, metrics=metrics)
 
 
-def test_a_version_must_beat_the_majority_class_significantly():
-    # 100 test rows, 正面 60 of them. Right on 55 正面 and 15 负面: 0.70 against 0.60. The rows where
-    # only one is right: 15 (the version) against 5 (always 正面): p = P(X >= 15 | 20) = 0.0207
+def test_a_version_must_beat_the_majority_class_significantly_on_macro_f1():
+    # 100 test rows, 正面 60 of them. Always 正面: F1 of 正面 2*60/(100+60) = 0.75, of 负面 0: macro 0.375
     good = compare.baseline(confusion_version(1, ["正面", "负面"], [[55, 5], [25, 15]]), level=0.05)
-    assert (good.answer, good.figure, good.trivial) == ("正面", 0.70, 0.60)
-    assert good.p_value == pytest.approx(sum(math.comb(20, i) for i in range(15, 21)) / 2 ** 20)
+    assert (good.answer, good.metric, good.trivial) == ("正面", "macro-F1", 0.375)
+    assert good.figure == pytest.approx((2 * 55 / (60 + 80) + 2 * 15 / (40 + 20)) / 2)
     assert good.beaten and "version 1 beats always answering 正面" in good.sentence()
-    weak = compare.baseline(confusion_version(1, ["正面", "负面"], [[58, 2], [36, 4]]), level=0.05)
-    assert not weak.beaten  # 0.62 against 0.60: 4 rows against 2
-    assert weak.sentence().startswith("version 1 is no better than always answering 正面 (accuracy 0.620 against "
-                                      "0.600 on 100 test rows")
+    # 正面 for 98 of the 100 texts, one of its two 负面 right: better than the constant, not significantly
+    weak = compare.baseline(confusion_version(1, ["正面", "负面"], [[59, 1], [39, 1]]), level=0.05)
+    assert weak.figure > weak.trivial and weak.p_value > 0.05 and not weak.beaten
+    assert weak.sentence().startswith("version 1 is no better than always answering 正面 (macro-F1 0.397 against "
+                                      "0.375 on 100 test rows")
+    constant = compare.baseline(confusion_version(1, ["正面", "负面"], [[60, 0], [40, 0]]), level=0.05)
+    assert constant.p_value == 1.0 and not constant.beaten
+    assert compare.macro_f1([[55, 5], [25, 15]]) == pytest.approx(good.figure)
     assert compare.baseline(SimpleNamespace(version=3, metrics={"note": "no test rows"})) is None
 
 
