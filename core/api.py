@@ -317,16 +317,20 @@ class Agreement(BaseModel):
     items: int = Field(description="Items two persons labelled, both with a model label.")
     agreement: float | None = Field(description="Share of them where both labels agree.")
     kappa: float | None = Field(description="Cohen's kappa; none when both labellers used one label only.")
-    unclear: int | None = Field(None, description="Items one of the two found unclear (not in agreement or kappa).")
+
+
+UNCLEAR_ITEMS = "Items one of the two found unclear: their own outcome, in neither agreement nor kappa."
 
 
 class PairAgreement(Agreement):
     labeller_a: str
     labeller_b: str
+    unclear: int = Field(0, description=UNCLEAR_ITEMS)
 
 
 class LineAgreement(Agreement):
     business_line: str | None
+    unclear: int = Field(0, description=UNCLEAR_ITEMS)
 
 
 class LabellerFigures(BaseModel):
