@@ -237,8 +237,7 @@ def test_a_first_version_no_better_than_the_median_grade_is_refused_and_can_be_f
     assert details["forced"] is True and details["regressions"][0]["baseline"] == "中"
 
 
-def test_the_versions_page_says_plainly_when_the_active_version_is_no_better_than_guessing(app, seeded_store,
-                                                                                           reviews):
+def test_the_pages_say_plainly_when_the_active_version_is_no_better_than_guessing(app, seeded_store, reviews):
     flat_ordinal(seeded_store, reviews)
     registry.activate_version(seeded_store, "flat", 1, "tester", "a grade today", force=True)
     at = app("pages/versions.py")
@@ -248,3 +247,11 @@ def test_the_versions_page_says_plainly_when_the_active_version_is_no_better_tha
     assert not at.exception
     assert any("Version 1 answers predictions, but version 1 is no better than always answering 中" in w.value
                for w in at.warning)
+    at = app("pages/train.py")  # right after activating it there: a warning where the green badge was
+    at.session_state["select_model"] = "flat"
+    at.session_state["train_result"] = {"model": "flat", "version": 1, "base": None, "how": "just activated anyway"}
+    at.run()
+    assert not at.exception
+    assert any("Version 1 answers predictions now, but version 1 is no better than always answering 中" in w.value
+               for w in at.warning)
+    assert not [s for s in at.success if "Version 1 is active" in s.value]
