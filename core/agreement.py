@@ -2,6 +2,11 @@
 labeller), agreement between labellers (Cohen's kappa and raw agreement), the review queue where
 an owner decides disagreements and unclear items, and per-labeller figures.
 
+A person is a labeller or owner of the store (in open mode any name), never the demo builder:
+overlap items are items another person labelled, and agreement pairs persons only. "Unclear" is
+its own outcome: an item one of two persons found unclear waits for review as unclear, and is
+counted apart, never as a disagreement or against kappa.
+
 Only decided labels are trained on and counted: agreed, single-labelled, or decided by review
 (the store keeps undecided disagreements out of training reads and the label rollups)."""
 from __future__ import annotations
@@ -131,23 +136,36 @@ def _oriented(pairs: pd.DataFrame) -> pd.DataFrame:
         "business_line": pairs["business_line"]})
 
 
+def unclear(first, second) -> np.ndarray:
+    """Which items one of the two labels calls unclear: their own outcome, outside agreement and kappa."""
+    return (np.asarray(first, dtype=object) == UNCLEAR) | (np.asarray(second, dtype=object) == UNCLEAR)
+
+
+def judged_agreement(first, second) -> tuple[float, float, int]:
+    """`kappa_and_agreement` over the items both labelled with a model label (unclear left out)."""
+    first, second = np.asarray(first, dtype=object), np.asarray(second, dtype=object)
+    both = ~unclear(first, second)
+    return kappa_and_agreement(first[both], second[both])
+
+
 def _agreement_rows(frame: pd.DataFrame, keys: list[str], a: str, b: str) -> pd.DataFrame:
     rows = []
     for key, group in frame.groupby(keys, sort=True):
-        kappa, raw, n = kappa_and_agreement(group[a], group[b])
+        kappa, raw, n = judged_agreement(group[a], group[b])
         rows.append({**dict(zip(keys, key if isinstance(key, tuple) else (key,))), "items": n,
-                     "agreement": raw, "kappa": kappa})
-    return pd.DataFrame(rows, columns=[*keys, "items", "agreement", "kappa"])
+                     "agreement": raw, "kappa": kappa, "unclear": int(unclear(group[a], group[b]).sum())})
+    return pd.DataFrame(rows, columns=[*keys, "items", "agreement", "kappa", "unclear"])
 
 
 def pair_agreement(pairs: pd.DataFrame) -> pd.DataFrame:
-    """Per labeller pair: items both labelled, raw agreement and Cohen's kappa."""
+    """Per labeller pair: items both labelled with a model label, raw agreement and Cohen's kappa
+    over them, and items one of the two found unclear."""
     return _agreement_rows(_oriented(pairs), ["labeller_a", "labeller_b"], "label_a", "label_b")
 
 
 def line_agreement(pairs: pd.DataFrame) -> pd.DataFrame:
     """Per business line: items labelled twice, raw agreement and Cohen's kappa (first label
-    against second, whoever gave them)."""
+    against second, whoever gave them; unclear items counted apart)."""
     return _agreement_rows(pairs, ["business_line"], "first_label", "second_label")
 
 
@@ -182,23 +200,31 @@ def _per_labeller_items(pairs: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(sides, ignore_index=True)
 
 
+LABELLER_COLUMNS = ["labeller", "labelled", "per_hour", "active_hours", "skipped", "unclear", "double_labelled",
+                    "agreement", "kappa", "audit_items", "audit_accuracy"]
+
+
 def labeller_figures(times: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
-    """Per labeller: decisions, decisions per hour of active time, active hours, items labelled
-    twice with their agreement and kappa, and accuracy on audit items whose label was decided by
-    someone else too (agreed with, or decided in review)."""
+    """Per labeller: items labelled (with a model label), decisions per hour of active time (every
+    decision: labels, skips and unclear), active hours, items skipped and found unclear, items
+    labelled twice with a person (both with a model label) with their agreement and kappa, and
+    accuracy on audit items whose label was decided by someone else too (agreed with, or decided
+    in review). `times` has user, created_at and kind (labelled, skipped or unclear)."""
     items = _per_labeller_items(pairs)
     rows = []
     for user, own in times.groupby("user", sort=True):
         rate, hours = decisions_per_hour(own["created_at"])
+        kinds = own["kind"].value_counts()
         mine = items[items["labeller"] == user]
-        kappa, raw, n = kappa_and_agreement(mine["label"], mine["other"])
-        audited = mine[mine["audit"].astype(bool) & mine["decided"].notna()]
-        rows.append({"labeller": user, "decisions": len(own), "per_hour": rate, "active_hours": hours,
-                     "double_labelled": n, "agreement": raw, "kappa": kappa, "audit_items": len(audited),
+        kappa, raw, n = judged_agreement(mine["label"], mine["other"])
+        audited = mine[mine["audit"].astype(bool) & mine["decided"].notna() & (mine["label"] != UNCLEAR)]
+        rows.append({"labeller": user, "labelled": int(kinds.get("labelled", 0)), "per_hour": rate,
+                     "active_hours": hours, "skipped": int(kinds.get("skipped", 0)),
+                     "unclear": int(kinds.get("unclear", 0)), "double_labelled": n, "agreement": raw, "kappa": kappa,
+                     "audit_items": len(audited),
                      "audit_accuracy": float((audited["label"] == audited["decided"]).mean()) if len(audited)
                      else np.nan})
-    return pd.DataFrame(rows, columns=["labeller", "decisions", "per_hour", "active_hours", "double_labelled",
-                                       "agreement", "kappa", "audit_items", "audit_accuracy"])
+    return pd.DataFrame(rows, columns=LABELLER_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -208,7 +234,7 @@ class TeamReport:
     pairs: pd.DataFrame        # pair_agreement
     lines: pd.DataFrame        # line_agreement
     labellers: pd.DataFrame    # labeller_figures
-    overall: tuple             # (kappa, agreement, items) over every double-labelled item
+    overall: tuple             # (kappa, agreement, items) over every item two persons labelled (unclear apart)
 
     def record(self) -> dict:
         """As plain data (what the CLI's JSON and the API answer), NaN as None: kappa is undefined
@@ -236,4 +262,4 @@ def team_report(store: Store, name: str) -> TeamReport:
         pairs = db.double_labelled(con, model.model_id, float(settings.get("audit_share")))
         times = db.decision_times(con, model.model_id)
     return TeamReport(share, waiting, pair_agreement(pairs), line_agreement(pairs), labeller_figures(times, pairs),
-                      kappa_and_agreement(pairs["first_label"], pairs["second_label"]))
+                      judged_agreement(pairs["first_label"], pairs["second_label"]))

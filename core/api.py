@@ -31,7 +31,6 @@ from starlette.routing import Match, Mount
 from . import agreement, auth, demo, feedback, imports, predict, registry, sampling, settings, stats, train
 from .errors import (ArtifactError, Conflict, EmptyPool, InvalidInput, MMSError, ModelExists, ModelNotFound,
                      PermissionDenied, SignInRefused, StoreBusy, TrainingError, VersionNotFound)
-from . import compare
 from .errors import Regression
 from .estimators import PROB_PREFIX
 from .store import Store
@@ -153,9 +152,14 @@ class Fall(BaseModel):
     base: float = Field(description="The figure of the version compared against (the active one).")
     candidate: float
     drop: float
-    tolerance: float = Field(description="The largest drop accepted without forcing (MMS_GUARD_* settings).")
+    tolerance: float = Field(description="The smallest drop the guard counts, when significant (MMS_GUARD_* settings).")
     lower_is_better: bool = Field(False, description="True for a figure that rose (an ordinal model's mean absolute "
                                                      "error); `drop` is then the rise.")
+    p_value: float | None = Field(None, description="One-sided paired test on the test rows both versions answer "
+                                                    "(below MMS_GUARD_LEVEL after Holm's correction).")
+    rows: int | None = Field(None, description="Test rows the test ran on.")
+    baseline: str | None = Field(None, description="For a version no better than always giving one answer: that "
+                                                   "answer (`base` is then its figure).")
 
 
 class Error(BaseModel):
@@ -190,6 +194,8 @@ class Comparison(BaseModel):
                                               "support.")
     by_line: list[dict] = Field(description="business_line, test_rows, base, candidate, delta of accuracy.")
     regressions: list[Fall] = Field(description="What b would regress on if it replaced a (the activation guard).")
+    guard_notes: list[str] = Field([], description="What the guard did not judge (business lines with too few "
+                                                   "test rows).")
     ordinal: list[Delta] | None = Field(None, description="Ordinal models only: mae, qwk, spearman, within_one.")
     ordinal_by_line: list[dict] | None = Field(None, description="Ordinal models only: business_line, test_rows, "
                                                                  "base, candidate, delta of the mean absolute error.")
@@ -230,7 +236,8 @@ class TrainRequest(Body):
     config: dict | None = Field(None, description="Model settings for a full retrain (as `train --config`); "
                                                   "default: the model's.")
     activate: bool = Field(False, description="Activate the new version (the promotion guard applies; a refusal "
-                                              "is 409 and the version is kept). A model's first version always is.")
+                                              "is 409 and the version is kept). A model's first version is activated "
+                                              "when it beats the trivial answer (the guard's baseline).")
 
 
 class HardExample(BaseModel):
@@ -307,27 +314,35 @@ class Guidelines(BaseModel):
 
 
 class Agreement(BaseModel):
-    items: int = Field(description="Items labelled twice.")
+    items: int = Field(description="Items two persons labelled, both with a model label.")
     agreement: float | None = Field(description="Share of them where both labels agree.")
     kappa: float | None = Field(description="Cohen's kappa; none when both labellers used one label only.")
+
+
+UNCLEAR_ITEMS = "Items one of the two found unclear: their own outcome, in neither agreement nor kappa."
 
 
 class PairAgreement(Agreement):
     labeller_a: str
     labeller_b: str
+    unclear: int = Field(0, description=UNCLEAR_ITEMS)
 
 
 class LineAgreement(Agreement):
     business_line: str | None
+    unclear: int = Field(0, description=UNCLEAR_ITEMS)
 
 
 class LabellerFigures(BaseModel):
     labeller: str
-    decisions: int
-    per_hour: float | None = Field(description="Decisions per hour of active time (a pause over 5 minutes is a "
-                                               "break).")
+    labelled: int = Field(description="Items labelled with one of the model's labels.")
+    per_hour: float | None = Field(description="Decisions (labels, skips, unclear) per hour of active time (a "
+                                               "pause over 5 minutes is a break).")
     active_hours: float
-    double_labelled: int = Field(description="Items this labeller labelled that someone else labelled too.")
+    skipped: int = Field(description="Items skipped or passed over.")
+    unclear: int = Field(description="Items marked unclear.")
+    double_labelled: int = Field(description="Items this labeller and another person both labelled with a "
+                                             "model label.")
     agreement: float | None
     kappa: float | None
     audit_items: int = Field(description="Audit items this labeller labelled whose label someone else decided too.")
@@ -561,7 +576,7 @@ def create_app(store: Store | None = None) -> FastAPI:
                          caller: Caller = Depends(current_user)) -> dict:
         """Version b beside version a on the model's test set: overall, per-class and per-line deltas (b - a),
         and what b would regress on if it replaced a."""
-        return compare.comparison(registry.get_version(store, name, b), registry.get_version(store, name, a))
+        return registry.comparison(store, name, a, b)
 
     @api.get("/models/{name}/stats", responses=_errors(401, 403, 404, 422, 429, 503))
     def statistics(name: ModelName, by: Annotated[str, Query(pattern="^(day|week|month)$")] = "week",

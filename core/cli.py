@@ -396,10 +396,9 @@ def cmd_activate(args, store):
 
 
 def cmd_compare(args, store):
-    from . import compare, registry
+    from . import registry
 
-    plain = compare.comparison(registry.get_version(store, args.name, args.b),
-                               registry.get_version(store, args.name, args.a))
+    plain = registry.comparison(store, args.name, args.a, args.b)
     if args.format == "json":
         print(json.dumps(plain, ensure_ascii=False), file=args.console.out)
         return
@@ -424,9 +423,12 @@ def _print_comparison(plain: dict, out: TextIO) -> None:
         print(f"\n{title}", file=out)
         print(frame.to_string(index=False, float_format=lambda x: f"{x:.4f}") if len(frame) else "(none)", file=out)
     found = plain["regressions"]
-    print("\nregressions: " + ("none beyond the guard's tolerances" if not found else
-                             "; ".join(f"{r['what']} {r['base']:.3f} -> {r['candidate']:.3f}" for r in found)),
+    print("\nregressions: " + ("none significant beyond the guard's tolerances" if not found else
+                             "; ".join(f"{r['what']} {r['base']:.3f} -> {r['candidate']:.3f} (p = {r['p_value']:.3g})"
+                                       for r in found)),
           file=out)
+    for note in plain.get("guard_notes", []):
+        print(f"not judged: {note}", file=out)
 
 
 def cmd_stats(args, store):

@@ -8,11 +8,13 @@ activation guard) reads the same figures from here. A version is anything with `
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import pandas as pd
 
-from . import selection, settings
+from . import ordinal, selection, settings
 
 # Differences below the last digit the faces show (0.1 pp, 0.001) count as unchanged.
 UNCHANGED_BELOW = 0.0005
@@ -71,7 +73,8 @@ class Delta:
 
 @dataclass(frozen=True)
 class Tolerances:
-    """How far a figure may fall before the candidate counts as worse (declared as settings)."""
+    """The smallest fall worth refusing, per figure (declared as settings): a fall counts only when
+    it is larger than this AND significant at the guard's level (`guard_level`) on paired test rows."""
     overall: float = 0.005
     class_recall: float = 0.02
     line_accuracy: float = 0.03
@@ -91,26 +94,38 @@ class Tolerances:
 
 @dataclass(frozen=True)
 class Regression:
-    """A figure that got worse by more than its tolerance: fell, or rose where lower is better
-    (an ordinal version's mean absolute error); `drop` is how much worse, always >= 0."""
+    """A figure that got worse: fell, or rose where lower is better (an ordinal version's mean
+    absolute error), by more than its tolerance and significantly (`p_value` below the guard's
+    level, Holm-corrected over the figures tested) on `rows` paired test rows. `drop` is how much
+    worse, always >= 0; for a version that does not beat the trivial baseline (`baseline` names
+    its answer), `base` is the baseline's figure and `drop` may be negative (better, not significantly)."""
     what: str
     base: float
     candidate: float
     drop: float
     tolerance: float
     lower_is_better: bool = False
+    p_value: float | None = None
+    rows: int | None = None
+    baseline: str | None = None
 
     def to_dict(self) -> dict:
-        """As plain data; `lower_is_better` only where it is true, so a fall keeps the five keys it always had."""
+        """As plain data; `lower_is_better` and `baseline` only where they say something."""
         d = asdict(self)
-        if not self.lower_is_better:
-            del d["lower_is_better"]
+        for key in ("lower_is_better", "baseline"):
+            if not d[key]:
+                del d[key]
         return d
 
     def sentence(self) -> str:
         sign = "+" if self.lower_is_better else "−"
+        tested = "" if self.p_value is None else f", {_p_text(self.p_value)} on {self.rows} paired test rows"
         return (f"{self.what} {self.base:.3f} → {self.candidate:.3f} ({sign}{self.drop:.3f}, "
-                f"tolerance {self.tolerance:.3f})")
+                f"tolerance {self.tolerance:.3f}{tested})")
+
+
+def _p_text(p: float) -> str:
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
 # --- figures --------------------------------------------------------------------------------
@@ -217,52 +232,287 @@ def not_comparable(candidate, base) -> str | None:
     return None
 
 
-def _fall(what: str, old, new, tolerance: float) -> list[Regression]:
-    if old is None or new is None or old - new <= tolerance + 1e-12:  # a fall of exactly the tolerance is allowed
+# The guard's paired tests. Both versions answer the same test rows, so each test looks only at
+# the rows where they differ: exact McNemar for right/wrong, a sign-flip randomisation test for
+# absolute errors in grades, a paired bootstrap for quadratic weighted kappa. All one-sided (is
+# the candidate worse?), seeded (the same rows give the same answer), and Holm-corrected over the
+# figures of one comparison: with a dozen lines and classes, some fall by chance on any retrain.
+SIGN_FLIPS = 10_000
+BOOTSTRAPS = 2_000
+SEED = 0
+
+
+@dataclass(frozen=True)
+class Paired:
+    """Two versions' answers on the same test rows (row i is one text): what the guard tests."""
+    truth: np.ndarray          # the test rows' labels
+    base: np.ndarray           # the base version's answers (its most likely label)
+    candidate: np.ndarray      # the candidate's
+    lines: np.ndarray          # business line per row ("" for none)
+    labels: tuple              # the model's labels (an ordinal model's grades, lowest first)
+    graded: bool = False       # an ordinal model: grades have an order, errors a size
+
+    @property
+    def rows(self) -> int:
+        return len(self.truth)
+
+
+@dataclass(frozen=True)
+class _Test:
+    what: str
+    base: float
+    candidate: float
+    worse: float               # how much worse the candidate is (negative: better)
+    tolerance: float
+    p_value: float             # one-sided: the candidate is worse
+    rows: int
+    lower_is_better: bool = False
+
+
+def guard_level() -> float:
+    """The guard's significance level (setting guard_level)."""
+    return float(settings.get("guard_level"))
+
+
+def binomial_tail(k: int, n: int) -> float:
+    """P(X >= k) for X ~ Binomial(n, 1/2): the one-sided exact McNemar p-value when k of the n rows
+    where two answers differ go one way."""
+    if k <= 0:
+        return 1.0
+    if k > n:
+        return 0.0
+    if n <= 1000:
+        return sum(math.comb(n, i) for i in range(k, n + 1)) / 2 ** n
+    z = (k - 0.5 - n / 2) / math.sqrt(n / 4)  # normal approximation, continuity-corrected
+    return 0.5 * math.erfc(z / math.sqrt(2))
+
+
+def sign_flip_p(diff, draws: int = SIGN_FLIPS, seed: int = SEED) -> float:
+    """One-sided p-value that the sum of paired differences is this large if each row's
+    difference were as likely to have the other sign (a randomisation test; zero rows drop out)."""
+    d = np.asarray(diff, dtype=float)
+    d = d[d != 0]
+    if not len(d):
+        return 1.0
+    observed = d.sum() - 1e-9
+    rng = np.random.default_rng(seed)
+    hits, done, chunk = 0, 0, max(1, 2_000_000 // len(d))
+    while done < draws:
+        m = min(chunk, draws - done)
+        signs = rng.integers(0, 2, size=(m, len(d)), dtype=np.int8) * 2 - 1
+        hits += int((signs @ d >= observed).sum())
+        done += m
+    return (hits + 1) / (draws + 1)
+
+
+def qwk(true, pred) -> np.ndarray:
+    """Quadratic weighted kappa of grade positions along the last axis (NaN where undefined):
+    1 - mean squared error over the mean squared error expected if the two were independent."""
+    true, pred = np.asarray(true, dtype=float), np.asarray(pred, dtype=float)
+    expected = (true ** 2).mean(-1) + (pred ** 2).mean(-1) - 2 * true.mean(-1) * pred.mean(-1)
+    observed = ((true - pred) ** 2).mean(-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(expected > 0, 1 - observed / np.where(expected > 0, expected, 1), np.nan)
+
+
+def _qwk_fall_p(true, base, candidate, draws: int = BOOTSTRAPS, seed: int = SEED) -> float:
+    """Paired bootstrap: the share of resamples of the rows in which the candidate's kappa is not
+    below the base's (one-sided p-value of a fall)."""
+    n = len(true)
+    rng = np.random.default_rng(seed)
+    hits, done, chunk = 0, 0, max(1, 2_000_000 // max(n, 1))
+    while done < draws:
+        m = min(chunk, draws - done)
+        idx = rng.integers(0, n, size=(m, n))
+        gap = qwk(true[idx], candidate[idx]) - qwk(true[idx], base[idx])
+        hits += int((~(gap < 0)).sum())  # undefined (NaN) counts as no fall
+        done += m
+    return (hits + 1) / (draws + 1)
+
+
+def _right_wrong(what: str, base_right, cand_right, tolerance: float) -> _Test:
+    """Accuracy (or a class's recall) of both on the same rows, exact McNemar on the rows where one is right."""
+    worse = int((base_right & ~cand_right).sum())
+    better = int((cand_right & ~base_right).sum())
+    n = len(base_right)
+    return _Test(what, float(base_right.mean()), float(cand_right.mean()), (worse - better) / n, tolerance,
+                 binomial_tail(worse, worse + better), n)
+
+
+def _errors(what: str, base_off, cand_off, tolerance: float) -> _Test:
+    """Mean absolute error in grades of both on the same rows, sign-flip test on the paired differences."""
+    return _Test(what, float(base_off.mean()), float(cand_off.mean()), float(cand_off.mean() - base_off.mean()),
+                 tolerance, sign_flip_p(cand_off - base_off), len(base_off), lower_is_better=True)
+
+
+def _tests(paired: Paired, t: Tolerances) -> list[_Test]:
+    """Every figure the guard judges: accuracy, each class's recall, each business line's accuracy
+    (lines with at least `line_min_rows` rows); for an ordinal model also the mean absolute error
+    overall and per line, and quadratic weighted kappa."""
+    truth = np.asarray(paired.truth, dtype=object)
+    base_right, cand_right = paired.base == truth, paired.candidate == truth
+    tests = [_right_wrong("accuracy", base_right, cand_right, t.overall)]
+    for label in paired.labels:
+        mask = truth == label
+        if mask.any():
+            tests.append(_right_wrong(f"recall of {label}", base_right[mask], cand_right[mask], t.class_recall))
+    lines = np.asarray(paired.lines, dtype=object)
+    judged = [line for line in _lines(lines) if (lines == line).sum() >= t.line_min_rows]
+    for line in judged:
+        mask = lines == line
+        tests.append(_right_wrong(f"accuracy on {line}", base_right[mask], cand_right[mask], t.line_accuracy))
+    if paired.graded:
+        grades = list(paired.labels)
+        true, base, cand = (ordinal.positions(v, grades) for v in (truth, paired.base, paired.candidate))
+        base_off, cand_off = np.abs(true - base), np.abs(true - cand)
+        tests.append(_errors("mean absolute error (grades)", base_off, cand_off, t.ordinal_mae))
+        old, new = float(qwk(true, base)), float(qwk(true, cand))
+        if old == old and new == new:  # kappa is undefined for a constant answer
+            tests.append(_Test("quadratic weighted kappa", old, new, old - new, t.overall,
+                               _qwk_fall_p(true, base, cand), len(true)))
+        for line in judged:
+            mask = lines == line
+            tests.append(_errors(f"mean absolute error (grades) on {line}", base_off[mask], cand_off[mask],
+                                 t.line_ordinal_mae))
+    return tests
+
+
+def _lines(lines: np.ndarray) -> list[str]:
+    return sorted({line for line in lines if isinstance(line, str) and line})
+
+
+def holm(p_values, level: float) -> list[bool]:
+    """Which hypotheses Holm's step-down procedure rejects at family-wise `level`."""
+    order = np.argsort(np.asarray(p_values, dtype=float), kind="stable")
+    rejected = [False] * len(order)
+    for rank, i in enumerate(order):
+        if p_values[i] >= level / (len(order) - rank):
+            break
+        rejected[i] = True
+    return rejected
+
+
+def regressions(paired: Paired | None, tolerances: Tolerances | None = None,
+                level: float | None = None) -> list[Regression]:
+    """Where the candidate is worse than the base on the same test rows: a figure (see `_tests`)
+    that fell by more than its tolerance, significantly at `level` (default: the guard_level
+    setting) after Holm's correction over every figure tested. Empty without paired rows."""
+    if paired is None or not paired.rows:
         return []
-    return [Regression(what, float(old), float(new), float(old - new), tolerance)]
-
-
-def regressions(candidate, base, tolerances: Tolerances | None = None) -> list[Regression]:
-    """Where the candidate is worse than the base beyond tolerances, on the same test set:
-    accuracy or macro-F1, any class's recall, any business line's accuracy (lines with at least
-    `line_min_rows` test rows). Empty when not comparable (see `not_comparable`)."""
     t = tolerances or Tolerances.from_settings()
-    if base is None or not_comparable(candidate, base):
+    tests = _tests(paired, t)
+    significant = holm([x.p_value for x in tests], guard_level() if level is None else level)
+    return [Regression(x.what, x.base, x.candidate, x.worse, x.tolerance, x.lower_is_better, x.p_value, x.rows)
+            for x, sig in zip(tests, significant) if sig and x.worse > x.tolerance + 1e-12]
+
+
+def guard_notes(paired: Paired | None, tolerances: Tolerances | None = None) -> list[str]:
+    """What the guard did not judge, as sentences: business lines with too few test rows."""
+    if paired is None:
         return []
-    new, old = candidate.metrics, base.metrics
-    found = [r for key in ("accuracy", "macro_f1") for r in _fall(key, old.get(key), new.get(key), t.overall)]
-    for label, c in new.get("per_class", {}).items():
-        found += _fall(f"recall of {label}", old.get("per_class", {}).get(label, {}).get("recall"),
-                       c.get("recall"), t.class_recall)
-    for line, m in new.get("by_business_line", {}).items():
-        before = old.get("by_business_line", {}).get(line, {})
-        if min(m.get("n", 0), before.get("n", 0)) >= t.line_min_rows:
-            found += _fall(f"accuracy on {line}", before.get("accuracy"), m.get("accuracy"), t.line_accuracy)
-    return found + _ordinal_regressions(new, old, t)
+    t = tolerances or Tolerances.from_settings()
+    lines = np.asarray(paired.lines, dtype=object)
+    truth = np.asarray(paired.truth, dtype=object)
+    notes = []
+    for line in _lines(lines):
+        mask = lines == line
+        if mask.sum() < t.line_min_rows:
+            old, new = (float((answers[mask] == truth[mask]).mean()) for answers in (paired.base, paired.candidate))
+            notes.append(f"{line} has {int(mask.sum())} test rows, too few to judge (a business line needs "
+                         f"{t.line_min_rows}): accuracy {old:.3f} → {new:.3f} is not counted as a fall")
+    return notes
 
 
-def _rise(what: str, old, new, tolerance: float) -> list[Regression]:
-    """`_fall` for a figure where lower is better."""
-    if old is None or new is None or new - old <= tolerance + 1e-12:
-        return []
-    return [Regression(what, float(old), float(new), float(new - old), tolerance, lower_is_better=True)]
+# --- the trivial baseline -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Baseline:
+    """A version against always giving one answer on its test split. Classification: the majority
+    class, judged on macro-F1 (the product's headline figure for a version) by a paired bootstrap of
+    the test rows; ordinal: the median grade, judged on the mean absolute error by a sign-flip test
+    on the paired errors. Beaten only when the version is better and significantly so (p < level):
+    a version right a little more often than a constant on a small test split is not shown better."""
+    version: int
+    answer: str                # the trivial answer
+    metric: str
+    figure: float              # the version's
+    trivial: float             # always answering `answer`
+    lower_is_better: bool
+    p_value: float
+    rows: int
+    level: float
+
+    @property
+    def beaten(self) -> bool:
+        better = self.figure < self.trivial if self.lower_is_better else self.figure > self.trivial
+        return better and self.p_value < self.level
+
+    def sentence(self) -> str:
+        figures = (f"{self.metric} {self.figure:.3f} against {self.trivial:.3f} on {self.rows} test rows, "
+                   f"{_p_text(self.p_value)}")
+        if self.beaten:
+            return f"version {self.version} beats always answering {self.answer} ({figures})"
+        return (f"version {self.version} is no better than always answering {self.answer} ({figures}, "
+                f"not below the guard's level {self.level:g})")
+
+    def as_regression(self) -> Regression:
+        worse = self.figure - self.trivial if self.lower_is_better else self.trivial - self.figure
+        return Regression(f"{self.metric} against always answering {self.answer}", self.trivial, self.figure,
+                          float(worse), 0.0, self.lower_is_better, self.p_value, self.rows, self.answer)
 
 
-def _ordinal_regressions(new: dict, old: dict, t: Tolerances) -> list[Regression]:
-    """For ordinal versions: quadratic weighted kappa falling, mean absolute error (grades) rising,
-    overall and per business line (lines with at least `line_min_rows` test rows)."""
-    a, b = old.get("ordinal"), new.get("ordinal")
-    if not a or not b:
-        return []
-    found = _fall("quadratic weighted kappa", a.get("qwk"), b.get("qwk"), t.overall)
-    found += _rise("mean absolute error (grades)", a.get("mae"), b.get("mae"), t.ordinal_mae)
-    for line, m in new.get("ordinal_by_line", {}).items():
-        before = old.get("ordinal_by_line", {}).get(line, {})
-        if min(m.get("n", 0), before.get("n", 0)) >= t.line_min_rows:
-            found += _rise(f"mean absolute error (grades) on {line}", before.get("mae"), m.get("mae"),
-                           t.line_ordinal_mae)
-    return found
+def baseline(version, level: float | None = None) -> Baseline | None:
+    """How `version` does against the trivial answer on its test split, from its confusion matrix
+    (every row's true and predicted label); None for a version without test rows."""
+    confusion = version.metrics.get("confusion") if version is not None else None
+    if not confusion:
+        return None
+    labels, matrix = list(confusion["labels"]), np.asarray(confusion["matrix"], dtype=np.int64)
+    n = int(matrix.sum())
+    if not n:
+        return None
+    level = guard_level() if level is None else level
+    counts = matrix.sum(axis=1)
+    if "ordinal" in version.metrics:
+        median = int(np.searchsorted(np.cumsum(counts), n / 2))  # the lower median grade
+        true, said = np.arange(len(labels))[:, None], np.arange(len(labels))[None, :]
+        model_off = np.abs(true - said)
+        trivial_off = np.broadcast_to(np.abs(true - median), matrix.shape)
+        gain = np.repeat((trivial_off - model_off).ravel(), matrix.ravel())  # > 0: the version is nearer
+        return Baseline(version.version, labels[median], "mean absolute error (grades)",
+                        float((model_off * matrix).sum() / n), float((trivial_off * matrix).sum() / n),
+                        True, sign_flip_p(gain), n, level)
+    majority = int(np.argmax(counts))  # the best constant on macro-F1 too; the first in label order on a tie
+    return Baseline(version.version, labels[majority], "macro-F1", float(macro_f1(matrix)),
+                    float(macro_f1(_always(matrix, majority))), False, _macro_f1_gain_p(matrix, majority), n, level)
+
+
+def macro_f1(confusion) -> np.ndarray:
+    """Macro-F1 of confusion matrices (rows true, columns predicted) along the last two axes; a
+    label neither true nor predicted counts 0, as in the version's metrics."""
+    confusion = np.asarray(confusion, dtype=float)
+    right = np.diagonal(confusion, axis1=-2, axis2=-1)
+    both = confusion.sum(axis=-1) + confusion.sum(axis=-2)
+    return np.where(both > 0, 2 * right / np.where(both > 0, both, 1), 0.0).mean(axis=-1)
+
+
+def _always(confusion, answer: int) -> np.ndarray:
+    """The confusion matrices of always answering label `answer` on the same rows."""
+    confusion = np.asarray(confusion)
+    out = np.zeros_like(confusion)
+    out[..., answer] = confusion.sum(axis=-1)
+    return out
+
+
+def _macro_f1_gain_p(confusion, answer: int, draws: int = BOOTSTRAPS, seed: int = SEED) -> float:
+    """Paired bootstrap over the test rows (each row a cell of the confusion matrix): the share of
+    resamples in which the version's macro-F1 is not above always answering `answer` (one-sided p)."""
+    confusion = np.asarray(confusion, dtype=np.int64)
+    n = int(confusion.sum())
+    rows = np.random.default_rng(seed).multinomial(n, confusion.ravel() / n, size=draws).reshape(draws,
+                                                                                                   *confusion.shape)
+    gain = macro_f1(rows) - macro_f1(_always(rows, answer))
+    return (int((gain <= 1e-12).sum()) + 1) / (draws + 1)
 
 
 def describe(found: list[Regression], candidate: int, base: int) -> str:
@@ -329,15 +579,17 @@ def as_text(value) -> str:
 
 # --- everything at once, for the CLI and the API -------------------------------------------
 
-def comparison(candidate, base, tolerances: Tolerances | None = None) -> dict:
-    """Plain data comparing `candidate` with `base`: deltas are candidate − base."""
+def comparison(candidate, base, paired: Paired | None = None, tolerances: Tolerances | None = None) -> dict:
+    """Plain data comparing `candidate` with `base`: deltas are candidate − base; regressions (and
+    the guard's notes) from both versions' answers on the same test rows (`paired`)."""
     note = not_comparable(candidate, base)
     return {
         "base": base.version, "candidate": candidate.version, "comparable": note is None, "note": note,
         "overall": [d.to_dict() for d in overall_deltas(candidate, base)],
         "per_class": per_class_rows(candidate, base),
         "by_line": by_line_rows(candidate, base),
-        "regressions": [r.to_dict() for r in regressions(candidate, base, tolerances)],
+        "regressions": [r.to_dict() for r in regressions(paired, tolerances)],
+        "guard_notes": guard_notes(paired, tolerances),
         "configs": [selection.summary(base), selection.summary(candidate)],
         **({"ordinal": [d.to_dict() for d in ordinal_deltas(candidate, base)],
             "ordinal_by_line": ordinal_by_line_rows(candidate, base)} if "ordinal" in candidate.metrics else {}),

@@ -46,9 +46,10 @@ class PermissionDenied(MMSError):
 
 
 class Regression(MMSError):
-    """Activation refused: the version is worse than the active one beyond the guard's tolerances.
+    """Activation refused: the version is no better than the trivial answer on its test split, or
+    significantly worse than the active one (see registry.promotion_guard).
 
-    `regressions` lists what fell (plain dicts: what, base, candidate, drop, tolerance)."""
+    `regressions` lists what fell (plain dicts: what, base, candidate, drop, tolerance, p_value, rows)."""
 
     def __init__(self, sentence: str, regressions: list[dict], version: int | None = None):
         super().__init__(sentence)

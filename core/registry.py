@@ -7,16 +7,18 @@ through it before switching.
 from __future__ import annotations
 
 import json
+import threading
 import time
 import unicodedata
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from . import artifacts, auth, compare, ordinal, selection
 from . import store as db
-from .errors import InvalidInput, ModelExists, ModelNotFound, Regression, VersionNotFound
-from .estimators import ModelConfig
+from .errors import ArtifactError, InvalidInput, ModelExists, ModelNotFound, Regression, VersionNotFound
+from .estimators import ModelConfig, predict_proba
 from .preprocess import PreprocessConfig
 from .store import Store
 
@@ -261,29 +263,34 @@ def activate_version(store: Store, name: str, version: int, user: str, reason: s
     """Make `version` the one that answers predictions; any earlier version may be reactivated.
 
     One transaction: the permission check, the version's model file checked against its sha256
-    (a missing or altered file cannot be activated), the switch and its audit event. Training's
-    `activate` goes through the same `activate_in`."""
-    with store.transaction() as con:
+    (a missing or altered file cannot be activated), the promotion guard, the switch and its audit
+    event. Training's `activate` goes through the same `activate_in`."""
+    with store.connect() as con:  # both versions' test answers before the transaction: it stays short
         auth.require(con, user, "activate")  # before the file is read: a refusal costs nothing
         model = find_model(con, name)
         target = find_version(con, model, version)
         artifacts.verify(store, target)
-        activate_in(con, model, target.version, user, reason, force)
+        judge(store, con, model, target.version)
+    with store.transaction() as con:
+        model = find_model(con, name)
+        artifacts.verify(store, target)
+        activate_in(store, con, model, target.version, user, reason, force)
         return find_version(con, find_model(con, name), target.version)
 
 
-def activate_in(con, model: Model, version: int, user: str, reason: str = "", force: bool = False) -> None:
+def activate_in(store: Store, con, model: Model, version: int, user: str, reason: str = "",
+                force: bool = False) -> None:
     """The one writer of a model's active version, on an open transaction: a permission check,
-    the promotion guard, the switch, and one audit event {from_version, to_version, reason}, plus
-    {forced: true, regressions: [...]} when the guard was overridden.
+    the promotion guard (`promotion_guard`), the switch, and one audit event {from_version,
+    to_version, reason}, plus {forced: true, regressions: [...]} when the guard was overridden.
 
     Called by `activate_version` and by training's register step, so that a new version and its
     activation commit together."""
     auth.require(con, user, "activate")
-    found = promotion_guard(con, model, int(version), reason, force)
+    verdict = promotion_guard(store, con, model, int(version), reason, force)
     details = {"from_version": model.active_version, "to_version": int(version), "reason": reason}
-    if found:
-        details.update(forced=True, regressions=[r.to_dict() for r in found])
+    if verdict.refused:
+        details.update(forced=True, regressions=[r.to_dict() for r in verdict.found])
     db.set_active_version(con, model.model_id, int(version))
     db.add_event(con, user, "activate", model.model_id, details)
     global _activated_at
@@ -299,26 +306,137 @@ def activated_at() -> float:
     return _activated_at
 
 
-def promotion_regressions(con, model: Model, version: int) -> list[compare.Regression]:
-    """Where `version` is worse than the model's active version beyond the tolerances (MMS_GUARD_*);
-    none for the active version itself, a model without one, or versions measured on other test sets."""
-    if model.active_version is None or model.active_version == version:
-        return []
-    return compare.regressions(find_version(con, model, version), find_version(con, model, model.active_version))
+# --- the promotion guard ------------------------------------------------------------------------
+# A version goes active only if it beats the trivial answer on its test split (compare.baseline)
+# and, against the active version, no figure fell significantly on the test rows both answer now
+# (compare.regressions). Those answers come from the two model files, predicted here: the metrics
+# kept at training time say how often each was right, not on which rows, and pairing is what
+# tells a real fall from a few rows' noise.
+
+_answers: dict[tuple[str, str], dict[int, str]] = {}  # (store, model file sha256) -> {example_id: answer}
+_answers_lock = threading.Lock()
 
 
-def promotion_guard(con, model: Model, version: int, reason: str, force: bool) -> list[compare.Regression]:
-    """The promotion guard: Regression for a worse version unless forced, and forcing needs a reason.
+def test_answers(store: Store, con, model: Model, version: Version) -> pd.DataFrame:
+    """The model's test rows as they are now (example_id, label, business_line) with `version`'s
+    answer to each (`answer`: its most likely label), predicted from its model file. A file's
+    answer to a text never changes, so answers are kept per file in this process and only test
+    rows added since are predicted."""
+    rows = db.examples_with_tokens(con, model.model_id, "test", "", -1, model.labels)  # no tokens: mostly known
+    key = (store.key, version.sha256)
+    with _answers_lock:
+        known = dict(_answers.get(key, {}))
+    todo_ids = rows.loc[~rows["example_id"].isin(known), "example_id"].tolist()
+    if todo_ids:
+        prep = PreprocessConfig.from_dict(version.preprocess)
+        todo = db.examples_with_tokens(con, model.model_id, "test", prep.fingerprint(), -1, model.labels, todo_ids)
+        artifact = artifacts.load(store, version)
+        tokenizer = artifact["tokenizer"]
+        missing = todo["tokens"].isna()  # not cached for this preprocessing: rows imported after training
+        tokens = [tokenizer(text) if gap else list(t) for t, text, gap in zip(todo["tokens"], todo["text"], missing)]
+        proba = predict_proba(artifact["pipeline"], tokens, model.labels)
+        fresh = dict(zip(todo["example_id"].astype(int), np.asarray(model.labels, dtype=object)[proba.argmax(axis=1)]))
+        known.update(fresh)
+        with _answers_lock:
+            _answers.setdefault(key, {}).update(fresh)
+    frame = rows[["example_id", "label", "business_line"]].copy()
+    frame["business_line"] = frame["business_line"].fillna("")
+    frame["answer"] = frame["example_id"].map(known)
+    return frame
 
-    A rollback to an earlier, worse version is a regression too. Returns what was overridden."""
-    found = promotion_regressions(con, model, version)
-    if found and not force:
-        raise Regression(compare.describe(found, version, model.active_version)
-                         + "; activate it anyway only by forcing it with a reason", [r.to_dict() for r in found])
-    if found and not (reason or "").strip():
-        raise InvalidInput(f"forcing version {version}, which is worse than active version {model.active_version}, "
-                           f"needs a reason for the activation history")
-    return found
+
+def paired_answers(store: Store, con, model: Model, candidate: Version, base: Version) -> compare.Paired:
+    """Both versions' answers on the same test rows (the model's test split as it is now: never
+    trained on by either)."""
+    new = test_answers(store, con, model, candidate)
+    old = test_answers(store, con, model, base)
+    both = new.merge(old[["example_id", "answer"]], on="example_id", suffixes=("", "_base"))
+    return compare.Paired(both["label"].to_numpy(dtype=object), both["answer_base"].to_numpy(dtype=object),
+                          both["answer"].to_numpy(dtype=object), both["business_line"].to_numpy(dtype=object),
+                          tuple(model.labels), is_ordinal(model))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the promotion guard says of activating `version`: the figures that fell significantly
+    against the active version `base` (None: no other version is active), what it could not judge
+    (`notes`), and how the version does against the trivial answer (`baseline`; None without test rows)."""
+    version: int
+    base: int | None
+    regressions: list
+    notes: list
+    baseline: compare.Baseline | None
+
+    @property
+    def below_baseline(self) -> bool:
+        return self.baseline is not None and not self.baseline.beaten
+
+    @property
+    def refused(self) -> bool:
+        """Whether activating needs forcing with a reason."""
+        return bool(self.regressions) or self.below_baseline
+
+    @property
+    def found(self) -> list[compare.Regression]:
+        """What forcing overrides: the baseline not beaten (first), then each fall."""
+        return ([self.baseline.as_regression()] if self.below_baseline else []) + list(self.regressions)
+
+    def sentence(self) -> str:
+        """Why activating is refused, in one sentence ("" when it is not)."""
+        parts = [self.baseline.sentence()] if self.below_baseline else []
+        if self.regressions:
+            parts.append(compare.describe(self.regressions, self.version, self.base))
+        return "; and ".join(parts)
+
+
+def judge(store: Store, con, model: Model, version: int) -> Verdict:
+    """The promotion guard's verdict on `version` of `model`, on an open connection."""
+    target = find_version(con, model, version)
+    base = model.active_version if model.active_version not in (None, int(version)) else None
+    found, notes = [], []
+    if base is not None:
+        try:
+            paired = paired_answers(store, con, model, target, find_version(con, model, base))
+        except ArtifactError as e:  # the active version's file is gone: it cannot hold the new one back
+            notes.append(f"not compared with version {base}: {e}")
+        else:
+            found, notes = compare.regressions(paired), compare.guard_notes(paired)
+            if not paired.rows:
+                notes.append(f"not compared with version {base}: the model has no test rows")
+    return Verdict(int(version), base, found, notes, compare.baseline(target))
+
+
+def guard_verdict(store: Store, name: str, version: int) -> Verdict:
+    """`judge` on its own connection: what the Train and Versions pages show before activating."""
+    with store.connect() as con:
+        return judge(store, con, find_model(con, name), version)
+
+
+def promotion_guard(store: Store, con, model: Model, version: int, reason: str, force: bool) -> Verdict:
+    """The promotion guard: Regression for a version that does not beat the trivial answer on its
+    test split or is significantly worse than the active one, unless forced; forcing needs a reason.
+
+    A rollback to an earlier, worse version is judged the same way. Returns the verdict (what a
+    forced activation overrode)."""
+    verdict = judge(store, con, model, version)
+    if verdict.refused and not force:
+        raise Regression(verdict.sentence() + "; activate it anyway only by forcing it with a reason",
+                         [r.to_dict() for r in verdict.found])
+    if verdict.refused and not (reason or "").strip():
+        why = (f"no better than always answering {verdict.baseline.answer}" if verdict.below_baseline
+               else f"worse than active version {model.active_version}")
+        raise InvalidInput(f"forcing version {version}, which is {why}, needs a reason for the activation history")
+    return verdict
+
+
+def comparison(store: Store, name: str, a: int, b: int) -> dict:
+    """Version b beside version a as plain data (compare.comparison), with what the guard would
+    find if b replaced a, from both versions' answers on the model's test rows."""
+    with store.connect() as con:
+        model = find_model(con, name)
+        base, candidate = find_version(con, model, a), find_version(con, model, b)
+        paired = paired_answers(store, con, model, candidate, base) if a != b else None
+    return compare.comparison(candidate, base, paired)
 
 
 def activation_history(store: Store, name: str) -> pd.DataFrame:

@@ -48,18 +48,22 @@ SETTINGS = {
                                       "with every further failure."),
         Setting("signin_lockout_max", 3600, "Longest refusal after failed sign-ins, in seconds."),
         Setting("session_hours", 12.0, "Hours a dashboard sign-in lasts in a browser, across reloads."),
-        Setting("guard_overall", 0.005, "Largest fall in accuracy or macro-F1 (0.005 = 0.5 pp) that activation "
-                                        "accepts without --force and a reason."),
-        Setting("guard_class_recall", 0.02, "Largest fall in any class's recall that activation accepts without "
-                                            "forcing."),
-        Setting("guard_line_accuracy", 0.03, "Largest fall in any business line's accuracy that activation accepts "
-                                             "without forcing."),
-        Setting("guard_ordinal_mae", 0.02, "Largest rise in an ordinal version's mean absolute error (in grades) "
-                                           "that activation accepts without forcing."),
-        Setting("guard_line_ordinal_mae", 0.05, "Largest rise in a business line's mean absolute error (grades) of "
-                                                "an ordinal version that activation accepts without forcing."),
+        Setting("guard_level", 0.05, "Significance level of the promotion guard: a fall counts only when its "
+                                      "one-sided paired test on the shared test rows gives p below this (Holm-"
+                                      "corrected over the figures of one comparison), and a version must beat "
+                                      "the trivial answer (majority class, median grade) at this level."),
+        Setting("guard_overall", 0.005, "Smallest fall in accuracy (0.005 = 0.5 pp) or quadratic weighted kappa "
+                                        "that the guard counts, when significant (guard_level)."),
+        Setting("guard_class_recall", 0.02, "Smallest fall in a class's recall that the guard counts, when "
+                                            "significant."),
+        Setting("guard_line_accuracy", 0.03, "Smallest fall in a business line's accuracy that the guard counts, "
+                                             "when significant."),
+        Setting("guard_ordinal_mae", 0.02, "Smallest rise in an ordinal version's mean absolute error (in grades) "
+                                           "that the guard counts, when significant."),
+        Setting("guard_line_ordinal_mae", 0.05, "Smallest rise in a business line's mean absolute error (grades) of "
+                                                "an ordinal version that the guard counts, when significant."),
         Setting("guard_line_min_rows", 30, "Test rows a business line needs before the activation guard judges "
-                                           "its accuracy (fewer are noise)."),
+                                           "it; fewer are reported as too few, never as a fall."),
         Setting("selection_budget", 0.0, "Seconds model selection may spend cross-validating candidates "
                                          "(0: 20 s plus 15 s per 1,000 training rows, at most 180 s)."),
         Setting("hard_example_pool", 20000, "Newest distinct unlabelled texts of a slice that the chosen version "

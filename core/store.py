@@ -1828,10 +1828,19 @@ def overlap_share(con, model_id: int) -> float:
     return float(row[0]) if row and row[0] is not None else 0.0
 
 
+# Who counts as a person in team labelling: a labeller or owner of the store (in open mode, with no
+# users, any name), never the demo builder, whose sample labels stand in for data and are nobody's
+# judgement. Overlap items are items a person labelled; agreement pairs persons only.
+_PERSON = """({who} NOT IN (SELECT "user" FROM events WHERE action = 'build_demo')
+              AND ({who} IN (SELECT name FROM users WHERE role IN ('labeller', 'owner'))
+                   OR NOT EXISTS (SELECT 1 FROM users)))"""
+
+
 def _open_for_second(user: str, share: float, labels: list[str]) -> tuple[str, list]:
-    """Labelled items (alias f) another labeller decided with a model label, in the overlap share,
+    """Labelled items (alias f) another person decided with a model label, in the overlap share,
     without a second label or review yet, and not passed over by `user` before."""
-    return (f"""f.created_by <> ? AND list_contains(?, f.label) AND {_OVERLAP.format(id="f.prediction_id")}
+    return (f"""f.created_by <> ? AND {_PERSON.format(who="f.created_by")}
+        AND list_contains(?, f.label) AND {_OVERLAP.format(id="f.prediction_id")}
         AND f.prediction_id NOT IN (SELECT prediction_id FROM second_labels WHERE label <> 'skip' OR created_by = ?)
         AND f.prediction_id NOT IN (SELECT prediction_id FROM reviews)""", [user, list(labels), share, user])
 
@@ -1918,7 +1927,7 @@ def review_queue(con, model_id: int) -> pd.DataFrame:
     return con.execute(f"""
         SELECT f.prediction_id, p.business_line, p.text, p.label AS predicted, p.top_prob,
                f.label AS first_label, f.created_by AS first_by, s.label AS second_label, s.created_by AS second_by,
-               CASE WHEN f.label = 'unclear' THEN 'unclear' ELSE 'disagreement' END AS reason,
+               CASE WHEN f.label = 'unclear' OR s.label = 'unclear' THEN 'unclear' ELSE 'disagreement' END AS reason,
                greatest(f.created_at, coalesce(s.created_at, f.created_at)) AS waiting_since
         FROM feedback f JOIN predictions p USING (prediction_id)
         LEFT JOIN (SELECT * FROM second_labels WHERE label <> 'skip') s USING (prediction_id)
@@ -1948,8 +1957,9 @@ def insert_review(con, model_id: int, prediction_id: int, label: str, reason: st
 
 
 def double_labelled(con, model_id: int, audit_share: float) -> pd.DataFrame:
-    """Every item labelled twice (second label not a skip): business line, both labels and who
-    gave them, the review's decision if any, and whether the item is in the audit sample."""
+    """Every item labelled twice by two persons (second label not a skip; "unclear" kept, as its own
+    outcome): business line, both labels and who gave them, the review's decision if any, and
+    whether the item is in the audit sample."""
     return con.execute(f"""
         SELECT f.prediction_id, p.business_line, f.label AS first_label, f.created_by AS first_by,
                s.label AS second_label, s.created_by AS second_by, r.label AS reviewed,
@@ -1959,15 +1969,20 @@ def double_labelled(con, model_id: int, audit_share: float) -> pd.DataFrame:
         LEFT JOIN (SELECT prediction_id, arg_max(label, review_id) AS label FROM reviews GROUP BY ALL) r
                   USING (prediction_id)
         WHERE f.model_id = ? AND s.label <> 'skip'
+          AND {_PERSON.format(who="f.created_by")} AND {_PERSON.format(who="s.created_by")}
         ORDER BY f.prediction_id""", [audit_share, model_id]).df()
 
 
 def decision_times(con, model_id: int) -> pd.DataFrame:
-    """When each labeller decided (first and second labels, and the Label page's skips): user, created_at."""
-    return con.execute("""
-        SELECT created_by AS "user", created_at FROM feedback WHERE model_id = ?
-        UNION ALL SELECT created_by, created_at FROM second_labels WHERE model_id = ?
-        UNION ALL SELECT created_by, created_at FROM label_skips WHERE model_id = ?
+    """When each person decided (first and second labels, and the Label page's skips): user,
+    created_at, and kind: labelled (a model label), skipped (skip, or passed over) or unclear."""
+    kind = "CASE label WHEN 'skip' THEN 'skipped' WHEN 'unclear' THEN 'unclear' ELSE 'labelled' END"
+    return con.execute(f"""
+        SELECT * FROM (
+            SELECT created_by AS "user", created_at, {kind} AS kind FROM feedback WHERE model_id = ?
+            UNION ALL SELECT created_by, created_at, {kind} FROM second_labels WHERE model_id = ?
+            UNION ALL SELECT created_by, created_at, 'skipped' FROM label_skips WHERE model_id = ?)
+        WHERE {_PERSON.format(who='"user"')}
         ORDER BY 1, 2""", [model_id, model_id, model_id]).df()
 
 

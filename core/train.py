@@ -104,7 +104,8 @@ def training_plan(store: Store, name: str) -> TrainingPlan:
 def train_version(store: Store, name: str, user: str, incremental: bool = False,
                   model_config: dict | None = None, preprocess: dict | None = None,
                   activate: bool = False, progress=None, budget: float | None = None) -> registry.Version:
-    """Train and register a new version; the model's first version becomes active by itself.
+    """Train and register a new version; the model's first version becomes active by itself when it
+    beats the trivial answer (the promotion guard's baseline), else it is kept and Regression says why.
 
     Full: every training example (imported and feedback) with the model's (or given) config; a
     config whose estimator is "auto" is chosen by cross-validation within `budget` seconds
@@ -254,7 +255,8 @@ def _evaluate_and_register(store: Store, model: registry.Model, fit: Fit, user: 
 
 
 def _register(store: Store, name: str, fields: dict, user: str, activate: bool) -> registry.Version:
-    """The new version, its audit event and, when asked or when it is the first, its activation:
+    """The new version, its audit event and, when asked or when it is the first, its activation (the
+    promotion guard applies to both):
     one transaction, so a version is never left registered but half-activated. A version the
     promotion guard refuses is kept, not activated, and the refusal is raised after it is saved."""
     refused = None
@@ -262,12 +264,12 @@ def _register(store: Store, name: str, fields: dict, user: str, activate: bool) 
         return _insert_version(store, name, fields, user, activate)
     except Regression as e:
         refused = e
-    version = _insert_version(store, name, fields, user, activate=False)
+    version = _insert_version(store, name, fields, user, activate=None)  # kept, not even as a first version
     raise Regression(f"version {version.version} was trained and kept but not activated: {refused}",
                      refused.regressions, version.version)
 
 
-def _insert_version(store: Store, name: str, fields: dict, user: str, activate: bool) -> registry.Version:
+def _insert_version(store: Store, name: str, fields: dict, user: str, activate: bool | None) -> registry.Version:
     with store.transaction() as con:
         auth.require(con, user, "train")
         model = registry.find_model(con, name)  # read again: another version may have landed meanwhile
@@ -277,8 +279,8 @@ def _insert_version(store: Store, name: str, fields: dict, user: str, activate: 
         db.add_event(con, user, "train", model.model_id,
                      {"version": number, "mode": fields["mode"], "parent": fields["parent_version"],
                       "rows": fields["data"]["rows"], "macro_f1": fields["metrics"].get("macro_f1")})
-        if model.active_version is None:
-            registry.activate_in(con, model, number, user, reason="first version")
+        if model.active_version is None and activate is not None:  # the guard's baseline still applies
+            registry.activate_in(store, con, model, number, user, reason="first version")
         elif activate:
-            registry.activate_in(con, model, number, user, reason="activated after training")
+            registry.activate_in(store, con, model, number, user, reason="activated after training")
         return registry.find_version(con, registry.find_model(con, name), number)

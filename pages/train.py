@@ -385,12 +385,16 @@ def activate_box(model: registry.Model, new: registry.Version, active: registry.
     """A typed reason, a confirmation, and, when the version is worse than the active one, what
     regressed and a tick to activate it anyway; returns (version, reason, force) when clicked."""
     if new.status == registry.ACTIVE:
-        st.success(f"Version {new.version} is active: it answers predictions now.")
+        trivial = compare.baseline(new)  # a forced version no better than guessing gets no green badge
+        if trivial is not None and not trivial.beaten:
+            st.warning(f"Version {new.version} answers predictions now, but {trivial.sentence()}.", icon=":material/warning:")
+        else:
+            st.success(f"Version {new.version} is active: it answers predictions now.")
         return None
-    found = compare.regressions(new, active) if active else []
+    verdict = registry.guard_verdict(_ui.store(), model.name, new.version)
+    found = verdict.found
     if found:
-        st.error(compare.describe(found, new.version, active.version)[:1].upper()
-                 + compare.describe(found, new.version, active.version)[1:] + ".", icon=":material/trending_down:")
+        st.error(verdict.sentence()[:1].upper() + verdict.sentence()[1:] + ".", icon=":material/trending_down:")
         regressions_table(found)
     reason = st.text_input("Reason for activating (recorded in the history)", key="train_activate_reason",
                            max_chars=500, placeholder=f"why version {new.version} should answer predictions")

@@ -132,10 +132,10 @@ def reactivate_box(model: registry.Model, versions: list[registry.Version], hist
                + (f"{v.data.get('rows', 0):,} rows seen · " if v.data.get("rows") is not None else "")
                + ("answers predictions now." if picked == model.active_version else
                   "was active before." if picked in set(history["to_version"]) else "never active yet."))
-    active = by_number.get(model.active_version)
-    found = compare.regressions(v, active) if active and picked != model.active_version else []
+    verdict = registry.guard_verdict(_ui.store(), model.name, picked) if picked != model.active_version else None
+    found = verdict.found if verdict else []
     if found:
-        sentence = compare.describe(found, picked, model.active_version)
+        sentence = verdict.sentence()
         st.error(sentence[:1].upper() + sentence[1:] + ".", icon=":material/trending_down:")
         st.dataframe(pd.DataFrame([r.to_dict() for r in found]), hide_index=True, key="versions_regressions",
                      column_config={c: st.column_config.NumberColumn(c, format="%.3f")
@@ -372,6 +372,9 @@ def main() -> None:
                                            else "no active version"))
     if model.description:
         st.text(model.description)
+    trivial = compare.baseline(next((v for v in versions if v.status == registry.ACTIVE), None))
+    if trivial is not None and not trivial.beaten:  # forced: no better than guessing, said plainly
+        st.warning(f"Version {trivial.version} answers predictions, but {trivial.sentence()}.", icon=":material/warning:")
     if not versions:
         st.info("This model has no version yet: train one on the Train page.")
         st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")

@@ -73,7 +73,8 @@ def test_audit_accuracy_counts_items_decided_by_someone_else_too():
         "second_by": ["bob", "bob", "bob", "ann"], "second_label": ["P", "N", "P", "N"],
         "reviewed": [None, "N", None, None], "audit": [True, True, True, False],
         "business_line": ["x"] * 4})
-    times = pd.DataFrame({"user": ["ann", "bob"], "created_at": pd.to_datetime(["2026-11-30", "2026-11-30"])})
+    times = pd.DataFrame({"user": ["ann", "bob"], "created_at": pd.to_datetime(["2026-11-30", "2026-11-30"]),
+                          "kind": ["labelled", "labelled"]})
     figures = agreement.labeller_figures(times, pairs).set_index("labeller")
     # audit items with a decided label: #1 (agreed P) and #2 (review said N); #3 is undecided
     assert figures.loc["ann", "audit_items"] == 2 and figures.loc["ann", "audit_accuracy"] == 0.5
@@ -82,6 +83,21 @@ def test_audit_accuracy_counts_items_decided_by_someone_else_too():
     pairs.loc[1, "reviewed"] = agreement.DISCARD  # left out of training: nobody was right or wrong on it
     figures = agreement.labeller_figures(times, pairs).set_index("labeller")
     assert figures.loc["ann", "audit_items"] == 1 and figures.loc["ann", "audit_accuracy"] == 1.0
+
+
+def test_unclear_is_its_own_outcome_not_a_disagreement_and_not_in_kappa():
+    pairs = pd.DataFrame({
+        "first_by": ["ann"] * 5, "first_label": ["P", "P", "N", "N", "P"],
+        "second_by": ["bob"] * 5, "second_label": ["P", "P", "N", "N", "unclear"],
+        "reviewed": [None] * 5, "audit": [False] * 5, "business_line": ["x"] * 5})
+    pair = agreement.pair_agreement(pairs).iloc[0]
+    # four items with a label from both, all agreeing; bob's unclear is counted apart
+    assert (pair["items"], pair["agreement"], pair["kappa"], pair["unclear"]) == (4, 1.0, 1.0, 1)
+    assert agreement.line_agreement(pairs).iloc[0]["unclear"] == 1
+    times = pd.DataFrame({"user": ["ann"] * 5 + ["bob"] * 5, "created_at": pd.Timestamp("2026-11-30"),
+                          "kind": ["labelled"] * 9 + ["unclear"]})
+    figures = agreement.labeller_figures(times, pairs).set_index("labeller")
+    assert figures.loc["bob", ["labelled", "unclear", "double_labelled", "agreement"]].tolist() == [4, 1, 4, 1.0]
 
 
 def test_kappa_matches_scikit_learns():
@@ -190,6 +206,72 @@ def test_disagreements_wait_for_review_and_only_decided_labels_are_trained_on(cr
         agreement.decide(crew, MODEL, 999999999, "正面", "olga")
     with pytest.raises(InvalidInput, match="label '中性' is not one of"):
         agreement.decide(crew, MODEL, ids[1], "中性", "olga")
+
+
+def _labelled_twice_by(store) -> dict[tuple[str, str], int]:
+    """Items labelled twice (second label not a skip), per pair of names, in name order."""
+    with store.connect() as con:
+        rows = con.execute("""SELECT f.created_by, s.created_by FROM feedback f JOIN second_labels s
+                              USING (prediction_id) WHERE s.label <> 'skip'""").fetchall()
+    out = {}
+    for a, b in rows:
+        key = tuple(sorted((a, b)))
+        out[key] = out.get(key, 0) + 1
+    return out
+
+
+def _label_batches(store, user, batches, k=10):
+    """Draw `batches` batches of k and label each item with the model's suggestion; returns the items."""
+    drawn = []
+    for _ in range(batches):
+        found = draw_all(store, user, k)
+        label_all(store, user, found, found.examples["label"].tolist())
+        drawn.append(found.examples)
+    return pd.concat(drawn, ignore_index=True)
+
+
+def draw_all(store, user, k):
+    return sampling.select_hard_examples(store, MODEL, k, user)
+
+
+def test_overlap_pairs_people_never_the_demo_and_counts_skips_and_unclear_apart(team):
+    """The repro: overlap 50 %; labeller A labels 40 items (and skips 3, finds 3 unclear), B 30.
+    Before, A's and B's second labels went to the demo's sample labels (demo & A 23, demo & B 16,
+    A & B 1), B's "unclear" was a disagreement against kappa, and A's "decisions" read 46."""
+    auth.add_user(team, "mia", "labeller", "labeller-pass-2", by="olga")
+    agreement.set_overlap_share(team, MODEL, 0.5, "olga")
+    _label_batches(team, "lars", 4)                                   # A: 40 labels
+    extra = draw_all(team, "lars", 6).examples["prediction_id"].tolist()
+    for pid in extra[:3]:
+        feedback.skip_prediction(team, MODEL, pid, "lars")            # A: 3 skips
+    feedback.record_labels(team, MODEL, pd.DataFrame({"prediction_id": extra[3:], "label": ["unclear"] * 3}), "lars")
+    first = draw_all(team, "mia", 10)                                 # B: 30 decisions, one of them unclear
+    again = set(first.examples["prediction_id"]) & set(_lars_items(team))
+    assert again, "B's batch has items A labelled, for a blind second label"
+    unsure = next(iter(again))
+    label_all(team, "mia", first, ["unclear" if p == unsure else s
+                                   for p, s in zip(first.examples["prediction_id"], first.examples["label"])])
+    _label_batches(team, "mia", 2)
+
+    twice = _labelled_twice_by(team)
+    assert not {pair: n for pair, n in twice.items() if "demo" in pair}  # the demo's labels are nobody's
+    assert twice.get(("lars", "mia"), 0) >= 10                        # about half of B's 30 places
+    report = agreement.team_report(team, MODEL)
+    pair = report.pairs.set_index(["labeller_a", "labeller_b"]).loc[("lars", "mia")]
+    assert pair["unclear"] == 1 and pair["items"] == twice[("lars", "mia")] - 1
+    assert pair["agreement"] == 1.0  # both gave the model's suggestion: the unclear one is no disagreement
+    assert report.overall[1:] == (1.0, twice[("lars", "mia")] - 1)
+    queue = agreement.review_queue(team, MODEL).set_index("prediction_id")
+    assert queue.loc[unsure, "reason"] == "unclear"
+    team_table = report.labellers.set_index("labeller")
+    assert "demo" not in team_table.index
+    assert team_table.loc["lars", ["labelled", "skipped", "unclear"]].tolist() == [40, 3, 3]
+    assert team_table.loc["mia", ["labelled", "skipped", "unclear"]].tolist() == [29, 0, 1]
+
+
+def _lars_items(store) -> list[int]:
+    with store.connect() as con:
+        return [r[0] for r in con.execute("SELECT prediction_id FROM feedback WHERE created_by = 'lars'").fetchall()]
 
 
 def test_two_owners_deciding_one_item_at_once_store_one_decision(crew):

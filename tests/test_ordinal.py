@@ -403,20 +403,22 @@ def test_a_classification_answer_from_the_api_has_no_grade(seeded_store):
 
 # --- the activation guard -------------------------------------------------------------------------
 
-def _version(n, mae, qwk, lines=None):
-    metrics = {"n_test": 100, "accuracy": 0.8, "macro_f1": 0.8, "per_class": {},
-               "ordinal": {"n": 100, "mae": mae, "qwk": qwk, "spearman": 0.8, "exact": 0.8, "within_one": 0.95},
-               "ordinal_by_line": lines or {}}
-    return registry.Version(1, n, None, "full", {}, {}, {"test_rows": 100}, metrics, 0, "", "", pd.Timestamp(0), "t")
-
-
 def test_the_guard_refuses_an_ordinal_version_whose_error_rises_or_kappa_falls():
-    base = _version(1, 0.20, 0.80, {"电商": {"n": 50, "mae": 0.2}})
-    found = compare.regressions(_version(2, 0.25, 0.80, {"电商": {"n": 50, "mae": 0.3}}), base)
-    assert [r.what for r in found] == ["mean absolute error (grades)", "mean absolute error (grades) on 电商"]
-    assert found[0].drop == pytest.approx(0.05) and "0.200 → 0.250 (+0.050" in found[0].sentence()
-    assert [r.what for r in compare.regressions(_version(3, 0.20, 0.70), base)] == ["quadratic weighted kappa"]
-    assert compare.regressions(_version(4, 0.21, 0.799), base) == []  # within the tolerances
+    rng = np.random.default_rng(9)
+    true = rng.integers(0, 3, 200)
+    near = np.where(rng.random(200) < 0.85, true, np.clip(true + rng.choice([-1, 1], 200), 0, 2))
+    far = np.where(rng.random(200) < 0.6, true, 2 - true)  # often the opposite grade
+    names = np.asarray(GRADES, dtype=object)
+
+    def paired(base, candidate):
+        return compare.Paired(names[true], names[base], names[candidate], np.array(["电商"] * 200, dtype=object),
+                              tuple(GRADES), graded=True)
+
+    found = {r.what: r for r in compare.regressions(paired(near, far))}
+    assert {"mean absolute error (grades)", "mean absolute error (grades) on 电商", "quadratic weighted kappa"} <= set(found)
+    rise = found["mean absolute error (grades)"]
+    assert rise.lower_is_better and f"{rise.base:.3f} → {rise.candidate:.3f} (+{rise.drop:.3f}" in rise.sentence()
+    assert compare.regressions(paired(far, near)) == [] and compare.regressions(paired(near, near)) == []
 
 
 def test_activating_a_worse_ordinal_version_needs_force_and_a_reason(store):
@@ -430,8 +432,6 @@ def test_activating_a_worse_ordinal_version_needs_force_and_a_reason(store):
         registry.activate_version(store, URGENCY, 2, "owner", force=True)
     assert registry.activate_version(store, URGENCY, 2, "owner", "try it", force=True).status == "active"
     # rolling back: better on every ordinal figure, so none is among what the guard finds
-    with store.connect() as con:
-        model = registry.find_model(con, URGENCY)
-        found = registry.promotion_regressions(con, model, 1)
+    found = registry.guard_verdict(store, URGENCY, 1).regressions
     assert not [r for r in found if "error" in r.what or "kappa" in r.what]
     assert registry.activate_version(store, URGENCY, 1, "owner", "roll back", force=True).status == "active"
