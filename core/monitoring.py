@@ -11,7 +11,7 @@ from . import auth, registry, settings
 from . import store as db
 from .errors import EmptyPool
 from .estimators import proba_frame
-from .sampling import HardExamples
+from .sampling import EVERY_STRATEGY, HardExamples
 from .slices import Slice
 from .store import Store
 
@@ -27,8 +27,10 @@ ACCURACIES = {
                           "± estimate_error (one standard error)",
     "audited_accuracy": "on the audit sample: a random share of each line × period labelled on purpose "
                         "(audited of about audit_items); audit_low..audit_high is its Wilson 95 % interval",
-    "hard_example_accuracy": "on labelled hard examples outside the audit sample: chosen for being hard, so "
-                             "biased (usually low) by construction; never an estimate of accuracy",
+    "hard_example_accuracy": "on labelled hard examples (hard_labelled): labels given to predictions that a "
+                             "hard-example strategy drew (least confidence, margin, entropy, ...), never imported, "
+                             "audit, random-batch or demo labels; chosen for being hard, so biased (usually low) by "
+                             "construction; never an estimate of accuracy",
 }
 COLUMNS = ["estimated_accuracy", "estimate_error", "audit_items", "audited", "audited_accuracy",
            "audit_low", "audit_high", "hard_labelled", "hard_example_accuracy"]
@@ -134,13 +136,20 @@ def _estimate_rows(h: dict, group: np.ndarray, size: int) -> dict:
     return {"estimated_accuracy": np.where(bad, np.nan, value), "estimate_error": np.where(bad, np.nan, error)}
 
 
-def accuracies(labelled, correct, audit_items, audited, audit_correct) -> pd.DataFrame:
-    """Audited accuracy with its Wilson interval, and accuracy on the labelled predictions outside
-    the audit sample (the hard examples), from the counts per row."""
-    labelled, correct = np.asarray(labelled, dtype=float), np.asarray(correct, dtype=float)
+def hard_strategies() -> list[str]:
+    """The strategies whose batches are hard examples: every strategy that scores the pool ("random"
+    draws at random, a control; the audit sample is random too), so only their labels make the
+    hard-example accuracy."""
+    return [name for name, strategy in EVERY_STRATEGY.items() if strategy.score is not None]
+
+
+def accuracies(audit_items, audited, audit_correct, hard, hard_correct) -> pd.DataFrame:
+    """Audited accuracy with its Wilson interval, and accuracy on the labelled hard examples (labels
+    given to predictions a hard-example batch drew), from the counts per row: two sets of labels
+    that never mix, whatever else was labelled."""
     audited, audit_correct = np.asarray(audited, dtype=float), np.asarray(audit_correct, dtype=float)
+    hard, hard_correct = np.asarray(hard, dtype=float), np.asarray(hard_correct, dtype=float)
     low, high = wilson_interval(audit_correct, audited)
-    hard, hard_correct = labelled - audited, correct - audit_correct
     return pd.DataFrame({"audit_items": np.asarray(audit_items, dtype="int64"), "audited": audited.astype("int64"),
                          "audited_accuracy": np.where(audited > 0, audit_correct / np.maximum(audited, 1), np.nan),
                          "audit_low": low, "audit_high": high, "hard_labelled": hard.astype("int64"),

@@ -143,8 +143,9 @@ def accuracy_cells(row: pd.Series, not_estimated: dict) -> None:
     hard = row["hard_example_accuracy"]
     c3.metric("Hard-example accuracy (biased)", "–" if pd.isna(hard) else _ui.fmt_pct(hard), border=True,
               help=monitoring.ACCURACIES["hard_example_accuracy"])
-    c3.caption(f"{int(row['hard_labelled'])} labelled hard examples: chosen for being hard, so lower than the "
-               "model's accuracy by construction.")
+    c3.caption(f"{int(row['hard_labelled'])} labelled hard examples (drawn by a hard-example strategy; imported, "
+               "audit and random labels do not count): chosen for being hard, so lower than the model's accuracy "
+               "by construction.")
 
 
 def drift_banner(report: drift.DriftReport | None, last: pd.Timestamp, by: str) -> None:
@@ -378,9 +379,13 @@ def share_column(shown: pd.DataFrame, column: str, label: str, help: str | None 
     return st.column_config.Column(label, help=help)
 
 
+LABELLED_HELP = ("Every label that came back (audit, hard examples, imported): how much was labelled, not an "
+                 "accuracy; its macro-F1 mixes random and hard labels, so it is not the model's")
+
+
 def table(by_line: pd.DataFrame, name: str, by: str) -> None:
     st.subheader("Statistics")
-    percent = {"low_conf_share", "accuracy", "estimated_accuracy", "estimate_error", "audited_accuracy", "audit_low",
+    percent = {"low_conf_share", "estimated_accuracy", "estimate_error", "audited_accuracy", "audit_low",
                "audit_high", "hard_example_accuracy", *[c for c in by_line.columns if c.startswith("share_")]}
     shown = without_blanks(by_line, percent)
     shown["period"] = by_line["period"].dt.date
@@ -388,10 +393,10 @@ def table(by_line: pd.DataFrame, name: str, by: str) -> None:
         "business_line": "business line", "mean_top_prob": st.column_config.NumberColumn(
             "mean confidence", format="%.3f"), "low_conf_share": st.column_config.NumberColumn(
             "low-confidence share", format="percent"),
-        "macro_f1": st.column_config.NumberColumn("macro-F1", format="%.3f")  # text once gaps read "–"
-        if pd.api.types.is_float_dtype(shown["macro_f1"]) else st.column_config.Column("macro-F1"),
-        "accuracy": share_column(shown, "accuracy", "accuracy (all labels)",
-                                 help="Over every label that came back, audit and hard examples together"),
+        "labelled": st.column_config.NumberColumn("labels returned", help=LABELLED_HELP),
+        "macro_f1": st.column_config.NumberColumn("macro-F1 of labels returned", format="%.3f", help=LABELLED_HELP)
+        if pd.api.types.is_float_dtype(shown["macro_f1"])  # text once gaps read "–"
+        else st.column_config.Column("macro-F1 of labels returned", help=LABELLED_HELP),
         "estimated_accuracy": share_column(shown, "estimated_accuracy", "estimated accuracy",
                                            help=monitoring.ACCURACIES["estimated_accuracy"]),
         "estimate_error": share_column(shown, "estimate_error", "estimate error"),
