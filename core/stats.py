@@ -81,12 +81,34 @@ def stats_with_drift(store: Store, name: str, by: str = "week", business_lines=N
     if with_drift and len(table):
         report = drift.drift_by_line_and_period(store, name, by, table, window=window, version=version)
         cells = report.cells[["business_line", "period", "flagged", "status", "moved", "text_auc", "unseen_share",
-                              "class_mix_distance", *[c for c in ("grade_reference", "grade_shift") if c in report.cells]]]
+                              "class_mix_distance", *[c for c in ("grade_reference", "grade_shift") if c in report.cells],
+                              *drift.SUPPORT]]
         table = table.merge(cells.rename(columns={"flagged": "drift_flagged", "status": "drift_status",
                                                   "moved": "drift_moved"}), on=["business_line", "period"], how="left")
+        table = monitoring.shift_aware(table, None, _chance(table))[0]
         about |= {"reference": report.reference, "reference_version": report.version,
                   "references": report.references}
     return table, about
+
+
+def with_shift(by_line: pd.DataFrame, overall: pd.DataFrame, cells: pd.DataFrame | None
+               ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The statistics by line and over all lines with the estimate's interval honest under shift
+    (monitoring.shift_aware) from a drift report's cells (None: no drift measured, the plain interval)."""
+    if cells is None or by_line.empty:
+        return by_line, overall
+    keyed = cells[["business_line", "period", "flagged", "moved", *drift.SUPPORT]].rename(
+        columns={"flagged": "drift_flagged", "moved": "drift_moved"}).assign(period=lambda c: pd.to_datetime(c["period"]))
+    merged = by_line.drop(columns=[c for c in keyed.columns[2:] if c in by_line]).assign(
+        period=pd.to_datetime(by_line["period"])).merge(keyed, on=["business_line", "period"], how="left")
+    lines, over = monitoring.shift_aware(merged, overall, _chance(by_line))
+    lines.attrs, over.attrs = by_line.attrs, overall.attrs
+    return lines.drop(columns=keyed.columns[2:]), over
+
+
+def _chance(table: pd.DataFrame) -> float:
+    """The accuracy of a guess among the model's labels (the statistics carry a share per label)."""
+    return 1 / max(sum(c.startswith("share_") for c in table.columns), 1)
 
 
 def _metrics(con, model: registry.Model, version: int) -> dict | None:
@@ -139,6 +161,9 @@ def _table(sums: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
     out["mix_shift"] = 0.5 * np.abs(shares - line_shares).sum(axis=1)
     out[share_cols] = shares
     estimated = sums[["estimated_accuracy", "estimate_error"]].astype(float).reset_index(drop=True)
+    # the interval without drift measured; with_shift widens it where drift is flagged
+    estimated["estimate_low"] = (estimated["estimated_accuracy"] - monitoring.Z95 * estimated["estimate_error"]).clip(0, 1)
+    estimated["estimate_high"] = (estimated["estimated_accuracy"] + monitoring.Z95 * estimated["estimate_error"]).clip(0, 1)
     judged = monitoring.accuracies(sums["audit_items"], sums["audited"], sums["audit_correct"],
                                    sums["hard_labelled"], sums["hard_correct"])
     out = pd.concat([out, estimated, judged], axis=1)
