@@ -106,18 +106,24 @@ def drift_by_line_and_period(store: Store, name: str, by: str, by_line: pd.DataF
         cell = cells[i]
         key = (cell["business_line"], pd.Timestamp(cell["period"]))
         n, measures, recent = cached.get(key, (None, None, False))
-        if n is None or (abs(n - cell["volume"]) > REMEASURE * cell["volume"] and not recent) \
-                or SUPPORT[0] not in measures:  # measured before the held-out check existed
+        if n is None or (abs(n - cell["volume"]) > REMEASURE * cell["volume"] and not recent):
             measures = None  # a sample of a few hundred texts barely moves until the cell grows by a tenth
         if measures is None and deadline is not None and time.monotonic() > deadline:
             pending += 1
             rows[i] = _pending(cell, refs[cell["business_line"]])
             continue
-        if measures is None:
+        new = measures is None
+        if new:
             measures = _measure(store, model, artifact, vocabulary, refs[cell["business_line"]], cell, by)
+        rows[i] = _verdict(cell, measures, refs[cell["business_line"]], model.labels, limit, registry.is_ordinal(model))
+        # the held-out check costs a second classifier and matters only where drift is flagged
+        if rows[i]["flagged"] and SUPPORT[0] not in measures and (deadline is None or time.monotonic() <= deadline):
+            measures = {**measures, **_support(store, model, refs[cell["business_line"]], cell, by)}
+            rows[i].update({k: measures[k] for k in SUPPORT})
+            new = True
+        if new:
             fresh.append({"business_line": key[0], "period_start": key[1].to_pydatetime(), "n": int(cell["volume"]),
                           "measures": json.dumps(measures)})
-        rows[i] = _verdict(cell, measures, refs[cell["business_line"]], model.labels, limit, registry.is_ordinal(model))
     if fresh:
         with store.transaction() as con:
             db.insert_drift_cells(con, model.model_id, ref_version.version, reference, by, pd.DataFrame(fresh))
@@ -235,8 +241,17 @@ def _measure(store: Store, model, artifact, vocabulary, ref: Reference, cell, by
     unseen = _unseen(_tokens(artifact, texts[:TOKEN_SAMPLE]), vocabulary)
     return {"text_auc": text_auc(ref.texts, texts), "unseen_share": unseen,
             "mean_length": float(np.mean([len(t) for t in texts])) if texts else None,
-            "length_reference": float(np.mean([len(t) for t in ref.texts])) if ref.texts else None,
-            **support_check(ref.held_out, ref.right, ref.expected, texts)}
+            "length_reference": float(np.mean([len(t) for t in ref.texts])) if ref.texts else None}
+
+
+def _support(store: Store, model, ref: Reference, cell, by: str) -> dict:
+    """A flagged cell's held-out check (support_check) on the same text sample as its measures."""
+    start = pd.Timestamp(cell["period"])
+    with store.connect() as con:
+        got = db.prediction_sample(con, model.model_id, int(settings.get("drift_sample")),
+                                   business_lines=[cell["business_line"]], since=start.to_pydatetime(),
+                                   until=(start + PERIOD_STEP[by]).to_pydatetime())
+    return support_check(ref.held_out, ref.right, ref.expected, got["text"].tolist())
 
 
 def text_auc(reference: list[str], current: list[str], folds: int = 3) -> float | None:

@@ -19,7 +19,7 @@ AUDIT = "audit"  # the strategy name an audit batch is recorded under: what mark
 
 Z95 = 1.959963984540054  # the normal quantile of a two-sided 95 % interval
 PRIOR_ITEMS = 100  # how many items of all lines' held-out bin a line's own bin is weighed against
-TRUSTED_WIDTH = 0.10  # an estimate's 95 % interval wider than this says the estimate cannot be trusted there
+TRUSTED_WIDENING = 0.15  # a shift that widens the estimate's 95 % interval by more: it cannot be trusted there
 
 # What each accuracy is, in the words every face (Monitor, CLI, API) uses.
 ACCURACIES = {
@@ -209,9 +209,10 @@ def shift_aware(by_line: pd.DataFrame, overall: pd.DataFrame | None, chance: flo
       high = (1 - u) x high_supported + u.
 
     A flagged cell without that check (a window reference has no labels; too few texts) gets no
-    interval and a note that the estimate cannot be trusted there; so does one whose interval is wider
-    than TRUSTED_WIDTH (it keeps the interval). Over all lines, each line's widening beyond its own
-    ± Z95 x error is added, weighed by its volume (a line without an interval counts as chance..1)."""
+    interval and a note that the estimate cannot be trusted there; so does one whose interval the
+    shift widens by more than TRUSTED_WIDENING (it keeps the interval). Over all lines, each line's
+    widening beyond its own ± Z95 x error is added, weighed by its volume (a line without an interval
+    counts as chance..1)."""
     by_line = by_line.copy()
     if by_line.empty:
         for frame in (by_line, overall):
@@ -233,11 +234,11 @@ def shift_aware(by_line: pd.DataFrame, overall: pd.DataFrame | None, chance: flo
     for i in np.flatnonzero(flagged & ~np.isnan(e)):
         why = f"drift flagged ({moved[i] or 'see drift'})"
         if unchecked[i]:
-            notes[i] = f"cannot be trusted here: {why}, and no held-out check of these texts (a window reference " \
-                       "has no labels, or too few texts)"
-        elif high[i] - low[i] > TRUSTED_WIDTH:
-            notes[i] = (f"cannot be trusted here: {why}; {u0[i]:.0%} of its texts are unlike any in the test split, "
-                        f"so its 95 % interval is {low[i]:.1%}-{high[i]:.1%}")
+            notes[i] = f"cannot be trusted here: {why}, and no held-out check of these texts (not measured yet, " \
+                       "a window reference without labels, or too few texts)"
+        elif high[i] - low[i] - 2 * Z95 * err[i] > TRUSTED_WIDENING:
+            notes[i] = (f"cannot be trusted here: {why}; {u0[i]:.0%} of its texts are unlike any in the test split "
+                        f"and the held-out check leaves a 95 % interval of {low[i]:.1%}-{high[i]:.1%}")
         else:
             notes[i] = f"{why}: interval widened by the held-out check ({u0[i]:.0%} of texts unlike the test split)"
     by_line = by_line.assign(estimate_low=low, estimate_high=high, estimate_note=notes)
@@ -270,11 +271,11 @@ def _overall_interval(by_line: pd.DataFrame, overall: pd.DataFrame, chance: floa
     e, err = out["estimated_accuracy"].to_numpy(float), out["estimate_error"].to_numpy(float)
     out["estimate_low"] = np.clip(e - Z95 * err - below, 0, 1)
     out["estimate_high"] = np.clip(e + Z95 * err + above, 0, 1)
-    widened = at.map(lines).fillna("").tolist()
+    widened = [w if isinstance(w, str) else "" for w in at.map(lines)]
     notes = out.get("estimate_note", pd.Series("", index=out.index)).fillna("").astype(str).tolist()
     for i, which in enumerate(widened):
         if which and not np.isnan(e[i]):
-            wide = out["estimate_high"].iloc[i] - out["estimate_low"].iloc[i] > TRUSTED_WIDTH
+            wide = out["estimate_high"].iloc[i] - out["estimate_low"].iloc[i] - 2 * Z95 * err[i] > TRUSTED_WIDENING
             notes[i] = (("cannot be trusted here: " if wide else "")
                         + f"widened for drift on {which} (see each line's note)")
     out["estimate_note"] = notes
