@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from . import artifacts, registry, settings
+from . import artifacts, monitoring, registry, settings
 from . import store as db
 from .estimators import predict_proba
 from .slices import PERIOD_STEP, check_period, parse_bound
@@ -24,9 +24,10 @@ TRAINING = "training"
 REMEASURE = 0.1  # a cached cell is measured again once its volume has changed by more than this share
 TOKEN_SAMPLE = 100  # texts per cell cut into tokens for the unseen-token share
 MEASURES = ["text_auc", "unseen_share", "mean_length"]  # cached per cell; confidence and mix come from the rollups
+SUPPORT = ["unsupported_share", "support_gap", "support_se"]  # the held-out check (support_check), cached too
 COLUMNS = ["business_line", "period", "volume", "flagged", "status", "moved", "text_auc", "unseen_share",
            "unseen_reference", "mean_length", "length_reference", "mean_top_prob", "confidence_reference",
-           "class_mix_distance"]
+           "class_mix_distance", *SUPPORT]
 GRADE_COLUMNS = ["mean_grade", "grade_reference", "grade_shift"]  # an ordinal model's cells only
 
 
@@ -40,6 +41,12 @@ class Reference:
     unseen_share: float | None
     note: str = ""  # why the line is not judged (empty: it is)
     new_line: bool = False
+    # the held-out texts behind top_prob, whether the version was right on each, and the held-out
+    # accuracy at each one's confidence (what the estimate counts): support_check's side of the test
+    # split. Empty for a window reference (its predictions have no labels).
+    held_out: list[str] = field(default_factory=list)
+    right: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    expected: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 @dataclass
@@ -105,11 +112,18 @@ def drift_by_line_and_period(store: Store, name: str, by: str, by_line: pd.DataF
             pending += 1
             rows[i] = _pending(cell, refs[cell["business_line"]])
             continue
-        if measures is None:
+        new = measures is None
+        if new:
             measures = _measure(store, model, artifact, vocabulary, refs[cell["business_line"]], cell, by)
+        rows[i] = _verdict(cell, measures, refs[cell["business_line"]], model.labels, limit, registry.is_ordinal(model))
+        # the held-out check costs a second classifier and matters only where drift is flagged
+        if rows[i]["flagged"] and SUPPORT[0] not in measures and (deadline is None or time.monotonic() <= deadline):
+            measures = {**measures, **_support(store, model, refs[cell["business_line"]], cell, by)}
+            rows[i].update({k: measures[k] for k in SUPPORT})
+            new = True
+        if new:
             fresh.append({"business_line": key[0], "period_start": key[1].to_pydatetime(), "n": int(cell["volume"]),
                           "measures": json.dumps(measures)})
-        rows[i] = _verdict(cell, measures, refs[cell["business_line"]], model.labels, limit, registry.is_ordinal(model))
     if fresh:
         with store.transaction() as con:
             db.insert_drift_cells(con, model.model_id, ref_version.version, reference, by, pd.DataFrame(fresh))
@@ -196,8 +210,12 @@ def _reference(store: Store, model, version, artifact, vocabulary, line: str, wi
         held_out = db.example_sample(con, model.model_id, version.max_example_id, "test", k, of_line)
     tokens = _tokens(artifact, held_out["text"].tolist())
     proba = predict_proba(artifact["pipeline"], tokens, model.labels) if tokens else np.zeros((0, len(model.labels)))
-    ref = Reference(texts, proba.max(axis=1), np.asarray(model.labels)[proba.argmax(axis=1)] if len(proba) else
-                    np.array([]), _unseen(tokens, vocabulary), new_line=bool(known) and line not in known)
+    predicted = np.asarray(model.labels)[proba.argmax(axis=1)] if len(proba) else np.array([])
+    top = proba.max(axis=1)
+    accuracy = monitoring.bucket_accuracy(version.metrics or {}, of_line)[0][monitoring.buckets(top)]
+    ref = Reference(texts, top, predicted, _unseen(tokens, vocabulary), new_line=bool(known) and line not in known,
+                    held_out=held_out["text"].tolist(), right=(predicted == held_out["label"].to_numpy()).astype(float),
+                    expected=np.where(np.isnan(accuracy), top, accuracy))
     if not ref.new_line and len(texts) < least:
         ref.note = (f"v{version.version} trained on {len(texts)} texts of {line} (at least {least} needed): "
                     "its drift is not judged")
@@ -226,6 +244,16 @@ def _measure(store: Store, model, artifact, vocabulary, ref: Reference, cell, by
             "length_reference": float(np.mean([len(t) for t in ref.texts])) if ref.texts else None}
 
 
+def _support(store: Store, model, ref: Reference, cell, by: str) -> dict:
+    """A flagged cell's held-out check (support_check) on the same text sample as its measures."""
+    start = pd.Timestamp(cell["period"])
+    with store.connect() as con:
+        got = db.prediction_sample(con, model.model_id, int(settings.get("drift_sample")),
+                                   business_lines=[cell["business_line"]], since=start.to_pydatetime(),
+                                   until=(start + PERIOD_STEP[by]).to_pydatetime())
+    return support_check(ref.held_out, ref.right, ref.expected, got["text"].tolist())
+
+
 def text_auc(reference: list[str], current: list[str], folds: int = 3) -> float | None:
     """ROC AUC of a classifier telling current from reference texts on character 1-2-grams,
     cross-validated: 0.5 when they are alike, near 1 when the texts come from elsewhere. None
@@ -247,6 +275,44 @@ def text_auc(reference: list[str], current: list[str], folds: int = 3) -> float 
     return float(roc_auc_score(y, scores))
 
 
+def support_check(held_out: list[str], right: np.ndarray, expected: np.ndarray, current: list[str],
+                  folds: int = 3) -> dict:
+    """How far the test split can vouch for the estimate on `current` texts: a classifier tells the
+    held-out texts from the current ones (character 1-2-grams, cross-validated, as text_auc), and
+
+    - unsupported_share: the share of current texts it finds more "current" than every held-out text
+      (under no shift about 1 / (held-out + 1)): texts the test split has nothing like, on which the
+      version's accuracy was never measured;
+    - support_gap: on the rest, the estimate's error the test split shows when weighted like the
+      current texts (importance weighting, w = p / (1 - p)): the weighted mean of right - expected,
+      where expected is the held-out accuracy at each text's confidence (what the estimate counts;
+      unweighted it is about 0 by construction);
+    - support_se: that weighted mean's standard error (it grows as the weights pile on a few texts).
+
+    All None with fewer than 10 texts on either side, or without labelled held-out texts."""
+    from sklearn.feature_extraction.text import HashingVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    none = dict.fromkeys(SUPPORT)
+    if min(len(held_out), len(current)) < 10 or len(right) != len(held_out):
+        return none
+    x = HashingVectorizer(analyzer="char", ngram_range=(1, 2), n_features=2 ** 16, alternate_sign=False,
+                          norm="l2").transform(list(held_out) + list(current))
+    y = np.r_[np.zeros(len(held_out)), np.ones(len(current))]
+    split = StratifiedKFold(folds, shuffle=True, random_state=0)
+    p = cross_val_predict(LogisticRegression(C=1.0, solver="liblinear"), x, y, cv=split, method="predict_proba")[:, 1]
+    ours, theirs = p[:len(held_out)], p[len(held_out):]
+    unsupported = float(np.mean(theirs > ours.max()))
+    odds = np.clip(ours, 1e-6, 1 - 1e-6)
+    w = odds / (1 - odds)
+    w = w / w.sum()
+    error = np.asarray(right, dtype=float) - np.asarray(expected, dtype=float)
+    gap = float(w @ error)
+    return {"unsupported_share": unsupported, "support_gap": gap,
+            "support_se": float(np.sqrt(np.sum(w ** 2 * (error - gap) ** 2)))}
+
+
 def _verdict(cell, measures: dict, ref: Reference, labels: list[str], limit: dict, graded: bool = False) -> dict:
     """A cell's row: its measures beside the reference's (for an ordinal model, `graded`, also its
     grades'), and in words what moved beyond the thresholds."""
@@ -258,7 +324,8 @@ def _verdict(cell, measures: dict, ref: Reference, labels: list[str], limit: dic
            "text_auc": measures["text_auc"], "unseen_share": measures["unseen_share"],
            "unseen_reference": ref.unseen_share, "mean_length": measures["mean_length"],
            "length_reference": measures["length_reference"], "mean_top_prob": float(cell["mean_top_prob"]),
-           "confidence_reference": conf_ref, "class_mix_distance": distance}
+           "confidence_reference": conf_ref, "class_mix_distance": distance,
+           **{k: measures.get(k) for k in SUPPORT}}
     if graded:
         row |= grade_shift(mix, ref_mix)
     moved = [] if not ref.new_line else ["a business line the model never saw in training"]

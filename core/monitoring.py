@@ -11,7 +11,7 @@ from . import auth, registry, settings
 from . import store as db
 from .errors import EmptyPool
 from .estimators import proba_frame
-from .sampling import HardExamples
+from .sampling import EVERY_STRATEGY, HardExamples
 from .slices import Slice
 from .store import Store
 
@@ -19,19 +19,29 @@ AUDIT = "audit"  # the strategy name an audit batch is recorded under: what mark
 
 Z95 = 1.959963984540054  # the normal quantile of a two-sided 95 % interval
 PRIOR_ITEMS = 100  # how many items of all lines' held-out bin a line's own bin is weighed against
+TRUSTED_WIDENING = 0.15  # a shift that widens the estimate's 95 % interval by more: it cannot be trusted there
 
 # What each accuracy is, in the words every face (Monitor, CLI, API) uses.
 ACCURACIES = {
     "estimated_accuracy": "estimated without labels: the accuracy the version reached on its held-out test split "
                           "at each prediction's confidence, averaged (confidence-based performance estimation), "
-                          "± estimate_error (one standard error)",
+                          "± estimate_error (one standard error); estimate_low..estimate_high is its 95 % interval, "
+                          "widened on a line flagged for drift or new (estimate_note says why, and when the "
+                          "estimate cannot be trusted there)",
     "audited_accuracy": "on the audit sample: a random share of each line × period labelled on purpose "
                         "(audited of about audit_items); audit_low..audit_high is its Wilson 95 % interval",
-    "hard_example_accuracy": "on labelled hard examples outside the audit sample: chosen for being hard, so "
-                             "biased (usually low) by construction; never an estimate of accuracy",
+    "hard_example_accuracy": "on labelled hard examples (hard_labelled): labels given to predictions that a "
+                             "hard-example strategy drew (least confidence, margin, entropy, ...), never imported, "
+                             "audit, random-batch or demo labels; chosen for being hard, so biased (usually low) by "
+                             "construction; never an estimate of accuracy",
 }
-COLUMNS = ["estimated_accuracy", "estimate_error", "audit_items", "audited", "audited_accuracy",
+COLUMNS = ["estimated_accuracy", "estimate_error", "estimate_low", "estimate_high", "audit_items", "audited", "audited_accuracy",
            "audit_low", "audit_high", "hard_labelled", "hard_example_accuracy"]
+
+
+def buckets(top_prob) -> np.ndarray:
+    """Each top probability's confidence bucket (0..100), as bucket_accuracy indexes them."""
+    return np.clip(np.floor(np.asarray(top_prob, dtype=float) * 100).astype(int), 0, 100)
 
 
 def wilson_interval(correct, n, z: float = Z95) -> tuple[np.ndarray, np.ndarray]:
@@ -134,13 +144,20 @@ def _estimate_rows(h: dict, group: np.ndarray, size: int) -> dict:
     return {"estimated_accuracy": np.where(bad, np.nan, value), "estimate_error": np.where(bad, np.nan, error)}
 
 
-def accuracies(labelled, correct, audit_items, audited, audit_correct) -> pd.DataFrame:
-    """Audited accuracy with its Wilson interval, and accuracy on the labelled predictions outside
-    the audit sample (the hard examples), from the counts per row."""
-    labelled, correct = np.asarray(labelled, dtype=float), np.asarray(correct, dtype=float)
+def hard_strategies() -> list[str]:
+    """The strategies whose batches are hard examples: every strategy that scores the pool ("random"
+    draws at random, a control; the audit sample is random too), so only their labels make the
+    hard-example accuracy."""
+    return [name for name, strategy in EVERY_STRATEGY.items() if strategy.score is not None]
+
+
+def accuracies(audit_items, audited, audit_correct, hard, hard_correct) -> pd.DataFrame:
+    """Audited accuracy with its Wilson interval, and accuracy on the labelled hard examples (labels
+    given to predictions a hard-example batch drew), from the counts per row: two sets of labels
+    that never mix, whatever else was labelled."""
     audited, audit_correct = np.asarray(audited, dtype=float), np.asarray(audit_correct, dtype=float)
+    hard, hard_correct = np.asarray(hard, dtype=float), np.asarray(hard_correct, dtype=float)
     low, high = wilson_interval(audit_correct, audited)
-    hard, hard_correct = labelled - audited, correct - audit_correct
     return pd.DataFrame({"audit_items": np.asarray(audit_items, dtype="int64"), "audited": audited.astype("int64"),
                          "audited_accuracy": np.where(audited > 0, audit_correct / np.maximum(audited, 1), np.nan),
                          "audit_low": low, "audit_high": high, "hard_labelled": hard.astype("int64"),
@@ -172,3 +189,94 @@ def audit_left(store: Store, name: str, business_lines=None, since=None, until=N
     with store.connect() as con:
         model = registry.find_model(con, name)
         return len(db.audit_queue(con, model.model_id, float(settings.get("audit_share")), 10 ** 9, **filters))
+
+
+def shift_aware(by_line: pd.DataFrame, overall: pd.DataFrame | None, chance: float) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The estimate's 95 % interval (estimate_low, estimate_high) and estimate_note, per line x period
+    and per period over all lines, honest under shift.
+
+    The estimate maps confidence to the accuracy the test split showed at that confidence; that map
+    holds for texts like the test split's. Where drift is not flagged the interval is the estimate
+    ± Z95 x estimate_error. On a line x period flagged for drift or as a new line (by_line's
+    drift_flagged), drift.support_check's held-out check decides how far the map still holds:
+
+    - on the share of texts the test split has something like (1 - u), the map's error there is
+      measured by weighting the held-out texts like the current ones: the interval is widened by
+      that error |support_gap| and its standard error support_se (in quadrature with estimate_error);
+    - on the share u of texts unlike any held-out text (unsupported_share), the version's accuracy
+      was never measured: anything from `chance` (1 / labels: a model that learned nothing that
+      carries over) to 1. The interval mixes the two: low = (1 - u) x low_supported + u x chance,
+      high = (1 - u) x high_supported + u.
+
+    A flagged cell without that check (a window reference has no labels; too few texts) gets no
+    interval and a note that the estimate cannot be trusted there; so does one whose interval the
+    shift widens by more than TRUSTED_WIDENING (it keeps the interval). Over all lines, each line's
+    widening beyond its own ± Z95 x error is added, weighed by its volume (a line without an interval
+    counts as chance..1)."""
+    by_line = by_line.copy()
+    if by_line.empty:
+        for frame in (by_line, overall):
+            if frame is not None:
+                frame[["estimate_low", "estimate_high"]], frame["estimate_note"] = np.nan, ""
+        return by_line, overall if overall is None else overall.copy()
+    e, err = by_line["estimated_accuracy"].to_numpy(float), by_line["estimate_error"].to_numpy(float)
+    flagged = by_line.get("drift_flagged", pd.Series(False, index=by_line.index)).fillna(False).to_numpy(bool)
+    u, gap, se = (by_line.get(c, pd.Series(np.nan, index=by_line.index)).astype(float).to_numpy()
+                  for c in ("unsupported_share", "support_gap", "support_se"))
+    spread = Z95 * np.sqrt(err ** 2 + np.nan_to_num(se) ** 2) + np.abs(np.nan_to_num(gap))
+    u0 = np.nan_to_num(u)
+    low = np.where(flagged, (1 - u0) * (e - spread) + u0 * chance, e - Z95 * err)
+    high = np.where(flagged, (1 - u0) * (e + spread) + u0, e + Z95 * err)
+    unchecked = flagged & np.isnan(u)
+    low, high = np.clip(np.where(unchecked, np.nan, low), 0, 1), np.clip(np.where(unchecked, np.nan, high), 0, 1)
+    notes = by_line.get("estimate_note", pd.Series("", index=by_line.index)).fillna("").astype(str).tolist()
+    moved = by_line.get("drift_moved", pd.Series("", index=by_line.index)).fillna("").astype(str).tolist()
+    for i in np.flatnonzero(flagged & ~np.isnan(e)):
+        why = f"drift flagged ({moved[i] or 'see drift'})"
+        if unchecked[i]:
+            notes[i] = f"cannot be trusted here: {why}, and no held-out check of these texts (not measured yet, " \
+                       "a window reference without labels, or too few texts)"
+        elif high[i] - low[i] - 2 * Z95 * err[i] > TRUSTED_WIDENING:
+            notes[i] = (f"cannot be trusted here: {why}; {u0[i]:.0%} of its texts are unlike any in the test split "
+                        f"and the held-out check leaves a 95 % interval of {low[i]:.1%}-{high[i]:.1%}")
+        else:
+            notes[i] = f"{why}: interval widened by the held-out check ({u0[i]:.0%} of texts unlike the test split)"
+    by_line = by_line.assign(estimate_low=low, estimate_high=high, estimate_note=notes)
+    if overall is None:
+        return by_line, None
+    return by_line, _overall_interval(by_line, overall, chance)
+
+
+def _overall_interval(by_line: pd.DataFrame, overall: pd.DataFrame, chance: float) -> pd.DataFrame:
+    """shift_aware over all lines: the overall estimate ± Z95 x its error, widened by each line's
+    widening weighed by its volume."""
+    e = by_line["estimated_accuracy"].to_numpy(float)
+    base_low, base_high = e - Z95 * by_line["estimate_error"].to_numpy(float), e + Z95 * by_line["estimate_error"]
+    low = by_line["estimate_low"].fillna(chance).to_numpy(float)
+    high = by_line["estimate_high"].fillna(1.0).to_numpy(float)
+    weight = by_line["volume"].to_numpy(float)
+    extra = pd.DataFrame({"period": pd.to_datetime(by_line["period"]).to_numpy(),
+                          "below": np.where(np.isnan(e), 0, np.maximum(base_low - low, 0) * weight),
+                          "above": np.where(np.isnan(e), 0, np.maximum(high - base_high.to_numpy(float), 0) * weight),
+                          "volume": weight,
+                          "flagged": by_line["estimate_note"].astype(str).str.len().to_numpy() > 0,
+                          "line": by_line["business_line"].to_numpy()})
+    lines = extra[extra["flagged"]].groupby("period")["line"].agg(lambda x: ", ".join(sorted(map(str, x))))
+    extra = extra.groupby("period")[["below", "above", "volume"]].sum()
+    out = overall.copy()
+    at = pd.to_datetime(out["period"])
+    volume = at.map(extra["volume"]).fillna(0).to_numpy(float)
+    below = at.map(extra["below"]).fillna(0).to_numpy(float) / np.maximum(volume, 1)
+    above = at.map(extra["above"]).fillna(0).to_numpy(float) / np.maximum(volume, 1)
+    e, err = out["estimated_accuracy"].to_numpy(float), out["estimate_error"].to_numpy(float)
+    out["estimate_low"] = np.clip(e - Z95 * err - below, 0, 1)
+    out["estimate_high"] = np.clip(e + Z95 * err + above, 0, 1)
+    widened = [w if isinstance(w, str) else "" for w in at.map(lines)]
+    notes = out.get("estimate_note", pd.Series("", index=out.index)).fillna("").astype(str).tolist()
+    for i, which in enumerate(widened):
+        if which and not np.isnan(e[i]):
+            wide = out["estimate_high"].iloc[i] - out["estimate_low"].iloc[i] - 2 * Z95 * err[i] > TRUSTED_WIDENING
+            notes[i] = (("cannot be trusted here: " if wide else "")
+                        + f"widened for drift on {which} (see each line's note)")
+    out["estimate_note"] = notes
+    return out

@@ -14,8 +14,10 @@ from .registry import NOT_TRAINING_LABELS
 from .slices import PERIOD_STEP, Slice, check_period
 from .store import Store
 
+# labelled counts every label that came back (audit, hard examples, imported); macro_f1 is over
+# them. No accuracy over them all: the three accuracies (monitoring.COLUMNS) are kept apart.
 COLUMNS = ["business_line", "period", "volume", "mean_top_prob", "low_conf_share", "labelled",
-           "accuracy", "macro_f1", "mix_shift"]
+           "macro_f1", "mix_shift"]
 
 
 ALL_LINES = "(all)"  # the business line of the figures over all lines together
@@ -47,13 +49,15 @@ def stats_by_line_and_overall(store: Store, name: str, by: str = "day", business
                                          **filters)
         audit = db.audit_statistics(con, model.model_id, by, float(settings.get("audit_share")),
                                     list(NOT_TRAINING_LABELS), **filters)
+        hard = db.hard_example_statistics(con, model.model_id, by, monitoring.hard_strategies(),
+                                          list(NOT_TRAINING_LABELS), **filters)
         histogram = db.confidence_histogram(con, model.model_id, by, **filters)
         grades = _grade_sums(con, model, by, filters) if registry.is_ordinal(model) else None
         versions = {int(v) for vs in sums["versions"] for v in vs}
         metrics = {v: _metrics(con, model, v) for v in sorted(versions)}
     problems = monitoring.calibration_problems({v: (m or {}).get("ece") for v, m in metrics.items()},
                                                float(settings.get("estimate_max_ece")))
-    sums = _with_estimate(_with_audit(sums, audit, float(settings.get("audit_share"))),
+    sums = _with_estimate(_with_audit(sums, audit, hard, float(settings.get("audit_share"))),
                           monitoring.estimate(histogram, metrics, problems))
     overall = sums["business_line"].isna()
     tables = (_table(sums[~overall], model.labels), _table(sums[overall].assign(business_line=ALL_LINES), model.labels))
@@ -77,12 +81,34 @@ def stats_with_drift(store: Store, name: str, by: str = "week", business_lines=N
     if with_drift and len(table):
         report = drift.drift_by_line_and_period(store, name, by, table, window=window, version=version)
         cells = report.cells[["business_line", "period", "flagged", "status", "moved", "text_auc", "unseen_share",
-                              "class_mix_distance", *[c for c in ("grade_reference", "grade_shift") if c in report.cells]]]
+                              "class_mix_distance", *[c for c in ("grade_reference", "grade_shift") if c in report.cells],
+                              *drift.SUPPORT]]
         table = table.merge(cells.rename(columns={"flagged": "drift_flagged", "status": "drift_status",
                                                   "moved": "drift_moved"}), on=["business_line", "period"], how="left")
+        table = monitoring.shift_aware(table, None, _chance(table))[0]
         about |= {"reference": report.reference, "reference_version": report.version,
                   "references": report.references}
     return table, about
+
+
+def with_shift(by_line: pd.DataFrame, overall: pd.DataFrame, cells: pd.DataFrame | None
+               ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The statistics by line and over all lines with the estimate's interval honest under shift
+    (monitoring.shift_aware) from a drift report's cells (None: no drift measured, the plain interval)."""
+    if cells is None or by_line.empty:
+        return by_line, overall
+    keyed = cells[["business_line", "period", "flagged", "moved", *drift.SUPPORT]].rename(
+        columns={"flagged": "drift_flagged", "moved": "drift_moved"}).assign(period=lambda c: pd.to_datetime(c["period"]))
+    merged = by_line.drop(columns=[c for c in keyed.columns[2:] if c in by_line]).assign(
+        period=pd.to_datetime(by_line["period"])).merge(keyed, on=["business_line", "period"], how="left")
+    lines, over = monitoring.shift_aware(merged, overall, _chance(by_line))
+    lines.attrs, over.attrs = by_line.attrs, overall.attrs
+    return lines.drop(columns=keyed.columns[2:]), over
+
+
+def _chance(table: pd.DataFrame) -> float:
+    """The accuracy of a guess among the model's labels (the statistics carry a share per label)."""
+    return 1 / max(sum(c.startswith("share_") for c in table.columns), 1)
 
 
 def _metrics(con, model: registry.Model, version: int) -> dict | None:
@@ -104,19 +130,21 @@ def _with_estimate(sums: pd.DataFrame, estimates: pd.DataFrame) -> pd.DataFrame:
     return merged.drop(columns="line")
 
 
-def _with_audit(sums: pd.DataFrame, audit: pd.DataFrame, share: float) -> pd.DataFrame:
-    """The statistics' sums with the audit sample's counts beside them (0 where a cell has none), and
-    audit_items: the sample's expected size, share x volume (counting it exactly would read the log)."""
+def _with_audit(sums: pd.DataFrame, audit: pd.DataFrame, hard: pd.DataFrame, share: float) -> pd.DataFrame:
+    """The statistics' sums with the audit sample's and the hard examples' counts beside them (0 where
+    a cell has none), and audit_items: the sample's expected size, share x volume (counting it exactly
+    would read the log)."""
     keys = ["business_line", "period"]
-    audit = audit.assign(period=pd.to_datetime(audit["period"]))
-    merged = sums.assign(period=pd.to_datetime(sums["period"])).merge(audit, on=keys, how="left")
-    merged = merged.fillna({c: 0 for c in ("audited", "audit_correct")})
+    merged = sums.assign(period=pd.to_datetime(sums["period"]))
+    for counts in (audit, hard):
+        merged = merged.merge(counts.assign(period=pd.to_datetime(counts["period"])), on=keys, how="left")
+    merged = merged.fillna({c: 0 for c in ("audited", "audit_correct", "hard_labelled", "hard_correct")})
     return merged.assign(audit_items=(merged["n"].astype(float) * share).round())
 
 
 def _table(sums: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
     """The statistics table from line_period_statistics' sums (one group of rows: by line, or overall),
-    with the three accuracies beside the accuracy over every label (monitoring.ACCURACIES says which is which)."""
+    with the three accuracies apart (monitoring.ACCURACIES says which is which)."""
     share_cols = [f"share_{label}" for label in labels]
     if sums.empty:
         return pd.DataFrame(columns=COLUMNS + share_cols + monitoring.COLUMNS)
@@ -126,23 +154,24 @@ def _table(sums: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
     out = pd.DataFrame({"business_line": sums["business_line"].to_numpy(),
                         "period": pd.to_datetime(sums["period"]).to_numpy(), "volume": n.astype("int64"),
                         "mean_top_prob": column["sum_top_prob"] / n, "low_conf_share": column["n_low"] / n,
-                        "labelled": labelled.astype("int64"),
-                        "accuracy": np.where(labelled > 0, column["correct"] / np.maximum(labelled, 1), np.nan),
-                        "macro_f1": column["macro_f1"]})
+                        "labelled": labelled.astype("int64"), "macro_f1": column["macro_f1"]})
     shares = counts / n[:, None]
     line_counts = pd.DataFrame(counts).groupby(out["business_line"].to_numpy()).transform("sum").to_numpy()
     line_shares = line_counts / line_counts.sum(axis=1, keepdims=True)
     out["mix_shift"] = 0.5 * np.abs(shares - line_shares).sum(axis=1)
     out[share_cols] = shares
     estimated = sums[["estimated_accuracy", "estimate_error"]].astype(float).reset_index(drop=True)
-    judged = monitoring.accuracies(labelled, column["correct"], sums["audit_items"], sums["audited"],
-                                   sums["audit_correct"])
+    # the interval without drift measured; with_shift widens it where drift is flagged
+    estimated["estimate_low"] = (estimated["estimated_accuracy"] - monitoring.Z95 * estimated["estimate_error"]).clip(0, 1)
+    estimated["estimate_high"] = (estimated["estimated_accuracy"] + monitoring.Z95 * estimated["estimate_error"]).clip(0, 1)
+    judged = monitoring.accuracies(sums["audit_items"], sums["audited"], sums["audit_correct"],
+                                   sums["hard_labelled"], sums["hard_correct"])
     out = pd.concat([out, estimated, judged], axis=1)
     return out.sort_values(["business_line", "period"]).reset_index(drop=True)
 
 
 # An ordinal model's statistics, besides the others: labelled_mae is over every label that came
-# back (audit and hard examples together, as the accuracy over all labels).
+# back (audit and hard examples together, as labelled counts them).
 GRADE_COLUMNS = ["mean_grade", "mean_expected_grade", "labelled_mae"]
 
 
@@ -210,7 +239,7 @@ def compare_last_periods(stats: pd.DataFrame) -> dict:
     """Headline numbers over all lines: the latest period and its change against the previous one.
 
     `stats` is the output of stats_by_line_and_period(..., by_line=False)."""
-    metrics = ["volume", "mean_top_prob", "low_conf_share", "accuracy"]
+    metrics = ["volume", "mean_top_prob", "low_conf_share"]
     if stats.empty:
         return {m: (None, None) for m in metrics}
     ordered = stats.sort_values("period")

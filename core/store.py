@@ -1468,6 +1468,26 @@ def audit_statistics(con, model_id: int, period: str, share: float, not_training
                        [model_id, list(not_training), share, period] + args).df()
 
 
+def hard_example_statistics(con, model_id: int, period: str, strategies: list[str], not_training: list[str],
+                            **filters) -> pd.DataFrame:
+    """Per business line and period, and per period over all lines (business_line NULL): hard_labelled
+    (labelled predictions that a recorded batch of one of `strategies` drew, skip/unclear left out) and
+    hard_correct. A label counts only when its own batch drew its prediction: imported labels (no
+    batch), the demo's, an audit or random batch's never do. Read from the labels' side as
+    audit_statistics is (the batch a label came with is not in the label rollups)."""
+    where, args = _prediction_filters(model_id, **filters)
+    return con.execute(f"""
+        WITH f AS (SELECT d.prediction_id, d.label AS truth FROM {_DECIDED} d
+                   JOIN feedback l USING (prediction_id) JOIN sample_batches b ON b.batch_id = l.batch_id
+                   WHERE d.model_id = ? AND NOT list_contains(?, d.label) AND list_contains(?, b.strategy)
+                     AND b.model_id = d.model_id AND list_contains(b.prediction_ids, d.prediction_id)),
+        judged AS (SELECT p.business_line, date_trunc(?, p.created_at) AS period, p.label, f.truth
+                   FROM f JOIN labelled_predictions p USING (prediction_id) WHERE {where})
+        SELECT business_line, period, count(*) AS hard_labelled, count(*) FILTER (WHERE truth = label) AS hard_correct
+        FROM judged GROUP BY GROUPING SETS ((business_line, period), (period))""",
+                       [model_id, list(not_training), list(strategies), period] + args).df()
+
+
 def audit_queue(con, model_id: int, share: float, k: int, **filters) -> pd.DataFrame:
     """Up to k unlabelled predictions of the audit sample in the slice, in a random order (the
     hash's), with the columns hard_examples gives (score: the random key)."""

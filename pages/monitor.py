@@ -133,8 +133,12 @@ def accuracy_cells(row: pd.Series, not_estimated: dict) -> None:
     estimated = row["estimated_accuracy"]
     c1.metric("Estimated accuracy", "–" if pd.isna(estimated) else _ui.fmt_pct(estimated), border=True,
               help=monitoring.ACCURACIES["estimated_accuracy"])
+    interval = "" if pd.isna(row.get("estimate_low")) else \
+        f"; 95 % interval {row['estimate_low']:.1%}–{row['estimate_high']:.1%}"
+    note = row.get("estimate_note") or ""
     c1.caption("; ".join(not_estimated.values()) + ": no estimate." if pd.isna(estimated) and not_estimated else
-               "No labels needed" + ("" if pd.isna(estimated) else f", ± {row['estimate_error'] * 100:.1f} pp."))
+               "No labels needed" + ("" if pd.isna(estimated) else f", ± {row['estimate_error'] * 100:.1f} pp{interval}.")
+               + (f" {note[0].upper()}{note[1:]}." if note and not pd.isna(estimated) else ""))
     audited = row["audited_accuracy"]
     c2.metric("Audited accuracy", "–" if pd.isna(audited) else _ui.fmt_pct(audited), border=True,
               help=monitoring.ACCURACIES["audited_accuracy"])
@@ -143,8 +147,9 @@ def accuracy_cells(row: pd.Series, not_estimated: dict) -> None:
     hard = row["hard_example_accuracy"]
     c3.metric("Hard-example accuracy (biased)", "–" if pd.isna(hard) else _ui.fmt_pct(hard), border=True,
               help=monitoring.ACCURACIES["hard_example_accuracy"])
-    c3.caption(f"{int(row['hard_labelled'])} labelled hard examples: chosen for being hard, so lower than the "
-               "model's accuracy by construction.")
+    c3.caption(f"{int(row['hard_labelled'])} labelled hard examples (drawn by a hard-example strategy; imported, "
+               "audit and random labels do not count): chosen for being hard, so lower than the model's accuracy "
+               "by construction.")
 
 
 def drift_banner(report: drift.DriftReport | None, last: pd.Timestamp, by: str) -> None:
@@ -378,9 +383,14 @@ def share_column(shown: pd.DataFrame, column: str, label: str, help: str | None 
     return st.column_config.Column(label, help=help)
 
 
+LABELLED_HELP = ("Every label that came back (audit, hard examples, imported): how much was labelled, not an "
+                 "accuracy; its macro-F1 mixes random and hard labels, so it is not the model's")
+
+
 def table(by_line: pd.DataFrame, name: str, by: str) -> None:
     st.subheader("Statistics")
-    percent = {"low_conf_share", "accuracy", "estimated_accuracy", "estimate_error", "audited_accuracy", "audit_low",
+    percent = {"low_conf_share", "estimated_accuracy", "estimate_error", "estimate_low", "estimate_high",
+               "audited_accuracy", "audit_low",
                "audit_high", "hard_example_accuracy", *[c for c in by_line.columns if c.startswith("share_")]}
     shown = without_blanks(by_line, percent)
     shown["period"] = by_line["period"].dt.date
@@ -388,13 +398,17 @@ def table(by_line: pd.DataFrame, name: str, by: str) -> None:
         "business_line": "business line", "mean_top_prob": st.column_config.NumberColumn(
             "mean confidence", format="%.3f"), "low_conf_share": st.column_config.NumberColumn(
             "low-confidence share", format="percent"),
-        "macro_f1": st.column_config.NumberColumn("macro-F1", format="%.3f")  # text once gaps read "–"
-        if pd.api.types.is_float_dtype(shown["macro_f1"]) else st.column_config.Column("macro-F1"),
-        "accuracy": share_column(shown, "accuracy", "accuracy (all labels)",
-                                 help="Over every label that came back, audit and hard examples together"),
+        "labelled": st.column_config.NumberColumn("labels returned", help=LABELLED_HELP),
+        "macro_f1": st.column_config.NumberColumn("macro-F1 of labels returned", format="%.3f", help=LABELLED_HELP)
+        if pd.api.types.is_float_dtype(shown["macro_f1"])  # text once gaps read "–"
+        else st.column_config.Column("macro-F1 of labels returned", help=LABELLED_HELP),
         "estimated_accuracy": share_column(shown, "estimated_accuracy", "estimated accuracy",
                                            help=monitoring.ACCURACIES["estimated_accuracy"]),
         "estimate_error": share_column(shown, "estimate_error", "estimate error"),
+        "estimate_low": share_column(shown, "estimate_low", "estimate low (95 %)"),
+        "estimate_high": share_column(shown, "estimate_high", "estimate high (95 %)"),
+        "estimate_note": st.column_config.Column("estimate note", help="Why the estimate's interval is widened, or "
+                                                 "why it cannot be trusted there (drift, texts unlike the test split)"),
         "audited_accuracy": share_column(shown, "audited_accuracy", "audited accuracy",
                                          help=monitoring.ACCURACIES["audited_accuracy"]),
         "audit_low": share_column(shown, "audit_low", "audit low"),
@@ -442,6 +456,8 @@ def main() -> None:
     report = None
     with _ui.errors_as_messages(), st.spinner("Measuring drift against the reference…"):
         report = drift_report(store, key, revision, name, by, where, window, by_line)
+    if report is not None:  # the estimate's interval widens where drift is flagged, and says why
+        by_line, overall = stats.with_shift(by_line, overall, report.cells)
     headline(overall, by, report)
     if grades:
         _ordinal.headline(overall, grades, by, stats.without_running_period(overall, by)[1])

@@ -133,8 +133,7 @@ def test_statistics_match_the_log(seeded_store):
     assert row["share_正面"] == pytest.approx((part.label == "正面").mean())
     labelled = part[part.truth.notna()]
     assert row.labelled == len(labelled)
-    if len(labelled):
-        assert row.accuracy == pytest.approx((labelled.truth == labelled.label).mean())
+    assert "accuracy" not in table.columns  # estimated, audited and hard-example accuracy, never merged
     weekly = stats.stats_by_line_and_period(seeded_store, M, "week", by_line=False)
     assert set(weekly["business_line"]) == {"(all)"} and weekly["volume"].sum() == len(log)
 
@@ -144,7 +143,8 @@ def test_slices_without_labels_or_with_one_class_have_empty_metrics(seeded_store
                           created_at="2026-11-20 12:00")
     table = stats.stats_by_line_and_period(seeded_store, M, "day", business_lines=["新业务"])
     assert len(table) == 1 and table["labelled"].iloc[0] == 0
-    assert pd.isna(table["accuracy"].iloc[0]) and pd.isna(table["macro_f1"].iloc[0])
+    assert pd.isna(table["audited_accuracy"].iloc[0]) and pd.isna(table["hard_example_accuracy"].iloc[0])
+    assert pd.isna(table["macro_f1"].iloc[0])
     ids = predict.predict_texts(seeded_store, M, ["好极了"], "u", business_line="单类",
                                 created_at="2026-11-20 12:00")["prediction_id"]
     feedback.label_prediction(seeded_store, M, int(ids.iloc[0]), "正面", "lab")
@@ -156,11 +156,11 @@ def test_slices_without_labels_or_with_one_class_have_empty_metrics(seeded_store
 def test_a_running_period_is_left_out_of_the_headline():
     frame = pd.DataFrame({"period": pd.to_datetime(["2026-11-09", "2026-11-16", "2026-11-23"]),
                           "volume": [100, 120, 3], "mean_top_prob": [0.7, 0.8, 0.9],
-                          "low_conf_share": [0.2, 0.1, 0.0], "accuracy": [0.8, np.nan, np.nan]})
+                          "low_conf_share": [0.2, 0.1, 0.0]})
     complete, running = stats.without_running_period(frame, "week", now="2026-11-24 10:00")
     assert running == pd.Timestamp("2026-11-23") and complete["volume"].tolist() == [100, 120]
     head = stats.compare_last_periods(complete)
-    assert head["volume"] == (120, 20) and head["accuracy"] == (None, None)
+    assert head["volume"] == (120, 20) and head["low_conf_share"] == (0.1, -0.1)
     assert stats.without_running_period(frame, "week", now="2026-12-01")[1] is None
 
 

@@ -80,6 +80,67 @@ def test_estimated_accuracy_is_within_3_points_of_the_truth_per_line_and_week(wo
     assert overall.attrs["not_estimated"] == {}
 
 
+def test_a_new_lines_interval_covers_its_true_accuracy_or_says_it_cannot_be_trusted(world):
+    """The issue's repro: a line the model never saw was flagged as drift, yet its estimate (about 80 %
+    here, against a true 66-73 %) claimed ± 2 pt with no note. Its interval now contains the truth and
+    its note says why the estimate cannot be trusted there; the known lines keep a tight interval."""
+    store, truth = world
+    table, _ = stats.stats_with_drift(store, M, "week")
+    with store.connect() as con:
+        log = con.execute("SELECT business_line, date_trunc('week', created_at) AS period, text, label "
+                          "FROM predictions").df()
+    log["right"] = log["text"].map(truth) == log["label"]
+    true = log.groupby(["business_line", "period"])["right"].mean().rename("truth").reset_index()
+    cells = table.merge(true.assign(period=pd.to_datetime(true["period"])), on=["business_line", "period"])
+    inside = (cells["estimate_low"] <= cells["truth"]) & (cells["truth"] <= cells["estimate_high"])
+    new = cells[cells["business_line"] == NEW]
+    assert len(new) == 1 and new["drift_flagged"].all()
+    assert (new["estimated_accuracy"] - new["truth"] > 0.05).all()  # the estimate itself is still too high
+    assert inside[new.index].all(), new[["estimated_accuracy", "estimate_low", "estimate_high", "truth"]]
+    note = new["estimate_note"].iloc[0]
+    assert note.startswith("cannot be trusted here") and "never saw" in note and "unlike any in the test split" in note
+    known = cells[cells["business_line"] != NEW]
+    assert (known["estimate_note"] == "").all()
+    np.testing.assert_allclose(known["estimate_high"] - known["estimate_low"],  # no shift: as tight as before
+                               2 * monitoring.Z95 * known["estimate_error"])
+    assert inside[known.index].mean() >= 0.9
+
+    by_line, overall = stats.stats_by_line_and_overall(store, M, "week")  # what the Monitor reads
+    report = drift.drift_by_line_and_period(store, M, "week", by_line)
+    shown, over = stats.with_shift(by_line, overall, report.cells)
+    assert shown.loc[shown["business_line"] == NEW, "estimate_note"].iloc[0] == note
+    last = over.sort_values("period").iloc[-1]
+    plain = monitoring.Z95 * last["estimate_error"]
+    assert last["estimate_low"] < last["estimated_accuracy"] - plain and NEW in last["estimate_note"]
+    first = over.sort_values("period").iloc[0]  # before the new line arrived: not widened
+    assert first["estimate_note"] == "" and first["estimate_high"] - first["estimate_low"] == \
+        pytest.approx(2 * monitoring.Z95 * first["estimate_error"])
+
+
+def test_the_shift_aware_interval_follows_its_documented_rule():
+    """Not flagged: estimate ± 1.96 errors. Flagged: widened by the held-out check's gap and error on
+    the supported share, chance..1 on the unsupported share. Flagged without a check: no interval."""
+    lines = pd.DataFrame({"business_line": ["a", "b", "c"], "period": pd.to_datetime(["2026-10-05"] * 3),
+                          "volume": [100, 100, 200], "estimated_accuracy": [0.9, 0.8, 0.85],
+                          "estimate_error": [0.01, 0.02, 0.01], "drift_flagged": [False, True, True],
+                          "drift_moved": ["", "texts", "texts"], "unsupported_share": [0.0, 0.5, np.nan],
+                          "support_gap": [0.0, -0.03, np.nan], "support_se": [0.0, 0.02, np.nan],
+                          "estimate_note": ["", "", ""]})
+    overall = pd.DataFrame({"business_line": ["(all)"], "period": pd.to_datetime(["2026-10-05"]), "volume": [400],
+                            "estimated_accuracy": [0.85], "estimate_error": [0.008], "estimate_note": [""]})
+    got, over = monitoring.shift_aware(lines, overall, chance=0.5)
+    z = monitoring.Z95
+    assert got.loc[0, "estimate_low"] == pytest.approx(0.9 - z * 0.01) and got.loc[0, "estimate_note"] == ""
+    spread = z * np.hypot(0.02, 0.02) + 0.03
+    assert got.loc[1, "estimate_low"] == pytest.approx(0.5 * (0.8 - spread) + 0.5 * 0.5)
+    assert got.loc[1, "estimate_high"] == pytest.approx(0.5 * (0.8 + spread) + 0.5)
+    assert got.loc[1, "estimate_note"].startswith("cannot be trusted here: drift flagged (texts); 50%")
+    assert np.isnan(got.loc[2, "estimate_low"]) and "no held-out check" in got.loc[2, "estimate_note"]
+    below = (100 * (0.8 - z * 0.02 - got.loc[1, "estimate_low"]) + 200 * (0.85 - z * 0.01 - 0.5)) / 400
+    assert over.loc[0, "estimate_low"] == pytest.approx(0.85 - z * 0.008 - below)
+    assert "b, c" in over.loc[0, "estimate_note"]
+
+
 def test_a_version_above_the_calibration_limit_shows_no_estimate_and_says_why(world, monkeypatch):
     store, _ = world
     monkeypatch.setenv("MMS_ESTIMATE_MAX_ECE", "0.0001")
@@ -227,7 +288,9 @@ def test_stats_in_the_cli_and_the_api_say_which_accuracy_is_which_and_carry_drif
     new = [r for r in rows if r["business_line"] == NEW]
     assert new and all(r["drift_flagged"] and "never saw" in r["drift_moved"] for r in new)
     assert not any(r["drift_flagged"] for r in rows if r["business_line"] != NEW)
-    assert {"estimated_accuracy", "audited_accuracy", "audit_low", "audit_high", "hard_example_accuracy"} <= set(rows[0])
+    assert {"estimated_accuracy", "estimate_low", "estimate_high", "estimate_note", "audited_accuracy", "audit_low",
+            "audit_high", "hard_example_accuracy"} <= set(rows[0])
+    assert all(r["estimate_note"].startswith("cannot be trusted") for r in new)
     table = subprocess.run([sys.executable, "-m", "core", "--store", str(store.path), "stats", M, "--no-drift"],
                            cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert "hard_example_accuracy: on labelled hard examples" in table.stderr and "biased" in table.stderr

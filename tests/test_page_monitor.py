@@ -141,7 +141,8 @@ def test_every_share_in_the_statistics_table_reads_as_a_percentage(app):
     at = app("pages/monitor.py")
     shown = next(d for d in at.dataframe if "mix_shift" in d.value.columns)
     config = json.loads(shown.proto.columns)
-    shares = ["low_conf_share", "accuracy", "estimated_accuracy", "estimate_error", "audited_accuracy", "audit_low",
+    shares = ["low_conf_share", "estimated_accuracy", "estimate_error", "estimate_low", "estimate_high",
+              "audited_accuracy", "audit_low",
               "audit_high", "hard_example_accuracy", "share_正面", "share_负面"]
     for column in shares:
         values = shown.value[column]

@@ -94,7 +94,6 @@ def _recomputed(store, by: str, low: float, by_line: bool = True, business_lines
         rows.append({"business_line": line, "period": period, "volume": len(g),
                      "mean_top_prob": g["top_prob"].mean(), "low_conf_share": (g["top_prob"] < low).mean(),
                      "labelled": len(judged),
-                     "accuracy": (judged["truth"] == judged["label"]).mean() if len(judged) else np.nan,
                      "macro_f1": _macro_f1(judged["truth"], judged["label"]),
                      **{f"share_{c}": (g["label"] == c).mean() for c in ("正面", "负面")}})
     table = pd.DataFrame(rows)
@@ -286,3 +285,41 @@ def test_a_store_from_before_labelled_predictions_gets_them_from_its_log(seeded_
     _random_writes(seeded_store, rng, rounds=2)
     older = _before_migration(seeded_store, tmp_path, "labelled predictions' slice fields", ["labelled_predictions"])
     _audit_matches_the_log(Store(older), rng)
+
+
+def test_hard_example_counts_are_the_labels_of_hard_batches_only_after_every_kind_of_label(seeded_store):
+    """Labels of drawn hard examples count; the demo's, imported ones, a random batch's and an audit
+    batch's do not, and an undone hard label leaves the count; per line x period and overall."""
+    from core import monitoring, sampling
+
+    rng = np.random.default_rng(31)
+    _random_writes(seeded_store, rng, rounds=2)  # labels without a batch, as an import gives them
+    given = {}
+    for strategy in ("least_confidence", "margin", "random"):
+        found = sampling.select_hard_examples(seeded_store, M, 15, "tester", strategy)
+        labels = rng.choice(["正面", "负面", "unclear"], size=len(found.examples))
+        given[strategy] = feedback.record_labels(
+            seeded_store, M, pd.DataFrame({"prediction_id": found.examples["prediction_id"], "label": labels}),
+            "tester", batch_id=found.batch_id)
+    audit = monitoring.select_audit_batch(seeded_store, M, 10, "tester")
+    feedback.record_labels(seeded_store, M, pd.DataFrame({"prediction_id": audit.examples["prediction_id"],
+                                                          "label": "正面"}), "tester", batch_id=audit.batch_id)
+    feedback.undo_labels(seeded_store, M, given["margin"][:3], "tester")
+    with seeded_store.connect() as con:
+        log = con.execute("""SELECT p.business_line, date_trunc('week', p.created_at) AS period, p.label, f.label AS truth
+                             FROM feedback f JOIN predictions p USING (prediction_id)
+                             JOIN sample_batches b ON b.batch_id = f.batch_id
+                             WHERE b.strategy IN ('least_confidence', 'margin')
+                               AND f.label NOT IN ('skip', 'unclear')""").df()
+    assert 0 < len(log) < 30
+    table = stats.stats_by_line_and_period(seeded_store, M, "week")
+    assert table["labelled"].sum() > 3 * table["hard_labelled"].sum()  # the demo's and imported labels are many
+    expected = log.assign(right=log["truth"] == log["label"]).groupby(["business_line", "period"])["right"].agg(
+        ["size", "mean"])
+    got = table.set_index(["business_line", "period"])
+    for key, row in expected.iterrows():
+        assert got.loc[key, "hard_labelled"] == row["size"]
+        assert got.loc[key, "hard_example_accuracy"] == pytest.approx(row["mean"])
+    assert got["hard_labelled"].sum() == len(log)
+    overall = stats.stats_by_line_and_period(seeded_store, M, "week", by_line=False)
+    assert overall["hard_labelled"].sum() == len(log)
