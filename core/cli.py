@@ -269,8 +269,14 @@ def to_label(examples):
 
 def cmd_label(args, store):
     from . import feedback
+    from .files import display_name, read_table
 
-    ids = feedback.record_labels_file(store, args.name, args.file, args.user)
+    filename = display_name(args.file)
+    frame = read_table(args.file, filename)
+    if "label" in frame and not frame["label"].str.strip().any():  # a hard-examples file given back as it came
+        raise InvalidInput(f"{filename}: every label is empty, so nothing was recorded; fill in the label column "
+                           f"(suggested_label is the model's guess, never recorded by itself)")
+    ids = feedback.record_labels(store, args.name, frame, args.user, filename=filename)
     _emit_record(args, {"recorded": len(ids)})
 
 
