@@ -11,7 +11,6 @@ import streamlit as st
 
 from core import api, auth, demo, registry, server, sessions
 from core.errors import SignInRefused
-from pages import _ui
 
 SESSION = "session_token"  # this browser session's signed token (sessions.py); the cookie carries it across reloads
 HANDOFF = "session_handoff"  # a one-time code the next run posts to /session/start, which sets the cookie
@@ -30,6 +29,7 @@ PAGES = [
     ("Owner", "pages/data.py", "Data", ":material/upload_file:", "import"),
     ("Anyone", "pages/predict.py", "Predict", ":material/online_prediction:", "predict"),
 ]
+HOME = "pages/monitor.py"  # the page at the app's root
 
 
 def navigation(role: str | None, menu: bool) -> tuple[st.Page, str | None]:
@@ -40,10 +40,14 @@ def navigation(role: str | None, menu: bool) -> tuple[st.Page, str | None]:
     sections, needs = {}, {}
     for section, script, title, icon, action in PAGES:
         allowed = role is None or action is None or auth.may(role, action)
-        page = st.Page(script, title=title, icon=icon, default=script == "pages/monitor.py",
+        home = script == HOME
+        # the Monitor is the app's root; its file name's path is left to the alias below, so /monitor works too
+        page = st.Page(script, title=title, icon=icon, default=home, url_path="home" if home else None,
                        visibility="visible" if allowed else "hidden")
         sections.setdefault(section, []).append(page)
         needs[page.url_path] = action
+    sections["Analyst"].append(st.Page(HOME, title="Monitor", icon=":material/monitoring:", url_path="monitor",
+                                       visibility="hidden"))
     chosen = st.navigation(sections, position="sidebar" if menu else "hidden")
     follow_deep_link(chosen, [page for pages in sections.values() for page in pages], settled=menu)
     return chosen, needs.get(chosen.url_path)
@@ -219,8 +223,12 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    # The pages' helpers only for a script run: their st.cache_data functions, decorated where `streamlit
+    # run` imports this file before its runtime exists, would each log "No runtime found".
+    from pages import _ui
     main()  # a script run: Streamlit executes this file as __main__ for each browser session
-else:
-    # `streamlit run` imports this file as `app`; the port goes into the file that lets the CLI reach this server
+elif __name__ == "app":
+    # `streamlit run` imports this file as `app`; the port goes into the file that lets the CLI reach this
+    # server. Not as `__mp_main__`: the worker processes' forkserver imports it too, and must not serve.
     app = st.App("app.py", routes=[api.mount(), *sessions.routes(), *server.routes()],
                  lifespan=server.lifespan_on(lambda: st.get_option("server.port")))

@@ -31,7 +31,7 @@ MAX_COUNT = 1_000_000  # largest --k, --limit or version number the command line
 # commands that may start a new store; every other command refuses a store path with nothing there
 CREATES_STORE = {"demo", "create-model", "restore", "add-user"}
 # commands that only read: open to whoever can read the store's file (they could open it with duckdb anyway)
-READS = {"models", "versions", "stats", "events", "users", "review", "team"}
+READS = {"models", "versions", "stats", "events", "users", "review", "team", "compare"}
 
 
 @dataclass
@@ -85,15 +85,15 @@ def _emit(args, frame, out: str | None = None) -> None:
 
     if out:
         try:
-            Path(out).write_bytes(export.to_csv_bytes(frame, bom=args.excel))
+            Path(out).write_bytes(export.to_csv_bytes(frame, bom=args.excel, guard=args.excel))
         except OSError as e:
             raise InvalidInput(f"--out {out} could not be written ({e.strerror})") from None
         print(f"wrote {len(frame)} rows to {out}", file=args.console.err)
         return
     if args.format == "json":
         print(frame.to_json(orient="records", force_ascii=False, date_format="iso"), file=args.console.out)
-    elif args.format == "csv":
-        args.console.out.write(export.safe_frame(frame).to_csv(index=False))
+    elif args.format == "csv":  # plain, for scripts: the formula guard is --out's with --excel
+        args.console.out.write(frame.to_csv(index=False))
     else:
         import pandas as pd
 
@@ -114,8 +114,8 @@ def _emit_record(args, record: dict) -> None:
     if args.format == "json":
         print(json.dumps(record, ensure_ascii=False, default=str), file=args.console.out)
     else:
-        for key, value in record.items():
-            print(f"{key}: {value}", file=args.console.out)
+        for key, value in record.items():  # a missing value as a dash, as in tables (a v1 has no parent)
+            print(f"{key}: {'–' if value is None else value}", file=args.console.out)
 
 
 def _progress(args):
@@ -256,13 +256,27 @@ def cmd_hard_examples(args, store):
                                           business_lines=args.business_line, since=args.since,
                                           until=args.until, version=args.version)
     print(f"batch {found.batch_id} chosen by {found.strategy}", file=args.console.err)
-    _emit(args, found.examples, args.out)
+    _emit(args, to_label(found.examples), args.out)
+
+
+def to_label(examples):
+    """Hard examples as a file to fill in: the model's guess in suggested_label and an empty label
+    column, so that `label` given the file back unchanged records nothing (not the guesses as truth)."""
+    shown = examples.rename(columns={"label": "suggested_label"})
+    shown.insert(shown.columns.get_loc("text") + 1, "label", "")
+    return shown
 
 
 def cmd_label(args, store):
     from . import feedback
+    from .files import display_name, read_table
 
-    ids = feedback.record_labels_file(store, args.name, args.file, args.user)
+    filename = display_name(args.file)
+    frame = read_table(args.file, filename)
+    if "label" in frame and not frame["label"].str.strip().any():  # a hard-examples file given back as it came
+        raise InvalidInput(f"{filename}: every label is empty, so nothing was recorded; fill in the label column "
+                           f"(suggested_label is the model's guess, never recorded by itself)")
+    ids = feedback.record_labels(store, args.name, frame, args.user, filename=filename)
     _emit_record(args, {"recorded": len(ids)})
 
 
@@ -352,6 +366,7 @@ def cmd_versions(args, store):
     from . import experiments, registry
 
     table = registry.versions_table(store, args.name)
+    table["parent"] = table["parent"].astype("Int64")  # a version number (a v1 has none), not 1.0
     notes = registry.version_annotations(store, args.name)
     table.insert(2, "tags", table["version"].map(lambda n: ", ".join(notes[n].tags) if n in notes else ""))
     if args.filter or args.sort:
@@ -593,8 +608,9 @@ def _filters(c) -> None:
 
 
 def _out(c, what: str) -> None:
-    c.add_argument("--out", help=f"write {what} to this CSV file (UTF-8)")
-    c.add_argument("--excel", action="store_true", help="start the --out file with a byte-order mark, for Excel")
+    c.add_argument("--out", help=f"write {what} to this CSV file (plain UTF-8, every cell as stored)")
+    c.add_argument("--excel", action="store_true", help="write the --out file for Excel: a byte-order mark, and a ' "
+                                                        "before a cell that starts like a formula (=, +, -, @)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -716,6 +732,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = command("create-token", cmd_create_token, "create an API bearer token acting as a user")
     c.add_argument("name")
     c.add_argument("--label", help="what the token is for")
+    c.add_argument("--password-stdin", action="store_true",
+                   help="read the password of the owner asking (--user, default NAME) from standard input")
     c = command("backup", cmd_backup, "copy the whole store (database and model files) into a new folder")
     c.add_argument("dest")
     c = command("restore", cmd_restore, "replace the store with a backup (the old file is kept beside it)")
@@ -768,12 +786,16 @@ def _terminal() -> bool:
 def _acting_user(args, store) -> str:
     """Who a command acts as. Once the store has users, a write needs a credential, so the audit log
     tells the truth: the token in MMS_TOKEN (--user, if given, must name its user), or the password
-    of --user typed at a terminal. Reads need none, and an open store takes --user as said."""
+    of --user typed at a terminal (create-token, which makes the first token, also takes it on stdin;
+    its --user defaults to the token's user). Reads need none, and an open store takes --user as said."""
     from . import auth
 
     reads = args.command in READS or _only_prints(args)
     if reads or not store.exists() or auth.is_open(store):
         return args.user or args.console.user
+    if args.command == "create-token" and args.password_stdin:  # the first token: no token to show yet
+        name = args.user or args.name
+        return auth.sign_in(store, name, args.console.stdin.readline().rstrip("\n"), via="cli").name
     token = args.console.token
     if token:
         who = auth.token_caller(store, token, "cli")
@@ -785,8 +807,12 @@ def _acting_user(args, store) -> str:
                                    f"{args.user}'s own token")
         return who.name
     if args.console.terminal:
-        name = args.user or args.console.user
+        name = args.user or (args.name if args.command == "create-token" else args.console.user)
         return auth.sign_in(store, name, args.console.ask_password(f"password for {name}: "), via="cli").name
+    if args.command == "create-token":
+        raise PermissionDenied("this store has users, so `create-token` must know which owner asks: give the "
+                               "owner's password on standard input with --password-stdin (and --user OWNER when "
+                               "the token is for someone else), or run it in a terminal to be asked for it")
     raise PermissionDenied(f"this store has users, so `{args.command}` must know who you are: set MMS_TOKEN to "
                            f"your API token (an owner makes one with `python -m core create-token NAME`), or run "
                            f"it in a terminal with --user NAME to be asked for that user's password")

@@ -21,7 +21,8 @@ def safe_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def to_csv_bytes(frame: pd.DataFrame, bom: bool = True) -> bytes:
-    """UTF-8 CSV, formula cells neutralised; with a BOM by default so Excel reads Chinese correctly
-    (dashboard downloads), without one for scripts (the CLI's default)."""
-    return safe_frame(frame).to_csv(index=False).encode("utf-8-sig" if bom else "utf-8")
+def to_csv_bytes(frame: pd.DataFrame, bom: bool = True, guard: bool = True) -> bytes:
+    """UTF-8 CSV for a spreadsheet by default (dashboard downloads): a BOM so Excel reads Chinese
+    correctly, and formula cells neutralised. The CLI's plain form for scripts (bom and guard off)
+    keeps every cell as stored: a text starting with @ or = is data there, not a formula."""
+    return (safe_frame(frame) if guard else frame).to_csv(index=False).encode("utf-8-sig" if bom else "utf-8")

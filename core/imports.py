@@ -202,6 +202,23 @@ def labels_in(source, filename: str | None = None, task: str = registry.CLASSIFI
     return values[values != ""].value_counts().index.tolist()
 
 
+def grade_order(labels: list[str]) -> list[str]:
+    """Grades in their order, lowest first, where the labels themselves say it (numbers: 1 < 2 < 10);
+    [] where only the owner knows it (低, 中, 高): a frequency order would be kept for good."""
+    try:
+        return sorted(labels, key=float)
+    except ValueError:
+        return []
+
+
+def first_rows(source, filename: str | None = None, task: str = registry.CLASSIFICATION, n: int = 5) -> pd.DataFrame:
+    """A labelled file's first rows as they will be read (decoded, this task's label column), so an owner
+    sees that the encoding was recognised before anything is written."""
+    filename = display_name(source, filename)
+    frame = with_label_column(read_table(source, filename), task, filename)
+    return frame[[c for c in ("text", "label", "business_line", "created_at") if c in frame]].head(n)
+
+
 def create_model_from_file(store, name: str, labels, source, user: str, filename: str | None = None,
                            description: str = "", preprocess: dict | None = None,
                            model_config: dict | None = None, test_share: float = 0.2,

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from . import auth, check, cli, compact, demo, drift, forward, logwriter, registry, sampling, stats
+from . import auth, check, cli, compact, demo, drift, forward, logwriter, registry, sampling, stats, workers
 from .errors import MMSError
 from .store import Store
 
@@ -133,6 +133,7 @@ def lifespan_on(port=None):
             yield
         finally:
             await asyncio.get_running_loop().run_in_executor(None, _serving.stop)
+            await asyncio.get_running_loop().run_in_executor(None, workers.shutdown)
     return lifespan
 
 

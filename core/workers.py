@@ -68,9 +68,23 @@ def _worker_pool(size: int) -> ProcessPoolExecutor:
         if _pool is None or _pool._max_workers < size:
             if _pool is not None:
                 _pool.shutdown(wait=False, cancel_futures=True)
-            _pool = ProcessPoolExecutor(size, mp_context=multiprocessing.get_context("forkserver"),
-                                        initializer=_end_with_parent, initargs=(os.getpid(),))
+            context = multiprocessing.get_context("forkserver")
+            # not the default ['__main__']: in a server that is whichever page script runs at the
+            # moment, and the forkserver would run it, logging Streamlit's "No runtime found"
+            context.set_forkserver_preload([__name__])
+            _pool = ProcessPoolExecutor(size, mp_context=context, initializer=_end_with_parent,
+                                        initargs=(os.getpid(),))
         return _pool
+
+
+def shutdown() -> None:
+    """End the worker processes (a server's last step): their queues' semaphores are released, not
+    left to the resource tracker's 'leaked semaphore objects' warning."""
+    global _pool
+    with _pool_lock:
+        if _pool is not None:
+            _pool.shutdown(wait=True, cancel_futures=True)
+            _pool = None
 
 
 def split_map(func, items: list, args: tuple = (), workers: int | None = None) -> list:

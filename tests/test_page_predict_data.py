@@ -91,3 +91,49 @@ def test_create_model_from_a_file_is_all_or_nothing(store):
         assert "row 41" in str(e)
     assert _counts(store) == before
     assert [m.name for m in registry.list_models(store)] == ["新模型"]
+
+
+def _grades_file(grades):
+    return ("text,label\n" + "".join(f"第{i}张工单，紧急程度{g},{g}\n" for i, g in enumerate(grades))).encode()
+
+
+def test_numeric_grades_are_prefilled_lowest_first_and_the_order_is_shown_back(app, seeded_store):
+    at = app("pages/data.py")
+    at.radio(key="create_task").set_value(registry.ORDINAL).run()
+    grades = ["4"] * 9 + ["5"] * 7 + ["3"] * 5 + ["1"] * 3 + ["2"] * 2  # most frequent first: 4,5,3,1,2
+    at.file_uploader(key="create_file").set_value(("grades.csv", _grades_file(grades), "text/csv"))
+    at.run()
+    assert not at.exception
+    assert at.text_input(key="create_labels").value == "1,2,3,4,5"
+    assert any("1 < 2 < 3 < 4 < 5" in c.value for c in at.caption)
+
+
+def test_grades_a_file_cannot_order_are_left_for_the_owner_to_type(app, seeded_store):
+    at = app("pages/data.py")
+    at.radio(key="create_task").set_value(registry.ORDINAL).run()
+    at.file_uploader(key="create_file").set_value(("grades.csv", _grades_file(["中"] * 5 + ["高"] * 3 + ["低"] * 2),
+                                                   "text/csv"))
+    at.run()
+    assert at.text_input(key="create_labels").value == ""
+    assert "中, 高, 低" in at.warning[0].value and "lowest first" in at.warning[0].value
+    at.text_input(key="create_labels").input("低,中,高").run()
+    assert any("低 < 中 < 高" in c.value for c in at.caption)
+    at.text_input(key="create_name").input("紧急度")
+    at.button[0].click().run()  # the form's submit button
+    assert not at.exception
+    assert registry.get_model(seeded_store, "紧急度").labels == ["低", "中", "高"]
+
+
+def _tables_with_text(at):
+    return [d.value["text"].tolist() for d in at.dataframe if "text" in d.value.columns]
+
+
+def test_a_gbk_file_shows_its_first_rows_decoded(app, seeded_store):
+    good = "text,label,business_line\n物流很快，包装完好,正面,数码\n屏幕有坏点，退货了,负面,数码\n".encode("gbk")
+    at = app("pages/data.py")
+    at.file_uploader(key="import_file").set_value(("good.csv", good, "text/csv"))
+    at.run()
+    assert _tables_with_text(at) == [["物流很快，包装完好", "屏幕有坏点，退货了"]]  # beside the label counts
+    at.file_uploader(key="create_file").set_value(("new.csv", good, "text/csv"))
+    at.run()
+    assert _tables_with_text(at) == [["物流很快，包装完好", "屏幕有坏点，退货了"]] * 2
