@@ -482,7 +482,7 @@ def main() -> None:
         st.info("Who is working? Type your name in the sidebar so your labels are credited to you.")
         st.stop()
 
-    keys = " · ".join(f"{i + 1} {_ui.md_escape(label)}" for i, label in enumerate(labels[:9]))
+    keys = " · ".join(_ui.md_escape(_ui.keyed(i + 1, label)) for i, label in enumerate(labels[:9]))
     st.caption(f"The predictions of {_ui.md_escape(name)} most worth a label, one after another. Keys: "
                f"{ACCEPT_SHORTCUT} accept the model's suggestion · {keys} · S skip (the example comes back later) · "
                f"U unclear (an owner reviews it) · Z undo. Skip and unclear are never trained on.")

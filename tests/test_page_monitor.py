@@ -149,3 +149,14 @@ def test_every_share_in_the_statistics_table_reads_as_a_percentage(app):
             assert config[column].get("type_config", {}).get("format") == "percent", column
         else:  # text: gaps read "–", the rest were written as percentages
             assert all(v == "–" or v.endswith("%") for v in values), column
+
+
+def test_an_analyst_is_not_offered_to_label_or_audit_a_slice(app):
+    """Both buttons were enabled for an analyst and led to "The Label page needs the role labeller or owner"."""
+    at = app("pages/monitor.py", role="analyst")
+    assert not at.exception
+    keys = {b.key for b in at.button}
+    assert "monitor_send" not in keys and "monitor_audit" not in keys
+    assert any("needs the role labeller or owner" in c.value for c in at.caption)
+    labeller = app("pages/monitor.py", role="labeller")
+    assert {"monitor_send", "monitor_audit"} <= {b.key for b in labeller.button}
