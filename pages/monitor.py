@@ -37,6 +37,7 @@ def drift_report(store, key: str, revision: tuple, name: str, by: str, where: Sl
     report = load_drift(store, key, revision, name, by, where, window, by_line, budget, attempt)
     if report.pending:
         st.session_state["monitor_drift_attempt"] = attempt + 1
+        drift.measure_in_background(store, name, by, by_line, window=window, version=where.version)
     return report
 
 
