@@ -130,6 +130,24 @@ def keyed(key, label) -> str:
     return str(key) if str(label) == str(key) else f"{key} {label}"
 
 
+def percent_digits(values) -> int:
+    """Decimals that tell every two different probabilities apart (49.6% from 50.4%), 1 to 4."""
+    distinct = sorted(set(float(v) for v in values))
+    for digits in range(1, 5):
+        shown = {round(100 * v, digits) for v in distinct}
+        if len(shown) == len(distinct):
+            return digits
+    return 4
+
+
+def wrapped_row_height(texts: pd.Series, chars_per_line: int, line_px: int = 20, most_px: int = 640) -> int | None:
+    """A table row height that fits the longest text wrapped at `chars_per_line` (the grid wraps only
+    rows taller than 64 px; `most_px` is about 1,100 characters, a longer text opens in full when its
+    cell is clicked); None for one-line texts."""
+    lines = -(-int(texts.str.len().max() or 0) // chars_per_line)
+    return None if lines <= 1 else min(max(65, 10 + line_px * lines), most_px)
+
+
 def fmt_pct(value) -> str:
     return "–" if value is None or pd.isna(value) else f"{value:.1%}"
 
