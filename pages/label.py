@@ -330,7 +330,7 @@ def probabilities(row: pd.Series, labels: list[str]) -> None:
     digits = _ui.percent_digits(values)
     probs = pd.DataFrame({"label": labels, "probability": [100 * v for v in values]})
     probs["model says"] = probs["label"].eq(row["label"]).map({True: "◀", False: ""})
-    st.dataframe(probs, hide_index=True, key="label_probs", width=520, column_config={
+    st.dataframe(probs, hide_index=True, key="label_probs", width="stretch", column_config={  # 520 px cut it at 1000
         "label": st.column_config.TextColumn(width="small"), "model says": st.column_config.TextColumn(width="small"),
         "probability": st.column_config.ProgressColumn(min_value=0.0, max_value=100.0, format=f"%.{digits}f%%",
                                                        width="medium")})

@@ -160,3 +160,39 @@ def test_an_analyst_is_not_offered_to_label_or_audit_a_slice(app):
     assert any("needs the role labeller or owner" in c.value for c in at.caption)
     labeller = app("pages/monitor.py", role="labeller")
     assert {"monitor_send", "monitor_audit"} <= {b.key for b in labeller.button}
+
+
+def open_link(seeded_store, monkeypatch, query: dict):
+    """The Monitor opened from a shared link with these query parameters."""
+    from streamlit.testing.v1 import AppTest
+    from conftest import ROOT, use_navigation_in_apptest
+
+    monkeypatch.setenv("MMS_STORE", str(seeded_store.path))
+    use_navigation_in_apptest(monkeypatch)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.session_state["user"], at.session_state["role"] = "tester", "analyst"
+    at.query_params.update(query)
+    return at.run()
+
+
+def test_a_shared_link_sets_the_filters_and_the_filters_set_the_link(seeded_store, monkeypatch):
+    at = open_link(seeded_store, monkeypatch, {"model": MODEL, "period": "day", "line": ["酒店", "图书"],
+                                               "from": "2026-10-26", "to": "2026-11-01"})
+    assert not at.exception and not at.warning
+    assert at.button_group(key="monitor_period").value == "day"
+    assert at.multiselect(key="monitor_lines").value == ["酒店", "图书"]
+    assert at.date_input(key="monitor_dates").value == (dt.date(2026, 10, 26), dt.date(2026, 11, 1))
+    assert set(table_with(at, "mix_shift")["business_line"]) == {"酒店", "图书"}
+    at.button_group(key="monitor_period").set_value("month").run()
+    assert at.query_params["period"] == "month" and at.query_params["line"] == ["酒店", "图书"]
+
+
+def test_a_link_with_values_the_model_lacks_names_them_and_shows_the_rest(seeded_store, monkeypatch):
+    at = open_link(seeded_store, monkeypatch, {"model": MODEL, "period": "year", "line": ["火星"], "version": "9",
+                                               "from": "2026-13-01"})
+    assert not at.exception
+    said = " ".join(w.value for w in at.warning)
+    for named in ("business line 火星", "period year", "version 9", "2026-13-01"):
+        assert named in said, named
+    assert at.button_group(key="monitor_period").value == "week"
+    assert at.multiselect(key="monitor_lines").value == []
