@@ -17,8 +17,10 @@ pytestmark = pytest.mark.browser
 
 SHOTS = ROOT / "tests" / "screenshots"
 DEMO = "评论情感"
+# what shows text and hides part of it (a date input's 1-px hidden helper scrolls but shows nothing)
 CUT = """(el) => [el, ...el.querySelectorAll('*')].filter(e => e.scrollWidth > e.clientWidth + 1
-            && getComputedStyle(e).overflowX !== 'visible' && e.clientWidth > 0).map(e => e.className || e.tagName)"""
+            && getComputedStyle(e).overflowX !== 'visible' && e.clientWidth > 2 && e.innerText.trim())
+            .map(e => e.innerText.slice(0, 40))"""
 DRAWN = """window.__drawn = [];
 const fillText = CanvasRenderingContext2D.prototype.fillText;
 CanvasRenderingContext2D.prototype.fillText = function (text, ...rest) {

@@ -21,7 +21,7 @@ def build_wide(store, now: pd.Timestamp | None = None) -> None:
     running week (the clock's week by default, as the page reads it)."""
     rng = np.random.default_rng(22)
     now = pd.Timestamp.now() if now is None else pd.Timestamp(now)
-    monday = (now - pd.Timedelta(days=now.dayofweek)).normalize()
+    monday = (now - pd.Timedelta(days=now.day_of_week)).normalize()
     registry.create_model(store, WIDE, NUMERIC, "tester", task="ordinal", description="满意度 1-3")
     imports.import_frame(store, WIDE, numeric(graded_frame(rng, 120, lines=LINES)), "test", "tester")
     imports.import_frame(store, WIDE, numeric(graded_frame(rng, 300, lines=LINES)), "train", "tester")
