@@ -111,7 +111,8 @@ def headline(overall: pd.DataFrame, labels: list[str], by: str, running) -> None
              (top, f"Share predicted {labels[-1]}", True, f"The share of predictions whose likeliest grade is the "
                                                           f"highest, {labels[-1]}")]
     against = f"vs the {by} before" if prev is not None else "no earlier period"
-    for col, (key, title, percent, help_text) in zip(st.columns(len(cells)), cells):
+    row = st.container(horizontal=True, key="monitor_grade_headline")  # wraps: columns cut the titles at 1000 px
+    for col, (key, title, percent, help_text) in zip([row] * len(cells), cells):
         value = last[key]
         change = None if prev is None or pd.isna(prev[key]) or pd.isna(value) else value - prev[key]
         shown = None if change is None else f"{change * 100:+.1f} pp" if percent else f"{change:+.2f}"

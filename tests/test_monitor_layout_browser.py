@@ -78,7 +78,7 @@ def charts(page) -> dict:
 def test_nothing_on_the_monitor_is_cut(server, browser, width):
     page = monitor(browser, server, width)
     page.screenshot(path=str(SHOTS / f"monitor-wide-{width}.png"), full_page=True)
-    for key in ("monitor_filters", "monitor_headline", "monitor_accuracies"):
+    for key in ("monitor_filters", "monitor_headline", "monitor_accuracies", "monitor_grade_headline"):
         assert page.locator(f".st-key-{key}").evaluate(CUT) == [], key
     for i in range(page.get_by_test_id("stMetricLabel").count()):
         label = page.get_by_test_id("stMetricLabel").nth(i)
@@ -124,7 +124,7 @@ def test_one_period_reads_as_its_date_and_grades_as_themselves(server, browser):
 
 def test_the_statistics_table_shows_the_three_accuracies_at_1400_px(server, browser):
     page = monitor(browser, server, 1400, f"model={quote(DEMO)}")
-    table = page.locator(".st-key-monitor_table")
+    table = page.get_by_test_id("stDataFrame").last  # the statistics, after the drift table
     table.scroll_into_view_if_needed()
     page.wait_for_timeout(1500)
     drawn = " | ".join(page.evaluate("window.__drawn"))
