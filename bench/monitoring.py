@@ -66,7 +66,7 @@ def measure(store: Store) -> None:
         con.execute("DELETE FROM drift_cells WHERE model_id = ?", [model_id])
     drift._references.clear()
     start = time.perf_counter()
-    server.measure_drift(store, ("week",))  # the server's first pass at start: every model's line x weeks
+    server.measure_drift(store)  # the server's pass at start: every model's line x weeks
     fill = time.perf_counter() - start
     by_line, _ = stats.stats_by_line_and_overall(store, demo.MODEL, "week")
     warm = best_of(lambda: drift.drift_by_line_and_period(store, demo.MODEL, "week", by_line, budget_seconds=0))

@@ -315,12 +315,23 @@ _measuring: set[tuple] = set()
 _measuring_lock = threading.Lock()
 
 
+def _measuring_key(store: Store, name: str, by: str, window, version) -> tuple:
+    return str(store.path), name, by, None if window is None else _window_key(window), version
+
+
+def measuring(store: Store, name: str, by: str, window=None, version: int | None = None) -> bool:
+    """Whether a background thread is measuring this view's cells now (a render then spends no
+    time of its own on them: two measurers would only slow each other)."""
+    with _measuring_lock:
+        return _measuring_key(store, name, by, window, version) in _measuring
+
+
 def measure_in_background(store: Store, name: str, by: str, by_line: pd.DataFrame, window=None,
                           version: int | None = None) -> bool:
     """Measure the cells of `by_line` not cached yet on a thread of its own, one per model, period,
     reference and version at a time: a Monitor render that ran out of its budget stays quick, and
     a later render finds the rest cached. Returns whether a thread started."""
-    key = (str(store.path), name, by, None if window is None else _window_key(window), version)
+    key = _measuring_key(store, name, by, window, version)
     with _measuring_lock:
         if key in _measuring:
             return False

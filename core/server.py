@@ -103,22 +103,20 @@ def _build_and_check(store: Store) -> None:
         log.warning("MMS check: %s", problem)
 
 
-def measure_drift(store: Store, periods=("week", "day", "month")) -> None:
-    """Fill the drift cache for every model's line x weeks (the Monitor's default view), then days
-    and months, so a first Monitor render and a switch of its period read cached cells instead of
-    fitting a classifier per cell."""
-    for by in periods:
-        for model in registry.list_models(store):
-            if model.active_version is None:
-                continue
-            try:
-                by_line = stats.stats_by_line_and_period(store, model.name, by)
-                if not by_line.empty:
-                    report = drift.drift_by_line_and_period(store, model.name, by, by_line)
-                    log.warning("MMS: drift of %s measured for %d line x %ss, %d flagged", model.name,
-                                len(report.cells), by, len(report.flagged()))
-            except MMSError as e:
-                log.warning("MMS: drift of %s not measured: %s", model.name, e)
+def measure_drift(store: Store, by: str = "week") -> None:
+    """Fill the drift cache for every model's line x weeks (the Monitor's default view), so a first
+    Monitor render reads cached cells instead of fitting a classifier per cell."""
+    for model in registry.list_models(store):
+        if model.active_version is None:
+            continue
+        try:
+            by_line = stats.stats_by_line_and_period(store, model.name, by)
+            if not by_line.empty:
+                report = drift.drift_by_line_and_period(store, model.name, by, by_line)
+                log.warning("MMS: drift of %s measured for %d line x %ss, %d flagged", model.name,
+                            len(report.cells), by, len(report.flagged()))
+        except MMSError as e:
+            log.warning("MMS: drift of %s not measured: %s", model.name, e)
 
 
 _serving: Serving | None = None

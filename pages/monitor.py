@@ -30,7 +30,8 @@ def drift_report(store, key: str, revision: tuple, name: str, by: str, where: Sl
                  by_line: pd.DataFrame) -> drift.DriftReport:
     """Drift within the render's time budget, or all of it when the user asked to measure the rest."""
     everything = st.session_state.pop("monitor_measure_rest", False)
-    budget = None if everything else float(settings.get("drift_render_seconds"))
+    budget = None if everything else 0.0 if drift.measuring(store, name, by, window, where.version) \
+        else float(settings.get("drift_render_seconds"))
     attempt = st.session_state.get("monitor_drift_attempt", 0)
     report = load_drift(store, key, revision, name, by, where, window, by_line, budget, attempt)
     if report.pending:
