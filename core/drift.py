@@ -8,6 +8,8 @@ finished period is measured once. No SQL here: the store's functions read and wr
 from __future__ import annotations
 
 import json
+import logging
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -16,6 +18,7 @@ import pandas as pd
 
 from . import artifacts, monitoring, registry, settings
 from . import store as db
+from .errors import MMSError
 from .estimators import predict_proba
 from .slices import PERIOD_STEP, check_period, parse_bound
 from .store import Store
@@ -373,3 +376,42 @@ def grade_shift(mix: np.ndarray, ref_mix: np.ndarray | None) -> dict:
         return {"mean_grade": float(mix @ grades), "grade_reference": np.nan, "grade_shift": np.nan}
     shift = np.abs(np.cumsum(mix)[:-1] - np.cumsum(ref_mix)[:-1]).sum()
     return {"mean_grade": float(mix @ grades), "grade_reference": float(ref_mix @ grades), "grade_shift": float(shift)}
+
+
+_measuring: set[tuple] = set()
+_measuring_lock = threading.Lock()
+
+
+def _measuring_key(store: Store, name: str, by: str, window, version) -> tuple:
+    return str(store.path), name, by, None if window is None else _window_key(window), version
+
+
+def measuring(store: Store, name: str, by: str, window=None, version: int | None = None) -> bool:
+    """Whether a background thread is measuring this view's cells now (a render then spends no
+    time of its own on them: two measurers would only slow each other)."""
+    with _measuring_lock:
+        return _measuring_key(store, name, by, window, version) in _measuring
+
+
+def measure_in_background(store: Store, name: str, by: str, by_line: pd.DataFrame, window=None,
+                          version: int | None = None) -> bool:
+    """Measure the cells of `by_line` not cached yet on a thread of its own, one per model, period,
+    reference and version at a time: a Monitor render that ran out of its budget stays quick, and
+    a later render finds the rest cached. Returns whether a thread started."""
+    key = _measuring_key(store, name, by, window, version)
+    with _measuring_lock:
+        if key in _measuring:
+            return False
+        _measuring.add(key)
+
+    def measure() -> None:
+        try:
+            drift_by_line_and_period(store, name, by, by_line, window=window, version=version)
+        except MMSError as e:  # the model or version went meanwhile: the page says so when it reads again
+            logging.getLogger(__name__).warning("MMS: drift of %s not measured: %s", name, e)
+        finally:
+            with _measuring_lock:
+                _measuring.discard(key)
+
+    threading.Thread(target=measure, name="mms-drift-pending", daemon=True).start()
+    return True

@@ -48,6 +48,8 @@ def record_labels(store: Store, name: str, labels: pd.DataFrame, user: str, batc
     frame = frame.reset_index(drop=True)
     frame["prediction_id"] = _prediction_ids(frame["prediction_id"], filename)
     frame["label"] = frame["label"].astype(str).str.strip()
+    if "comment" in frame:  # a reason beside the decision, kept with it (the Review page shows it)
+        frame["comment"] = [comment_text(c, f"{filename}: row {row + 2}: ") for row, c in enumerate(frame["comment"])]
     duplicated = frame["prediction_id"].duplicated()
     if duplicated.any():
         row = int(duplicated.idxmax()) + 2
@@ -84,6 +86,8 @@ def record_labels(store: Store, name: str, labels: pd.DataFrame, user: str, batc
         if again.any():
             ids[again] = db.insert_second_labels(con, model.model_id, merged[again], user, batch_id)
         feedback_ids = ids.tolist()
+        for row in merged[merged["comment"].notna()].itertuples() if "comment" in merged else ():
+            db.insert_comment(con, model.model_id, row.prediction_id, row.label, row.comment, user)
         db.add_event(con, user, "label", model.model_id,
                      {"rows": len(merged), "batch_id": batch_id,
                       "labels": merged["label"].value_counts().to_dict()})
@@ -96,9 +100,10 @@ def record_labels_file(store: Store, name: str, source, user: str, filename: str
 
 
 def label_prediction(store: Store, name: str, prediction_id: int, label: str, user: str,
-                     batch_id: int | None = None) -> int:
-    """One decision from the Label page or the API; returns its feedback id (for undo)."""
-    frame = pd.DataFrame({"prediction_id": [prediction_id], "label": [label]})
+                     batch_id: int | None = None, comment: str | None = None) -> int:
+    """One decision from the Label page or the API, with the labeller's comment if any; returns its
+    feedback id (for undo)."""
+    frame = pd.DataFrame({"prediction_id": [prediction_id], "label": [label], "comment": [comment]})
     return record_labels(store, name, frame, user, batch_id, filename="label")[0]
 
 
@@ -116,20 +121,27 @@ def undo_labels(store: Store, name: str, feedback_ids: list[int], user: str) -> 
                                f"is now the review's to decide (Review page)")
         db.delete_second_labels(con, feedback_ids)
         db.delete_feedback(con, feedback_ids)
+        for row in rows.itertuples():
+            db.delete_comment(con, model.model_id, row.prediction_id, row.label, row.created_by)
         db.add_event(con, user, "undo_label", model.model_id,
                      {"feedback_ids": list(map(int, feedback_ids)),
                       "prediction_ids": rows["prediction_id"].astype(int).tolist()})
 
 
-def skip_prediction(store: Store, name: str, prediction_id: int, user: str, batch_id: int | None = None) -> None:
+def skip_prediction(store: Store, name: str, prediction_id: int, user: str, batch_id: int | None = None,
+                    comment: str | None = None) -> None:
     """The Label page's skip: no label, so the item stays in the queue (behind the items not
-    skipped, see skipped); the skip is kept for the counters and for an undo."""
+    skipped, see skipped); the skip, and the labeller's comment if any, are kept for the counters,
+    the Review page and an undo."""
+    comment = comment_text(comment)
     with store.transaction() as con:
         auth.require(con, user, "label")
         model = registry.find_model(con, name)
         if db.predictions_by_id(con, model.model_id, [int(prediction_id)]).empty:
             raise InvalidInput(f"no prediction {prediction_id} for model {name!r}")
         db.insert_skip(con, model.model_id, int(prediction_id), user, batch_id)
+        if comment:
+            db.insert_comment(con, model.model_id, int(prediction_id), SKIP, comment, user)
 
 
 def undo_skip(store: Store, name: str, prediction_id: int, user: str) -> None:
@@ -139,6 +151,7 @@ def undo_skip(store: Store, name: str, prediction_id: int, user: str) -> None:
         model = registry.find_model(con, name)
         if not db.delete_skip(con, model.model_id, int(prediction_id), user):
             raise InvalidInput("nothing to undo: that skip no longer exists")
+        db.delete_comment(con, model.model_id, int(prediction_id), SKIP, user)
 
 
 def skipped(store: Store, name: str, user: str, prediction_ids) -> set[int]:
@@ -186,3 +199,24 @@ def guidelines(store: Store, name: str) -> str:
         model = registry.find_model(con, name)
         row = db.latest_guidelines(con, model.model_id)
     return row["text"] if row else ""
+
+
+COMMENT_MAX_CHARS = 500
+
+
+def comment_text(comment, where: str = "") -> str | None:
+    """A decision's comment as stored: None when blank, a sentence when it is too long."""
+    if comment is None or (not isinstance(comment, str) and pd.isna(comment)):
+        return None
+    text = str(comment).strip()
+    if len(text) > COMMENT_MAX_CHARS:
+        raise InvalidInput(f"{where}the comment has {len(text)} characters; at most {COMMENT_MAX_CHARS} are kept")
+    return text or None
+
+
+def comments(store: Store, name: str, prediction_ids) -> pd.DataFrame:
+    """The labellers' comments on these predictions' decisions (prediction_id, decision, comment,
+    created_by, created_at), oldest first."""
+    with store.connect() as con:
+        model = registry.find_model(con, name)
+        return db.decision_comments(con, model.model_id, list(prediction_ids))

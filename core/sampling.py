@@ -117,19 +117,20 @@ def _strategy(strategy: str | Strategy) -> Strategy:
 def select_hard_examples(store: Store, name: str, k: int, user: str, strategy: str | Strategy = "least_confidence",
                          business_lines=None, since=None, until=None, version: int | None = None,
                          seed: int = 0, for_version: int | None = None, balance_lines: bool = False,
-                         near_duplicate: float | None = NEAR_DUPLICATE) -> HardExamples:
+                         near_duplicate: float | None = NEAR_DUPLICATE, text: str | None = None) -> HardExamples:
     """The k texts to label next, recorded as one batch. EmptyPool when none is left.
 
     The slice (`business_lines`, `since`, `until`, and `version`: predictions that version made)
-    is given loose and checked by Slice.of. `for_version` scores the pool (default: the active
-    version); `balance_lines` takes the lines in turns; `near_duplicate` is the similarity above
-    which a text is passed over beside one already picked (None: only identical texts)."""
+    is given loose and checked by Slice.of; `text` keeps the texts that contain it (a search).
+    `for_version` scores the pool (default: the active version); `balance_lines` takes the lines
+    in turns; `near_duplicate` is the similarity above which a text is passed over beside one
+    already picked (None: only identical texts)."""
     chosen = _strategy(strategy)
     if int(k) < 1:
         raise InvalidInput("k must be at least 1")
     if near_duplicate is not None and not 0 < near_duplicate <= 1:
         raise InvalidInput(f"near_duplicate must be a similarity above 0 and at most 1, not {near_duplicate!r}")
-    filters = Slice.of(business_lines, since, until, version).filters()
+    filters = {**Slice.of(business_lines, since, until, version).filters(), **search_filter(text)}
     with store.connect() as con:
         auth.require(con, user, "sample")
         model = registry.find_model(con, name)
@@ -429,9 +430,25 @@ def _shingle_sets(texts: list[str]) -> list[set]:
 
 
 def queue_size(store: Store, name: str, business_lines=None, since=None, until=None,
-               version: int | None = None) -> int:
-    """How many distinct unlabelled texts the filters leave to label."""
-    filters = Slice.of(business_lines, since, until, version).filters()
+               version: int | None = None, text: str | None = None) -> int:
+    """How many distinct unlabelled texts the filters (and the search `text`) leave to label."""
+    filters = {**Slice.of(business_lines, since, until, version).filters(), **search_filter(text)}
     with store.connect() as con:
         model = registry.find_model(con, name)
         return db.unlabelled_count(con, model.model_id, **filters)
+
+
+SEARCH_MAX_CHARS = 200
+
+
+def search_filter(text: str | None) -> dict:
+    """The store's filter for a search of the queue by text: {} when there is nothing to search
+    for (blank), a sentence when it is not text or too long to be part of one."""
+    if text is None:
+        return {}
+    if not isinstance(text, str):
+        raise InvalidInput(f"the search text must be text, not {text!r}")
+    text = text.strip()
+    if len(text) > SEARCH_MAX_CHARS:
+        raise InvalidInput(f"the search text has {len(text)} characters; at most {SEARCH_MAX_CHARS} are searched for")
+    return {"text": text} if text else {}

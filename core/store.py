@@ -1108,9 +1108,10 @@ def prediction_day_range(con, model_id: int) -> tuple:
 
 
 def _prediction_filters(model_id, business_lines=None, since=None, until=None, version=None,
-                        alias="p", at="created_at") -> tuple[str, list]:
+                        alias="p", at="created_at", text=None) -> tuple[str, list]:
     """A WHERE clause for a slice whose fields are already checked (slices.Slice.filters());
-    `at` is the column the time bounds apply to (a rollup's `day`)."""
+    `at` is the column the time bounds apply to (a rollup's `day`); `text`, on the predictions
+    log only, keeps texts that contain it (letters in any case)."""
     sql = f"{alias}.model_id = ?"
     args: list = [model_id]
     if business_lines:
@@ -1125,6 +1126,9 @@ def _prediction_filters(model_id, business_lines=None, since=None, until=None, v
     if version is not None:
         sql += f" AND {alias}.version = ?"
         args.append(version)
+    if text:
+        sql += f" AND contains(lower({alias}.text), lower(?))"
+        args.append(text)
     return sql, args
 
 
@@ -2103,3 +2107,38 @@ def insert_labelled_predictions(con, labels: str) -> None:
     that have none yet."""
     con.execute(f"""INSERT INTO labelled_predictions {_LABELLED_SELECT.format(labels=labels)}
                     WHERE p.prediction_id NOT IN (SELECT prediction_id FROM labelled_predictions)""")
+
+
+# A labeller's reason beside a decision ("unclear: two products in one review", "skip: not Chinese"),
+# kept with it: written in the decision's transaction, gone with its undo, read on the Review page.
+MIGRATIONS.append(("comments on decisions", """
+    CREATE TABLE decision_comments (
+        model_id INTEGER NOT NULL,
+        prediction_id BIGINT NOT NULL,
+        decision VARCHAR NOT NULL,        -- the label given, or skip
+        comment VARCHAR NOT NULL,
+        created_at TIMESTAMP NOT NULL,
+        created_by VARCHAR NOT NULL
+    );
+    """))
+
+
+def insert_comment(con, model_id: int, prediction_id: int, decision: str, comment: str, user: str) -> None:
+    con.execute("INSERT INTO decision_comments VALUES (?, ?, ?, ?, ?, ?)",
+                [model_id, int(prediction_id), decision, comment, now(), user])
+
+
+def delete_comment(con, model_id: int, prediction_id: int, decision: str, user: str) -> None:
+    """Remove `user`'s newest comment on that decision (its undo)."""
+    con.execute("""DELETE FROM decision_comments WHERE model_id = ? AND prediction_id = ? AND decision = ?
+                   AND created_by = ? AND created_at = (
+                       SELECT max(created_at) FROM decision_comments
+                       WHERE model_id = ? AND prediction_id = ? AND decision = ? AND created_by = ?)""",
+                [model_id, int(prediction_id), decision, user] * 2)
+
+
+def decision_comments(con, model_id: int, prediction_ids: list[int]) -> pd.DataFrame:
+    """The comments on these predictions' decisions, oldest first."""
+    return con.execute("""SELECT prediction_id, decision, comment, created_by, created_at FROM decision_comments
+                          WHERE model_id = ? AND list_contains(?, prediction_id)
+                          ORDER BY created_at, prediction_id""", [model_id, list(map(int, prediction_ids))]).df()

@@ -14,6 +14,7 @@ import streamlit as st
 
 from core import compare, registry
 from core.slices import period_label
+from pages import _ui
 
 # An ordinal version's figures (metrics["ordinal"], core.ordinal.ordinal_metrics), as every face names them.
 FIGURES = {"mae": ("MAE (grades)", "Mean absolute error of the most likely grade, in grades: lower is better"),
@@ -47,7 +48,7 @@ def colours(labels: list[str]) -> dict[str, str]:
 def grade_axis(fig: go.Figure, labels: list[str]) -> None:
     """A y axis from the lowest grade (1) to the highest (n), ticks named by the grades."""
     fig.update_yaxes(range=[0.9, len(labels) + 0.1], tickvals=list(range(1, len(labels) + 1)),
-                     ticktext=[f"{i} {g}" for i, g in enumerate(labels, start=1)])
+                     ticktext=[_ui.keyed(i, g) for i, g in enumerate(labels, start=1)])
 
 
 def fmt(key: str, value) -> str:
@@ -78,7 +79,7 @@ def labels_prompt(task: str) -> str:
 
 def key_hint(labels: list[str]) -> str:
     """The Label page's line on an ordinal model's keys: 1..n from the lowest grade to the highest."""
-    keys = " < ".join(f"{i} {g}" for i, g in enumerate(labels[:9], start=1))
+    keys = " < ".join(_ui.keyed(i, g) for i, g in enumerate(labels[:9], start=1))
     return f"Grades, lowest first: {keys}. The keys count up from the lowest grade to the highest."
 
 
@@ -110,7 +111,8 @@ def headline(overall: pd.DataFrame, labels: list[str], by: str, running) -> None
              (top, f"Share predicted {labels[-1]}", True, f"The share of predictions whose likeliest grade is the "
                                                           f"highest, {labels[-1]}")]
     against = f"vs the {by} before" if prev is not None else "no earlier period"
-    for col, (key, title, percent, help_text) in zip(st.columns(len(cells)), cells):
+    row = st.container(horizontal=True, key="monitor_grade_headline")  # wraps: columns cut the titles at 1000 px
+    for col, (key, title, percent, help_text) in zip([row] * len(cells), cells):
         value = last[key]
         change = None if prev is None or pd.isna(prev[key]) or pd.isna(value) else value - prev[key]
         shown = None if change is None else f"{change * 100:+.1f} pp" if percent else f"{change:+.2f}"
@@ -120,13 +122,15 @@ def headline(overall: pd.DataFrame, labels: list[str], by: str, running) -> None
     st.caption(order_caption(labels) + f". A rise means the predictions moved toward {labels[-1]}.")
 
 
-def mean_grade_chart(by_line: pd.DataFrame, overall: pd.DataFrame, labels: list[str], by: str) -> None:
-    """Mean expected grade per line and period (solid) and over all lines (dashed), on the grade axis."""
+def mean_grade_chart(by_line: pd.DataFrame, overall: pd.DataFrame, labels: list[str], by: str,
+                     colours: dict | None = None, running=None) -> None:
+    """Mean expected grade per line and period (solid) and over all lines (dashed), on the grade axis,
+    each line in its colour (`colours`), the period in progress shaded."""
     st.subheader("Mean grade per business line")
     fig = go.Figure()
     for line, rows in by_line.sort_values("period").groupby("business_line", sort=True):
         fig.add_scatter(x=rows["period"], y=rows["mean_expected_grade"], name=str(line), mode="lines+markers",
-                        customdata=rows["mean_grade"],
+                        customdata=rows["mean_grade"], line_color=(colours or {}).get(line),
                         hovertemplate=f"{line} %{{x|%Y-%m-%d}}: expected %{{y:.2f}}, most likely %{{customdata:.2f}}"
                                       "<extra></extra>")
     o = overall.sort_values("period")
@@ -134,7 +138,7 @@ def mean_grade_chart(by_line: pd.DataFrame, overall: pd.DataFrame, labels: list[
                     line={"dash": "dash", "color": "grey"})
     grade_axis(fig, labels)
     fig.update_layout(height=340, margin={"t": 10, "b": 10, "l": 10, "r": 10}, legend_title_text="")
-    fig.update_xaxes(title=by.title())
+    _ui.period_axis(fig, overall["period"], by, running)
     st.plotly_chart(fig, key="monitor_chart_mean_grade")
     st.caption("Mean expected grade: the mean of each prediction's grade distribution, averaged over the "
                "period (the table also has the mean of the most likely grades).")

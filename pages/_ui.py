@@ -11,7 +11,7 @@ from contextlib import contextmanager
 import pandas as pd
 import streamlit as st
 
-from core import auth, registry, settings, stats
+from core import auth, registry, settings, slices, stats
 from core.errors import MMSError
 from core.store import Store
 
@@ -124,6 +124,30 @@ def progress_callback(bar):
     return update
 
 
+def keyed(key, label) -> str:
+    """A label after its key ("1 正面"), or the key alone when the label is that key: numeric grades
+    read "1 1 · 2 2"."""
+    return str(key) if str(label) == str(key) else f"{key} {label}"
+
+
+def percent_digits(values) -> int:
+    """Decimals that tell every two different probabilities apart (49.6% from 50.4%), 1 to 4."""
+    distinct = sorted(set(float(v) for v in values))
+    for digits in range(1, 5):
+        shown = {round(100 * v, digits) for v in distinct}
+        if len(shown) == len(distinct):
+            return digits
+    return 4
+
+
+def wrapped_row_height(texts: pd.Series, chars_per_line: int, line_px: int = 20, most_px: int = 640) -> int | None:
+    """A table row height that fits the longest text wrapped at `chars_per_line` (the grid wraps only
+    rows taller than 64 px; `most_px` is about 1,100 characters, a longer text opens in full when its
+    cell is clicked); None for one-line texts."""
+    lines = -(-int(texts.str.len().max() or 0) // chars_per_line)
+    return None if lines <= 1 else min(max(65, 10 + line_px * lines), most_px)
+
+
 def fmt_pct(value) -> str:
     return "–" if value is None or pd.isna(value) else f"{value:.1%}"
 
@@ -177,3 +201,39 @@ def model_choice(version: registry.Version, key: str) -> None:
             st.line_chart(curve, x_label="mean confidence", y_label="accuracy", height=260)
             st.caption(f"ECE {fmt_num(version.metrics.get('ece'))}; predictions per bin: "
                        + ", ".join(f"{b['low']:.1f}-{b['high']:.1f}: {b['count']}" for b in bins))
+
+
+# --- charts over periods (Monitor) ------------------------------------------------------------
+
+def line_colours(lines: list[str]) -> dict[str, str]:
+    """A fixed colour per business line, distinct for up to 48 lines (Plotly's default ten made two
+    of fourteen lines red), the same whichever lines a filter shows."""
+    import plotly.express as px
+
+    palette = px.colors.qualitative.Dark24 + px.colors.qualitative.Light24
+    return {line: palette[i % len(palette)] for i, line in enumerate(sorted(lines))}
+
+
+def period_ticks(periods, by: str, most: int = 8) -> tuple[list, list[str]]:
+    """At most `most` ticks on period starts, named as the page names periods ("Nov 30", "2026-11")."""
+    periods = sorted(pd.Series(pd.to_datetime(list(periods))).drop_duplicates())
+    step = max(1, -(-len(periods) // most))
+    shown = periods[::step]
+    fmt = "%Y-%m" if by == "month" else "%b %d"
+    return shown, [p.strftime(fmt) for p in shown]
+
+
+def period_axis(fig, periods, by: str, running=None, most: int = 8) -> None:
+    """Every x axis of `fig` over these periods: ticks on period starts (a single period read
+    "23:59:59.9995 Dec 6"), half a period of room either side (an empty chart ran from -1 to 6),
+    and the period in progress shaded."""
+    periods = pd.to_datetime(pd.Series(list(periods))).drop_duplicates().sort_values()
+    if periods.empty:
+        return
+    half = (periods.iloc[0] + slices.PERIOD_STEP[by] - periods.iloc[0]) / 2
+    tickvals, ticktext = period_ticks(periods, by, most)
+    fig.update_xaxes(type="date", tickvals=tickvals, ticktext=ticktext, tickangle=0,
+                     range=[periods.iloc[0] - half, periods.iloc[-1] + half])
+    if running is not None:  # on every panel of a faceted figure
+        panels = {"row": "all", "col": "all"} if getattr(fig, "_grid_ref", None) else {}
+        fig.add_vrect(x0=running - half, x1=running + half, fillcolor="grey", opacity=0.15, line_width=0, **panels)

@@ -23,7 +23,7 @@ from pages import _ordinal, _ui
 
 BATCH_SIZE = 20
 ALL = 0  # the version filter's "all versions" (versions count from 1)
-FILTER_KEYS = ("label_strategy", "label_lines", "label_dates", "label_version")
+FILTER_KEYS = ("label_strategy", "label_lines", "label_dates", "label_version", "label_search")
 SHORTCUTS = {SKIP: "S", UNCLEAR: "U"}
 ACCEPT_SHORTCUT = "A"
 UNDO_SHORTCUT = "Z"
@@ -31,8 +31,6 @@ UNDO_DEPTH = 50
 BULK_SUBMIT_SHORTCUT = "Ctrl+Enter"
 BULK_TEXT_PX = 560  # the bulk table's text column: about 40 Chinese characters a line
 BULK_CHARS_PER_LINE = 38
-BULK_LINE_PX = 20
-BULK_MAX_ROW_PX = 640  # about 1,100 characters; a longer text opens in full when its cell is clicked
 
 
 def notice(kind: str, text: str) -> None:
@@ -50,7 +48,7 @@ def show_notice() -> None:
 
 def defaults(first: dt.date, last: dt.date) -> dict:
     return {"label_strategy": "least_confidence", "label_lines": [], "label_dates": (first, last),
-            "label_version": ALL}
+            "label_version": ALL, "label_search": ""}
 
 
 def prepare_filters(name: str, lines: list[str], first: dt.date, last: dt.date, versions: dict) -> None:
@@ -77,7 +75,7 @@ def prepare_filters(name: str, lines: list[str], first: dt.date, last: dt.date, 
         state = defaults(first, last)
         st.session_state["label_from_monitor"] = None
     else:
-        state = {k: st.session_state.get(k, saved[k]) for k in FILTER_KEYS}
+        state = {k: st.session_state.get(k, saved.get(k, "")) for k in FILTER_KEYS}
         state["label_dates"] = slices.follow_new_days(state["label_dates"], saved.get("range"), first, last)
     st.session_state["label_range"] = (first, last)
     for key, value in state.items():
@@ -87,20 +85,27 @@ def prepare_filters(name: str, lines: list[str], first: dt.date, last: dt.date, 
 def filters(lines: list[str], first: dt.date, last: dt.date, versions: dict, graded: bool = False) -> dict:
     """The filter row; returns the strategy and the slice it selects (an ordinal model, `graded`, is
     offered its own strategies first)."""
-    c1, c2, c3, c4 = st.columns([3, 3, 3, 2])
+    row = st.container(horizontal=True, key="label_filters")  # wraps: four columns cut every filter at 1000 px
     offered = {**sampling.ORDINAL_STRATEGIES, **sampling.STRATEGIES} if graded else sampling.STRATEGIES
+    c1 = row.container(width=240)
     strategy = c1.selectbox("Strategy", [*offered, monitoring.AUDIT], key="label_strategy",
                             format_func=strategy_name)
     c1.caption(strategy_description(strategy))  # under the select: in it, it was cut even at 1400 px
-    chosen = c2.multiselect("Business lines", lines, key="label_lines", placeholder="All business lines")
-    dates = c3.date_input("Dates", min_value=first, max_value=last, key="label_dates")
-    version = c4.selectbox("Version", [ALL, *versions], key="label_version",
-                           format_func=lambda v: "All versions" if v == ALL else versions[v])
+    chosen = row.multiselect("Business lines", lines, key="label_lines", placeholder="All business lines", width=240)
+    dates = row.date_input("Dates", min_value=first, max_value=last, key="label_dates", width=240)
+    version = row.selectbox("Version", [ALL, *versions], key="label_version", width=160,
+                            format_func=lambda v: "All versions" if v == ALL else versions[v])
+    audit = strategy == monitoring.AUDIT
+    text = row.text_input("Search the texts", key="label_search", placeholder="a word or phrase", width=240,
+                          max_chars=sampling.SEARCH_MAX_CHARS, disabled=audit,
+                          help="Only texts that contain it. Not for the audit sample: a random sample searched "
+                               "is no longer random.")
     st.session_state["label_query"] = {"model": st.session_state.get("model"), "label_strategy": strategy,
                                        "label_lines": chosen, "label_dates": dates, "label_version": version,
-                                       "range": st.session_state.get("label_range")}
+                                       "label_search": text, "range": st.session_state.get("label_range")}
     since, until = slices.from_widget_dates(dates, first, last)
-    return {"strategy": strategy, "slice": Slice.of(chosen, since, until, None if version == ALL else version)}
+    return {"strategy": strategy, "slice": Slice.of(chosen, since, until, None if version == ALL else version),
+            "text": None if audit else text.strip() or None}
 
 
 def strategy_name(s: str) -> str:
@@ -119,7 +124,7 @@ def strategy_description(s: str) -> str:
 # (labelled or unclear) and `skipped` (skipped in this batch: they wait at the end of the queue).
 
 def batch_key(name: str, f: dict) -> tuple:
-    return name, f["strategy"], f["slice"]
+    return name, f["strategy"], f["slice"], f.get("text")
 
 
 def used_up(batch: dict) -> bool:
@@ -138,7 +143,7 @@ def current_batch(name: str, f: dict) -> dict | None:
         with _ui.errors_as_messages(), st.spinner("Picking the next examples…"):
             try:
                 draw = monitoring.select_audit_batch if f["strategy"] == monitoring.AUDIT else \
-                    partial(sampling.select_hard_examples, strategy=f["strategy"])
+                    partial(sampling.select_hard_examples, strategy=f["strategy"], text=f.get("text"))
                 found = draw(_ui.store(), name, BATCH_SIZE, _ui.user(), **f["slice"].filters())
             except EmptyPool:
                 return None
@@ -171,8 +176,8 @@ def requeue(batch: dict, pid: int, front: bool) -> None:
 def load_counts(name: str, f: dict) -> dict:
     with _ui.errors_as_messages():
         mine = feedback.labelled_today(_ui.store(), name, _ui.user())
-        left = (monitoring.audit_left if f["strategy"] == monitoring.AUDIT else sampling.queue_size)(
-            _ui.store(), name, **f["slice"].filters())
+        left = (monitoring.audit_left(_ui.store(), name, **f["slice"].filters()) if f["strategy"] == monitoring.AUDIT
+                else sampling.queue_size(_ui.store(), name, **f["slice"].filters(), text=f.get("text")))
     skipped, unclear = mine.pop(SKIP, 0), mine.pop(UNCLEAR, 0)
     counts = {"labelled": sum(mine.values()), "skipped": skipped, "unclear": unclear, "left": left}
     st.session_state["label_counts"] = counts
@@ -209,17 +214,20 @@ def decide(name: str, prediction_id: int, label: str) -> None:
         batch["skipped"].add(prediction_id)
     else:
         batch["done"].append(prediction_id)
-    pending().append({"model": name, "batch_id": batch["batch_id"], "prediction_id": prediction_id, "label": label})
+    comment = st.session_state.pop("label_comment", "").strip() if label in NOT_TRAINING_LABELS else ""
+    pending().append({"model": name, "batch_id": batch["batch_id"], "prediction_id": prediction_id, "label": label,
+                      "comment": comment or None})
 
 
 def write(decision: dict) -> dict:
     """Write one decision to the store; returns its undo entry."""
     store, user = _ui.store(), _ui.user()
     if decision["label"] == SKIP:
-        feedback.skip_prediction(store, decision["model"], decision["prediction_id"], user, decision["batch_id"])
+        feedback.skip_prediction(store, decision["model"], decision["prediction_id"], user, decision["batch_id"],
+                                 comment=decision.get("comment"))
         return {**decision, "feedback_ids": []}
     feedback_id = feedback.label_prediction(store, decision["model"], decision["prediction_id"], decision["label"],
-                                            user, decision["batch_id"])
+                                            user, decision["batch_id"], comment=decision.get("comment"))
     return {**decision, "feedback_ids": [feedback_id]}
 
 
@@ -317,22 +325,12 @@ def undo_button() -> None:
               help="Take back the last decision")
 
 
-def percent_digits(values) -> int:
-    """Decimals that tell every two different probabilities apart (49.6% from 50.4%), 1 to 4."""
-    distinct = sorted(set(float(v) for v in values))
-    for digits in range(1, 5):
-        shown = {round(100 * v, digits) for v in distinct}
-        if len(shown) == len(distinct):
-            return digits
-    return 4
-
-
 def probabilities(row: pd.Series, labels: list[str]) -> None:
     values = [float(row[prob_column(lab)]) for lab in labels]
-    digits = percent_digits(values)
+    digits = _ui.percent_digits(values)
     probs = pd.DataFrame({"label": labels, "probability": [100 * v for v in values]})
     probs["model says"] = probs["label"].eq(row["label"]).map({True: "◀", False: ""})
-    st.dataframe(probs, hide_index=True, key="label_probs", width=520, column_config={
+    st.dataframe(probs, hide_index=True, key="label_probs", width="stretch", column_config={  # 520 px cut it at 1000
         "label": st.column_config.TextColumn(width="small"), "model says": st.column_config.TextColumn(width="small"),
         "probability": st.column_config.ProgressColumn(min_value=0.0, max_value=100.0, format=f"%.{digits}f%%",
                                                        width="medium")})
@@ -340,7 +338,7 @@ def probabilities(row: pd.Series, labels: list[str]) -> None:
 
 def decision_buttons(name: str, labels: list[str], row: pd.Series, can_label: bool) -> None:
     pid, suggested = int(row["prediction_id"]), str(row["label"])
-    top = f"{100 * float(row['top_prob']):.{percent_digits([row[prob_column(lab)] for lab in labels])}f}%"
+    top = f"{100 * float(row['top_prob']):.{_ui.percent_digits([row[prob_column(lab)] for lab in labels])}f}%"
     st.button(f"Accept the suggestion: {_ui.md_escape(suggested)} ({top})",  # Streamlit shows the key on it
               key="label_accept", type="primary", on_click=decide, args=(name, pid, suggested),
               shortcut=ACCEPT_SHORTCUT, disabled=not can_label, icon=":material/check:")
@@ -348,9 +346,12 @@ def decision_buttons(name: str, labels: list[str], row: pd.Series, can_label: bo
     row = st.container(horizontal=True, key="label_decisions")  # wraps: fixed columns cut "正面" to "正…"
     for i, label in enumerate(options):
         shortcut = SHORTCUTS.get(label) or (str(i + 1) if i < 9 else None)
-        row.button(_ui.md_escape(label), key=f"label_as_{label}" if label in NOT_TRAINING_LABELS else f"label_as_{i}",
+        shown = f"grade {label}" if label == shortcut else label  # the key shows on the button: not "1 1"
+        row.button(_ui.md_escape(shown), key=f"label_as_{label}" if label in NOT_TRAINING_LABELS else f"label_as_{i}",
                    on_click=decide, args=(name, pid, label), shortcut=shortcut, disabled=not can_label,
                    width="stretch")
+    st.text_input("Comment for skip or unclear (optional)", key="label_comment", disabled=not can_label,
+                  max_chars=feedback.COMMENT_MAX_CHARS, placeholder="why: kept with the decision, shown in review")
 
 
 def show_guidelines(text: str, can_write: bool) -> None:
@@ -398,14 +399,6 @@ def labelling(name: str, labels: list[str], f: dict, can_label: bool, guidance: 
         counters(batch)
 
 
-def bulk_row_height(texts: pd.Series) -> int | None:
-    """A row height that fits the longest text wrapped in the text column (the grid wraps only
-    rows taller than 64 px); None for one-line texts."""
-    longest = int(texts.str.len().max() or 0)
-    lines = -(-longest // BULK_CHARS_PER_LINE)
-    return None if lines <= 1 else min(max(65, 10 + BULK_LINE_PX * lines), BULK_MAX_ROW_PX)
-
-
 def bulk(name: str, labels: list[str], batch: dict, can_label: bool) -> None:
     rows = remaining(batch).set_index("prediction_id")
     table = pd.DataFrame({"label": pd.Series([None] * len(rows), index=rows.index, dtype="object"),
@@ -414,7 +407,7 @@ def bulk(name: str, labels: list[str], batch: dict, can_label: bool) -> None:
     st.caption("Pick a label in the rows you are sure of and submit; rows left empty stay in the queue. "
                "Keys: arrows move between cells, Enter opens a row's label list (type to filter, Enter "
                f"to choose); Escape, then {BULK_SUBMIT_SHORTCUT} submits.")
-    height = bulk_row_height(rows["text"])
+    height = _ui.wrapped_row_height(rows["text"], BULK_CHARS_PER_LINE)
     with st.form("label_bulk_form", border=False):
         edited = st.data_editor(
             table, hide_index=True, key=f"label_bulk_editor_{st.session_state['label_bulk_round']}",
@@ -482,7 +475,7 @@ def main() -> None:
         st.info("Who is working? Type your name in the sidebar so your labels are credited to you.")
         st.stop()
 
-    keys = " · ".join(f"{i + 1} {_ui.md_escape(label)}" for i, label in enumerate(labels[:9]))
+    keys = " · ".join(_ui.md_escape(_ui.keyed(i + 1, label)) for i, label in enumerate(labels[:9]))
     st.caption(f"The predictions of {_ui.md_escape(name)} most worth a label, one after another. Keys: "
                f"{ACCEPT_SHORTCUT} accept the model's suggestion · {keys} · S skip (the example comes back later) · "
                f"U unclear (an owner reviews it) · Z undo. Skip and unclear are never trained on.")

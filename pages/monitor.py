@@ -6,13 +6,11 @@ from __future__ import annotations
 import datetime as dt
 
 import pandas as pd
-import plotly.express as px
-import plotly.graph_objects as go
 import streamlit as st
 
-from core import drift, export, monitoring, settings, slices, stats
+from core import auth, drift, export, monitoring, settings, slices, stats
 from core.slices import Slice, period_label
-from pages import _ordinal, _ui
+from pages import _charts, _ordinal, _ui
 
 ALL = 0  # the version filter's "all versions" (versions count from 1)
 FILTER_KEYS = ("monitor_lines", "monitor_period", "monitor_dates", "monitor_version", "monitor_range")
@@ -32,11 +30,13 @@ def drift_report(store, key: str, revision: tuple, name: str, by: str, where: Sl
                  by_line: pd.DataFrame) -> drift.DriftReport:
     """Drift within the render's time budget, or all of it when the user asked to measure the rest."""
     everything = st.session_state.pop("monitor_measure_rest", False)
-    budget = None if everything else float(settings.get("drift_render_seconds"))
+    budget = None if everything else 0.0 if drift.measuring(store, name, by, window, where.version) \
+        else float(settings.get("drift_render_seconds"))
     attempt = st.session_state.get("monitor_drift_attempt", 0)
     report = load_drift(store, key, revision, name, by, where, window, by_line, budget, attempt)
     if report.pending:
         st.session_state["monitor_drift_attempt"] = attempt + 1
+        drift.measure_in_background(store, name, by, by_line, window=window, version=where.version)
     return report
 
 
@@ -93,6 +93,50 @@ def filters(lines: list[str], first: dt.date, last: dt.date, versions: dict[int,
     return by or "week", Slice.of(chosen, since, until, None if version == ALL else version)
 
 
+def from_url(name: str, lines: list[str], first: dt.date, last: dt.date, versions: dict[int, str]) -> None:
+    """Set the filters from a shared link (?model=..&line=..&period=..&from=..&to=..&version=..) once
+    per link, before they are drawn; a value the model does not have is named and left out."""
+    link = {k: tuple(st.query_params.get_all(k)) for k in st.query_params}
+    if not link or link == st.session_state.get("monitor_url"):
+        return
+    wanted = link.get("model", (name,))[0]
+    if wanted != name and st.session_state.get("monitor_url_tried") != link:
+        st.session_state["monitor_url_tried"] = link
+        _ui.select_model(wanted)  # reruns on that model, if it exists; the rest is read then
+    st.session_state["monitor_url"] = link
+    wrong = [f"model {wanted}"] if wanted != name else []
+    wrong += [f"business line {v}" for v in link.get("line", ()) if v not in lines]
+    st.session_state["monitor_lines"] = [v for v in link.get("line", ()) if v in lines]
+    period = link.get("period", ("week",))[0]
+    if period in slices.PERIODS:
+        st.session_state["monitor_period"] = period
+    else:
+        wrong.append(f"period {period}")
+    try:
+        since, until = (dt.date.fromisoformat(link.get(k, (str(d),))[0]) for k, d in (("from", first), ("to", last)))
+        st.session_state["monitor_dates"] = (slices.clamp(since, first, last), slices.clamp(until, since, last))
+    except ValueError:
+        wrong.append(f"dates {link.get('from', ('',))[0]}..{link.get('to', ('',))[0]} (not YYYY-MM-DD)")
+    version = link.get("version", (str(ALL),))[0]
+    st.session_state["monitor_version"] = int(version) if version.isdigit() and int(version) in versions else ALL
+    if st.session_state["monitor_version"] == ALL and version != str(ALL):
+        wrong.append(f"version {version}")
+    if wrong:
+        st.warning("Left out of the link, not found: " + ", ".join(map(_ui.md_escape, wrong))
+                   + f". Showing model {_ui.md_escape(name)}.")
+
+
+def to_url(name: str, by: str, where: Slice, dates, first: dt.date, last: dt.date) -> None:
+    """Keep the filters in the address bar, so a view can be shared as a link."""
+    since, until = (tuple(dates) + (last,))[:2] if dates else (first, last)
+    link = {"model": (name,), "period": (by,), "from": (str(since),), "to": (str(until),),
+            **({"line": where.business_lines} if where.business_lines else {}),
+            **({"version": (str(where.version),)} if where.version is not None else {})}
+    if link != {k: tuple(st.query_params.get_all(k)) for k in st.query_params}:
+        st.query_params.from_dict({k: list(v) for k, v in link.items()})
+    st.session_state["monitor_url"] = link
+
+
 def delta_text(value, fmt: str) -> str | None:
     if value is None:
         return None
@@ -117,9 +161,10 @@ def headline(overall: pd.DataFrame, by: str, report: drift.DriftReport | None) -
     cells = [("volume", "Volume", lambda v: f"{v:,.0f}", "count", "normal"),
              ("mean_top_prob", "Mean confidence", lambda v: f"{v:.3f}", "abs", "normal"),
              ("low_conf_share", "Low-confidence share", _ui.fmt_pct, "pp", "inverse")]
-    for col, (metric, title, fmt, delta_fmt, colour) in zip(st.columns(3), cells):
+    row = st.container(horizontal=True, key="monitor_headline")  # wraps where columns cut the tiles at 1000 px
+    for metric, title, fmt, delta_fmt, colour in cells:
         value, delta = compare[metric]
-        col.metric(title, "–" if value is None else fmt(value),
+        row.metric(title, "–" if value is None else fmt(value),
                    delta_text(delta, delta_fmt), delta_color=colour, delta_description=against,
                    chart_data=ordered[metric].dropna().tolist() if len(ordered) > 1 else None,
                    border=True)
@@ -129,7 +174,8 @@ def headline(overall: pd.DataFrame, by: str, report: drift.DriftReport | None) -
 
 def accuracy_cells(row: pd.Series, not_estimated: dict) -> None:
     """Estimated, audited and hard-example accuracy of one period, each saying what it is."""
-    c1, c2, c3 = st.columns(3)
+    tiles = st.container(horizontal=True, key="monitor_accuracies")  # wraps: columns cut "Hard-example ac…"
+    c1, c2, c3 = (tiles.container(width=270) for _ in range(3))
     estimated = row["estimated_accuracy"]
     c1.metric("Estimated accuracy", "–" if pd.isna(estimated) else _ui.fmt_pct(estimated), border=True,
               help=monitoring.ACCURACIES["estimated_accuracy"])
@@ -171,143 +217,6 @@ def reference_name(report: drift.DriftReport) -> str:
             else f"predictions in {report.reference}")
 
 
-def show(fig, key: str) -> None:
-    fig.update_layout(height=340, margin={"t": 10, "b": 10, "l": 10, "r": 10}, legend_title_text="")
-    st.plotly_chart(fig, key=key)
-
-
-def period_state(frame: pd.DataFrame, running: pd.Timestamp | None) -> pd.Series:
-    return pd.Series(["in progress" if running is not None and p == running else "complete"
-                      for p in frame["period"]], index=frame.index)
-
-
-def one_entry_per_series(fig) -> None:
-    """Name each trace by its series alone (a business line, a measure), one legend entry each: px names a
-    trace after every dimension it splits by, so the legend read "图书, complete", or "complete" alone."""
-    shown = set()
-    for trace in fig.data:
-        series, _, state = (trace.name or "").rpartition(", ")
-        if state in ("complete", "in progress") and series:
-            trace.update(name=series, legendgroup=series, showlegend=series not in shown)
-            shown.add(series)
-
-
-def mark_flags(fig, flagged: pd.DataFrame, y: pd.Series | float, **kw) -> None:
-    """A warning marker over each flagged line x period, named in its hover text."""
-    if flagged.empty:
-        return
-    fig.add_scatter(x=flagged["period"], y=y, mode="markers+text", text=["⚠"] * len(flagged),
-                    textposition="top center", marker={"symbol": "triangle-down", "size": 11, "color": "#d62728"},
-                    hovertext=[f"{r.business_line}: {r.moved}" for r in flagged.itertuples()], hoverinfo="text",
-                    name="drift flagged", showlegend=True, **kw)
-
-
-def charts(by_line: pd.DataFrame, overall: pd.DataFrame, labels: list[str], by: str, low: float,
-           report: drift.DriftReport | None, graded: bool = False) -> None:
-    _, running = stats.without_running_period(overall, by)
-    flagged = report.flagged() if report is not None else pd.DataFrame(columns=["period", "business_line", "moved"])
-    left, right = st.columns(2)
-    with left:
-        st.subheader("Volume per business line")
-        bars = by_line.assign(state=period_state(by_line, running))
-        fig = px.bar(bars, x="period", y="volume", color="business_line", pattern_shape="state",
-                     pattern_shape_map={"complete": "", "in progress": "/"},
-                     labels={"period": by.title(), "volume": "predictions", "business_line": "business line",
-                             "state": "status"})
-        one_entry_per_series(fig)
-        totals = bars.groupby("period")["volume"].sum()
-        mark_flags(fig, flagged, flagged["period"].map(totals) if not flagged.empty else 0)
-        show(fig, key="monitor_chart_volume")
-        if running is not None:
-            st.caption(f"The {by} in progress ({period_label(running, by)}) is hatched: it has not ended, so its bar "
-                       "is short, not collapsed.")
-    with right:
-        st.subheader("Confidence over time")
-        conf = overall.assign(state=period_state(overall, running)).melt(
-            id_vars=["period", "state"], value_vars=["mean_top_prob", "low_conf_share"], var_name="measure",
-            value_name="value")
-        conf["measure"] = conf["measure"].map({"mean_top_prob": "mean confidence",
-                                               "low_conf_share": f"share below {low:.2f}"})
-        fig = px.line(conf, x="period", y="value", color="measure", markers=True, symbol="state",
-                      symbol_map={"complete": "circle", "in progress": "circle-open"},
-                      labels={"period": by.title(), "value": "", "measure": "measure", "state": "status"})
-        one_entry_per_series(fig)
-        fig.update_yaxes(range=[0, 1], tickformat=".0%")
-        show(fig, key="monitor_chart_confidence")
-
-    left, right = st.columns(2)
-    with left:
-        st.subheader("Low-confidence share by line and period")
-        grid = by_line.assign(when=by_line["period"].map(lambda p: period_label(p, by, short=True)
-                                                         + (" (in progress)" if p == running else "")))
-        heat = grid.pivot_table(index="business_line", columns="when", values="low_conf_share", sort=True)
-        fig = px.imshow(heat, color_continuous_scale="Reds", zmin=0, aspect="auto",
-                        text_auto=".0%" if heat.shape[1] <= 16 else False,
-                        labels={"x": by.title(), "y": "business line", "color": "low-conf."})
-        fig.update_coloraxes(colorbar_tickformat=".0%")
-        show(fig, key="monitor_chart_heatmap")
-    with right:
-        st.subheader("Grade mix over time per business line" if graded else "Class mix over time per business line")
-        class_mix_over_time(by_line, labels, by, running, flagged, _ordinal.colours(labels) if graded else None)
-
-    st.subheader("Accuracy: estimated, audited, hard examples")
-    accuracy_chart(overall, by)
-
-
-def class_mix_over_time(by_line: pd.DataFrame, labels: list[str], by: str, running, flagged: pd.DataFrame,
-                        ordered_colours: dict | None = None) -> None:
-    """Predicted class shares per period, one panel per line; flagged periods carry a marker. An ordinal
-    model's grades (`ordered_colours`) stack in their order along a sequential colour scale."""
-    mix = by_line.melt(id_vars=["business_line", "period"], value_vars=[f"share_{label}" for label in labels],
-                       var_name="label", value_name="share")
-    mix["label"] = mix["label"].str.removeprefix("share_")
-    lines = sorted(by_line["business_line"].unique())
-    fig = px.bar(mix, x="period", y="share", color="label", facet_col="business_line", facet_col_wrap=3,
-                 category_orders={"business_line": lines, "label": labels}, color_discrete_map=ordered_colours,
-                 labels={"period": "", "share": "", "label": "predicted label", "business_line": ""})
-    fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
-    fig.update_yaxes(tickformat=".0%", range=[0, 1.15])
-    for i, line in enumerate(lines):
-        marks = flagged[flagged["business_line"] == line]
-        if not marks.empty:
-            fig.add_scatter(x=marks["period"], y=[1.07] * len(marks), mode="text", text=["⚠"] * len(marks),
-                            hovertext=marks["moved"].tolist(), hoverinfo="text", showlegend=False,
-                            row=len(lines) // 3 + (len(lines) % 3 > 0) - i // 3, col=i % 3 + 1)
-    if running is not None:
-        fig.add_vrect(x0=running - pd.Timedelta(days=3 if by == "week" else 0.4), x1=running + slices.PERIOD_STEP[by],
-                      fillcolor="grey", opacity=0.12, line_width=0)
-    show(fig, key="monitor_chart_mix")
-    st.caption("⚠ marks a line x period flagged for drift" + (f"; the shaded {by} is still in progress." if running is
-                                                              not None else "."))
-
-
-def accuracy_chart(overall: pd.DataFrame, by: str) -> None:
-    """The three accuracies over all lines per period, on one axis but never merged: estimated with
-    its expected error, audited with its Wilson interval, hard examples dashed and labelled biased."""
-    o = overall.sort_values("period")
-    fig = go.Figure()
-    est = o[o["estimated_accuracy"].notna()]
-    fig.add_scatter(x=est["period"], y=est["estimated_accuracy"], name="estimated (no labels)", mode="lines+markers",
-                    error_y={"type": "data", "array": 2 * est["estimate_error"]})
-    aud = o[o["audited"] > 0]
-    fig.add_scatter(x=aud["period"], y=aud["audited_accuracy"], name="audited (random sample, 95 % interval)",
-                    mode="markers", marker={"size": 10},
-                    error_y={"type": "data", "symmetric": False, "array": aud["audit_high"] - aud["audited_accuracy"],
-                             "arrayminus": aud["audited_accuracy"] - aud["audit_low"]})
-    hard = o[o["hard_labelled"] > 0]
-    fig.add_scatter(x=hard["period"], y=hard["hard_example_accuracy"], name="hard examples (biased)",
-                    mode="lines+markers", line={"dash": "dot"}, opacity=0.6)
-    fig.update_yaxes(tickformat=".0%", range=[0, 1.02])
-    fig.update_xaxes(title=by.title())
-    show(fig, key="monitor_chart_accuracy")
-    not_estimated = overall.attrs.get("not_estimated", {})
-    st.caption(("No estimate: " + "; ".join(not_estimated.values()) + ". " if not_estimated else "")
-               + "Estimated: the mean calibrated confidence, no labels needed (bars: ± 2 expected errors). Audited: "
-               f"a random {float(settings.get('audit_share')):.0%} of every line x period "
-               f"({settings.SETTINGS['audit_share'].env}), labelled on purpose. Hard examples: the labels that came "
-               "back from the least-confident predictions, so biased low: never read them as the model's accuracy.")
-
-
 def drift_view(report: drift.DriftReport, by: str) -> None:
     """For each flagged line, what moved against the reference, and every line's measures."""
     st.subheader("Drift against the reference")
@@ -340,8 +249,12 @@ def drift_view(report: drift.DriftReport, by: str) -> None:
 
 
 def send_to_label(name: str, by_line: pd.DataFrame, by: str, where: Slice, first: dt.date, last: dt.date) -> None:
-    """Pick a business line and period and open the Label page on that slice."""
+    """Pick a business line and period and open the Label page on that slice (a role that may label)."""
     st.subheader("Label a slice")
+    if not auth.may(_ui.role(), "label"):
+        st.caption("Labelling a slice or its audit sample needs the role labeller or owner: ask an owner for "
+                   "it to send a slice from here to the Label page.")
+        return
     lines = sorted(by_line["business_line"].unique())
     periods = sorted(by_line["period"].unique(), reverse=True)
     row = st.container(horizontal=True, vertical_alignment="bottom", key="monitor_slice_row")
@@ -394,7 +307,10 @@ def table(by_line: pd.DataFrame, name: str, by: str) -> None:
                "audit_high", "hard_example_accuracy", *[c for c in by_line.columns if c.startswith("share_")]}
     shown = without_blanks(by_line, percent)
     shown["period"] = by_line["period"].dt.date
-    st.dataframe(shown, hide_index=True, key="monitor_table", column_config={
+    first = ["business_line", "period", "volume", "estimated_accuracy", "audited_accuracy", "hard_example_accuracy"]
+    # the accuracies first: after the period's other figures they were off screen at 1400 px
+    st.dataframe(shown, hide_index=True, key="monitor_table", column_order=first + [c for c in shown if c not in first],
+                 column_config={
         "business_line": "business line", "mean_top_prob": st.column_config.NumberColumn(
             "mean confidence", format="%.3f"), "low_conf_share": st.column_config.NumberColumn(
             "low-confidence share", format="percent"),
@@ -445,7 +361,9 @@ def main() -> None:
 
     reset_filters_on_model_change(name)
     follow_new_days(first, last)
+    from_url(name, lines, first, last, versions)
     by, where = filters(lines, first, last, versions)
+    to_url(name, by, where, st.session_state.get("monitor_dates"), first, last)
     with _ui.errors_as_messages(), st.spinner("Computing statistics…"):
         by_line, overall = load_stats(store, key, revision, name, by, where)
     if by_line.empty:
@@ -462,9 +380,10 @@ def main() -> None:
     if grades:
         _ordinal.headline(overall, grades, by, stats.without_running_period(overall, by)[1])
     pending_note(report)
-    charts(by_line, overall, labels, by, low, report, graded=bool(grades))
+    _charts.charts(by_line, overall, labels, by, low, report, _ui.line_colours(lines), graded=bool(grades))
     if grades:
-        _ordinal.mean_grade_chart(by_line, overall, grades, by)
+        _ordinal.mean_grade_chart(by_line, overall, grades, by, _ui.line_colours(lines),
+                                  stats.without_running_period(overall, by)[1])
     if report is not None:
         drift_view(report, by)
         if grades:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core import agreement, auth
+from core import agreement, auth, feedback
 from core.errors import MMSError
 from pages import _ui
 
@@ -82,6 +82,10 @@ def queue_section(name: str, labels: list[str], queue: pd.DataFrame) -> None:
     with st.container(key="review_said"):
         for line in who_said_what(item):
             st.text(line)
+        with _ui.errors_as_messages():
+            said = feedback.comments(_ui.store(), name, [pid])
+        for c in said.itertuples():  # the labellers' reasons for skip or unclear
+            st.text(f"{c.created_by} ({c.decision}): {c.comment}")
     options = labels + [agreement.DISCARD]
     for col, (i, label) in zip(st.columns(len(options)), enumerate(options)):
         discard = label == agreement.DISCARD

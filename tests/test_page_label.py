@@ -245,3 +245,48 @@ def test_a_decision_the_store_refuses_shows_its_example_again_and_is_not_counted
     at.button(key="label_as_0").click().run()
     assert mine(seeded_store) == {"正面": 1}
     assert shown_text(at) != first
+
+
+def test_search_the_queue_by_text(app):
+    """Other labelling tools search the queue by text; the draw and the count left both honour it."""
+    at = app("pages/label.py")
+    left = {m.label: m.value for m in at.metric}["Left in this queue"]
+    at.text_input(key="label_search").input("酒店").run()
+    assert not at.exception
+    examples = at.session_state["label_batch"]["examples"]
+    assert examples["text"].str.contains("酒店").all()
+    assert {m.label: m.value for m in at.metric}["Left in this queue"] != left
+    at.selectbox(key="label_strategy").set_value("audit").run()  # a searched random sample is no longer random
+    assert at.text_input(key="label_search").disabled
+
+
+def test_a_comment_goes_with_unclear_and_shows_on_the_review_page(app, seeded_store):
+    from core import feedback
+
+    at = app("pages/label.py")
+    pid = int(at.session_state["label_batch"]["queue"][0])
+    at.text_input(key="label_comment").input("两种产品混在一起").run()
+    at.button(key="label_as_unclear").click().run()
+    assert not at.exception
+    assert at.text_input(key="label_comment").value == ""  # the next example starts without it
+    said = feedback.comments(seeded_store, MODEL, [pid])
+    assert said["comment"].tolist() == ["两种产品混在一起"] and said["decision"].tolist() == ["unclear"]
+    at.switch_page("pages/review.py").run()
+    assert any("(unclear): 两种产品混在一起" in t.value for t in at.text)
+
+
+def test_numeric_grades_read_once_on_the_label_page(app, seeded_store):
+    """An ordinal model with grades 1, 2, 3 read "1 1 · 2 2" in the keys line and "1 1" on the buttons."""
+    import sys
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+    from widefixtures import WIDE, build_wide
+
+    build_wide(seeded_store)
+    at = app("pages/label.py")
+    at.session_state["select_model"] = WIDE
+    at.run()
+    assert not at.exception
+    keys = next(c.value for c in at.caption if "Keys:" in c.value)
+    assert "1 · 2 · 3" in keys and "1 1" not in keys
+    assert "1 < 2 < 3" in next(c.value for c in at.caption if "Grades, lowest first" in c.value)
+    assert [b.label for b in at.button if b.key.startswith("label_as_")][:3] == ["grade 1", "grade 2", "grade 3"]

@@ -150,3 +150,50 @@ def test_every_share_in_the_statistics_table_reads_as_a_percentage(app):
             assert config[column].get("type_config", {}).get("format") == "percent", column
         else:  # text: gaps read "–", the rest were written as percentages
             assert all(v == "–" or v.endswith("%") for v in values), column
+
+
+def test_an_analyst_is_not_offered_to_label_or_audit_a_slice(app):
+    """Both buttons were enabled for an analyst and led to "The Label page needs the role labeller or owner"."""
+    at = app("pages/monitor.py", role="analyst")
+    assert not at.exception
+    keys = {b.key for b in at.button}
+    assert "monitor_send" not in keys and "monitor_audit" not in keys
+    assert any("needs the role labeller or owner" in c.value for c in at.caption)
+    labeller = app("pages/monitor.py", role="labeller")
+    assert {"monitor_send", "monitor_audit"} <= {b.key for b in labeller.button}
+
+
+def open_link(seeded_store, monkeypatch, query: dict):
+    """The Monitor opened from a shared link with these query parameters."""
+    from streamlit.testing.v1 import AppTest
+    from conftest import ROOT, use_navigation_in_apptest
+
+    monkeypatch.setenv("MMS_STORE", str(seeded_store.path))
+    use_navigation_in_apptest(monkeypatch)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.session_state["user"], at.session_state["role"] = "tester", "analyst"
+    at.query_params.update(query)
+    return at.run()
+
+
+def test_a_shared_link_sets_the_filters_and_the_filters_set_the_link(seeded_store, monkeypatch):
+    at = open_link(seeded_store, monkeypatch, {"model": MODEL, "period": "day", "line": ["酒店", "图书"],
+                                               "from": "2026-10-26", "to": "2026-11-01"})
+    assert not at.exception and not [w for w in at.warning if "Left out of the link" in w.value]
+    assert at.button_group(key="monitor_period").value == "day"
+    assert at.multiselect(key="monitor_lines").value == ["酒店", "图书"]
+    assert at.date_input(key="monitor_dates").value == (dt.date(2026, 10, 26), dt.date(2026, 11, 1))
+    assert set(table_with(at, "mix_shift")["business_line"]) == {"酒店", "图书"}
+    at.button_group(key="monitor_period").set_value("month").run()
+    assert at.query_params["period"] == "month" and at.query_params["line"] == ["酒店", "图书"]
+
+
+def test_a_link_with_values_the_model_lacks_names_them_and_shows_the_rest(seeded_store, monkeypatch):
+    at = open_link(seeded_store, monkeypatch, {"model": MODEL, "period": "year", "line": ["火星"], "version": "9",
+                                               "from": "2026-13-01"})
+    assert not at.exception
+    said = " ".join(w.value for w in at.warning if "Left out of the link" in w.value)
+    for named in ("business line 火星", "period year", "version 9", "dates 2026\\-13\\-01"):  # as markdown
+        assert named in said, named
+    assert at.button_group(key="monitor_period").value == "week"
+    assert at.multiselect(key="monitor_lines").value == []
