@@ -1,5 +1,5 @@
 """Versions (product owners): every model at a glance; for the selected model its versions and their
-metrics, reactivating any version with a reason, a diff of two versions, and the history.
+metrics, reactivating any version with a reason, versions compared against a base, and the history.
 
 Reactivating a version worse than the active one (an ordinary rollback, often) shows what regressed
 (core.compare) and needs "reactivate anyway", recorded as forced with the reason."""
@@ -12,7 +12,7 @@ from core.errors import MMSError
 from pages import _ordinal, _ui
 
 HEADLINES = {"accuracy": "Accuracy", "macro_f1": "Macro-F1"}
-DIFF_KEYS = "versions_diff_a", "versions_diff_b"
+DIFF_KEYS = "versions_diff_a", "versions_diff_with"  # the base, the versions compared with it
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -173,8 +173,34 @@ def reactivate(model: registry.Model, version: int, reason: str, again: bool, fo
     st.rerun()
 
 
+def keep_labelled_many(key: str, labels: dict[int, str], default: list[int]) -> None:
+    """`keep_labelled` for a multiselect of versions: each chosen version kept under its current label."""
+    chosen = st.session_state.get(key)
+    kept = [n for n in labels for c in chosen if isinstance(c, str) and c.startswith(f"v{n} · ")] \
+        if isinstance(chosen, list) else default
+    st.session_state[key] = [labels[n] for n in kept]
+
+
+WHAT_WIDTH, VALUE_WIDTH, DELTA_WIDTH = 170, 100, 70  # px: the base and one version fit beside the sidebar at 1000 px
+BETTER, WORSE = "color: #15803d", "color: #b91c1c"
+
+
+def compare_table(frame: pd.DataFrame, base: registry.Version, others: list[registry.Version]) -> None:
+    """core.compare's table as it reads: readable names, formatted values, deltas coloured better/worse."""
+    shown = ["what", compare.base_column(base)] + [c for v in others for c in (f"v{v.version}", f"Δ v{v.version}")]
+
+    def colour(row):
+        return [BETTER if c.startswith("Δ ") and row[f"better {c[2:]}"] is True else
+                WORSE if c.startswith("Δ ") and row[f"better {c[2:]}"] is False else "" for c in row.index]
+
+    st.dataframe(frame.style.apply(colour, axis=1), hide_index=True, key="versions_diff", column_order=shown,
+                 column_config={"what": st.column_config.TextColumn("", width=WHAT_WIDTH, pinned=True),
+                                **{c: st.column_config.TextColumn(c, width=DELTA_WIDTH if c.startswith("Δ") else
+                                                                  VALUE_WIDTH) for c in shown[1:]}})
+
+
 def diff_section(versions: list[registry.Version], active: int | None) -> None:
-    st.subheader("Compare two versions")
+    st.subheader("Compare versions")
     if len(versions) < 2:
         st.caption("Only one version so far: train another on the Train page to compare.")
         return
@@ -183,28 +209,29 @@ def diff_section(versions: list[registry.Version], active: int | None) -> None:
     newest_other = next((n for n in reversed(numbers) if n != active), numbers[-1])
     labels = {n: label_of(by_number[n], active) for n in numbers}
     keep_labelled(DIFF_KEYS[0], labels, active if active in by_number else numbers[-2])
-    keep_labelled(DIFF_KEYS[1], labels, newest_other)
-    left, right, only = st.columns([2, 2, 1], vertical_alignment="bottom")
+    keep_labelled_many(DIFF_KEYS[1], labels, [newest_other])
     number = {label: n for n, label in labels.items()}
-    a = number[left.selectbox("Version", list(labels.values()), key=DIFF_KEYS[0])]
-    b = number[right.selectbox("beside version", list(labels.values()), key=DIFF_KEYS[1])]
-    only_diff = only.toggle("Only differences", value=True, key="versions_diff_only")
-    diff = compare.diff_table(by_number[a], by_number[b])
-    differing = int(diff["differs"].sum())
-    st.caption(f"{differing} of {len(diff)} settings and figures differ." if a != b
-               else "The same version on both sides.")
-    if only_diff:
-        diff = diff[diff["differs"]]
-    frame = diff.assign(**{c: diff[c].map(compare.as_text) for c in diff.columns if c not in ("setting", "differs")},
-                        differs=diff["differs"].map({True: "●", False: ""}))
-    styled = frame.style.apply(
-        lambda row: ["background-color: rgba(250, 204, 21, 0.25)" if row["differs"] else ""] * len(row), axis=1)
-    st.dataframe(styled, hide_index=True, key="versions_diff", column_config={
-        "differs": st.column_config.TextColumn("differs", width="small")})
+    row = st.container(horizontal=True, vertical_alignment="bottom")
+    with row:
+        a = number[st.selectbox("Base version", list(labels.values()), key=DIFF_KEYS[0], width=300,
+                                help="Every other version's deltas are against this one.")]
+        st.session_state[DIFF_KEYS[1]] = [c for c in st.session_state[DIFF_KEYS[1]] if c != labels[a]]
+        chosen = st.multiselect("Compared with", [label for n, label in labels.items() if n != a],
+                                key=DIFF_KEYS[1], width=420, placeholder="choose versions")
+        only_diff = st.toggle("Only differences", value=True, key="versions_diff_only")
+    others = [by_number[number[label]] for label in chosen if number[label] != a]
+    if not others:
+        st.caption("Choose one or more versions to compare with the base.")
+        return
+    frame = compare.compare_versions([by_number[a], *others], by_number[a])
+    st.caption(f"{int(frame['differs'].sum())} of {len(frame)} settings and figures differ from v{a}. "
+               "Δ: the version minus the base; green is better, red worse.")
+    compare_table(frame[frame["differs"]] if only_diff else frame, by_number[a], others)
     st.markdown("**Reliability** (on the test split: a calibrated model's points lie on the diagonal)")
-    st.plotly_chart(_ui.reliability_figure([by_number[n] for n in dict.fromkeys((a, b))]), key="versions_reliability")
-    _ui.model_choice(by_number[b], "versions_choice")
-    _ordinal.version_section(by_number[b], by_number[a] if a != b else None, "versions_ordinal")
+    st.plotly_chart(_ui.reliability_figure([by_number[a], *others]), key="versions_reliability")
+    b = others[0]
+    _ui.model_choice(b, "versions_choice")
+    _ordinal.version_section(b, by_number[a], "versions_ordinal")
 
 
 def runs_filters(runs: pd.DataFrame) -> pd.DataFrame:
