@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import auth, compare, experiments, registry
+from core import artifacts, auth, compare, experiments, registry
 from core.errors import MMSError
 from pages import _ordinal, _ui
 
@@ -161,6 +161,34 @@ def reactivate_box(model: registry.Model, versions: list[registry.Version], hist
     if not st.session_state.get("user"):
         st.caption("You will be recorded as “anonymous”: put your name in the sidebar.")
     return None
+
+
+def model_file_section(model: registry.Model, versions: list[registry.Version]) -> None:
+    """Download a version's model file, offered only once its sha256 matches the registry's."""
+    by_number = {v.version: v for v in versions}
+    row = st.container(horizontal=True, vertical_alignment="bottom")
+    keep_valid("versions_file_pick", list(by_number), model.active_version or versions[-1].version)
+    picked = row.selectbox("Model file of", list(by_number), key="versions_file_pick", width=160,
+                           format_func=lambda n: f"v{n}" + (" (active)" if n == model.active_version else ""))
+    v = by_number[picked]
+    ready = st.session_state.get("versions_file")
+    if not ready or ready["for"] != (model.name, v.version, v.sha256):
+        if not row.button("Check its sha256", key="versions_file_check", icon=":material/verified:",
+                          help="Reads the file and compares its sha256 with the one recorded when it was trained; "
+                               "only a file that matches is offered."):
+            row.caption(f"sha256 recorded: `{v.sha256[:16]}…`")
+            return
+        try:
+            data = artifacts.verified_file(_ui.store(), v)
+        except MMSError as e:
+            st.error(str(e)[:1].upper() + str(e)[1:] + ".", icon=":material/gpp_bad:")
+            return
+        ready = st.session_state["versions_file"] = {"for": (model.name, v.version, v.sha256), "data": data}
+    row.download_button(f"Download v{v.version}'s model file ({len(ready['data']) / 2 ** 20:.1f} MB)", ready["data"],
+                        file_name=artifacts.download_name(model.name, v), mime="application/octet-stream",
+                        key="versions_file_download", icon=":material/download:", on_click="ignore")
+    row.caption(f"sha256 `{v.sha256[:16]}…` matches the registry's. A joblib file: load it with the same "
+                f"versions of scikit-learn and jieba.")
 
 
 def reactivate(model: registry.Model, version: int, reason: str, again: bool, force: bool) -> None:
@@ -413,6 +441,7 @@ def main() -> None:
         with panel:
             to_activate = reactivate_box(model, versions, data["history"])
     versions_table(data["table"])
+    model_file_section(model, versions)
     experiments_section(model, versions, data["annotations"])
     diff_section(versions, model.active_version)
     history_section(data["history"], data["events"])

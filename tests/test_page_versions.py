@@ -1,4 +1,5 @@
 """The Versions page: models, versions, reactivating with a reason, the diff, the history."""
+import hashlib
 import json
 
 import pytest
@@ -178,3 +179,33 @@ def test_the_experiments_table_has_readable_headers_and_the_filter_keeps_the_nam
     assert not [h for h in headers.values() if "_" in h or "." in h]
     at.text_input(key="versions_filter").input("macro_f1 > 0").run()
     assert not at.exception and not at.error
+
+
+def test_a_model_file_is_offered_for_download_once_its_sha256_matches(app, two_versions, monkeypatch):
+    from streamlit.runtime.media_file_manager import MediaFileManager
+
+    offered, add = [], MediaFileManager.add
+    monkeypatch.setattr(MediaFileManager, "add", lambda self, data, mime, coords, file_name=None, **kw:
+                        offered.append((file_name, data)) or add(self, data, mime, coords, file_name, **kw))
+    v1 = registry.get_version(two_versions, MODEL, 1)
+    at = app("pages/versions.py")
+    assert not [b for b in at.get("download_button") if "model file" in b.proto.label]  # not before the check
+    at.selectbox(key="versions_file_pick").set_value(1).run()
+    at.button(key="versions_file_check").click().run()
+    assert not at.exception
+    assert [b.proto.label.split(" (")[0] for b in at.get("download_button")] == ["Download v1's model file"]
+    name, data = next((n, d) for n, d in offered if n and n.endswith(".joblib"))
+    assert name == f"{MODEL}-v1-{v1.sha256[:12]}.joblib"
+    assert hashlib.sha256(data).hexdigest() == v1.sha256
+
+
+def test_an_altered_model_file_is_not_offered(app, two_versions):
+    v1 = registry.get_version(two_versions, MODEL, 1)
+    with open(two_versions.path.parent / v1.artifact, "ab") as f:
+        f.write(b"tampered")
+    at = app("pages/versions.py")
+    at.selectbox(key="versions_file_pick").set_value(1).run()
+    at.button(key="versions_file_check").click().run()
+    assert not at.exception
+    assert any("version 1's model file has been altered" in e.value.lower() for e in at.error)
+    assert not [b for b in at.get("download_button") if "model file" in b.proto.label]
