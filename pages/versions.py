@@ -12,6 +12,7 @@ from core.errors import MMSError
 from pages import _ordinal, _ui
 
 HEADLINES = {"accuracy": "Accuracy", "macro_f1": "Macro-F1"}
+CHART_WIDTH, BOX_WIDTH = 500, 410  # px: side by side in a 1400 px window, stacked at 1000 px
 DIFF_KEYS = "versions_diff_a", "versions_diff_with"  # the base, the versions compared with it
 
 
@@ -222,6 +223,7 @@ def compare_table(frame: pd.DataFrame, base: registry.Version, others: list[regi
                 WORSE if c.startswith("Δ ") and row[f"better {c[2:]}"] is False else "" for c in row.index]
 
     st.dataframe(frame.style.apply(colour, axis=1), hide_index=True, key="versions_diff", column_order=shown,
+                 height=min(38 + 35 * len(frame), 740),
                  column_config={"what": st.column_config.TextColumn("", width=WHAT_WIDTH, pinned=True),
                                 **{c: st.column_config.TextColumn(c, width=DELTA_WIDTH if c.startswith("Δ") else
                                                                   VALUE_WIDTH) for c in shown[1:]}})
@@ -241,7 +243,7 @@ def diff_section(versions: list[registry.Version], active: int | None) -> None:
     number = {label: n for n, label in labels.items()}
     row = st.container(horizontal=True, vertical_alignment="bottom")
     with row:
-        a = number[st.selectbox("Base version", list(labels.values()), key=DIFF_KEYS[0], width=300,
+        a = number[st.selectbox("Base version", list(labels.values()), key=DIFF_KEYS[0], width=400,
                                 help="Every other version's deltas are against this one.")]
         st.session_state[DIFF_KEYS[1]] = [c for c in st.session_state[DIFF_KEYS[1]] if c != labels[a]]
         chosen = st.multiselect("Compared with", [label for n, label in labels.items() if n != a],
@@ -264,14 +266,15 @@ def diff_section(versions: list[registry.Version], active: int | None) -> None:
 
 def runs_filters(runs: pd.DataFrame) -> pd.DataFrame:
     """The filter expression, tag pills and sort order; returns the versions they leave, in order."""
-    left, mid, right = st.columns([4, 2, 1], vertical_alignment="bottom")
+    row = st.container(horizontal=True, vertical_alignment="bottom")  # wraps beside the sidebar at 1000 px
+    left, mid, right = row, row, row
     expression = left.text_input("Filter", key="versions_filter", placeholder=experiments.EXAMPLE,
                                  help="Clauses joined by `and`: a setting or metric (full name, or its last part "
                                       "such as `macro_f1`, `C`, `estimator`), one of = != > >= < <= contains, "
-                                      "and a value. `tags contains X` keeps the versions tagged X.")
+                                      "and a value. `tags contains X` keeps the versions tagged X.", width=440)
     columns = list(runs.columns)
     keep_valid("versions_sort", columns, "metrics.macro_f1" if "metrics.macro_f1" in columns else "version")
-    by = mid.selectbox("Sort by", columns, key="versions_sort")
+    by = mid.selectbox("Sort by", columns, key="versions_sort", width=240)
     descending = right.toggle("Descending", value=True, key="versions_sort_desc")
     tags = sorted({t for row in runs["tags"] for t in row})
     wanted = st.pills("Tags", tags, selection_mode="multi", key="versions_tag_filter") if tags else []
@@ -433,13 +436,14 @@ def main() -> None:
         overview(store, name)
         return
 
-    chart, box = st.columns([3, 2])
-    with chart:
+    # side by side at 1400 px, one under the other at 1000 px: fixed columns squeezed the switch box
+    # beside the open sidebar until its regressions table showed one column
+    row = st.container(horizontal=True)
+    with row.container(width=CHART_WIDTH):
         st.plotly_chart(headline_chart(versions), key="versions_chart")
-    with box:
-        panel = st.container(border=True)
-        with panel:
-            to_activate = reactivate_box(model, versions, data["history"])
+    panel = row.container(border=True, width=BOX_WIDTH)
+    with panel:
+        to_activate = reactivate_box(model, versions, data["history"])
     versions_table(data["table"])
     model_file_section(model, versions)
     experiments_section(model, versions, data["annotations"])
