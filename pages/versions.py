@@ -222,11 +222,12 @@ def compare_table(frame: pd.DataFrame, base: registry.Version, others: list[regi
         return [BETTER if c.startswith("Δ ") and row[f"better {c[2:]}"] is True else
                 WORSE if c.startswith("Δ ") and row[f"better {c[2:]}"] is False else "" for c in row.index]
 
-    st.dataframe(frame.style.apply(colour, axis=1), hide_index=True, key="versions_diff", column_order=shown,
-                 height=min(38 + 35 * len(frame), 740),
-                 column_config={"what": st.column_config.TextColumn("", width=WHAT_WIDTH, pinned=True),
-                                **{c: st.column_config.TextColumn(c, width=DELTA_WIDTH if c.startswith("Δ") else
-                                                                  VALUE_WIDTH) for c in shown[1:]}})
+    st.container(key="versions_diff_table").dataframe(  # the container's key names the table in a browser
+        frame.style.apply(colour, axis=1), hide_index=True, key="versions_diff", column_order=shown,
+        height=min(38 + 35 * len(frame), 740),
+        column_config={"what": st.column_config.TextColumn("", width=WHAT_WIDTH, pinned=True),
+                       **{c: st.column_config.TextColumn(c, width=DELTA_WIDTH if c.startswith("Δ") else VALUE_WIDTH)
+                          for c in shown[1:]}})
 
 
 def diff_section(versions: list[registry.Version], active: int | None) -> None:
