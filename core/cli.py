@@ -301,7 +301,8 @@ def cmd_history(args, store):
     from . import feedback
 
     text, history = feedback.label_history(store, args.name, args.prediction_id)
-    print(f"prediction {args.prediction_id}: {_cut(text, 60) if args.format == 'table' else text}", file=args.console.err)
+    shown = _cut(text, 60) if args.format == "table" else text
+    print(f"prediction {args.prediction_id}: {shown}", file=args.console.err)
     if args.format == "table":
         history = history.assign(at=history["at"].dt.strftime("%Y-%m-%d %H:%M"))
     _emit(args, history)

@@ -344,7 +344,8 @@ def _setting_text(key: str, value) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, (list, tuple)):
-        return "none" if not value else f"{len(value)}: " + "、".join(map(str, value[:5])) + ("…" if len(value) > 5 else "")
+        shown = "、".join(map(str, value[:5])) + ("…" if len(value) > 5 else "")
+        return f"{len(value)}: {shown}" if value else "none"
     return as_text(value)
 
 
