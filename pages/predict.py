@@ -75,8 +75,8 @@ def show_result(mode: str, file_name: str) -> None:
     if kept is None:
         return
     result = kept["frame"]
-    st.success(f"{len(result)} predictions of {_ui.md_escape(kept['what'])} logged with version "
-               f"{result['version'].iloc[0]}.")
+    st.success(f"{len(result)} predictions logged with version {result['version'].iloc[0]}: "
+               f"{_ui.md_escape(kept['what'])}.")
     order, config = table_columns(list(result.columns))
     st.dataframe(result, key=f"predict_table_{mode}", hide_index=True, column_order=order, column_config=config)
     st.download_button("Download CSV", export.to_csv_bytes(result), file_name=file_name, mime="text/csv",

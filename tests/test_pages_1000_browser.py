@@ -103,13 +103,13 @@ def test_predict_keeps_typed_and_file_results_apart_and_previews_the_file(served
     page = opened(browser, url, "Predict", 1000, height=2400)
     page.locator(".st-key-predict_texts textarea").fill("房间很干净，服务也很好\n快递太慢了，包装也破了")
     page.locator(".st-key-predict_run button").click()
-    page.get_by_text("2 predictions of the typed texts logged").wait_for()
+    page.get_by_text("2 predictions logged with version 1: the typed texts").wait_for()
     wait_idle(page)
     with page.expect_download() as typed:
         page.locator(".st-key-predict_download_typed button").click()
     page.get_by_role("tab", name="Upload a file").click()
     page.wait_for_timeout(500)
-    assert not page.get_by_text("predictions of the typed texts logged").is_visible()
+    assert not page.get_by_text("the typed texts.").is_visible()
     assert not page.locator(".st-key-predict_download_typed").is_visible()
     upload = tmp_path / "orders.csv"
     upload.write_text("text,business_line\n" + "".join(f"第{i}单：物流很快,数码\n" for i in range(9)), encoding="gbk")
@@ -118,7 +118,7 @@ def test_predict_keeps_typed_and_file_results_apart_and_previews_the_file(served
     wait_idle(page)
     page.screenshot(path=str(SHOTS / "pages-predict-preview-1000.png"))
     page.locator(".st-key-predict_file_run button").click()
-    page.get_by_text("9 predictions of orders.csv logged").wait_for()
+    page.get_by_text("9 predictions logged with version 1: orders.csv").wait_for()
     wait_idle(page)
     with page.expect_download() as from_file:
         page.locator(".st-key-predict_download_file button").click()
