@@ -99,6 +99,25 @@ def verify(store: Store, version) -> Path | str:
     return path
 
 
+def verified_file(store: Store, version) -> bytes:
+    """A version's model file, read once and offered (a download) only when its sha256 matches the
+    registry's; ArtifactError naming the version otherwise."""
+    if _bucket(store):
+        return _verified_bytes(store, version)
+    path = _file(store, version)
+    if not path.is_file():
+        raise _missing(version)
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != version.sha256:
+        raise _altered(version)
+    return data
+
+
+def download_name(model_name: str, version) -> str:
+    """The name a downloaded model file is saved under: model, version and the start of its sha256."""
+    return f"{model_name}-v{version.version}-{version.sha256[:12]}.joblib"
+
+
 def _verified_bytes(store: Store, version) -> bytes:
     """A model file's bytes from object storage, read once and checked against the registry's sha256."""
     data = objectstore.get(store.data_path, str(_file(store, version)))

@@ -31,7 +31,7 @@ MAX_COUNT = 1_000_000  # largest --k, --limit or version number the command line
 # commands that may start a new store; every other command refuses a store path with nothing there
 CREATES_STORE = {"demo", "create-model", "restore", "add-user"}
 # commands that only read: open to whoever can read the store's file (they could open it with duckdb anyway)
-READS = {"models", "versions", "stats", "events", "users", "review", "team", "compare"}
+READS = {"models", "versions", "stats", "events", "users", "review", "team", "compare", "history"}
 
 
 @dataclass
@@ -309,6 +309,17 @@ def cmd_decide(args, store):
     _emit_record(args, {"prediction_id": args.prediction_id, "label": label,
                         "trained_on": label != agreement.DISCARD,
                         "waiting": len(agreement.review_queue(store, args.name))})
+
+
+def cmd_history(args, store):
+    from . import feedback
+
+    text, history = feedback.label_history(store, args.name, args.prediction_id)
+    shown = _cut(text, 60) if args.format == "table" else text
+    print(f"prediction {args.prediction_id}: {shown}", file=args.console.err)
+    if args.format == "table":
+        history = history.assign(at=history["at"].dt.strftime("%Y-%m-%d %H:%M"))
+    _emit(args, history)
 
 
 def cmd_overlap(args, store):
@@ -672,6 +683,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("name")
     c.add_argument("prediction_id", type=_whole_number(1, LARGEST_ID), metavar="PREDICTION_ID")
     c.add_argument("label", metavar="LABEL", help="one of the model's labels, or skip")
+    c = command("history", cmd_history, "an item's full label history: its prediction, who gave which label and "
+                                        "when, skips, undone labels and the review's decision")
+    c.add_argument("name")
+    c.add_argument("prediction_id", type=_whole_number(1, LARGEST_ID), metavar="PREDICTION_ID")
     c = command("overlap", cmd_overlap, "the share of labelled items a second labeller labels again, blind "
                                         "(without SHARE, print it)")
     c.add_argument("name")

@@ -556,6 +556,174 @@ def diff_table(a, b) -> pd.DataFrame:
     return frame
 
 
+# --- N versions against a base, as a person reads them ---------------------------------------
+
+@dataclass(frozen=True)
+class Fact:
+    """One fact of a version as a table row shows it. `kind` says how it reads and how its delta does:
+    percent (a share, delta in pp), ratio (3 decimals), count (whole number), text (no delta)."""
+    section: str
+    name: str
+    value: object
+    kind: str = "text"
+    judged: bool = False          # a figure where a change is better or worse
+    lower_is_better: bool = False
+
+
+SECTIONS = ("Metrics", "Per class", "Per business line", "Settings", "Preprocessing", "Data", "Provenance")
+_SETTINGS = {"estimator": "estimator", "C": "C", "alpha": "alpha", "word_ngrams": "word n-grams",
+             "char_ngrams": "character n-grams", "min_df": "min df", "max_features": "max features",
+             "n_features": "hashed features", "max_iter": "max iterations", "epochs": "epochs per update",
+             "seed": "random seed"}
+_PREPROCESS = {"cut_mode": "jieba mode", "hmm": "HMM for unknown words", "new_words": "new words",
+               "stop_words": "stop words", "fullwidth_to_halfwidth": "full-width to half-width",
+               "lowercase": "lower case", "drop_punctuation": "drop punctuation"}
+_SOURCES = {"import": "imported", "feedback": "from labelling", "review": "from review"}
+_ORDINAL_EXACT = Measure("exact", "Exact grade", True, False)
+
+
+def _setting_text(key: str, value) -> str:
+    if key.endswith("ngrams"):
+        return "none" if not value else f"{value[0]}–{value[1]}"
+    if key == "max_features" and value is None:
+        return "no limit"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, (list, tuple)):
+        shown = "、".join(map(str, value[:5])) + ("…" if len(value) > 5 else "")
+        return f"{len(value)}: {shown}" if value else "none"
+    return as_text(value)
+
+
+def _metric_facts(m: dict) -> list[tuple[str, Fact]]:
+    facts = [(f"metrics.{x.key}", Fact("Metrics", x.label, m.get(x.key), "percent" if x.percent else "ratio", True,
+                                       x.lower_is_better)) for x in OVERALL]
+    facts.append(("metrics.n_test", Fact("Metrics", "Test rows", m.get("n_test"), "count")))
+    for x in (*ORDINAL, _ORDINAL_EXACT) if "ordinal" in m else ():
+        facts.append((f"metrics.ordinal.{x.key}", Fact("Metrics", x.label, m["ordinal"].get(x.key),
+                                                       "percent" if x.percent else "ratio", True, x.lower_is_better)))
+    for label, c in m.get("per_class", {}).items():
+        facts += [(f"metrics.per_class.{label}.{k}", Fact("Per class", f"{label} {'F1' if k == 'f1' else k}",
+                                                          c.get(k), "ratio", True)) for k in CLASS_MEASURES]
+        facts.append((f"metrics.per_class.{label}.support", Fact("Per class", f"{label} test rows", c.get("support"),
+                                                                 "count")))
+    for line, c in m.get("by_business_line", {}).items():
+        facts.append((f"metrics.by_business_line.{line}.accuracy",
+                      Fact("Per business line", f"{line} accuracy", c.get("accuracy"), "percent", True)))
+        facts.append((f"metrics.by_business_line.{line}.n", Fact("Per business line", f"{line} test rows",
+                                                                   c.get("n"), "count")))
+    for line, c in m.get("ordinal_by_line", {}).items():
+        facts.append((f"metrics.ordinal_by_line.{line}.mae",
+                      Fact("Per business line", f"{line} mean absolute error (grades)", c.get("mae"), "ratio", True,
+                           True)))
+    return facts
+
+
+def readable_facts(v) -> dict[str, Fact]:
+    """A version's facts by their dotted key (as `version_facts` names them), each with a readable name and
+    a value ready to format: metrics first, then settings, data and provenance. Curves and matrices
+    (reliability bins, confusion) are left to the charts; how the config was chosen is one sentence."""
+    facts = dict(_metric_facts(v.metrics))
+    for key, value in v.model_config.items():
+        facts[f"config.{key}"] = Fact("Settings", _SETTINGS.get(key, key.replace("_", " ")), _setting_text(key, value))
+    for key, value in v.preprocess.items():
+        facts[f"preprocess.{key}"] = Fact("Preprocessing", _PREPROCESS.get(key, key.replace("_", " ")),
+                                          _setting_text(key, value))
+    data = v.data
+    facts["data.rows"] = Fact("Data", "rows seen", data.get("rows"), "count")
+    for source, n in data.get("rows_by_source", {}).items():
+        facts[f"data.rows_by_source.{source}"] = Fact("Data", f"rows {_SOURCES.get(source, source)}", n, "count")
+    facts["data.new_rows"] = Fact("Data", "new rows", data.get("new_rows"), "count")
+    facts["data.test_rows"] = Fact("Data", "test rows", data.get("test_rows"), "count")
+    facts["data.selection"] = Fact("Data", "config chosen", selection.chosen_how(v))
+    facts["data.calibration"] = Fact("Data", "probabilities", data.get("calibration", "not recorded"))
+    fingerprint = data.get("fingerprint")
+    facts["data.fingerprint"] = Fact("Data", "training data (fingerprint)", fingerprint[:12] if fingerprint else None)
+    facts["mode"] = Fact("Provenance", "training mode", v.mode)
+    facts["parent"] = Fact("Provenance", "parent", f"v{v.parent_version}" if v.parent_version else None)
+    facts["created"] = Fact("Provenance", "created", f"{v.created_at:%Y-%m-%d %H:%M}")
+    facts["created by"] = Fact("Provenance", "created by", v.created_by)
+    return facts
+
+
+def fact_text(fact: Fact | None) -> str:
+    """A fact's value as a table cell: 81.3%, 0.742, 1,234, or its text; – for none."""
+    value = None if fact is None else fact.value
+    if value is None or isinstance(value, float) and value != value:
+        return "–"
+    if fact.kind == "percent":
+        return f"{value:.1%}"
+    if fact.kind == "ratio":
+        return f"{value:.3f}"
+    if fact.kind == "count":
+        return f"{int(value):,}"
+    return str(value)
+
+
+def delta_text(base: Fact | None, other: Fact | None) -> tuple[str, bool | None]:
+    """The other version's change from the base as a cell (+1.2 pp, −0.013, +40, "changed"; "" when the
+    same) and whether it is better (None: unchanged, not judged, or unknown)."""
+    a, b = (None if f is None else f.value for f in (base, other))
+    if a == b:
+        return "", None
+    kind = (other or base).kind
+    if kind == "text" or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (a, b)):
+        return "changed", None
+    delta = b - a
+    if kind != "count" and abs(delta) < UNCHANGED_BELOW:
+        return "±0", None
+    text = (f"{delta * 100:+.1f} pp" if kind == "percent" else f"{delta:+.3f}" if kind == "ratio"
+            else f"{int(delta):+,}").replace("-", "−")
+    judged = other.judged if other is not None else False
+    return text, ((delta < 0) == other.lower_is_better) if judged else None
+
+
+def _merged_order(orders: list[list[str]]) -> list[str]:
+    """Keys of several versions in one order: the first version's, with each key another version adds
+    placed after the key that precedes it there (a new business line beside the others)."""
+    merged = list(orders[0])
+    for order in orders[1:]:
+        for i, key in enumerate(order):
+            if key not in merged:
+                merged.insert(merged.index(order[i - 1]) + 1 if i else 0, key)
+    return merged
+
+
+def base_column(base) -> str:
+    return f"v{base.version} (base)"
+
+
+def compare_versions(versions: list, base) -> pd.DataFrame:
+    """N versions beside a base, one row per fact of any of them, in reading order: section, what
+    (a readable name), the base's value, then per other version vN its value and "Δ vN" (its change
+    from the base), with "better vN" (True, False, None: for colouring) and `differs` (any differs)."""
+    others = [v for v in versions if v.version != base.version]
+    facts = {v.version: readable_facts(v) for v in [base, *others]}
+    keys = _merged_order([list(f) for f in facts.values()])
+    for f in facts.values():  # a source a version had no rows from: 0 rows, not unknown
+        for key in keys:
+            if key.startswith("data.rows_by_source.") and key not in f:
+                known = next(g[key] for g in facts.values() if key in g)
+                f[key] = Fact(known.section, known.name, 0, "count")
+    rows = []
+    for key in keys:
+        mine = facts[base.version].get(key)
+        any_fact = next(f[key] for f in facts.values() if key in f)
+        row = {"section": any_fact.section, "what": any_fact.name, base_column(base): fact_text(mine)}
+        differs = False
+        for v in others:
+            theirs = facts[v.version].get(key)
+            delta, better = delta_text(mine, theirs)
+            row.update({f"v{v.version}": fact_text(theirs), f"Δ v{v.version}": delta, f"better v{v.version}": better})
+            differs |= fact_text(theirs) != fact_text(mine)
+        rows.append({**row, "differs": differs})
+    return pd.DataFrame(rows)
+
+
 def settings_diff(saved: dict, shown: dict) -> pd.DataFrame:
     """The settings that differ between two (nested) config dicts: setting, saved, shown.
 

@@ -178,6 +178,21 @@ def labelled_today(store: Store, name: str, user: str) -> dict[str, int]:
     return labelled_counts(store, name, user=user, since=pd.Timestamp.now().normalize())
 
 
+def label_history(store: Store, name: str, prediction_id: int) -> tuple[str, pd.DataFrame]:
+    """One item's full history, oldest first: who predicted it with which version, who gave which
+    label (first and second), skips, undone labels and the review's decision.
+
+    Returns (the item's text, a frame with at, user, step, label, detail); InvalidInput when the
+    model has no such prediction."""
+    with store.connect() as con:
+        model = registry.find_model(con, name)
+        known = db.predictions_by_id(con, model.model_id, [int(prediction_id)])
+        if known.empty:
+            raise InvalidInput(f"no prediction {prediction_id} for model {name!r}")
+        history = db.label_history(con, model.model_id, int(prediction_id))
+    return str(known["text"].iloc[0]), history
+
+
 GUIDELINES_MAX_CHARS = 20_000
 
 

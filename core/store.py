@@ -2010,6 +2010,30 @@ def decision_times(con, model_id: int) -> pd.DataFrame:
         ORDER BY 1, 2""", [model_id, model_id, model_id]).df()
 
 
+def label_history(con, model_id: int, prediction_id: int) -> pd.DataFrame:
+    """Everything that happened to one prediction, oldest first: its logging, first and second labels,
+    skips, undone labels (from the audit events) and reviews; columns at, user, step, label, detail."""
+    args = [model_id, prediction_id]
+    return con.execute("""
+        SELECT * FROM (
+            SELECT created_at AS "at", created_by AS "user", 'predicted' AS step, label,
+                   'version ' || version || ', probability ' || round(top_prob, 3) || ', ' || business_line
+                   || ' (' || source || ')' AS detail, 0 AS ord
+            FROM predictions WHERE model_id = ? AND prediction_id = ?
+            UNION ALL SELECT created_at, created_by, 'label', label, NULL, 1
+            FROM feedback WHERE model_id = ? AND prediction_id = ?
+            UNION ALL SELECT created_at, created_by, 'second label', label, NULL, 2
+            FROM second_labels WHERE model_id = ? AND prediction_id = ?
+            UNION ALL SELECT created_at, created_by, 'skipped', NULL, NULL, 3
+            FROM label_skips WHERE model_id = ? AND prediction_id = ?
+            UNION ALL SELECT "at", "user", 'label undone', NULL, NULL, 4
+            FROM events WHERE model_id = ? AND action = 'undo_label'
+              AND list_contains(CAST(json_extract(details, '$.prediction_ids') AS BIGINT[]), ?)
+            UNION ALL SELECT created_at, created_by, 'review', label, reason, 5
+            FROM reviews WHERE model_id = ? AND prediction_id = ?)
+        ORDER BY "at", ord""", args * 6).df().drop(columns="ord")
+
+
 # --- the Label page: skips and guidelines (issue 16) -------------------------------------------
 # A skip on the Label page is no label: the item stays in the queue, behind the ones not skipped,
 # and the skip is kept so the counters (and an undo) read it from the store. Guidelines are an

@@ -197,8 +197,9 @@ def model_choice(version: registry.Version, key: str) -> None:
         st.caption(f"Probabilities: {version.data.get('calibration', 'not recorded (an older version)')}")
         bins = version.metrics.get("reliability")
         if bins:  # confidence vs accuracy per bin; on the diagonal when calibrated
-            curve = pd.DataFrame(bins).set_index("confidence")[["accuracy"]].assign(calibrated=lambda f: f.index)
-            st.line_chart(curve, x_label="mean confidence", y_label="accuracy", height=260)
+            # plotly, as every other chart of these pages: st.line_chart imported altair (1.6 s) on a first
+            # render and validated its spec (0.3 s) on every render of Train and Versions, collapsed or not
+            st.plotly_chart(reliability_figure([version]), key=f"{key}_reliability")
             st.caption(f"ECE {fmt_num(version.metrics.get('ece'))}; predictions per bin: "
                        + ", ".join(f"{b['low']:.1f}-{b['high']:.1f}: {b['count']}" for b in bins))
 

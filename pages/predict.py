@@ -1,7 +1,8 @@
 """Predict: texts typed one per line, or a CSV/Excel upload; every prediction is logged."""
 import streamlit as st
 
-from core import export, predict, registry
+from core import export, feedback, files, predict, registry
+from core.errors import MMSError
 from core.estimators import PROB_PREFIX
 from pages import _ui
 
@@ -12,6 +13,7 @@ MIN_TEXT = 150
 WIDTHS = {"label": 70, "top_prob": 120, "expected_grade": 90, "business_line": 100, "version": 60,
           "prediction_id": 70}
 NARROW = 64  # a probability, or any other column
+PREVIEW_ROWS = 5
 COMPACT = {"top_prob": NARROW, "business_line": 80}  # when many grades leave the text too little room
 
 
@@ -44,6 +46,62 @@ def table_columns(columns: list[str]) -> tuple[list[str], dict]:
     return order, {c: config[c] for c in order}
 
 
+RESULTS = "predict_results"  # per input mode: {"typed": ..., "file": ...}; a mode never shows the other's
+
+
+def preview(upload) -> None:
+    """The uploaded file's first rows and its row count, read by core from its bytes before predicting
+    (once per file: a rerun does not parse it again)."""
+    kept = st.session_state.get("predict_preview")
+    if not kept or kept["file_id"] != upload.file_id:
+        try:
+            frame = files.read_table(upload.getvalue(), upload.name)
+            kept = {"file_id": upload.file_id, "rows": len(frame), "head": frame.head(PREVIEW_ROWS), "error": None}
+        except MMSError as e:
+            kept = {"file_id": upload.file_id, "error": str(e)}
+        st.session_state["predict_preview"] = kept
+    if kept["error"]:
+        st.error(kept["error"])
+        return
+    st.caption(f"{_ui.md_escape(upload.name)}: {kept['rows']:,} rows"
+               + ("" if "text" in kept["head"].columns else " — no `text` column: predicting it will say so")
+               + (". The first rows:" if kept["rows"] > PREVIEW_ROWS else ":"))
+    st.dataframe(kept["head"], hide_index=True, key="predict_file_preview")
+
+
+def show_result(mode: str, file_name: str) -> None:
+    """The latest result of this input mode, with a download named for it."""
+    kept = st.session_state.get(RESULTS, {}).get(mode)
+    if kept is None:
+        return
+    result = kept["frame"]
+    st.success(f"{len(result)} predictions logged with version {result['version'].iloc[0]}: "
+               f"{_ui.md_escape(kept['what'])}.")
+    order, config = table_columns(list(result.columns))
+    st.dataframe(result, key=f"predict_table_{mode}", hide_index=True, column_order=order, column_config=config)
+    st.download_button("Download CSV", export.to_csv_bytes(result), file_name=file_name, mime="text/csv",
+                       key=f"predict_download_{mode}")
+
+
+def history_section(store, name: str) -> None:
+    """One prediction's label history: the id column of a result (or of a hard-example file) names it."""
+    st.subheader("History of a prediction")
+    pid = st.number_input("Prediction id", min_value=0, max_value=2 ** 53 - 1, value=None, step=1,
+                          key="predict_history_id", placeholder="the id column of a result, e.g. 1234",
+                          help="Who predicted it with which version, who gave which label and when, skips, "
+                               "undone labels and the review's decision.")
+    if pid is None:
+        return
+    with _ui.errors_as_messages():
+        text, history = feedback.label_history(store, name, int(pid))
+    st.markdown(f"**{int(pid)}** · {_ui.md_escape(text)}")
+    st.dataframe(history, hide_index=True, key="predict_history", column_config={
+        "at": st.column_config.DatetimeColumn("at", format="YYYY-MM-DD HH:mm:ss"),
+        "detail": st.column_config.TextColumn("detail", width="large")})
+    if len(history) == 1:
+        st.caption("Not labelled yet.")
+
+
 st.title("Predict")
 name = _ui.require_model()
 store = _ui.store()
@@ -55,41 +113,43 @@ if not versions:
     st.info(f"Model {name} has no trained version yet: train one on the **Train** page.")
     st.stop()
 
-left, right = st.columns([3, 1])
-with right:
-    version = st.selectbox("Version", [None] + versions, key="predict_version",
+options = st.container(horizontal=True)
+with options:
+    version = st.selectbox("Version", [None] + versions, key="predict_version", width=220,
                            format_func=lambda v: f"active (v{model.active_version})" if v is None else f"v{v}")
-    line = st.text_input("Business line", key="predict_line", placeholder=predict.DEFAULT_LINE,
+    line = st.text_input("Business line", key="predict_line", placeholder=predict.DEFAULT_LINE, width=220,
                          help="Used for texts, or file rows, that have no business_line of their own.")
-with left:
-    typed, uploaded = st.tabs(["Type texts", "Upload a file"])
-    with typed:
-        texts = st.text_area("One text per line", key="predict_texts", height=160,
-                             placeholder="房间很干净，服务也很好\n快递太慢了，包装也破了")
-        run_typed = st.button("Predict", key="predict_run", type="primary")
-    with uploaded:
-        upload = st.file_uploader("CSV or Excel with a text column (optional business_line, created_at)",
-                                  type=["csv", "tsv", "txt", "xlsx", "xls"], key="predict_file")
-        run_file = st.button("Predict the file", key="predict_file_run", disabled=upload is None)
+typed, uploaded = st.tabs(["Type texts", "Upload a file"])
+with typed:
+    texts = st.text_area("One text per line", key="predict_texts", height=160,
+                         placeholder="房间很干净，服务也很好\n快递太慢了，包装也破了")
+    run_typed = st.button("Predict", key="predict_run", type="primary")
+with uploaded:
+    upload = st.file_uploader("CSV or Excel with a text column (optional business_line, created_at)",
+                              type=["csv", "tsv", "txt", "xlsx", "xls"], key="predict_file")
+    if upload is not None:
+        preview(upload)
+    run_file = st.button("Predict the file", key="predict_file_run", disabled=upload is None)
 
-result = None
+results = st.session_state.setdefault(RESULTS, {})
 with _ui.errors_as_messages():
     if run_typed:
         lines = [t for t in texts.splitlines() if t.strip()]
-        with st.spinner(f"Predicting {len(lines)} texts…"):
-            result = predict.predict_texts(store, name, lines, _ui.user(), business_line=line or None,
-                                           version=version, source="app")
+        with typed, st.spinner(f"Predicting {len(lines)} texts…"):
+            frame = predict.predict_texts(store, name, lines, _ui.user(), business_line=line or None,
+                                          version=version, source="app")
+        results["typed"] = {"frame": frame, "what": "the typed texts"}
     elif run_file and upload is not None:
-        with st.spinner(f"Predicting {upload.name}…"):
-            result = predict.predict_file(store, name, upload.getvalue(), _ui.user(), filename=upload.name,
-                                          business_line=line or None, version=version, source_tag="app")
-if result is not None:
-    st.session_state["predict_result"] = result
-
-result = st.session_state.get("predict_result")
-if result is not None:
-    st.success(f"{len(result)} predictions logged with version {result['version'].iloc[0]}.")
-    order, config = table_columns(list(result.columns))
-    st.dataframe(result, key="predict_table", hide_index=True, column_order=order, column_config=config)
-    st.download_button("Download CSV", export.to_csv_bytes(result), file_name=f"predictions-{name}.csv",
-                       mime="text/csv", key="predict_download")
+        with uploaded, st.spinner(f"Predicting {upload.name}…"):
+            frame = predict.predict_file(store, name, upload.getvalue(), _ui.user(), filename=upload.name,
+                                         business_line=line or None, version=version, source_tag="app")
+        results["file"] = {"frame": frame, "what": upload.name, "file_id": upload.file_id}
+if results.get("file") and (upload is None or results["file"]["file_id"] != upload.file_id):
+    del results["file"]  # another file, or none: its results are not this file's
+with typed:
+    show_result("typed", f"predictions-{name}-typed-texts.csv")
+with uploaded:
+    if upload is not None:
+        show_result("file", f"predictions-{name}-{upload.name.rsplit('.', 1)[0]}.csv")
+st.divider()
+history_section(store, name)

@@ -17,6 +17,8 @@ import streamlit as st
 from core import auth, compare, estimators, preprocess, registry, selection, train
 from pages import _ordinal, _ui
 
+PLAN_TILE, METRIC_TILE = 250, 200  # px: "not possible" and "Calibration error (ECE)" in full
+TABLE_TILE = 440  # px: a per-class or per-line table with both versions and the delta
 SAMPLE = "这家酒店的房间很干净，前台服务也热情，就是早餐一般般。"
 
 
@@ -215,7 +217,10 @@ def plan_panel(plan: train.TrainingPlan) -> None:
     new = sum(plan.new_since_active.values())
     by_source = _ui.fmt_sources(plan.rows_by_source, "none yet")
     new_by_source = _ui.fmt_sources(plan.new_since_active)
-    a, b, c = st.columns(3)
+    # tiles of a fixed width in a row that wraps: three equal columns beside the sidebar at 1000 px cut
+    # "not possible" to "not po…"
+    row = st.container(horizontal=True)
+    a, b, c = (row.container(width=PLAN_TILE) for _ in range(3))
     a.metric("Training rows", f"{total:,}", help="Imported rows plus labels given on the Label page.",
              border=True)
     a.caption(by_source)
@@ -248,15 +253,17 @@ def train_buttons(plan: train.TrainingPlan, config: dict, prep: dict, diff: pd.D
         st.caption("Full retrain will use: " + _ui.md_escape(summary(config, prep))
                    + ("" if diff.empty else " — **unsaved settings, confirmed**" if confirmed else
                       " — **unsaved settings: tick the confirmation above first**"))
-    full, inc, note = st.columns([1, 1, 3], vertical_alignment="center")
+    # buttons as wide as their labels in a row that wraps (fixed columns cut them to "Full r…" at 1000 px)
+    row = st.container(horizontal=True, vertical_alignment="center")
+    full, inc, note = row, row, row
     not_owner = None if may("train") else "Training needs the owner role."
     no_rows = None if sum(plan.rows_by_source.values()) else "No training rows yet: import labelled rows on the Data page."
     clicked_full = full.button("Full retrain", key="train_full", type="primary", icon=":material/model_training:",
-                               disabled=not (may("train") and confirmed) or bool(no_rows), width="stretch",
+                               disabled=not (may("train") and confirmed) or bool(no_rows), width="content",
                                help=not_owner or no_rows or ("A new version from every training row, with the "
                                                              "settings below." if confirmed else
                                                              "Confirm the unsaved settings first."))
-    clicked_inc = inc.button("Incremental update", key="train_incremental", icon=":material/update:", width="stretch",
+    clicked_inc = inc.button("Incremental update", key="train_incremental", icon=":material/update:", width="content",
                              disabled=not (may("train") and plan.incremental_possible),
                              help=not_owner or (plan.reason[:1].upper() + plan.reason[1:]))
     if not st.session_state.get("user"):
@@ -299,7 +306,8 @@ def fmt_delta(d: compare.Delta) -> str | None:
 
 def overall(new: registry.Version, base: registry.Version | None) -> None:
     deltas = compare.overall_deltas(new, base)
-    for col, d in zip(st.columns(len(deltas)), deltas):
+    row = st.container(horizontal=True)  # fixed-width tiles that wrap, not columns that cut "81.…" at 1000 px
+    for col, d in zip([row.container(width=METRIC_TILE) for _ in deltas], deltas):
         m = d.measure
         col.metric(m.label, fmt(d.candidate, m), delta=fmt_delta(d), border=True,
                    delta_color="off" if d.unchanged else "inverse" if m.lower_is_better else "normal",
@@ -365,7 +373,8 @@ def result_panel(model: registry.Model, versions: list[registry.Version]):
     clicked = activate_box(model, new, by_number.get(model.active_version))
     overall(new, base)
     _ordinal.version_section(new, base, "train_ordinal")
-    left, right = st.columns(2)
+    row = st.container(horizontal=True)  # side by side at 1400 px, one under the other at 1000 px (not cut)
+    left, right = row.container(width=TABLE_TILE), row.container(width=TABLE_TILE)
     with left:
         st.markdown("**Per class**")
         show_table(compare.per_class_table(new, base), "train_per_class")

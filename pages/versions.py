@@ -1,5 +1,5 @@
 """Versions (product owners): every model at a glance; for the selected model its versions and their
-metrics, reactivating any version with a reason, a diff of two versions, and the history.
+metrics, reactivating any version with a reason, versions compared against a base, and the history.
 
 Reactivating a version worse than the active one (an ordinary rollback, often) shows what regressed
 (core.compare) and needs "reactivate anyway", recorded as forced with the reason."""
@@ -7,12 +7,13 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import auth, compare, experiments, registry
+from core import artifacts, auth, compare, experiments, registry
 from core.errors import MMSError
 from pages import _ordinal, _ui
 
 HEADLINES = {"accuracy": "Accuracy", "macro_f1": "Macro-F1"}
-DIFF_KEYS = "versions_diff_a", "versions_diff_b"
+CHART_WIDTH, BOX_WIDTH = 500, 410  # px: side by side in a 1400 px window, stacked at 1000 px
+DIFF_KEYS = "versions_diff_a", "versions_diff_with"  # the base, the versions compared with it
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -163,6 +164,34 @@ def reactivate_box(model: registry.Model, versions: list[registry.Version], hist
     return None
 
 
+def model_file_section(model: registry.Model, versions: list[registry.Version]) -> None:
+    """Download a version's model file, offered only once its sha256 matches the registry's."""
+    by_number = {v.version: v for v in versions}
+    row = st.container(horizontal=True, vertical_alignment="bottom")
+    keep_valid("versions_file_pick", list(by_number), model.active_version or versions[-1].version)
+    picked = row.selectbox("Model file of", list(by_number), key="versions_file_pick", width=160,
+                           format_func=lambda n: f"v{n}" + (" (active)" if n == model.active_version else ""))
+    v = by_number[picked]
+    ready = st.session_state.get("versions_file")
+    if not ready or ready["for"] != (model.name, v.version, v.sha256):
+        if not row.button("Check its sha256", key="versions_file_check", icon=":material/verified:",
+                          help="Reads the file and compares its sha256 with the one recorded when it was trained; "
+                               "only a file that matches is offered."):
+            row.caption(f"sha256 recorded: `{v.sha256[:16]}…`")
+            return
+        try:
+            data = artifacts.verified_file(_ui.store(), v)
+        except MMSError as e:
+            st.error(str(e)[:1].upper() + str(e)[1:] + ".", icon=":material/gpp_bad:")
+            return
+        ready = st.session_state["versions_file"] = {"for": (model.name, v.version, v.sha256), "data": data}
+    row.download_button(f"Download v{v.version}'s model file ({len(ready['data']) / 2 ** 20:.1f} MB)", ready["data"],
+                        file_name=artifacts.download_name(model.name, v), mime="application/octet-stream",
+                        key="versions_file_download", icon=":material/download:", on_click="ignore")
+    row.caption(f"sha256 `{v.sha256[:16]}…` matches the registry's. A joblib file: load it with the same "
+                f"versions of scikit-learn and jieba.")
+
+
 def reactivate(model: registry.Model, version: int, reason: str, again: bool, force: bool) -> None:
     with _ui.errors_as_messages():
         registry.activate_version(_ui.store(), model.name, version, _ui.user(), reason, force=force)
@@ -173,8 +202,36 @@ def reactivate(model: registry.Model, version: int, reason: str, again: bool, fo
     st.rerun()
 
 
+def keep_labelled_many(key: str, labels: dict[int, str], default: list[int]) -> None:
+    """`keep_labelled` for a multiselect of versions: each chosen version kept under its current label."""
+    chosen = st.session_state.get(key)
+    kept = [n for n in labels for c in chosen if isinstance(c, str) and c.startswith(f"v{n} · ")] \
+        if isinstance(chosen, list) else default
+    st.session_state[key] = [labels[n] for n in kept]
+
+
+WHAT_WIDTH, VALUE_WIDTH, DELTA_WIDTH = 170, 100, 70  # px: the base and one version fit beside the sidebar at 1000 px
+BETTER, WORSE = "color: #15803d", "color: #b91c1c"
+
+
+def compare_table(frame: pd.DataFrame, base: registry.Version, others: list[registry.Version]) -> None:
+    """core.compare's table as it reads: readable names, formatted values, deltas coloured better/worse."""
+    shown = ["what", compare.base_column(base)] + [c for v in others for c in (f"v{v.version}", f"Δ v{v.version}")]
+
+    def colour(row):
+        return [BETTER if c.startswith("Δ ") and row[f"better {c[2:]}"] is True else
+                WORSE if c.startswith("Δ ") and row[f"better {c[2:]}"] is False else "" for c in row.index]
+
+    st.container(key="versions_diff_table").dataframe(  # the container's key names the table in a browser
+        frame.style.apply(colour, axis=1), hide_index=True, key="versions_diff", column_order=shown,
+        height=min(38 + 35 * len(frame), 740),
+        column_config={"what": st.column_config.TextColumn("", width=WHAT_WIDTH, pinned=True),
+                       **{c: st.column_config.TextColumn(c, width=DELTA_WIDTH if c.startswith("Δ") else VALUE_WIDTH)
+                          for c in shown[1:]}})
+
+
 def diff_section(versions: list[registry.Version], active: int | None) -> None:
-    st.subheader("Compare two versions")
+    st.subheader("Compare versions")
     if len(versions) < 2:
         st.caption("Only one version so far: train another on the Train page to compare.")
         return
@@ -183,40 +240,42 @@ def diff_section(versions: list[registry.Version], active: int | None) -> None:
     newest_other = next((n for n in reversed(numbers) if n != active), numbers[-1])
     labels = {n: label_of(by_number[n], active) for n in numbers}
     keep_labelled(DIFF_KEYS[0], labels, active if active in by_number else numbers[-2])
-    keep_labelled(DIFF_KEYS[1], labels, newest_other)
-    left, right, only = st.columns([2, 2, 1], vertical_alignment="bottom")
+    keep_labelled_many(DIFF_KEYS[1], labels, [newest_other])
     number = {label: n for n, label in labels.items()}
-    a = number[left.selectbox("Version", list(labels.values()), key=DIFF_KEYS[0])]
-    b = number[right.selectbox("beside version", list(labels.values()), key=DIFF_KEYS[1])]
-    only_diff = only.toggle("Only differences", value=True, key="versions_diff_only")
-    diff = compare.diff_table(by_number[a], by_number[b])
-    differing = int(diff["differs"].sum())
-    st.caption(f"{differing} of {len(diff)} settings and figures differ." if a != b
-               else "The same version on both sides.")
-    if only_diff:
-        diff = diff[diff["differs"]]
-    frame = diff.assign(**{c: diff[c].map(compare.as_text) for c in diff.columns if c not in ("setting", "differs")},
-                        differs=diff["differs"].map({True: "●", False: ""}))
-    styled = frame.style.apply(
-        lambda row: ["background-color: rgba(250, 204, 21, 0.25)" if row["differs"] else ""] * len(row), axis=1)
-    st.dataframe(styled, hide_index=True, key="versions_diff", column_config={
-        "differs": st.column_config.TextColumn("differs", width="small")})
+    row = st.container(horizontal=True, vertical_alignment="bottom")
+    with row:
+        a = number[st.selectbox("Base version", list(labels.values()), key=DIFF_KEYS[0], width=400,
+                                help="Every other version's deltas are against this one.")]
+        st.session_state[DIFF_KEYS[1]] = [c for c in st.session_state[DIFF_KEYS[1]] if c != labels[a]]
+        chosen = st.multiselect("Compared with", [label for n, label in labels.items() if n != a],
+                                key=DIFF_KEYS[1], width=420, placeholder="choose versions")
+        only_diff = st.toggle("Only differences", value=True, key="versions_diff_only")
+    others = [by_number[number[label]] for label in chosen if number[label] != a]
+    if not others:
+        st.caption("Choose one or more versions to compare with the base.")
+        return
+    frame = compare.compare_versions([by_number[a], *others], by_number[a])
+    st.caption(f"{int(frame['differs'].sum())} of {len(frame)} settings and figures differ from v{a}. "
+               "Δ: the version minus the base; green is better, red worse.")
+    compare_table(frame[frame["differs"]] if only_diff else frame, by_number[a], others)
     st.markdown("**Reliability** (on the test split: a calibrated model's points lie on the diagonal)")
-    st.plotly_chart(_ui.reliability_figure([by_number[n] for n in dict.fromkeys((a, b))]), key="versions_reliability")
-    _ui.model_choice(by_number[b], "versions_choice")
-    _ordinal.version_section(by_number[b], by_number[a] if a != b else None, "versions_ordinal")
+    st.plotly_chart(_ui.reliability_figure([by_number[a], *others]), key="versions_reliability")
+    b = others[0]
+    _ui.model_choice(b, "versions_choice")
+    _ordinal.version_section(b, by_number[a], "versions_ordinal")
 
 
 def runs_filters(runs: pd.DataFrame) -> pd.DataFrame:
     """The filter expression, tag pills and sort order; returns the versions they leave, in order."""
-    left, mid, right = st.columns([4, 2, 1], vertical_alignment="bottom")
+    row = st.container(horizontal=True, vertical_alignment="bottom")  # wraps beside the sidebar at 1000 px
+    left, mid, right = row, row, row
     expression = left.text_input("Filter", key="versions_filter", placeholder=experiments.EXAMPLE,
                                  help="Clauses joined by `and`: a setting or metric (full name, or its last part "
                                       "such as `macro_f1`, `C`, `estimator`), one of = != > >= < <= contains, "
-                                      "and a value. `tags contains X` keeps the versions tagged X.")
+                                      "and a value. `tags contains X` keeps the versions tagged X.", width=440)
     columns = list(runs.columns)
     keep_valid("versions_sort", columns, "metrics.macro_f1" if "metrics.macro_f1" in columns else "version")
-    by = mid.selectbox("Sort by", columns, key="versions_sort")
+    by = mid.selectbox("Sort by", columns, key="versions_sort", width=240)
     descending = right.toggle("Descending", value=True, key="versions_sort_desc")
     tags = sorted({t for row in runs["tags"] for t in row})
     wanted = st.pills("Tags", tags, selection_mode="multi", key="versions_tag_filter") if tags else []
@@ -381,14 +440,16 @@ def main() -> None:
         overview(store, name)
         return
 
-    chart, box = st.columns([3, 2])
-    with chart:
+    # side by side at 1400 px, one under the other at 1000 px: fixed columns squeezed the switch box
+    # beside the open sidebar until its regressions table showed one column
+    row = st.container(horizontal=True)
+    with row.container(width=CHART_WIDTH):
         st.plotly_chart(headline_chart(versions), key="versions_chart")
-    with box:
-        panel = st.container(border=True)
-        with panel:
-            to_activate = reactivate_box(model, versions, data["history"])
+    panel = row.container(border=True, width=BOX_WIDTH)
+    with panel:
+        to_activate = reactivate_box(model, versions, data["history"])
     versions_table(data["table"])
+    model_file_section(model, versions)
     experiments_section(model, versions, data["annotations"])
     diff_section(versions, model.active_version)
     history_section(data["history"], data["events"])

@@ -1,5 +1,6 @@
 
 import pandas as pd
+import pytest
 
 from core import imports, registry
 
@@ -137,3 +138,59 @@ def test_a_gbk_file_shows_its_first_rows_decoded(app, seeded_store):
     at.file_uploader(key="create_file").set_value(("new.csv", good, "text/csv"))
     at.run()
     assert _tables_with_text(at) == [["物流很快，包装完好", "屏幕有坏点，退货了"]] * 2
+
+@pytest.fixture
+def downloads(monkeypatch):
+    """Every file a download button offers in this test, as (file name, bytes), newest last."""
+    from streamlit.runtime.media_file_manager import MediaFileManager
+
+    offered, add = [], MediaFileManager.add
+
+    def record(self, path_or_data, mimetype, coordinates, file_name=None, is_for_static_download=False):
+        offered.append((file_name, path_or_data))
+        return add(self, path_or_data, mimetype, coordinates, file_name, is_for_static_download)
+
+    monkeypatch.setattr(MediaFileManager, "add", record)
+    return offered
+
+
+def test_each_input_mode_keeps_its_own_results_and_downloads(app, seeded_store, downloads):
+    """After typed texts were predicted, the Upload tab showed the typed results and their download,
+    under the same file name the file's results got."""
+    at = app("pages/predict.py")
+    at.text_area(key="predict_texts").input("房间很干净，服务也很好\n质量很差")
+    at.button(key="predict_run").click().run()
+    typed, uploaded = at.tabs
+    assert [len(d.value) for d in typed.dataframe] == [2]
+    assert not uploaded.dataframe and not uploaded.get("download_button")  # nothing of the typed texts here
+    rows = "text,business_line\n" + "".join(f"第{i}条：物流很快,数码\n" for i in range(7))
+    at.file_uploader(key="predict_file").set_value(("orders.csv", rows.encode("gbk"), "text/csv")).run()
+    typed, uploaded = at.tabs
+    assert [len(d.value) for d in typed.dataframe] == [2]
+    assert not uploaded.get("download_button")
+    at.button(key="predict_file_run").click().run()
+    assert not at.exception
+    typed, uploaded = at.tabs
+    assert [len(d.value) for d in typed.dataframe] == [2]
+    file_results = [d.value for d in uploaded.dataframe if "label" in d.value.columns]
+    assert [len(f) for f in file_results] == [7]
+    assert len(at.get("download_button")) == 2
+    names = {name: data.decode("utf-8-sig") for name, data in downloads[-2:]}  # the last run's two buttons
+    typed_name = next(n for n, csv in names.items() if "质量很差" in csv)
+    file_name = next(n for n, csv in names.items() if "物流很快" in csv)
+    assert typed_name != file_name and "orders" in file_name and "typed" in typed_name, names
+
+
+def test_an_uploaded_file_is_previewed_before_predicting(app, seeded_store):
+    before = _counts(seeded_store)["predictions"]
+    at = app("pages/predict.py")
+    rows = "text,business_line\n" + "".join(f"第{i}条评论：还不错,图书\n" for i in range(12))
+    at.file_uploader(key="predict_file").set_value(("books.csv", rows.encode("gbk"), "text/csv")).run()
+    assert not at.exception
+    uploaded = at.tabs[1]
+    preview = uploaded.dataframe[0].value
+    assert len(preview) == 5 and preview["text"].iloc[0] == "第0条评论：还不错"  # decoded from GBK
+    assert any("books.csv: 12 rows" in c.value.replace("\\", "") for c in uploaded.caption)
+    assert _counts(seeded_store)["predictions"] == before  # a preview predicts and logs nothing
+    at.file_uploader(key="predict_file").set_value(("empty.csv", b"text\n", "text/csv")).run()
+    assert any("empty.csv: the file has a header but no rows" in e.value for e in at.tabs[1].error)

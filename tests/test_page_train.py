@@ -76,7 +76,7 @@ def test_full_retrain_creates_version_2_shows_the_comparison_and_activates_it(ap
     assert versions[1].status == registry.INACTIVE
     assert any("Version 2, just trained, beside active version 1" in h.value for h in at.subheader)
     assert {m.label for m in at.metric} >= {"Accuracy", "Macro-F1", "Log loss", "Calibration error (ECE)"}
-    assert len(elements(at, "plotly_chart")) == 2  # both confusion matrices
+    assert len(elements(at, "plotly_chart")) == 3  # both confusion matrices, and the reliability curve
     assert not at.dataframe[0].value.empty  # per class
 
     at.text_input(key="train_activate_reason").input("更好 on hotels").run()

@@ -1,4 +1,5 @@
 """The Versions page: models, versions, reactivating with a reason, the diff, the history."""
+import hashlib
 import json
 
 import pytest
@@ -50,15 +51,48 @@ def test_reactivating_a_version_records_the_reason_and_the_user(app, two_version
     assert at.text_input(key="versions_reason").value == ""  # the form starts afresh
 
 
-def test_the_diff_shows_what_differs_between_two_versions(app, two_versions):
+def diff_shown(at):
+    """The comparison table as drawn: its visible columns (the hidden 'better' ones left out)."""
+    element = next(d for d in at.dataframe if "what" in d.value.columns and "differs" in d.value.columns)
+    return element.value[list(element.proto.column_order)].set_index("what")
+
+
+def test_the_comparison_reads_names_values_and_deltas_against_the_base(app, two_versions):
+    """Rows started with raw keys (data.fingerprint, data.selection.tried as raw JSON) and no column said
+    how much a version differs from the other."""
     at = app("pages/versions.py")
-    diff = table(at, "setting", "differs")
-    assert set(diff.columns) == {"setting", "v2", "v1", "differs"}
-    estimator = diff.set_index("setting").loc["config.estimator"]
-    assert (estimator["v1"], estimator["v2"], estimator["differs"]) == ("logreg", "complement_nb", "●")
-    assert "preprocess.cut_mode" not in set(diff["setting"])  # the same in both: hidden by default
+    assert at.selectbox(key="versions_diff_a").value.startswith("v2 ")  # the active version is the base
+    assert [o.split(" · ")[0] for o in at.multiselect(key="versions_diff_with").value] == ["v1"]
+    diff = diff_shown(at)
+    assert list(diff.columns) == ["v2 (base)", "v1", "Δ v1"]
+    assert (diff.loc["estimator", "v2 (base)"], diff.loc["estimator", "v1"]) == ("complement_nb", "logreg")
+    assert diff.loc["estimator", "Δ v1"] == "changed"
+    v1, v2 = (registry.get_version(two_versions, MODEL, n) for n in (1, 2))
+    assert diff.loc["Accuracy", "v1"] == f"{v1.metrics['accuracy']:.1%}"
+    delta = (v1.metrics["accuracy"] - v2.metrics["accuracy"]) * 100
+    assert diff.loc["Accuracy", "Δ v1"] == f"{delta:+.1f} pp".replace("-", "−")
+    assert not [w for w in diff.index if "." in w or "_" in w]  # no raw keys
+    assert not [c for c in diff.to_numpy().ravel() if str(c).startswith(("[", "{"))]  # no raw JSON
+    assert "jieba mode" not in diff.index  # the same in both: hidden by default
     at.toggle(key="versions_diff_only").set_value(False).run()
-    assert "preprocess.cut_mode" in set(table(at, "setting", "differs")["setting"])
+    assert "jieba mode" in diff_shown(at).index
+
+
+def test_n_versions_compare_against_a_chosen_base(app, two_versions):
+    train.train_version(two_versions, MODEL, "owner2", model_config={"estimator": "logreg", "C": 0.5})
+    at = app("pages/versions.py")
+    labels = at.selectbox(key="versions_diff_a").options
+    v1, v3 = (next(label for label in labels if label.startswith(f"v{n} ")) for n in (1, 3))
+    at.selectbox(key="versions_diff_a").set_value(v1).run()
+    at.multiselect(key="versions_diff_with").set_value([label for label in labels if not label.startswith("v1 ")]).run()
+    assert not at.exception
+    diff = diff_shown(at)
+    assert list(diff.columns) == ["v1 (base)", "v2", "Δ v2", "v3", "Δ v3"]
+    assert diff.loc["C", "v3"] == "0.5" and diff.loc["C", "Δ v3"] == "changed"
+    assert "C" in diff.index and diff.loc["estimator", "Δ v3"] == ""  # v3 is logreg like the base
+    at.selectbox(key="versions_diff_a").set_value(v3).run()  # the new base leaves the compared versions
+    assert not at.exception
+    assert list(diff_shown(at).columns) == ["v3 (base)", "v2", "Δ v2"]
 
 
 def test_an_altered_model_file_is_a_sentence_and_nothing_changes(app, two_versions):
@@ -105,9 +139,11 @@ def test_after_a_rollback_the_dropdowns_label_the_new_active_version(app, two_ve
     at.checkbox(key="versions_confirm").check().run()
     at.button(key="versions_reactivate").click().run()
     assert registry.get_model(two_versions, MODEL).active_version == 1
-    for key in ("versions_pick", "versions_diff_a", "versions_diff_b"):
+    for key in ("versions_pick", "versions_diff_a"):
         labels = at.selectbox(key=key).options
         assert [label.split(" · ")[0] for label in labels if label.endswith("active")] == ["v1"], key
+    assert [label.split(" · ")[0] for label in at.multiselect(key="versions_diff_with").value] == ["v1"]
+    assert at.multiselect(key="versions_diff_with").value[0].endswith("· active")
 
 
 def test_the_versions_table_shows_no_literal_none(app):
@@ -143,3 +179,33 @@ def test_the_experiments_table_has_readable_headers_and_the_filter_keeps_the_nam
     assert not [h for h in headers.values() if "_" in h or "." in h]
     at.text_input(key="versions_filter").input("macro_f1 > 0").run()
     assert not at.exception and not at.error
+
+
+def test_a_model_file_is_offered_for_download_once_its_sha256_matches(app, two_versions, monkeypatch):
+    from streamlit.runtime.media_file_manager import MediaFileManager
+
+    offered, add = [], MediaFileManager.add
+    monkeypatch.setattr(MediaFileManager, "add", lambda self, data, mime, coords, file_name=None, **kw:
+                        offered.append((file_name, data)) or add(self, data, mime, coords, file_name, **kw))
+    v1 = registry.get_version(two_versions, MODEL, 1)
+    at = app("pages/versions.py")
+    assert not [b for b in at.get("download_button") if "model file" in b.proto.label]  # not before the check
+    at.selectbox(key="versions_file_pick").set_value(1).run()
+    at.button(key="versions_file_check").click().run()
+    assert not at.exception
+    assert [b.proto.label.split(" (")[0] for b in at.get("download_button")] == ["Download v1's model file"]
+    name, data = next((n, d) for n, d in offered if n and n.endswith(".joblib"))
+    assert name == f"{MODEL}-v1-{v1.sha256[:12]}.joblib"
+    assert hashlib.sha256(data).hexdigest() == v1.sha256
+
+
+def test_an_altered_model_file_is_not_offered(app, two_versions):
+    v1 = registry.get_version(two_versions, MODEL, 1)
+    with open(two_versions.path.parent / v1.artifact, "ab") as f:
+        f.write(b"tampered")
+    at = app("pages/versions.py")
+    at.selectbox(key="versions_file_pick").set_value(1).run()
+    at.button(key="versions_file_check").click().run()
+    assert not at.exception
+    assert any("version 1's model file has been altered" in e.value.lower() for e in at.error)
+    assert not [b for b in at.get("download_button") if "model file" in b.proto.label]
