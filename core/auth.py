@@ -11,6 +11,7 @@ import functools
 import hashlib
 import ipaddress
 import math
+import random
 import secrets
 import threading
 import time
@@ -226,19 +227,22 @@ def sign_in(store: Store, name: str, password: str, via: str) -> Identity:
     name = (name or "").strip()[:200]
     failures, wait = _reserve(store, name)
     if wait:
-        with store.transaction() as con:
-            db.add_event(con, name, "sign_in_failed", None, {"via": via, "reason": "locked out", "failures": failures})
+        _write(store, lambda con: db.add_event(con, name, "sign_in_failed", None,
+                                               {"via": via, "reason": "locked out", "failures": failures}))
         raise SignInRefused(_locked_sentence(name, wait), retry_after=wait)
     with store.connect() as con:
         row = db.user_row(con, name)
     ok = _password_matches(row, password)  # outside any transaction: bcrypt takes a while on purpose
-    with store.transaction() as con:
+    at = _attempt_time()  # later than the reserved failure: a success starts the count again
+
+    def record(con) -> None:
         if ok:
-            db.add_attempt(con, name, True, _attempt_time())  # later than the reserved failure: the count starts again
+            db.add_attempt(con, name, True, at)
             db.add_event(con, name, "sign_in", None, {"via": via})
         else:
             reason = "unknown user" if row is None else "wrong password"
             db.add_event(con, name, "sign_in_failed", None, {"via": via, "reason": reason, "failures": failures + 1})
+    _write(store, record)
     _forget_old_attempts(store)
     if not ok:
         raise SignInRefused(WRONG_PASSWORD)
@@ -268,27 +272,38 @@ def _reserve(store: Store, subject: str) -> tuple[int, int]:
     Counting after the commit is what serialises: of two attempts, the one committed second sees
     the first, so at most `signin_max_failures` attempts are ever allowed between lockouts."""
     at = _attempt_time()
-    with store.transaction() as con:
-        db.add_attempt(con, subject, False, at)
+    _write(store, lambda con: db.add_attempt(con, subject, False, at))
     with store.connect() as con:
         failures = db.failures_since_success(con, subject, db.now() - FAILURE_MEMORY)
     others = [f for f in failures if f != at]
     wait = _wait(others)
     if wait:
-        for attempt in range(5):  # two DuckLake writers deleting from one table at once: one retries
-            try:
-                with store.transaction() as con:
-                    db.delete_attempt(con, subject, at)
-                break
-            except Conflict:
-                time.sleep(0.01 * (attempt + 1))
+        _write(store, lambda con: db.delete_attempt(con, subject, at))
     return len(others), wait
 
 
+def _write(store: Store, change) -> None:
+    """`change(con)` in a transaction, retried while it conflicts: on DuckLake an insert into a table
+    conflicts with another process's delete from it (parallel attempts for one name do both)."""
+    for attempt in range(30):
+        try:
+            with store.transaction() as con:
+                change(con)
+            return
+        except Conflict:
+            if attempt == 29:
+                raise
+            time.sleep(random.uniform(0.005, 0.03) * min(attempt + 1, 10))
+
+
 def _forget_old_attempts(store: Store) -> None:
+    before = db.now() - FAILURE_MEMORY
+    with store.connect() as con:
+        if not db.has_attempts_before(con, before):
+            return  # no delete, so no conflict with other processes' attempts
     try:
         with store.transaction() as con:
-            db.forget_attempts(con, db.now() - FAILURE_MEMORY)
+            db.forget_attempts(con, before)
     except Conflict:
         pass  # another process is forgetting them right now
 
@@ -338,8 +353,8 @@ def token_caller(store: Store, token: str, address: str) -> Identity | None:
         raise SignInRefused(f"too many unknown API tokens from {address}: unknown tokens from there are refused "
                             f"for {wait} s more (valid tokens still work); check the token (`python -m core "
                             f"create-token` makes a new one)", retry_after=wait)
-    with store.transaction() as con:
-        db.add_event(con, subject, "api_token_failed", None, {"address": address, "failures": failures + 1})
+    _write(store, lambda con: db.add_event(con, subject, "api_token_failed", None,
+                                           {"address": address, "failures": failures + 1}))
     return None
 
 
@@ -355,6 +370,5 @@ def _audit_refusal(store: Store, subject: str, address: str, failures: int) -> N
             return
         _refusals_audited[subject] = time.monotonic()
         refused = _refusal_counts.pop(subject)
-    with store.transaction() as con:
-        db.add_event(con, subject, "api_token_failed", None, {"address": address, "failures": failures,
-                                                              "reason": "locked out", "refused": refused})
+    _write(store, lambda con: db.add_event(con, subject, "api_token_failed", None, {
+        "address": address, "failures": failures, "reason": "locked out", "refused": refused}))

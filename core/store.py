@@ -811,6 +811,10 @@ def failures_since_success(con, subject: str, since) -> list:
         ORDER BY "at" DESC""", [subject, since, subject, since]).fetchall()]
 
 
+def has_attempts_before(con, before) -> bool:
+    return con.execute('SELECT count(*) FROM sign_in_attempts WHERE "at" < ?', [before]).fetchone()[0] > 0
+
+
 def forget_attempts(con, before) -> None:
     con.execute('DELETE FROM sign_in_attempts WHERE "at" < ?', [before])
 
