@@ -447,3 +447,14 @@ def test_an_old_cookie_is_refused_after_the_password_changes(served_team):
             assert page.get_by_text("Signed in as anna").count() == 0
         finally:
             browser.close()
+
+
+def test_the_cookie_route_reads_no_more_than_a_sign_in_code(team):
+    status, answer, read = asgi_post(served(team), sessions.START_PATH,
+                                     {"content-length": str(100 * 10**6), "origin": "http://testserver",
+                                      "host": "testserver"}, [MB] * 100)
+    assert status == 413 and read == 0
+    status, answer, read = asgi_post(served(team), sessions.START_PATH,
+                                     {"transfer-encoding": "chunked", "origin": "http://testserver",
+                                      "host": "testserver"}, [MB] * 100)
+    assert status == 413 and read == 1
