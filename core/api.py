@@ -16,6 +16,7 @@ import ipaddress
 import json
 import logging
 import math
+import re
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -60,6 +61,18 @@ def _whole_number(value):
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
+def _calendar_date(value):
+    # pydantic takes a bare number as seconds since 1970 ("until=0" was 1970-01-01); a date is YYYY-MM-DD
+    if isinstance(value, str) and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
+        raise ValueError("a date is written YYYY-MM-DD")
+    return value
+
+
+QueryDate = Annotated[dt.date | None, BeforeValidator(_calendar_date)]
+# Control characters and bidi controls: core refuses them in a business line (imports.check_name); the
+# pattern says so in the description, where pydantic's own check stays "not blank"
+_SHOWABLE = r"[^\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+LINE_PATTERN = {"pattern": f"^{_SHOWABLE}*$"}
 Id = Annotated[int, Field(ge=1, le=2**53 - 1), BeforeValidator(_whole_number)]  # JSON's safe integers
 ModelName = Annotated[str, Path(description="The model's name.", examples=[demo.MODEL])]
 VersionQuery = Annotated[int, Query(ge=1, le=2**53 - 1, description="A version number of the model.")]
@@ -77,7 +90,9 @@ class PredictRequest(Body):
         min_length=1, description="Texts to classify: at most MMS_MAX_BATCH (default 10000) per request, "
                                   "each at most MMS_MAX_TEXT_CHARS (default 20000) characters.")
     business_line: str = Field(predict.DEFAULT_LINE, min_length=1, max_length=200, pattern=r"\S",
-                               description="Business line the texts come from; the Monitor page groups by it.")
+                               json_schema_extra={"pattern": rf"^{_SHOWABLE}*{_SHOWABLE[:2]}\s{_SHOWABLE[2:]}{_SHOWABLE}*$"},
+                               description="Business line the texts come from; the Monitor page groups by it. "
+                                           "No control characters (ESC, new line…) or bidi controls.")
     version: Id | None = Field(None, description="A version to answer with; default: the active one.")
 
 
@@ -210,7 +225,7 @@ class CreateModelRequest(Body):
 class Example(Body):
     text: NonBlank
     label: NonBlank = Field(description="One of the model's labels.")
-    business_line: str | None = Field(None, max_length=200)
+    business_line: str | None = Field(None, max_length=200, json_schema_extra=LINE_PATTERN)
     split: Literal[imports.SPLITS] = Field("train", description="train, or test: the fixed set versions are "
                                                                 "judged on.")
 
@@ -624,9 +639,9 @@ def create_app(store: Store | None = None) -> FastAPI:
 
     @api.get("/models/{name}/stats", responses=_errors(401, 403, 404, 422, 429, 503))
     def statistics(name: ModelName, by: Annotated[str, Query(pattern="^(day|week|month)$")] = "week",
-                   business_line: Annotated[list[str] | None, Query()] = None, since: dt.date | None = None,
-                   until: dt.date | None = None, reference_since: dt.date | None = None,
-                   reference_until: dt.date | None = None,
+                   business_line: Annotated[list[str] | None, Query()] = None, since: QueryDate = None,
+                   until: QueryDate = None, reference_since: QueryDate = None,
+                   reference_until: QueryDate = None,
                    drift: bool = True, store: Store = Depends(get_store),
                    caller: Caller = Depends(current_user)) -> dict:
         """Statistics per business line and period: estimated, audited and hard-example accuracy kept apart
@@ -901,11 +916,9 @@ async def _refusal_before_body(request: Request) -> JSONResponse | None:
         else:
             await current_user(request, store, None)
     except HTTPException as e:
-        return _error(e.status_code, str(e.detail), headers=e.headers)
-    except SignInRefused as e:
-        return _error(429, str(e), headers={"Retry-After": str(e.retry_after)})
+        return _on_http_error(request, e)
     except MMSError as e:
-        return _error(503 if isinstance(e, StoreBusy) else 400, str(e))
+        return _on_mms_error(request, e)
     return None
 
 

@@ -271,6 +271,10 @@ def _reserve(store: Store, subject: str) -> tuple[int, int]:
 
     Counting after the commit is what serialises: of two attempts, the one committed second sees
     the first, so at most `signin_max_failures` attempts are ever allowed between lockouts."""
+    with store.connect() as con:  # already locked: refused without a write (a flood costs reads only)
+        failures = db.failures_since_success(con, subject, db.now() - FAILURE_MEMORY)
+    if _wait(failures):
+        return len(failures), _wait(failures)
     at = _attempt_time()
     _write(store, lambda con: db.add_attempt(con, subject, False, at))
     with store.connect() as con:

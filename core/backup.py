@@ -57,7 +57,6 @@ def backup(store: Store, dest, user: str) -> Path:
     try:
         with store.connect() as con:
             auth.require(con, user, "admin")
-        key = _signing_key(store)
         dest.mkdir(parents=True, exist_ok=True)
         (dest / "database").mkdir()
         with store.transaction() as con:  # one snapshot: the tables agree with each other
@@ -65,6 +64,7 @@ def backup(store: Store, dest, user: str) -> Path:
             tables = db.export_tables(con, dest / "database")
             migrations = db.applied_migrations(con)
             counters = db.sequence_counters(con)
+        key = _signing_key(store)
         _copy_model_files(store.artifacts_dir, dest / "artifacts")
         problem = artifacts.first_bad(files, lambda rel: _bytes_or_none(dest / rel))
         if problem:
