@@ -85,8 +85,12 @@ class Body(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
 
+# A text holding NUL is refused by core (imports.check_text); the pattern says so in the description
+PredictText = Annotated[str, Field(min_length=1, json_schema_extra={"pattern": r"^[^\x00]*[^\s\x00][^\x00]*$"})]
+
+
 class PredictRequest(Body):
-    texts: list[NonBlank] = Field(
+    texts: list[PredictText] = Field(
         min_length=1, description="Texts to classify: at most MMS_MAX_BATCH (default 10000) per request, "
                                   "each at most MMS_MAX_TEXT_CHARS (default 20000) characters.")
     business_line: str = Field(predict.DEFAULT_LINE, min_length=1, max_length=200, pattern=r"\S",
