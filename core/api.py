@@ -12,9 +12,11 @@ create-token USER`) and acts as that user, with that user's role.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import json
 import logging
 import math
+import re
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -25,6 +27,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.routing import Match, Mount
 
@@ -57,6 +60,18 @@ def _whole_number(value):
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
+def _calendar_date(value):
+    # pydantic takes a bare number as seconds since 1970 ("until=0" was 1970-01-01); a date is YYYY-MM-DD
+    if isinstance(value, str) and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
+        raise ValueError("a date is written YYYY-MM-DD")
+    return value
+
+
+QueryDate = Annotated[dt.date | None, BeforeValidator(_calendar_date)]
+# Control characters and bidi controls: core refuses them in a business line (imports.check_name); the
+# pattern says so in the description, where pydantic's own check stays "not blank"
+_SHOWABLE = r"[^\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+LINE_PATTERN = {"pattern": f"^{_SHOWABLE}*$"}
 Id = Annotated[int, Field(ge=1, le=2**53 - 1), BeforeValidator(_whole_number)]  # JSON's safe integers
 ModelName = Annotated[str, Path(description="The model's name.", examples=[demo.MODEL])]
 VersionQuery = Annotated[int, Query(ge=1, le=2**53 - 1, description="A version number of the model.")]
@@ -69,12 +84,18 @@ class Body(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
 
+# A text holding NUL is refused by core (imports.check_text); the pattern says so in the description
+PredictText = Annotated[str, Field(min_length=1, json_schema_extra={"pattern": r"^[^\x00]*[^\s\x00][^\x00]*$"})]
+
+
 class PredictRequest(Body):
-    texts: list[NonBlank] = Field(
+    texts: list[PredictText] = Field(
         min_length=1, description="Texts to classify: at most MMS_MAX_BATCH (default 10000) per request, "
                                   "each at most MMS_MAX_TEXT_CHARS (default 20000) characters.")
     business_line: str = Field(predict.DEFAULT_LINE, min_length=1, max_length=200, pattern=r"\S",
-                               description="Business line the texts come from; the Monitor page groups by it.")
+                               json_schema_extra={"pattern": rf"^{_SHOWABLE}*{_SHOWABLE[:2]}\s{_SHOWABLE[2:]}{_SHOWABLE}*$"},
+                               description="Business line the texts come from; the Monitor page groups by it. "
+                                           "No control characters (ESC, new line…) or bidi controls.")
     version: Id | None = Field(None, description="A version to answer with; default: the active one.")
 
 
@@ -214,7 +235,7 @@ class CreateModelRequest(Body):
 class Example(Body):
     text: NonBlank
     label: NonBlank = Field(description="One of the model's labels.")
-    business_line: str | None = Field(None, max_length=200)
+    business_line: str | None = Field(None, max_length=200, json_schema_extra=LINE_PATTERN)
     split: Literal[imports.SPLITS] = Field("train", description="train, or test: the fixed set versions are "
                                                                 "judged on.")
 
@@ -398,8 +419,60 @@ def auth_mode(store: Store) -> str:
     return auth.OPEN if auth.is_open(store) else "bearer"
 
 
+UNTRUSTED_FORWARD = "an address behind a proxy not in MMS_TRUSTED_PROXIES"
+
+
 def _address(request: Request) -> str | None:
-    return request.client.host if request.client else None
+    """The client's address, from X-Forwarded-For only when the connection comes from a proxy listed
+    in MMS_TRUSTED_PROXIES (default none): anyone else could rotate or forge it.
+
+    uvicorn, under Streamlit, replaces a loopback peer by the header's address before this code
+    sees the request; such a request (its "peer" is one of the header's addresses) is one client
+    whose real address is unknown: all of them share one name, which is never this machine."""
+    peer = request.client.host if request.client else None
+    forwarded = _forwarded_hosts(request.headers.getlist("x-forwarded-for"))
+    if not forwarded:
+        return peer
+    trusted = _trusted_proxies()
+    if peer in forwarded and not _is_trusted(peer, trusted):
+        return _client_behind(forwarded, trusted) if _is_trusted("127.0.0.1", trusted) else UNTRUSTED_FORWARD
+    return _client_behind(forwarded, trusted) if _is_trusted(peer, trusted) else peer
+
+
+def _forwarded_hosts(values: list[str]) -> list[str]:
+    hosts = []
+    for entry in ",".join(values).split(","):
+        entry = entry.strip()
+        if entry.startswith("["):  # [v6]:port
+            entry = entry[1:].split("]", 1)[0]
+        elif entry.count(":") == 1:  # v4:port
+            entry = entry.split(":", 1)[0]
+        if entry:
+            hosts.append(entry)
+    return hosts
+
+
+def _trusted_proxies() -> list:
+    nets = []
+    for item in str(settings.get("trusted_proxies")).split(","):
+        try:
+            nets.append(ipaddress.ip_network(item.strip(), strict=False))
+        except ValueError:
+            pass  # blank, or not an address: trusts nothing
+    return nets
+
+
+def _is_trusted(host: str | None, trusted: list) -> bool:
+    try:
+        ip = ipaddress.ip_address((host or "").split("%", 1)[0])
+    except ValueError:
+        return False
+    return any(ip.version == net.version and ip in net for net in trusted)
+
+
+def _client_behind(forwarded: list[str], trusted: list) -> str:
+    """The rightmost forwarded address that is not one of the trusted proxies: the one a proxy saw."""
+    return next((h for h in reversed(forwarded) if not _is_trusted(h, trusted)), forwarded[0])
 
 
 async def _is_open(store: Store) -> bool:
@@ -422,6 +495,9 @@ async def current_user(request: Request, store: Store = Depends(get_store),
     the role on every write: predict for any role, feedback for labeller and owner, so a user added
     by another process within auth.OPEN_SECONDS still cannot write as "api". `async`: without a
     token it costs no threadpool hop while the answer is known; a token is looked up in one."""
+    known = getattr(request.state, CALLER, None)  # _BodyGuard's, for a request with a body
+    if known is not None:
+        return known
     if credentials is not None:
         return await run_in_threadpool(_token_caller, request, store, credentials)
     if await _is_open(store):
@@ -446,9 +522,7 @@ def _number(value) -> float | None:
 
 
 def _check_batch(texts: list[str]) -> None:
-    limit = int(settings.get("max_batch"))
-    if len(texts) > limit:
-        raise InvalidInput(f"{len(texts)} texts in one request, more than the limit of {limit} (MMS_MAX_BATCH)")
+    predict.check_request_size(len(texts))
 
 
 def _problem(error: dict) -> Problem:
@@ -525,6 +599,7 @@ def create_app(store: Store | None = None) -> FastAPI:
     api.add_exception_handler(MMSError, _on_mms_error)
     api.add_exception_handler(HTTPException, _on_http_error)
     api.add_exception_handler(Exception, _on_bug)
+    api.add_middleware(_BodyGuard)
 
     @api.get("/health", response_model=Health, responses=_errors(403, 429, 503))
     def health(request: Request, store: Store = Depends(get_store)) -> Health:
@@ -533,8 +608,11 @@ def create_app(store: Store | None = None) -> FastAPI:
         # read by hand, not through `bearer`: the token is optional here, and a declared security
         # scheme would tell clients (and the OpenAPI checks) that health needs one
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        caller = (scheme.lower() == "bearer" and token.strip()
-                  and auth.token_caller(store, token.strip(), _address(request) or "local"))
+        try:
+            caller = (scheme.lower() == "bearer" and token.strip()
+                      and auth.token_caller(store, token.strip(), _address(request) or "local"))
+        except SignInRefused:  # unknown tokens are refused here, and health answers without one
+            caller = None
         return Health(ok=True, store=str(store.path) if caller else None, models=len(registry.list_models(store)),
                       auth=auth_mode(store))
 
@@ -580,9 +658,9 @@ def create_app(store: Store | None = None) -> FastAPI:
 
     @api.get("/models/{name}/stats", responses=_errors(401, 403, 404, 422, 429, 503))
     def statistics(name: ModelName, by: Annotated[str, Query(pattern="^(day|week|month)$")] = "week",
-                   business_line: Annotated[list[str] | None, Query()] = None, since: dt.date | None = None,
-                   until: dt.date | None = None, reference_since: dt.date | None = None,
-                   reference_until: dt.date | None = None,
+                   business_line: Annotated[list[str] | None, Query()] = None, since: QueryDate = None,
+                   until: QueryDate = None, reference_since: QueryDate = None,
+                   reference_until: QueryDate = None,
                    drift: bool = True, store: Store = Depends(get_store),
                    caller: Caller = Depends(current_user)) -> dict:
         """Statistics per business line and period: estimated, audited and hard-example accuracy kept apart
@@ -772,6 +850,95 @@ def _version_summary(v: registry.Version) -> VersionSummary:
     return VersionSummary(version=v.version, status=v.status, mode=v.mode, created_at=v.created_at.isoformat(),
                           created_by=v.created_by, accuracy=_number(v.metrics.get("accuracy")),
                           macro_f1=_number(v.metrics.get("macro_f1")), **graded)
+
+
+# --- the caller and the body's size, before the body is read -----------------------------------
+
+CALLER = "mms_caller"  # request.state's name for the caller _BodyGuard found
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _BodyGuard:
+    """Knows the caller and caps the body before a byte of it is read: FastAPI reads a body before
+    a route's dependencies run, so without this anyone could make the server hold any body in memory
+    just to be told 401. A Content-Length over MMS_MAX_REQUEST_MB is 413 at once; a chunked body is
+    counted as it arrives and cut off at the limit. The caller found here is the route's
+    (`current_user`), so a token is still looked up once per request."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = Headers(scope=scope)
+        length = headers.get("content-length")
+        if length is None and "chunked" not in headers.get("transfer-encoding", "").lower():
+            return await self.app(scope, receive, send)
+        limit = int(float(settings.get("max_request_mb")) * 1_000_000)
+        if length is not None and (not length.strip().isdigit() or int(length) > limit):
+            return await _too_large(limit)(scope, receive, send)
+        if length is None or int(length) > 0:
+            refusal = await _refusal_before_body(Request(scope))
+            if refusal is not None:
+                return await refusal(scope, receive, send)
+        await self._limited(scope, receive, send, limit)
+
+    async def _limited(self, scope, receive, send, limit: int) -> None:
+        received, cut, started = 0, False, False
+
+        async def counted():
+            nonlocal received, cut
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > limit:
+                cut = True
+                raise _TooLarge()
+            return message
+
+        async def answer(message):
+            nonlocal started
+            if cut:
+                return  # what the app makes of a body cut off is replaced by the 413 below
+            started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted, answer)
+        except _TooLarge:
+            pass
+        if cut and not started:
+            await _too_large(limit)(scope, receive, send)
+
+
+def _too_large(limit: int) -> JSONResponse:
+    return _error(413, f"the request body is larger than the limit of {limit / 1e6:g} MB (MMS_MAX_REQUEST_MB); "
+                       f"send fewer texts per request")
+
+
+async def _refusal_before_body(request: Request) -> JSONResponse | None:
+    """The answer for a caller who may not send a body here (None: go on, the caller kept in
+    request.state); the same checks and sentences as the routes' dependencies."""
+    try:
+        store = await get_store(request)
+    except HTTPException:
+        return None  # no store yet: the route says so
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    try:
+        await local_while_open(request, store)
+        if scheme.lower() == "bearer" and token.strip():
+            credentials = HTTPAuthorizationCredentials(scheme=scheme, credentials=token.strip())
+            setattr(request.state, CALLER, await run_in_threadpool(_token_caller, request, store, credentials))
+        else:
+            await current_user(request, store, None)
+    except HTTPException as e:
+        return _on_http_error(request, e)
+    except MMSError as e:
+        return _on_mms_error(request, e)
+    return None
 
 
 def mount(store: Store | None = None) -> Mount:

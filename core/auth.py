@@ -11,6 +11,7 @@ import functools
 import hashlib
 import ipaddress
 import math
+import random
 import secrets
 import threading
 import time
@@ -20,7 +21,7 @@ import bcrypt
 
 from . import settings
 from . import store as db
-from .errors import InvalidInput, PermissionDenied, SignInRefused
+from .errors import Conflict, InvalidInput, PermissionDenied, SignInRefused
 from .store import Store
 
 ANALYST, LABELLER, OWNER = "analyst", "labeller", "owner"
@@ -198,16 +199,15 @@ def _password_matches(row: dict | None, password: str) -> bool:
     return bcrypt.checkpw((password or "").encode("utf-8"), hashed) and row is not None
 
 
-def _lockout(con, subject: str) -> tuple[int, int]:
-    """(failures since the subject's last success, seconds it is still refused)."""
-    failures = db.failures_since_success(con, subject, db.now() - FAILURE_MEMORY)
+def _wait(failures: list) -> int:
+    """Seconds a subject with these failures (newest first) is still refused; 0 below the limit."""
     limit = int(settings.get("signin_max_failures"))
     if len(failures) < limit:
-        return len(failures), 0
+        return 0
     delay = min(int(settings.get("signin_lockout")) * 2 ** (len(failures) - limit),
                 int(settings.get("signin_lockout_max")))
     left = (failures[0] + dt.timedelta(seconds=delay) - db.now()).total_seconds()
-    return len(failures), max(math.ceil(left), 0)
+    return max(math.ceil(left), 0)
 
 
 def _locked_sentence(name: str, wait: int) -> str:
@@ -220,29 +220,96 @@ def sign_in(store: Store, name: str, password: str, via: str) -> Identity:
     """The identity for the right password; SignInRefused for a wrong one, and for any password while
     the name is locked out after repeated failures (a delay that doubles with each further failure).
 
-    Attempts are kept in the store, so every process agrees; each failure is audited as
-    `sign_in_failed` with `via` (dashboard, cli) and the reason, never the password."""
+    Every attempt is first recorded as a failure and committed, and only then counted (`_reserve`):
+    parallel attempts for one name, from any process sharing the store, each see the others, so no
+    more than the limit ever reach bcrypt. Each failure is audited as `sign_in_failed` with `via`
+    (dashboard, cli) and the reason, never the password."""
     name = (name or "").strip()[:200]
-    with store.transaction() as con:
-        failures, wait = _lockout(con, name)
-        if wait:
-            db.add_event(con, name, "sign_in_failed", None, {"via": via, "reason": "locked out", "failures": failures})
+    failures, wait = _reserve(store, name)
     if wait:
+        _write(store, lambda con: db.add_event(con, name, "sign_in_failed", None,
+                                               {"via": via, "reason": "locked out", "failures": failures}))
         raise SignInRefused(_locked_sentence(name, wait), retry_after=wait)
     with store.connect() as con:
         row = db.user_row(con, name)
     ok = _password_matches(row, password)  # outside any transaction: bcrypt takes a while on purpose
-    with store.transaction() as con:
-        db.add_attempt(con, name, ok)
+    at = _attempt_time()  # later than the reserved failure: a success starts the count again
+
+    def record(con) -> None:
         if ok:
+            db.add_attempt(con, name, True, at)
             db.add_event(con, name, "sign_in", None, {"via": via})
         else:
             reason = "unknown user" if row is None else "wrong password"
             db.add_event(con, name, "sign_in_failed", None, {"via": via, "reason": reason, "failures": failures + 1})
-        db.forget_attempts(con, db.now() - FAILURE_MEMORY)
+    _write(store, record)
+    _forget_old_attempts(store)
     if not ok:
         raise SignInRefused(WRONG_PASSWORD)
     return Identity(row["name"], row["role"])
+
+
+_last_attempt = None
+_attempt_clock = threading.Lock()
+
+
+def _attempt_time():
+    """Now, but later than any attempt this process recorded before: an attempt is known by its time."""
+    global _last_attempt
+    with _attempt_clock:
+        at = db.now()
+        if _last_attempt is not None and at <= _last_attempt:
+            at = _last_attempt + dt.timedelta(microseconds=1)
+        _last_attempt = at
+        return at
+
+
+def _reserve(store: Store, subject: str) -> tuple[int, int]:
+    """Record an attempt for `subject` as a failure, commit it, then count: (failures before this one,
+    seconds still refused). A refused attempt's record is taken back, so waiting out a lockout is
+    enough; an allowed one stays a failure unless its caller records a success after it.
+
+    Counting after the commit is what serialises: of two attempts, the one committed second sees
+    the first, so at most `signin_max_failures` attempts are ever allowed between lockouts."""
+    with store.connect() as con:  # already locked: refused without a write (a flood costs reads only)
+        failures = db.failures_since_success(con, subject, db.now() - FAILURE_MEMORY)
+    if _wait(failures):
+        return len(failures), _wait(failures)
+    at = _attempt_time()
+    _write(store, lambda con: db.add_attempt(con, subject, False, at))
+    with store.connect() as con:
+        failures = db.failures_since_success(con, subject, db.now() - FAILURE_MEMORY)
+    others = [f for f in failures if f != at]
+    wait = _wait(others)
+    if wait:
+        _write(store, lambda con: db.delete_attempt(con, subject, at))
+    return len(others), wait
+
+
+def _write(store: Store, change) -> None:
+    """`change(con)` in a transaction, retried while it conflicts: on DuckLake an insert into a table
+    conflicts with another process's delete from it (parallel attempts for one name do both)."""
+    for attempt in range(30):
+        try:
+            with store.transaction() as con:
+                change(con)
+            return
+        except Conflict:
+            if attempt == 29:
+                raise
+            time.sleep(random.uniform(0.005, 0.03) * min(attempt + 1, 10))
+
+
+def _forget_old_attempts(store: Store) -> None:
+    before = db.now() - FAILURE_MEMORY
+    with store.connect() as con:
+        if not db.has_attempts_before(con, before):
+            return  # no delete, so no conflict with other processes' attempts
+    try:
+        with store.transaction() as con:
+            db.forget_attempts(con, before)
+    except Conflict:
+        pass  # another process is forgetting them right now
 
 
 def _token_hash(token: str) -> str:
@@ -267,23 +334,45 @@ def token_identity(store: Store, token: str) -> Identity | None:
     return Identity(row["name"], row["role"]) if row else None
 
 
+_refusals_audited: dict[str, float] = {}  # subject -> when this process last audited a refusal of it
+REFUSAL_AUDIT_SECONDS = 60.0
+
+
 def token_caller(store: Store, token: str, address: str) -> Identity | None:
-    """The identity a bearer token acts for, or None for an unknown one. Unknown tokens are counted
-    per client `address` like failed sign-ins: past signin_max_failures the address is refused
-    (SignInRefused, with retry_after) for a growing delay, and each failure from then on is audited
-    as `api_token_failed`, so a flood can neither bury the log nor go unnoticed."""
-    subject = f"token@{address}"[:200]
-    with store.connect() as con:
-        failures, wait = _lockout(con, subject)
-    if wait:
-        raise SignInRefused(f"too many unknown API tokens from {address}: requests with a token are refused "
-                            f"for {wait} s more; check the token (`python -m core create-token` makes a new one)",
-                            retry_after=wait)
+    """The identity a bearer token acts for, or None for an unknown one.
+
+    A valid token is never refused: others' failures from the same address (a proxy, a NAT) do not
+    lock it out, and looking it up costs one query. Unknown tokens are what is limited, per client
+    `address` like failed sign-ins: past signin_max_failures the address's unknown tokens are refused
+    (SignInRefused, with retry_after) for a growing delay. Every unknown token checked is audited as
+    `api_token_failed`; refusals during a lockout are not checked, and audited once a minute per
+    address by each process (`refused` counts them), so a flood can neither bury the log nor go unnoticed."""
     who = token_identity(store, token)
     if who is not None:
         return who
-    with store.transaction() as con:
-        db.add_attempt(con, subject, False)
-        if failures + 1 >= int(settings.get("signin_max_failures")):
-            db.add_event(con, subject, "api_token_failed", None, {"address": address, "failures": failures + 1})
+    subject = f"token@{address}"[:200]
+    failures, wait = _reserve(store, subject)
+    if wait:
+        _audit_refusal(store, subject, address, failures)
+        raise SignInRefused(f"too many unknown API tokens from {address}: unknown tokens from there are refused "
+                            f"for {wait} s more (valid tokens still work); check the token (`python -m core "
+                            f"create-token` makes a new one)", retry_after=wait)
+    _write(store, lambda con: db.add_event(con, subject, "api_token_failed", None,
+                                           {"address": address, "failures": failures + 1}))
     return None
+
+
+_refusal_counts: dict[str, int] = {}
+_refusal_lock = threading.Lock()
+
+
+def _audit_refusal(store: Store, subject: str, address: str, failures: int) -> None:
+    with _refusal_lock:
+        _refusal_counts[subject] = _refusal_counts.get(subject, 0) + 1
+        last = _refusals_audited.get(subject)
+        if last is not None and time.monotonic() - last < REFUSAL_AUDIT_SECONDS:
+            return
+        _refusals_audited[subject] = time.monotonic()
+        refused = _refusal_counts.pop(subject)
+    _write(store, lambda con: db.add_event(con, subject, "api_token_failed", None, {
+        "address": address, "failures": failures, "reason": "locked out", "refused": refused}))

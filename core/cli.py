@@ -520,7 +520,7 @@ def cmd_backup(args, store):
 def cmd_restore(args, store):
     from . import backup
 
-    kept = backup.restore(store, args.src, args.user)
+    kept = backup.restore(store, args.src, args.user, key=args.key)
     record = {"restored": str(store.path)}
     if kept is not None:
         record["previous_store_kept_as"] = str(kept)
@@ -753,6 +753,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("dest")
     c = command("restore", cmd_restore, "replace the store with a backup (the old file is kept beside it)")
     c.add_argument("src")
+    c.add_argument("--key", help="the key the backup was signed with (default: MMS_BACKUP_KEY, else the key the "
+                                 "store keeps)")
     c = command("migrate", cmd_migrate, "copy the whole store into a new store on the other backend: an embedded "
                                         "file into a DuckLake, or back; all or nothing")
     c.add_argument("--to", required=True, metavar="URL", help="ducklake:postgres:... or a new store file's path")

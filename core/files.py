@@ -9,11 +9,13 @@ from __future__ import annotations
 import csv
 import io
 import re
+import zipfile
 from pathlib import Path
 
 import pandas as pd
 from charset_normalizer import from_bytes
 
+from . import settings
 from .errors import InvalidInput
 
 EXCEL_SUFFIXES = (".xlsx", ".xlsm", ".xls")
@@ -86,10 +88,33 @@ def _read_csv(text: str, filename: str) -> pd.DataFrame:
 
 
 def _read_excel(data: bytes, filename: str) -> pd.DataFrame:
+    _refuse_workbook_bomb(data, filename)
+    rows = int(settings.get("max_workbook_rows"))
     try:
-        return pd.read_excel(io.BytesIO(data), dtype=str, keep_default_na=False)
+        frame = pd.read_excel(io.BytesIO(data), dtype=str, keep_default_na=False, nrows=rows + 1)
     except Exception as e:  # openpyxl raises many types for a broken workbook
         raise InvalidInput(f"{filename}: cannot be read as an Excel workbook ({e})") from None
+    if len(frame) > rows:
+        raise InvalidInput(f"{filename}: the sheet has more than {rows} rows (MMS_MAX_WORKBOOK_ROWS); split it, "
+                           f"or save it as CSV")
+    return frame
+
+
+def _refuse_workbook_bomb(data: bytes, filename: str) -> None:
+    """Refuse an .xlsx whose parts would expand past MMS_MAX_WORKBOOK_MB, before any is unpacked: a
+    few MB of zip can hold gigabytes of XML. The sizes are the zip's own; Python's zip reader never
+    unpacks a part beyond its stated size, so a lying size cannot get more through."""
+    if not zipfile.is_zipfile(io.BytesIO(data)):
+        return  # an old .xls, or not a workbook at all: the reader says which
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as book:
+            expanded = sum(part.file_size for part in book.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return
+    limit = float(settings.get("max_workbook_mb"))
+    if expanded > limit * 1e6:
+        raise InvalidInput(f"{filename}: the workbook expands to {expanded / 1e6:,.0f} MB when read, more than the "
+                           f"limit of {limit:g} MB (MMS_MAX_WORKBOOK_MB); save it as CSV, or split it")
 
 
 def _read_bytes(path: str | Path, filename: str) -> bytes:

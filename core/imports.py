@@ -5,6 +5,7 @@ header is row 1, the first data row is row 2).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -53,6 +54,22 @@ def check_text(text: str, where: str) -> str:
     return text
 
 
+# Characters that would act on a screen instead of showing: ESC starts a terminal's colour codes,
+# the bidi controls reverse the text around them (U+202E turned the Monitor's drift banner around).
+_BIDI = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+_UNSHOWABLE = re.compile("[\x00-\x1f\x7f-\x9f" + _BIDI + "]")
+
+
+def check_name(value: str, where: str) -> str:
+    """A name shown on screens and in terminals (a business line) refused when it holds a control
+    character (NUL, ESC, new line…) or a bidi control; the model name's rule, with bidi added."""
+    found = _UNSHOWABLE.search(value)
+    if found:
+        raise InvalidInput(f"{where} contains the control character U+{ord(found.group()):04X}; use letters, "
+                           f"digits, spaces or other visible characters")
+    return value
+
+
 def _rows(mask: pd.Series) -> str:
     rows = (mask[mask].index + 2).tolist()
     shown = ", ".join(str(r) for r in rows[:MAX_PROBLEMS])
@@ -96,6 +113,11 @@ def validate_texts(frame: pd.DataFrame, filename: str, labels: list[str] | None 
                             f"{_rows(unknown)}: {values}")
     line = frame["business_line"].astype(str).str.strip() if "business_line" in frame else None
     out["business_line"] = line.replace("", None) if line is not None else None
+    if line is not None:
+        unshowable = line.str.contains(_UNSHOWABLE) & ~nul
+        if unshowable.any():
+            problems.append(f"{filename}: a control character (ESC, new line, a bidi control…) in the "
+                            f"business_line of {_rows(unshowable)}; use visible characters")
     if "created_at" in frame and (frame["created_at"].astype(str).str.strip() != "").any():
         raw = frame["created_at"].astype(str).str.strip()
         parsed = pd.to_datetime(raw.replace("", None), errors="coerce", format="mixed")

@@ -22,7 +22,7 @@ from . import artifacts, logwriter, ordinal, registry, settings
 from .errors import InvalidInput
 from .estimators import predict_proba, prob_column
 from .files import display_name, read_table
-from .imports import check_text, validate_texts
+from .imports import check_name, check_text, validate_texts
 from .preprocess import normalise
 from .store import Store
 from .workers import serve_map, split_map
@@ -30,6 +30,18 @@ from .workers import serve_map, split_map
 DEFAULT_LINE = "default"
 LOOKUP_SECONDS = 1.0  # longest a held store's model lookup is reused: what another writer's activation waits
 SERVE_IN_WORKER = 32  # texts from which a server request is tokenised in a worker process, off the GIL
+
+
+REQUEST_SOURCES = ("app", "api")  # people's requests to the server, capped at MMS_MAX_BATCH texts
+
+
+def check_request_size(n: int) -> None:
+    """Refuse a request of more texts than MMS_MAX_BATCH: one limit for the API and the Predict page.
+    The command line's `predict FILE` and the demo's replay are batch jobs, not requests."""
+    limit = int(settings.get("max_batch"))
+    if n > limit:
+        raise InvalidInput(f"{n} texts in one request, more than the limit of {limit} (MMS_MAX_BATCH); "
+                           f"split them, or predict the file with `python -m core predict`")
 
 
 def _check_texts(texts: Sequence[str]) -> list[str]:
@@ -87,7 +99,11 @@ def predict_batch(store: Store, name: str, texts: Sequence[str], user: str, busi
                   workers: int | None = None) -> Predicted:
     """`predict_texts` without building a DataFrame: what a request of the API needs."""
     texts = _check_texts(texts)
+    if source in REQUEST_SOURCES:
+        check_request_size(len(texts))
     lines = [DEFAULT_LINE if pd.isna(line) else str(line) for line in _per_text(business_line, len(texts), DEFAULT_LINE)]
+    for line in set(lines):
+        check_name(line, f"the business line {line!r}")
     created = _per_text(created_at, len(texts), None)
     if any(c is not None for c in created):
         created = pd.to_datetime(created)  # strings and Timestamps, as pandas reads them; NaT for none
@@ -191,7 +207,14 @@ def predict_file(store: Store, name: str, source, user: str, filename: str | Non
                  source_tag: str = "app") -> pd.DataFrame:
     """Predict every row of a CSV/Excel file with a `text` column (optional business_line, created_at)."""
     filename = display_name(source, filename)
-    report = validate_texts(read_table(source, filename), filename)
+    table = read_table(source, filename)
+    if source_tag in REQUEST_SOURCES and len(table) > int(settings.get("max_batch")):
+        raise InvalidInput(f"{filename}: {len(table)} rows, more than the {settings.get('max_batch')} texts one "
+                           f"request may predict (MMS_MAX_BATCH); split the file, or predict it with "
+                           f"`python -m core predict`")
+    if business_line is not None:
+        check_name(str(business_line), f"the business line {business_line!r}")
+    report = validate_texts(table, filename)
     report.raise_if_invalid()
     rows = report.frame
     lines = rows["business_line"] if business_line is None else business_line

@@ -13,6 +13,7 @@ import base64
 import datetime as dt
 import hashlib
 import hmac
+import json
 import secrets
 import time
 
@@ -119,6 +120,22 @@ def _same_origin(request: Request) -> bool:
     return origin.split("://", 1)[-1] == request.headers.get("host")
 
 
+MAX_BODY = 4096  # a one-time code and its JSON: anything larger is not the dashboard's
+
+
+async def _small_body(request: Request) -> bytes | None:
+    """The body, or None when it is larger than MAX_BODY: read no further than that, whoever sent it."""
+    length = request.headers.get("content-length")
+    if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+        return None
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            return None
+    return body
+
+
 def routes(store: Store | None = None) -> list[Route]:
     """`POST /session/start` (body {"code": ...}) sets the session cookie; `POST /session/end` ends
     the session and clears it. For `st.App(..., routes=[...])`; `store` defaults to MMS_STORE."""
@@ -127,8 +144,11 @@ def routes(store: Store | None = None) -> list[Route]:
         return store or Store(settings.get("store"))
 
     async def start_session(request: Request) -> Response:
+        raw = await _small_body(request)
+        if raw is None:
+            return JSONResponse({"error": "a sign-in code is a few bytes; this body is too large"}, status_code=413)
         try:
-            body = await request.json()
+            body = json.loads(raw)
         except ValueError:
             body = None
         code = body.get("code") if isinstance(body, dict) else None

@@ -37,7 +37,13 @@ SETTINGS = {
                                      "the cost of smaller commits (more CPU per prediction); DuckLake uses 1."),
         Setting("low_confidence", 0.6, "Top probability below which a prediction counts as low-confidence."),
         Setting("max_text_chars", 20000, "Longest text accepted for import or prediction, in characters."),
-        Setting("max_batch", 10000, "Most texts in one API prediction request."),
+        Setting("max_batch", 10000, "Most texts in one prediction request: from the API, and typed or uploaded on "
+                                    "the Predict page (the command line's `predict FILE` is not limited)."),
+        Setting("max_request_mb", 50.0, "Largest API request body, in MB; a larger one is refused with 413 before "
+                                        "it is read, and a body is read only once the caller is known."),
+        Setting("max_workbook_rows", 200000, "Most rows read from one sheet of an Excel workbook."),
+        Setting("max_workbook_mb", 100.0, "Largest size, in MB, that an Excel workbook (a zip file) may expand to "
+                                          "when read: a small file can hold gigabytes of repeated XML."),
         Setting("workers", 0, "Processes that tokenise a large prediction batch (0: one per core)."),
         Setting("user", "cli", "Name recorded on writes made from the command line."),
         Setting("token", "", "API token that identifies the command line's user once the store has users "
@@ -47,6 +53,12 @@ SETTINGS = {
         Setting("signin_lockout", 60, "Seconds sign-in is refused after the last allowed failure; doubles "
                                       "with every further failure."),
         Setting("signin_lockout_max", 3600, "Longest refusal after failed sign-ins, in seconds."),
+        Setting("trusted_proxies", "", "Comma-separated addresses (or networks, 10.0.0.0/8) of reverse proxies whose "
+                                       "X-Forwarded-For header names the client; from anyone else the header is "
+                                       "ignored. Default: none."),
+        Setting("backup_key", "", "Key (any long random text) that signs backups and checks them at restore. "
+                                  "Unset: a key the store keeps, so its backups restore into it only; set it to "
+                                  "restore on another machine or after losing the store."),
         Setting("session_hours", 12.0, "Hours a dashboard sign-in lasts in a browser, across reloads."),
         Setting("guard_level", 0.05, "Significance level of the promotion guard: a fall counts only when its "
                                       "one-sided paired test on the shared test rows gives p below this (Holm-"

@@ -768,6 +768,8 @@ def all_users(con) -> pd.DataFrame:
 
 
 def upsert_user(con, name: str, role: str, password_hash: str, by: str) -> None:
+    """Add a user, or replace one's role and password: either ends every session they had."""
+    con.execute("DELETE FROM sessions WHERE name = ?", [name])
     con.execute("DELETE FROM users WHERE name = ?", [name])
     con.execute("INSERT INTO users VALUES (?, ?, ?, ?, ?)", [name, role, password_hash, now(), by])
 
@@ -791,8 +793,13 @@ def token_user(con, token_hash: str) -> dict | None:
 
 # --- sign-in attempts, sessions and the secret that signs them -----------------------------
 
-def add_attempt(con, subject: str, ok: bool) -> None:
-    con.execute('INSERT INTO sign_in_attempts VALUES (?, ?, ?)', [subject, now(), ok])
+def add_attempt(con, subject: str, ok: bool, at=None) -> None:
+    con.execute('INSERT INTO sign_in_attempts VALUES (?, ?, ?)', [subject, now() if at is None else at, ok])
+
+
+def delete_attempt(con, subject: str, at) -> None:
+    """Take back one attempt, known by its subject and time (a refused one: it was never checked)."""
+    con.execute('DELETE FROM sign_in_attempts WHERE subject = ? AND "at" = ? AND NOT ok', [subject, at])
 
 
 def failures_since_success(con, subject: str, since) -> list:
@@ -802,6 +809,10 @@ def failures_since_success(con, subject: str, since) -> list:
         WHERE subject = ? AND NOT ok AND "at" >= ?
           AND "at" > coalesce((SELECT max("at") FROM sign_in_attempts WHERE subject = ? AND ok), ?)
         ORDER BY "at" DESC""", [subject, since, subject, since]).fetchall()]
+
+
+def has_attempts_before(con, before) -> bool:
+    return con.execute('SELECT count(*) FROM sign_in_attempts WHERE "at" < ?', [before]).fetchone()[0] > 0
 
 
 def forget_attempts(con, before) -> None:
@@ -1573,21 +1584,56 @@ def revision(con) -> tuple:
 
 # --- backup ---------------------------------------------------------------------------------
 
-def export_database(con, folder: str) -> None:
-    """Every table and sequence, as Parquet plus schema.sql (DuckDB's EXPORT DATABASE)."""
+# Not carried by a backup: who is signed in, sign-in attempts, and the secrets (the session key, and
+# the backup key itself, which would let whoever reads a backup sign an altered one).
+NOT_BACKED_UP = ("sessions", "session_handoffs", "sign_in_attempts", "app_secrets")
+_TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def export_tables(con, folder) -> dict[str, int]:
+    """Every table a backup carries, as one Parquet file each in `folder`; rows per table. Data
+    only: a restore rebuilds the schema from this code's migrations, never from the backup."""
     if id(con) in _lake_cursors:
         raise InvalidInput("backup copies the embedded store; a DuckLake store is backed up with its catalog "
                            "(pg_dump) and its data path, or copied out with `python -m core migrate --to FILE`")
-    con.execute(f"EXPORT DATABASE '{_quote(folder)}' (FORMAT parquet)")
+    tables = [t for (t,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = "
+                                        "current_database() AND schema_name = 'main' ORDER BY table_name").fetchall()]
+    rows = {}
+    for table in tables:
+        if table == "schema_migrations" or table in NOT_BACKED_UP or not _TABLE_NAME.match(table):
+            continue
+        path = Path(folder) / f"{table}.parquet"
+        con.execute(f'COPY (SELECT * FROM "{table}") TO \'{_quote(path)}\' (FORMAT parquet)')
+        rows[table] = con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
+    return rows
 
 
-def import_database_file(path, folder: str) -> None:
-    """Build a new database file at `path` from an exported folder (no migrations: it brings its own)."""
-    con = duckdb.connect(str(path))
-    try:
-        con.execute(f"IMPORT DATABASE '{_quote(folder)}'")
-    finally:
-        con.close()
+def applied_migrations(con) -> list[list]:
+    return [[n, name] for n, name in con.execute("SELECT version, name FROM schema_migrations ORDER BY version"
+                                                 ).fetchall()]
+
+
+def sequence_counters(con) -> dict[str, int]:
+    """The next id each of this database's sequences would give."""
+    rows = con.execute("SELECT sequence_name, last_value FROM duckdb_sequences() WHERE database_name = "
+                       "current_database()").fetchall()
+    return {name: (last or 0) + 1 for name, last in rows}
+
+
+def check_backup_migrations(done: list) -> None:
+    """Refuse a backup whose migrations are not the first ones of this code, by number and name."""
+    for number, name in done:
+        ours = MIGRATIONS[number - 1][0] if 1 <= number <= len(MIGRATIONS) else None
+        if ours != name:
+            raise InvalidInput(f"the backup has migration {number} '{name}', which this version of MMS "
+                               + (f"knows as '{ours}'" if ours else "does not know (a newer MMS made it?)")
+                               + ": restore it with the MMS version that made it")
+
+
+def load_table(con, table: str, path) -> int:
+    """A backed-up table's rows from its Parquet file into the new store's table of that name."""
+    return con.execute(f'INSERT INTO "{table}" BY NAME SELECT * FROM read_parquet(\'{_quote(path)}\')'
+                       ).fetchone()[0]
 
 
 # --- a whole store copied to the other backend (migrate) ------------------------------------
@@ -1631,11 +1677,12 @@ def _check_recorded(where, done: dict[int, str]) -> None:
                              + ": run the MMS version that wrote the store")
 
 
-def create_schema(con, lake: bool) -> list[str]:
-    """Every migration, recorded as applied, on the open transaction; returns the tables to copy."""
+def create_schema(con, lake: bool, upto: int | None = None) -> list[str]:
+    """Every migration (the first `upto`), recorded as applied, on the open transaction; returns the
+    tables to copy."""
     table = "schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR, applied_at TIMESTAMP)"
     con.execute(f"CREATE TABLE {lake_sql(table) if lake else table}")
-    for number, (name, sql) in enumerate(MIGRATIONS, start=1):
+    for number, (name, sql) in enumerate(MIGRATIONS[:upto], start=1):
         con.execute(lake_sql(sql) + (_LAKE_START if number == 1 else "") if lake else sql)
         con.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", [number, name, now()])
     tables = con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "

@@ -19,7 +19,8 @@ def call(store_path, *args, capsys):
     return code, out, err
 
 
-def test_restore_into_a_folder_that_does_not_exist(seeded_store, tmp_path, capsys):
+def test_restore_into_a_folder_that_does_not_exist(seeded_store, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MMS_BACKUP_KEY", "a key the owner keeps apart from the store")  # a new store keeps none
     assert call(seeded_store.path, "backup", tmp_path / "bk", capsys=capsys)[0] == 0
     target = tmp_path / "new" / "deeper" / "mms.duckdb"
     code, out, err = call(target, "restore", tmp_path / "bk", capsys=capsys)

@@ -336,7 +336,7 @@ def test_every_command_works_through_a_running_server_while_it_answers_predictio
     assert "version: 2" in done["activate"].stdout and "status: active" in done["activate"].stdout
     answers = (tmp_path / "work" / "answers.csv").read_text(encoding="utf-8")  # the caller's relative path
     assert "很好用" in answers and "太差了" in answers
-    assert (tmp_path / "work" / "bk" / "database" / "schema.sql").exists()
+    assert (tmp_path / "work" / "bk" / "manifest.json").exists()
     assert traffic.refused == [] and traffic.errors == [] and len(traffic.answered) > 0
     versions = {p["version"] for p in _post(f"{url}/api/models/{quote(M)}/predict", {"texts": ["好"]})[1]["predictions"]}
     assert versions == {2}

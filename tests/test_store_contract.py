@@ -98,7 +98,7 @@ def test_backup_copies_the_embedded_store_and_explains_itself_on_ducklake(traine
             backup.backup(store, tmp_path / "copy", "owner")
     else:
         backup.backup(store, tmp_path / "copy", "owner")
-        assert (tmp_path / "copy" / "database" / "schema.sql").exists()
+        assert (tmp_path / "copy" / "manifest.json").exists() and (tmp_path / "copy" / "database" / "models.parquet").exists()
 
 
 def test_two_writers_labelling_one_prediction_store_one_label(lake_store, reviews):
