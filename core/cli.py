@@ -213,7 +213,7 @@ def cmd_import(args, store):
 
     report = imports.import_examples(store, args.name, args.file, args.split, args.user,
                                      label_column=args.label_column)
-    _emit_record(args, {"imported": report.rows, "split": args.split, "file": report.filename})
+    _emit_record(args, report.record(args.split))  # a retry of a committed import says so, importing nothing
 
 
 def _version_record(v) -> dict:
