@@ -160,7 +160,11 @@ def _probabilities(texts: list[str], store: Store, version: registry.Version, la
 
     # sklearn's input checks were a quarter of predicting one text; the tokens are ours and finite
     with config_context(assume_finite=True, skip_parameter_validation=True):
-        proba = predict_proba(artifact["pipeline"], tokens, labels)
+        try:
+            proba = predict_proba(artifact["pipeline"], tokens, labels)
+        except (AttributeError, TypeError, ValueError, IndexError) as e:  # a model file that loads but does not work
+            raise artifacts.malformed(version, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                                      ) from None
     return list(zip(norm, proba))
 
 
