@@ -528,7 +528,7 @@ def cmd_check(args, store):
 def cmd_compact(args, store):
     from . import compact
 
-    for what, n in compact.compact(store).items():
+    for what, n in compact.compact(store, orphans=args.orphans).items():
         print(f"{what.replace('_', ' ')}: {n}", file=args.console.out)
 
 
@@ -724,8 +724,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--data-path", help="the new DuckLake's folder or s3://bucket/prefix (default: MMS_DATA_PATH)")
     command("check", cmd_check, "verify every model file's hash and each model's active version; "
                                 "remove model files no version references")
-    command("compact", cmd_compact, "merge statistics rollup rows; on DuckLake also write inlined rows and small "
-                                    "files out as larger Parquet files (the server does this every MMS_COMPACT_SECONDS)")
+    c = command("compact", cmd_compact, "merge statistics rollup rows; on DuckLake also write inlined rows and small "
+                                        "files out as larger Parquet files (the server does this every MMS_COMPACT_SECONDS)")
+    c.add_argument("--orphans", action="store_true", help="on DuckLake, also delete Parquet files no snapshot "
+                                                          "references that are over an hour old (`check` lists them)")
     c = command("events", cmd_events, "the audit log, newest first")
     c.add_argument("name", nargs="?")
     c.add_argument("--limit", type=_whole_number(1, MAX_COUNT), default=100, help="how many events (default 100)")

@@ -2160,3 +2160,27 @@ def insert_import_key(con, import_key: str, model_id: int, import_id: int, split
                       user: str) -> None:
     con.execute("INSERT INTO import_keys VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [import_key, model_id, import_id, split, rows, file, now(), user])
+
+
+# --- Parquet files no snapshot references (issue 27) -------------------------------------------
+
+def orphan_files(con, older_than_seconds: float, delete: bool = False) -> list[str]:
+    """Parquet files under the DuckLake's data path that no snapshot references (a writer killed before
+    its commit leaves them), older than `older_than_seconds` (younger ones may be a running writer's);
+    deleted when `delete`. Model files are not Parquet and never listed."""
+    cutoff = f"now() - to_seconds({float(older_than_seconds)})"
+    rows = con.execute(f"SELECT * FROM ducklake_delete_orphaned_files('{LAKE}', dry_run => {str(not delete).lower()}, "
+                       f"older_than => {cutoff})").fetchall()
+    return [str(r[0]) for r in rows if str(r[0]).endswith(".parquet")]
+
+
+def add_bare_event(con, lake: bool, user: str, action: str, details: dict) -> None:
+    """An audit event on a bare connection (migrate's target), in its open transaction: the event
+    commits with the rows it reports, or neither does."""
+    if lake:
+        event_id = con.execute("SELECT next_id FROM id_event_seq").fetchone()[0]
+        con.execute("UPDATE id_event_seq SET next_id = ?", [event_id + 1])
+    else:
+        event_id = con.execute("SELECT nextval('event_seq')").fetchone()[0]
+    con.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)",
+                [event_id, now(), user, action, None, json.dumps(details, ensure_ascii=False, default=str)])
