@@ -303,6 +303,9 @@ class Prescorer(Every):
     def once(self) -> None:
         try:
             models = registry.list_models(self.store)
+        except MMSError as e:  # the store unusable for a moment (a DuckLake's catalog down): said, no traceback
+            log.warning("MMS: looking for newly active versions: %s", e)
+            return
         except Exception:
             log.exception("MMS: looking for newly active versions failed")
             return

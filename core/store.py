@@ -395,7 +395,9 @@ class Store:
                 raise self._unreachable(e) from None
             except duckdb.Error as e:
                 _rollback(con)
-                if _disk_full(e):  # DuckDB says "Failed to commit: ..." with a TransactionException
+                # DuckDB says "Failed to commit: ..." with a TransactionException for a full disk, and for a
+                # catalog that went away mid-commit: neither is a conflict, and connect() says what they are
+                if _disk_full(e) or (self.is_lake and not _shared_for(self.key).catalog_answers()):
                     raise
                 if not isinstance(e, duckdb.ConstraintException) and not _catalog_conflict(e):
                     raise
