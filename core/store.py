@@ -480,13 +480,15 @@ class Store:
         """A database error as the named error it means: a full disk, a database DuckDB invalidated
         (closed here, so the next operation reopens it), an unreachable catalog; else the error itself."""
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        invalid = isinstance(error, (duckdb.InternalException, duckdb.FatalException)) or "invalidated" in str(error)
+        if invalid:  # every later statement on it would fail too: the next operation opens it afresh
+            shared.invalidate()
         if _disk_full(error):
             log.error("MMS: the disk holding %s is full: %s", self, first)
             return DiskFull(f"the disk holding the store is full ({first}); nothing was written: free some "
                             f"space and try again")
-        if isinstance(error, (duckdb.InternalException, duckdb.FatalException)) or "invalidated" in first:
+        if invalid:
             log.error("MMS: %s was invalidated by an internal error, reopening it: %s", self, first)
-            shared.invalidate()
             return StoreUnavailable(f"the store hit an internal error ({first}) and is being reopened; nothing "
                                     f"was changed, try again in a moment")
         if self.is_lake and (isinstance(error, (duckdb.IOException, duckdb.HTTPException, duckdb.ConnectionException))

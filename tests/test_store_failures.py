@@ -178,3 +178,48 @@ def test_get_hard_examples_records_nothing_and_post_records_one_batch(seeded_sto
     assert drawn.status_code == 201, drawn.text
     assert drawn.json()["batch_id"] is not None and _batches(seeded_store) == before + 1
     assert [i["prediction_id"] for i in drawn.json()["items"]] == [i["prediction_id"] for i in preview.json()["items"]]
+
+
+@pytest.mark.stress
+def test_a_real_full_disk_is_said_as_such_and_writes_resume_once_space_is_freed(reviews, tmp_path):
+    """The store on a small tmpfs filled to the brim (needs root to mount; skipped otherwise)."""
+    import os
+    import subprocess
+
+    from conftest import make_model
+    from core import imports
+
+    disk = tmp_path / "small"
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(disk)],
+                                           capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here")
+    try:
+        store = Store(disk / "mms.duckdb")
+        make_model(store, reviews, n_train=200, n_test=50)
+        store.hold()  # as the server holds it
+        filler = disk / "filler"
+        with open(filler, "wb") as f:
+            try:
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+            except OSError:
+                pass
+        more = reviews.iloc[2000:2600]
+        with store.connect() as con:
+            before = con.execute("SELECT count(*) FROM examples").fetchone()[0]
+        seen = []
+        for _ in range(3):
+            with pytest.raises((DiskFull, StoreUnavailable)) as caught:
+                imports.import_frame(store, "m", more, "train", "tester")
+            seen.append(caught.value)
+        assert isinstance(seen[0], DiskFull) and "the disk holding the store is full" in str(seen[0])
+        filler.unlink()
+        imports.import_frame(store, "m", more, "train", "tester")
+        with store.connect() as con:
+            assert con.execute("SELECT count(*) FROM examples").fetchone()[0] == before + len(more)
+        store.unhold()
+        print(f"\nfull tmpfs: {[type(e).__name__ for e in seen]}, then the import succeeded once space was freed")
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
