@@ -372,6 +372,8 @@ class Store:
         try:
             con = shared.acquire(self)
         except duckdb.Error as e:
+            if not self.is_lake and isinstance(e, duckdb.IOException) and not _disk_full(e):
+                raise  # a file that is no DuckDB database, or not ours to open: the caller names the path
             raise self._failure(e, shared) from None
         try:
             yield con
@@ -494,6 +496,9 @@ class Store:
         if self.is_lake and (isinstance(error, (duckdb.IOException, duckdb.HTTPException, duckdb.ConnectionException))
                              or not shared.catalog_answers()):
             return self._unreachable(error)
+        if self.is_lake and _catalog_conflict(error):  # another process's change to the same catalog rows
+            return Conflict("another change to the same rows was made at the same moment; nothing was written, "
+                            "try again")
         if not self.is_lake and isinstance(error, duckdb.IOException):
             log.error("MMS: %s cannot be read or written: %s", self, first)
             return StoreUnavailable(f"the store {self.path} cannot be read or written ({first}); nothing was "

@@ -62,7 +62,8 @@ def example_rows(store) -> int:
 def test_the_ordinal_loop_end_to_end_through_the_api_only(client):
     model = created(client)
     assert model["task"] == "ordinal" and model["labels"] == GRADES and model["active_version"] is None
-    assert imported(client) == {"model": URGENCY, "imported": 360, "by_split": {"train": 240, "test": 120}}
+    assert imported(client) == {"model": URGENCY, "imported": 360, "by_split": {"train": 240, "test": 120},
+                                "notes": ["rows: imported 240 rows into train", "rows: imported 120 rows into test"]}
 
     first = trained(client, config={"estimator": "sgd"})
     assert first["version"] == 1 and first["status"] == "active"  # a model's first version answers at once
