@@ -676,10 +676,11 @@ class _SharedDatabase:
             self.blocks.clear()
 
     def catalog_answers(self) -> bool:
-        """Whether the DuckLake's catalog answers a query now (asked after an error that may be its absence)."""
+        """Whether the DuckLake's catalog answers a query now (asked after an error that may be its absence);
+        without an open database (an error while opening it) there is nothing to ask, and no evidence against it."""
         root = self.root
         if root is None:
-            return False
+            return True
         try:
             cur = root.cursor()
             try:
