@@ -35,6 +35,7 @@ from . import agreement, auth, demo, feedback, imports, predict, registry, sampl
 from .errors import (ArtifactError, Conflict, EmptyPool, InvalidInput, MMSError, ModelExists, ModelNotFound,
                      PermissionDenied, SignInRefused, StoreBusy, TrainingError, VersionNotFound)
 from .errors import Regression
+from .errors import DiskFull, StoreError, StoreUnavailable
 from .estimators import PROB_PREFIX
 from .store import Store
 
@@ -47,6 +48,9 @@ log = logging.getLogger(__name__)
 STATUS = {Regression: 409, Conflict: 409, ModelExists: 409, ModelNotFound: 404, VersionNotFound: 404,
           EmptyPool: 404, InvalidInput: 422, TrainingError: 422, PermissionDenied: 403, StoreBusy: 503,
           ArtifactError: 500, SignInRefused: 429}
+# The store's own trouble, never the client's: a full disk (507), an unreachable catalog or a database
+# being reopened, and anything else the store refused (503); each with a Retry-After.
+STATUS.update({DiskFull: 507, StoreUnavailable: 503, StoreError: 503})
 
 
 # --- request and answer bodies ------------------------------------------------------------
@@ -249,6 +253,9 @@ class ImportResponse(BaseModel):
     model: str
     imported: int
     by_split: dict[str, int] = Field(description="Rows imported per split.")
+    notes: list[str] = Field([], description="Per split, what was done, and rows that repeat an earlier row or texts "
+                                             "with contradictory labels; a retry of rows already imported says so "
+                                             "and imports nothing again.")
 
 
 class TrainRequest(Body):
@@ -272,9 +279,15 @@ class HardExample(BaseModel):
     score: float = Field(description="How hard the strategy judged it (higher first).")
 
 
+HardK = Annotated[int, Query(ge=1, le=1000)]
+HardStrategy = Annotated[Literal[tuple(sampling.EVERY_STRATEGY)], Query(
+    description="How to rank the pool; expected_error and spread are for ordinal models only.")]
+
+
 class HardExamples(BaseModel):
     model: str
-    batch_id: int = Field(description="The batch recorded for these items.")
+    batch_id: int | None = Field(description="The batch recorded for these items (POST); null for a GET, a "
+                                             "preview that records nothing.")
     strategy: str
     version: int = Field(description="The version that scored the pool.")
     items: list[HardExample]
@@ -556,7 +569,7 @@ def _on_invalid_request(request: Request, exc: RequestValidationError) -> JSONRe
 
 def _on_mms_error(request: Request, exc: MMSError) -> JSONResponse:
     status = next((code for kind, code in STATUS.items() if isinstance(exc, kind)), 400)
-    headers = {"Retry-After": "1"} if status == 503 else None
+    headers = {"Retry-After": str(getattr(exc, "retry_after", 1))} if status in (503, 507) else None
     if isinstance(exc, SignInRefused):
         headers = {"Retry-After": str(exc.retry_after)}
     return _error(status, str(exc), headers=headers, regressions=getattr(exc, "regressions", None),
@@ -699,8 +712,9 @@ def create_app(store: Store | None = None) -> FastAPI:
         """Labelled rows for training or testing, all or none; owners only. A bad row is refused with 422
         naming its position (from 0) and what is wrong, and nothing is imported."""
         reports = imports.import_splits(store, name, _example_frames(body.rows), caller.user, filename="rows")
-        by_split = {split: report.rows for split, report in reports.items()}
-        return ImportResponse(model=name, imported=sum(by_split.values()), by_split=by_split)
+        by_split = {split: report.imported for split, report in reports.items()}
+        notes = [report.outcome(split) for split, report in reports.items()]
+        return ImportResponse(model=name, imported=sum(by_split.values()), by_split=by_split, notes=notes)
 
     @api.post("/models/{name}/train", response_model=VersionSummary, response_model_exclude_unset=True,
               status_code=201, responses=_errors(400, 401, 403, 404, 409, 422, 429, 500, 503))
@@ -712,17 +726,24 @@ def create_app(store: Store | None = None) -> FastAPI:
         return _version_summary(train.train_version(store, name, caller.user, incremental=body.mode == "incremental",
                                                     model_config=body.config, activate=body.activate))
 
-    @api.get("/models/{name}/hard-examples", response_model=HardExamples, response_model_exclude_unset=True,
-             responses=_errors(401, 403, 404, 422, 429, 503))
-    def hard_examples(name: ModelName, k: Annotated[int, Query(ge=1, le=1000)] = 20,
-                      strategy: Annotated[Literal[tuple(sampling.EVERY_STRATEGY)], Query(
-                          description="How to rank the pool; expected_error and spread are for ordinal models "
-                                      "only.")] = "least_confidence",
-                      business_line: Annotated[list[str] | None, Query()] = None,
-                      store: Store = Depends(get_store), caller: Caller = Depends(current_user)) -> HardExamples:
-        """The k unlabelled predictions most worth a label, recorded as one batch; labellers and owners.
+    @api.post("/models/{name}/hard-examples", response_model=HardExamples, response_model_exclude_unset=True,
+              status_code=201, responses=_errors(400, 401, 403, 404, 409, 422, 429, 503))
+    def draw_hard_examples(name: ModelName, k: HardK = 20, strategy: HardStrategy = "least_confidence",
+                           business_line: Annotated[list[str] | None, Query()] = None,
+                           store: Store = Depends(get_store), caller: Caller = Depends(current_user)) -> HardExamples:
+        """Draw the k unlabelled predictions most worth a label, recorded as one batch; labellers and owners.
         Label them through feedback. None left to draw is 404 with a sentence."""
         found = sampling.select_hard_examples(store, name, k, caller.user, strategy, business_lines=business_line)
+        return _hard_examples(name, found)
+
+    @api.get("/models/{name}/hard-examples", response_model=HardExamples, response_model_exclude_unset=True,
+             responses=_errors(401, 403, 404, 422, 429, 503))
+    def hard_examples(name: ModelName, k: HardK = 20, strategy: HardStrategy = "least_confidence",
+                      business_line: Annotated[list[str] | None, Query()] = None,
+                      store: Store = Depends(get_store), caller: Caller = Depends(current_user)) -> HardExamples:
+        """A preview of what a draw (POST) would give now; nothing is recorded and `batch_id` is null."""
+        found = sampling.select_hard_examples(store, name, k, caller.user, strategy, business_lines=business_line,
+                                              record=False)
         return _hard_examples(name, found)
 
     @api.get("/models/{name}/review", response_model=ReviewQueue, responses=_errors(401, 403, 404, 422, 429, 503))

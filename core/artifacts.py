@@ -147,10 +147,23 @@ def load(store: Store, version) -> dict:
     with _loaded_lock:
         obj = _loaded.get(key)
     if obj is None:
-        obj = joblib.load(io.BytesIO(_verified_bytes(store, version)) if _bucket(store) else verify(store, version))
+        obj = _unpickled(version, io.BytesIO(_verified_bytes(store, version)) if _bucket(store) else verify(store, version))
         with _loaded_lock:
             _loaded[key] = obj
     return obj
+
+
+def _unpickled(version, source) -> dict:
+    """A verified model file's contents; a sentence for one that does not unpickle."""
+    try:
+        return joblib.load(source)
+    except Exception as e:  # a file of the right hash that is not a model file: any unpickling error
+        raise malformed(version, f"{type(e).__name__}: {e}") from None
+
+
+def malformed(version, why: str) -> ArtifactError:
+    return ArtifactError(f"version {version.version}'s model file cannot be used ({why}); activate another "
+                         f"version, or retrain")
 
 
 def first_bad_file(store: Store, files) -> str | None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from . import artifacts, registry, stats
 from .errors import ArtifactError
+from . import store as db
 from .store import Store
 
 # A training run writes its file and registers it seconds later; an unreferenced file this old is
@@ -46,6 +47,7 @@ def check_store(store: Store, stray_seconds: float = STRAY_SECONDS) -> CheckRepo
                 problems.append(f"model {model.name!r}: {e}")
     notes.append(f"{checked} model file(s) checked against their sha256")
     notes.extend(_strays(store, stray_seconds))
+    problems.extend(_orphans(store, stray_seconds))
     merged = stats.compact_rollups(store)
     if merged:
         notes.append(f"merged {merged} statistics rollup row(s) that written batches had appended")
@@ -86,6 +88,20 @@ def _strays(store: Store, stray_seconds: float) -> list[str]:
         notes.append(f"kept {len(kept)} unreferenced model file(s) younger than {stray_seconds:.0f} s, which a "
                      f"training run may still register: {_names(kept)}")
     return notes
+
+
+def _orphans(store: Store, older_than_seconds: float) -> list[str]:
+    """A sentence for the DuckLake's Parquet files that no snapshot references (a killed writer's)."""
+    if not store.is_lake:
+        return []
+    with store.connect() as con:
+        found = db.orphan_files(con, older_than_seconds)
+    if not found:
+        return []
+    size = sum(Path(p).stat().st_size for p in found if Path(p).exists())  # an S3 path has no local size
+    weight = f", {size / 1e6:.1f} MB" if size else ""
+    return [f"{len(found)} Parquet file(s){weight} under {store.data_path} are referenced by no snapshot (left by "
+            f"a writer killed before its commit): `python -m core compact --orphans` removes them"]
 
 
 def _names(paths: list[Path]) -> str:

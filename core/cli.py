@@ -213,7 +213,7 @@ def cmd_import(args, store):
 
     report = imports.import_examples(store, args.name, args.file, args.split, args.user,
                                      label_column=args.label_column)
-    _emit_record(args, {"imported": report.rows, "split": args.split, "file": report.filename})
+    _emit_record(args, report.record(args.split))  # a retry of a committed import says so, importing nothing
 
 
 def _version_record(v) -> dict:
@@ -556,7 +556,7 @@ def cmd_check(args, store):
 def cmd_compact(args, store):
     from . import compact
 
-    for what, n in compact.compact(store).items():
+    for what, n in compact.compact(store, orphans=args.orphans).items():
         print(f"{what.replace('_', ' ')}: {n}", file=args.console.out)
 
 
@@ -761,8 +761,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--data-path", help="the new DuckLake's folder or s3://bucket/prefix (default: MMS_DATA_PATH)")
     command("check", cmd_check, "verify every model file's hash and each model's active version; "
                                 "remove model files no version references")
-    command("compact", cmd_compact, "merge statistics rollup rows; on DuckLake also write inlined rows and small "
-                                    "files out as larger Parquet files (the server does this every MMS_COMPACT_SECONDS)")
+    c = command("compact", cmd_compact, "merge statistics rollup rows; on DuckLake also write inlined rows and small "
+                                        "files out as larger Parquet files (the server does this every MMS_COMPACT_SECONDS)")
+    c.add_argument("--orphans", action="store_true", help="on DuckLake, also delete Parquet files no snapshot "
+                                                          "references that are over an hour old (`check` lists them)")
     c = command("events", cmd_events, "the audit log, newest first")
     c.add_argument("name", nargs="?")
     c.add_argument("--limit", type=_whole_number(1, MAX_COUNT), default=100, help="how many events (default 100)")

@@ -17,14 +17,21 @@ from .store import Store
 log = logging.getLogger("mms.compact")
 
 
-def compact(store: Store) -> dict[str, int]:
-    """Compact once; returns what changed (rollup rows merged; on DuckLake rows flushed, files merged and deleted).
+ORPHAN_SECONDS = 3600  # a Parquet file no snapshot references, this old, is no running writer's
+
+
+def compact(store: Store, orphans: bool = False, orphan_seconds: float = ORPHAN_SECONDS) -> dict[str, int]:
+    """Compact once; returns what changed (rollup rows merged; on DuckLake rows flushed, files merged and
+    deleted, and with `orphans` the Parquet files no snapshot references, older than `orphan_seconds`,
+    that a writer killed before its commit left: `ducklake_cleanup_old_files` never sees those).
 
     A concurrent writer may win the race for a rollup table: Conflict, and the next run merges it."""
     done = {"rollup_rows_merged": stats.compact_rollups(store)}
     if store.is_lake:
         with store.connect() as con:
             done.update(db.compact_lake_files(con))
+            if orphans:
+                done["orphan_files_deleted"] = len(db.orphan_files(con, orphan_seconds, delete=True))
     return done
 
 

@@ -67,3 +67,15 @@ class SignInRefused(MMSError):
     def __init__(self, sentence: str, retry_after: int = 0):
         super().__init__(sentence)
         self.retry_after = retry_after
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be used for the moment: its DuckLake catalog cannot be reached, or its database
+    is being reopened after an internal error. Nothing was changed; the same request may be retried."""
+    retry_after = 5  # seconds a client should wait (the API's Retry-After)
+
+
+class DiskFull(StoreError):
+    """The disk holding the store is full: the write was rolled back, and writes succeed again once
+    space is freed."""
+    retry_after = 60

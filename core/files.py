@@ -20,6 +20,7 @@ from .errors import InvalidInput
 
 EXCEL_SUFFIXES = (".xlsx", ".xlsm", ".xls")
 _EXPECTED_FIELDS = re.compile(r"Expected \d+ fields")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 # csv refuses fields over 128 KiB; a long text must reach the length check, which names its row.
 csv.field_size_limit(2 ** 31 - 1)
@@ -35,6 +36,9 @@ def display_name(source, filename: str | None = None) -> str:
 def _decode(data: bytes, filename: str) -> str:
     """The file's text; refused when it holds a NUL byte anywhere (binary data, or a text that a
     reader of the store would see cut short)."""
+    wide = _utf16(data)
+    if wide is not None:
+        return wide
     nul = data.find(b"\x00")
     if nul >= 0:
         line = data.count(b"\n", 0, nul) + 1
@@ -56,6 +60,31 @@ def _decode(data: bytes, filename: str) -> str:
         return data.decode(encoding)
     except (UnicodeDecodeError, LookupError):
         raise InvalidInput(f"{filename}: the text encoding could not be recognised; save it as UTF-8") from None
+
+
+def _utf16(data: bytes) -> str | None:
+    """The text of a UTF-16 file (Excel's "Unicode text"), with or without its byte-order mark; None for
+    any other file. Without a mark, UTF-16 is told from binary data by its NUL bytes: the high bytes of
+    ASCII characters, all on one side of each pair."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        encoding = "utf-16"  # the mark says which byte order, and is dropped
+    elif len(data) % 2 == 0 and b"\x00" in data:
+        odd, even = data[1::2].count(0), data[0::2].count(0)
+        if odd and not even:
+            encoding = "utf-16-le"
+        elif even and not odd:
+            encoding = "utf-16-be"
+        else:
+            return None
+    else:
+        return None
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError:
+        return None
+    if encoding != "utf-16" and ("\n" not in text or _CONTROL.search(text)):
+        return None  # bytes that only looked like it: a text file has lines and no control characters
+    return None if "\x00" in text else text
 
 
 def _refuse_long_row(text: str, sep: str, filename: str) -> None:
@@ -117,6 +146,28 @@ def _refuse_workbook_bomb(data: bytes, filename: str) -> None:
                            f"limit of {limit:g} MB (MMS_MAX_WORKBOOK_MB); save it as CSV, or split it")
 
 
+def _refuse_unsaved_formulas(data: bytes, frame: pd.DataFrame, filename: str) -> None:
+    """Name the first formula cell the workbook saved no value for (written by a program, never opened
+    in Excel): read as empty, it would otherwise be reported as an empty text. Looked for only when a
+    cell is empty."""
+    empty = frame.eq("").to_numpy()
+    if not empty.any() or not filename.lower().endswith((".xlsx", ".xlsm")):
+        return
+    from openpyxl import load_workbook
+
+    try:
+        sheet = load_workbook(io.BytesIO(data), read_only=True, data_only=False).worksheets[0]
+    except Exception:  # read already once by pandas; a second reader's trouble is not the user's
+        return
+    for number, cells in enumerate(sheet.iter_rows(min_row=2), start=2):
+        for column, cell in enumerate(cells):
+            if (getattr(cell, "data_type", None) == "f" and number - 2 < len(frame) and column < empty.shape[1]
+                    and empty[number - 2, column]):
+                raise InvalidInput(f"{filename}: row {number}, column {frame.columns[column]}: a formula without "
+                                   f"a saved value ({cell.value}); open the workbook in Excel and save it, or "
+                                   f"paste the values instead of the formulas")
+
+
 def _read_bytes(path: str | Path, filename: str) -> bytes:
     try:
         return Path(path).read_bytes()
@@ -138,6 +189,7 @@ def read_table(source: bytes | str | Path, filename: str | None = None) -> pd.Da
         raise InvalidInput(f"{filename}: the file is empty")
     if filename.lower().endswith(EXCEL_SUFFIXES):
         frame = _read_excel(data, filename)
+        _refuse_unsaved_formulas(data, frame, filename)
     else:
         frame = _read_csv(_decode(data, filename), filename)
     frame.columns = [str(c).strip().lower() for c in frame.columns]

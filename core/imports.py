@@ -6,6 +6,8 @@ header is row 1, the first data row is row 2).
 from __future__ import annotations
 
 import re
+import hashlib
+import json
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -26,10 +28,34 @@ class Validation:
     rows: int
     frame: pd.DataFrame
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what is worth a look but imports: repeated rows, labels
+    repeated: dict | None = None  # the earlier import of these very rows, when this one was a retry
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    @property
+    def imported(self) -> int:
+        """Rows this import wrote: none when it repeated an earlier one."""
+        return 0 if self.repeated else self.rows
+
+    def outcome(self, split: str) -> str:
+        """The import's result in one sentence, with its notes."""
+        if self.repeated:
+            r = self.repeated
+            said = (f"{self.filename}: these {r['rows']} rows were already imported into {split} (import "
+                    f"{r['import_id']}, by {r['created_by']} at {pd.Timestamp(r['created_at']):%Y-%m-%d %H:%M}); "
+                    f"nothing was imported again")
+        else:
+            said = f"{self.filename}: imported {self.rows} rows into {split}"
+        return "; ".join([said] + self.notes)
+
+    def record(self, split: str) -> dict:
+        """The import's result as plain data (the command line's JSON)."""
+        return {"imported": self.imported, "split": split, "file": self.filename,
+                **({"already_imported": self.repeated["import_id"]} if self.repeated else {}),
+                **({"notes": self.notes} if self.notes else {})}
 
     def summary(self) -> pd.DataFrame:
         """Rows per label and business line, as the Data page shows before writing."""
@@ -127,7 +153,33 @@ def validate_texts(frame: pd.DataFrame, filename: str, labels: list[str] | None 
         out["created_at"] = parsed.dt.tz_localize(None) if getattr(parsed.dt, "tz", None) else parsed
     else:
         out["created_at"] = pd.NaT
-    return Validation(filename, len(frame), out.reset_index(drop=True), problems)
+    notes = _repeats(out) if labels is not None and not problems else []
+    return Validation(filename, len(frame), out.reset_index(drop=True), problems, notes)
+
+
+def _repeats(out: pd.DataFrame) -> list[str]:
+    """Sentences on rows that repeat an earlier row, and on texts given more than one label: both import
+    (a person decides), but a user should know before training on them."""
+    notes = []
+    line = out["business_line"].fillna("") if "business_line" in out else ""
+    same = out.assign(business_line=line).duplicated(["text", "label", "business_line"])
+    if same.any():
+        notes.append(f"{int(same.sum())} row(s) repeat an earlier row of the file ({_rows(same)})")
+    labels = out.groupby("text")["label"].transform("nunique")
+    torn = labels > 1
+    if torn.any():
+        texts = out.loc[torn, "text"].nunique()
+        notes.append(f"{texts} text(s) have contradictory labels ({_rows(torn)})")
+    return notes
+
+
+def import_key(model_id: int, split: str, frame: pd.DataFrame) -> str:
+    """The sha256 of the model, the split and the rows as they would be written: a retry's is the same."""
+    digest = hashlib.sha256(f"{model_id}\x1f{split}".encode())
+    columns = [c for c in ("text", "label", "business_line", "created_at") if c in frame]
+    for row in frame[columns].itertuples(index=False):
+        digest.update(json.dumps([None if pd.isna(v) else str(v) for v in row], ensure_ascii=False).encode())
+    return digest.hexdigest()
 
 
 SPLITS = ("train", "test")
@@ -206,8 +258,13 @@ def import_splits(store, name: str, frames: dict[str, pd.DataFrame], user: str, 
         auth.require(con, user, "import")
         model = registry.find_model(con, name)
         for split, report in reports.items():
+            key = import_key(model.model_id, split, report.frame)
+            report.repeated = db.import_by_key(con, key)
+            if report.repeated:
+                continue
             import_id = db.new_import_id(con)
             db.insert_examples(con, model.model_id, report.frame, split, "import", user, import_id)
+            db.insert_import_key(con, key, model.model_id, import_id, split, report.rows, report.filename, user)
             db.add_event(con, user, "import", model.model_id,
                          {"import_id": import_id, "file": report.filename, "split": split, "rows": report.rows})
     return reports

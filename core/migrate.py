@@ -30,14 +30,10 @@ def migrate(source: Store, target: Store, user: str) -> Migration:
         files = backup.model_files(con)
     made = _copy_model_files(source, target, files)
     try:
-        done = _copy_database(source, target)
+        done = _copy_database(source, target, user, len(files))
     except BaseException:
         _remove(target, made)
         raise
-    done.model_files = len(files)
-    with target.transaction() as con:
-        db.add_event(con, user, "migrate", None, {"from": str(source), "rows": done.rows,
-                                                  "model_files": done.model_files})
     return done
 
 
@@ -81,14 +77,14 @@ def _remove(target: Store, made: list[str]) -> None:
         artifacts.remove(target, rel)
 
 
-def _copy_database(source: Store, target: Store) -> Migration:
-    """Schema, rows and id counters in one transaction on the target; an embedded target is built
-    beside its place and moved in once committed."""
+def _copy_database(source: Store, target: Store, user: str, model_files: int) -> Migration:
+    """Schema, rows, id counters and the migration's audit event in one transaction on the target; an
+    embedded target is built beside its place and moved in once committed."""
     building = target.path.with_name(target.path.name + ".migrating") if not target.is_lake else None
     if building is not None:
         target.path.parent.mkdir(parents=True, exist_ok=True)
         building.unlink(missing_ok=True)
-    done = Migration(str(target))
+    done = Migration(str(target), model_files=model_files)
     try:
         with source.closed():  # an embedded source is attached read-only by the target's connection
             con = db.open_bare(target, building)
@@ -98,6 +94,8 @@ def _copy_database(source: Store, target: Store) -> Migration:
                 for table in db.create_schema(con, target.is_lake):
                     done.rows[table] = db.copy_table(con, table)
                 db.set_counters(con, target.is_lake, db.source_counters(con, source.is_lake))
+                db.add_bare_event(con, target.is_lake, user, "migrate", {"from": str(source), "rows": done.rows,
+                                                                         "model_files": model_files})
                 con.commit()
             finally:
                 con.close()

@@ -168,15 +168,18 @@ def _probabilities(texts: list[str], store: Store, version: registry.Version, la
     """(normalised text, probabilities) for one part of a batch, in this process or a worker
     (which loads and verifies the model file itself, once)."""
     artifact = artifacts.load(store, version)
-    tokenizer = artifact["tokenizer"]
-    norm = [normalise(t, tokenizer.config) for t in texts]
-    tokens = [tokenizer.cut_normalised(t) for t in norm]
     # imported here, like estimators does: the model's load has loaded sklearn, and the server starts without it
     from sklearn import config_context
 
-    # sklearn's input checks were a quarter of predicting one text; the tokens are ours and finite
-    with config_context(assume_finite=True, skip_parameter_validation=True):
-        proba = predict_proba(artifact["pipeline"], tokens, labels)
+    try:
+        tokenizer = artifact["tokenizer"]
+        norm = [normalise(t, tokenizer.config) for t in texts]
+        tokens = [tokenizer.cut_normalised(t) for t in norm]
+        # sklearn's input checks were a quarter of predicting one text; the tokens are ours and finite
+        with config_context(assume_finite=True, skip_parameter_validation=True):
+            proba = predict_proba(artifact["pipeline"], tokens, labels)
+    except (KeyError, AttributeError, TypeError, ValueError, IndexError) as e:  # a model file that loads, but no model
+        raise artifacts.malformed(version, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
     return list(zip(norm, proba))
 
 

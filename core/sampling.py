@@ -102,7 +102,7 @@ def _for_task(strategy: Strategy, model) -> None:
 
 @dataclass(frozen=True)
 class HardExamples:
-    batch_id: int
+    batch_id: int | None  # None for a preview, which records nothing
     strategy: str
     examples: pd.DataFrame  # prediction_id, created_at, business_line, version (that scored), text, label,
     #                         top_prob, p_*, score
@@ -117,8 +117,10 @@ def _strategy(strategy: str | Strategy) -> Strategy:
 def select_hard_examples(store: Store, name: str, k: int, user: str, strategy: str | Strategy = "least_confidence",
                          business_lines=None, since=None, until=None, version: int | None = None,
                          seed: int = 0, for_version: int | None = None, balance_lines: bool = False,
-                         near_duplicate: float | None = NEAR_DUPLICATE, text: str | None = None) -> HardExamples:
-    """The k texts to label next, recorded as one batch. EmptyPool when none is left.
+                         near_duplicate: float | None = NEAR_DUPLICATE, text: str | None = None,
+                         record: bool = True) -> HardExamples:
+    """The k texts to label next, recorded as one batch (`record` False: a preview, nothing recorded,
+    batch_id None). EmptyPool when none is left.
 
     The slice (`business_lines`, `since`, `until`, and `version`: predictions that version made)
     is given loose and checked by Slice.of; `text` keeps the texts that contain it (a search).
@@ -152,9 +154,12 @@ def select_hard_examples(store: Store, name: str, k: int, user: str, strategy: s
     params = {"k": int(k), "seed": seed, "scored_by_version": scorer.version, "pool": len(hard),
               "second_labels": len(again), "balance_lines": balance_lines, "near_duplicate": near_duplicate,
               **filters}
-    with store.transaction() as con:
-        auth.require(con, user, "sample")
-        batch_id = db.insert_batch(con, model.model_id, chosen.name, params, found["prediction_id"].tolist(), user)
+    batch_id = None
+    if record:
+        with store.transaction() as con:
+            auth.require(con, user, "sample")
+            batch_id = db.insert_batch(con, model.model_id, chosen.name, params, found["prediction_id"].tolist(),
+                                       user)
     found = found.assign(version=scorer.version, label=np.asarray(model.labels)[proba.argmax(axis=1)],
                          top_prob=proba.max(axis=1))
     columns = ["prediction_id", "created_at", "business_line", "version", "text", "label", "top_prob"]
@@ -300,6 +305,9 @@ class Prescorer(Every):
     def once(self) -> None:
         try:
             models = registry.list_models(self.store)
+        except MMSError as e:  # the store unusable for a moment (a DuckLake's catalog down): said, no traceback
+            log.warning("MMS: looking for newly active versions: %s", e)
+            return
         except Exception:
             log.exception("MMS: looking for newly active versions failed")
             return

@@ -7,6 +7,7 @@ Batches go in through pandas (DuckDB's replacement scan), never row by row.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import random
@@ -21,7 +22,9 @@ import pandas as pd
 import pyarrow as pa
 
 from . import objectstore, settings
-from .errors import Conflict, InvalidInput, StoreBusy, StoreError
+from .errors import Conflict, DiskFull, InvalidInput, StoreBusy, StoreError, StoreUnavailable
+
+log = logging.getLogger("mms.store")
 
 MIGRATIONS = [
     ("create core tables", """
@@ -366,9 +369,16 @@ class Store:
         once per process); the file is closed, and its lock released for other processes, as
         soon as no operation in this process is using it."""
         shared = _shared_for(self.key)
-        con = shared.acquire(self)
+        try:
+            con = shared.acquire(self)
+        except duckdb.Error as e:
+            if not self.is_lake and isinstance(e, duckdb.IOException) and not _disk_full(e):
+                raise  # a file that is no DuckDB database, or not ours to open: the caller names the path
+            raise self._failure(e, shared) from None
         try:
             yield con
+        except duckdb.Error as e:
+            raise self._failure(e, shared) from None
         finally:
             shared.release(con)
 
@@ -382,11 +392,15 @@ class Store:
                 con.commit()
             except (duckdb.IOException, duckdb.HTTPException) as e:
                 _rollback(con)
-                if not self.is_lake:
-                    raise
+                if not self.is_lake or _disk_full(e):
+                    raise  # connect() says what it means
                 raise self._unreachable(e) from None
             except duckdb.Error as e:
                 _rollback(con)
+                # DuckDB says "Failed to commit: ..." with a TransactionException for a full disk, and for a
+                # catalog that went away mid-commit: neither is a conflict, and connect() says what they are
+                if _disk_full(e) or (self.is_lake and not _shared_for(self.key).catalog_answers()):
+                    raise
                 if not isinstance(e, duckdb.ConstraintException) and not _catalog_conflict(e):
                     raise
                 raise Conflict("another change to the same rows was made at the same moment; nothing was "
@@ -462,7 +476,34 @@ class Store:
             where = f"the DuckLake data path {self.data_path}"
         else:
             where = f"the DuckLake catalog {_catalog_name(self.url)}"
-        return StoreError(f"{where} cannot be reached ({first}); nothing was changed")
+        return StoreUnavailable(f"{where} cannot be reached ({first}); nothing was changed")
+
+    def _failure(self, error: duckdb.Error, shared: "_SharedDatabase") -> Exception:
+        """A database error as the named error it means: a full disk, a database DuckDB invalidated
+        (closed here, so the next operation reopens it), an unreachable catalog; else the error itself."""
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        invalid = isinstance(error, (duckdb.InternalException, duckdb.FatalException)) or "invalidated" in str(error)
+        if invalid:  # every later statement on it would fail too: the next operation opens it afresh
+            shared.invalidate()
+        if _disk_full(error):
+            log.error("MMS: the disk holding %s is full: %s", self, first)
+            return DiskFull(f"the disk holding the store is full ({first}); nothing was written: free some "
+                            f"space and try again")
+        if invalid:
+            log.error("MMS: %s was invalidated by an internal error, reopening it: %s", self, first)
+            return StoreUnavailable(f"the store hit an internal error ({first}) and is being reopened; nothing "
+                                    f"was changed, try again in a moment")
+        if self.is_lake and (isinstance(error, (duckdb.IOException, duckdb.HTTPException, duckdb.ConnectionException))
+                             or not shared.catalog_answers()):
+            return self._unreachable(error)
+        if self.is_lake and _catalog_conflict(error):  # another process's change to the same catalog rows
+            return Conflict("another change to the same rows was made at the same moment; nothing was written, "
+                            "try again")
+        if not self.is_lake and isinstance(error, duckdb.IOException):
+            log.error("MMS: %s cannot be read or written: %s", self, first)
+            return StoreUnavailable(f"the store {self.path} cannot be read or written ({first}); nothing was "
+                                    f"changed, try again")
+        return error
 
     def _cursor(self, root) -> duckdb.DuckDBPyConnection:
         cur = root.cursor()
@@ -531,6 +572,10 @@ def _catalog_conflict(e: duckdb.Error) -> bool:
     """Two processes changed the same catalog rows at once: DuckLake's own conflict, or PostgreSQL's
     serialization failure passed through as a plain error (seen when three servers started together)."""
     return isinstance(e, duckdb.TransactionException) or "could not serialize access" in str(e)
+
+
+def _disk_full(e: BaseException) -> bool:
+    return "No space left on device" in str(e) or "Disk quota exceeded" in str(e)
 
 
 def _rollback(con) -> None:
@@ -617,6 +662,34 @@ class _SharedDatabase:
                 finally:
                     self.swapping = False
                     self.lock.notify_all()
+
+    def invalidate(self) -> None:
+        """Close a database DuckDB has invalidated (every statement on it fails until it is reopened);
+        the next operation opens it again. Operations still running on it fail and may be retried."""
+        with self.lock:
+            if self.root is not None:
+                try:
+                    self.root.close()
+                except duckdb.Error:
+                    pass
+                self.root = None
+            self.blocks.clear()
+
+    def catalog_answers(self) -> bool:
+        """Whether the DuckLake's catalog answers a query now (asked after an error that may be its absence);
+        without an open database (an error while opening it) there is nothing to ask, and no evidence against it."""
+        root = self.root
+        if root is None:
+            return True
+        try:
+            cur = root.cursor()
+            try:
+                cur.execute(f"SELECT * FROM ducklake_current_snapshot('{LAKE}')").fetchall()
+            finally:
+                cur.close()
+            return True
+        except duckdb.Error:
+            return False
 
     def block_ids(self, sequence: str, n: int) -> list[int]:
         """`n` ids from this process's block of `sequence`, taking a new block when it runs out
@@ -2194,6 +2267,23 @@ MIGRATIONS.append(("comments on decisions", """
     """))
 
 
+# --- imports recognised when retried (issue 27) -----------------------------------------------
+# An import's key is the sha256 of its model, split and rows: a retry of an import that committed
+# (its answer lost when a server died) is recognised and writes nothing twice.
+MIGRATIONS.append(("import keys", """
+    CREATE TABLE import_keys (
+        import_key VARCHAR NOT NULL,      -- sha256 of the model, the split and the rows
+        model_id INTEGER NOT NULL,
+        import_id BIGINT NOT NULL,
+        split VARCHAR NOT NULL,
+        rows BIGINT NOT NULL,
+        file VARCHAR NOT NULL,
+        created_at TIMESTAMP NOT NULL,
+        created_by VARCHAR NOT NULL
+    );
+    """))
+
+
 def insert_comment(con, model_id: int, prediction_id: int, decision: str, comment: str, user: str) -> None:
     con.execute("INSERT INTO decision_comments VALUES (?, ?, ?, ?, ?, ?)",
                 [model_id, int(prediction_id), decision, comment, now(), user])
@@ -2213,3 +2303,39 @@ def decision_comments(con, model_id: int, prediction_ids: list[int]) -> pd.DataF
     return con.execute("""SELECT prediction_id, decision, comment, created_by, created_at FROM decision_comments
                           WHERE model_id = ? AND list_contains(?, prediction_id)
                           ORDER BY created_at, prediction_id""", [model_id, list(map(int, prediction_ids))]).df()
+
+
+def import_by_key(con, import_key: str) -> dict | None:
+    """The first import written with this key: import_id, rows, file, created_at, created_by."""
+    return _row(con.execute("""SELECT import_id, rows, file, created_at, created_by FROM import_keys
+                               WHERE import_key = ? ORDER BY created_at LIMIT 1""", [import_key]))
+
+
+def insert_import_key(con, import_key: str, model_id: int, import_id: int, split: str, rows: int, file: str,
+                      user: str) -> None:
+    con.execute("INSERT INTO import_keys VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [import_key, model_id, import_id, split, rows, file, now(), user])
+
+
+# --- Parquet files no snapshot references (issue 27) -------------------------------------------
+
+def orphan_files(con, older_than_seconds: float, delete: bool = False) -> list[str]:
+    """Parquet files under the DuckLake's data path that no snapshot references (a writer killed before
+    its commit leaves them), older than `older_than_seconds` (younger ones may be a running writer's);
+    deleted when `delete`. Model files are not Parquet and never listed."""
+    cutoff = f"now() - to_seconds({float(older_than_seconds)})"
+    rows = con.execute(f"SELECT * FROM ducklake_delete_orphaned_files('{LAKE}', dry_run => {str(not delete).lower()}, "
+                       f"older_than => {cutoff})").fetchall()
+    return [str(r[0]) for r in rows if str(r[0]).endswith(".parquet")]
+
+
+def add_bare_event(con, lake: bool, user: str, action: str, details: dict) -> None:
+    """An audit event on a bare connection (migrate's target), in its open transaction: the event
+    commits with the rows it reports, or neither does."""
+    if lake:
+        event_id = con.execute("SELECT next_id FROM id_event_seq").fetchone()[0]
+        con.execute("UPDATE id_event_seq SET next_id = ?", [event_id + 1])
+    else:
+        event_id = con.execute("SELECT nextval('event_seq')").fetchone()[0]
+    con.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)",
+                [event_id, now(), user, action, None, json.dumps(details, ensure_ascii=False, default=str)])

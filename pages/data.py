@@ -97,10 +97,12 @@ with import_tab:
                 st.dataframe(report.summary(), hide_index=True, key="import_report")
                 show_first_rows(report.frame[[c for c in ("text", "label", "business_line", "created_at")
                                               if c in report.frame]].head(5), more.name, "import_preview")
+                for note in report.notes:  # repeated rows, contradictory labels: they import, but worth a look
+                    st.warning(note)
                 if st.button(f"Import {report.rows} rows into {split}", key="import_write", type="primary"):
                     with _ui.errors_as_messages(), st.spinner("Importing…"):
-                        imports.import_examples(store, name, more.getvalue(), split, _ui.user(), more.name)
-                    st.success(f"Imported {report.rows} rows into {split}.")
+                        done = imports.import_examples(store, name, more.getvalue(), split, _ui.user(), more.name)
+                        st.success(done.outcome(split))  # a repeated import says so
             else:
                 st.error(f"{more.name} cannot be imported; nothing was written.")
                 for problem in report.problems:

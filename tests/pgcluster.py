@@ -67,3 +67,15 @@ class Cluster:
         except subprocess.CalledProcessError:
             pass  # already stopped
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def pause(cluster: Cluster) -> None:
+    """Stop the cluster's server at once (as a crash would), keeping its data for `resume`."""
+    cluster._run(str(cluster.bin / "pg_ctl"), "-D", str(cluster.folder / "data"), "-m", "immediate", "-w", "stop")
+
+
+def resume(cluster: Cluster) -> None:
+    """Start a paused cluster again on the same port."""
+    cluster._run(str(cluster.bin / "pg_ctl"), "-D", str(cluster.folder / "data"), "-l", str(cluster.folder / "log"),
+                 "-w", "-o", f"-p {cluster.port} -k {cluster.folder} -c listen_addresses=127.0.0.1 "
+                             f"-c max_connections=200 -c fsync=off", "start")

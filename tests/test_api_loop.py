@@ -62,7 +62,8 @@ def example_rows(store) -> int:
 def test_the_ordinal_loop_end_to_end_through_the_api_only(client):
     model = created(client)
     assert model["task"] == "ordinal" and model["labels"] == GRADES and model["active_version"] is None
-    assert imported(client) == {"model": URGENCY, "imported": 360, "by_split": {"train": 240, "test": 120}}
+    assert imported(client) == {"model": URGENCY, "imported": 360, "by_split": {"train": 240, "test": 120},
+                                "notes": ["rows: imported 240 rows into train", "rows: imported 120 rows into test"]}
 
     first = trained(client, config={"estimator": "sgd"})
     assert first["version"] == 1 and first["status"] == "active"  # a model's first version answers at once
@@ -74,8 +75,8 @@ def test_the_ordinal_loop_end_to_end_through_the_api_only(client):
     assert answer.status_code == 200, answer.text
     assert all("expected_grade" in p for p in answer.json()["predictions"])
 
-    r = client.get(f"{M}/hard-examples", params={"k": 10, "strategy": "spread"})
-    assert r.status_code == 200, r.text
+    r = client.post(f"{M}/hard-examples", params={"k": 10, "strategy": "spread"})
+    assert r.status_code == 201, r.text
     batch = r.json()
     assert batch["strategy"] == "spread" and batch["version"] == 1 and len(batch["items"]) == 10
     for item in batch["items"]:
@@ -86,7 +87,7 @@ def test_the_ordinal_loop_end_to_end_through_the_api_only(client):
         sent = client.post(f"{M}/feedback", json={"prediction_id": item["prediction_id"], "label": truth[item["text"]]})
         assert sent.status_code == 201, sent.text
     labelled = {item["prediction_id"] for item in batch["items"]}
-    again = client.get(f"{M}/hard-examples", params={"k": 10}).json()
+    again = client.post(f"{M}/hard-examples", params={"k": 10}).json()
     assert again["batch_id"] != batch["batch_id"] and not labelled & {i["prediction_id"] for i in again["items"]}
 
     second = trained(client, mode="incremental")

@@ -10,6 +10,7 @@ import pytest
 
 from core import artifacts, check, registry
 from core import store as db
+from lakefixtures import lake_store, pg_cluster  # noqa: F401  (fixtures)
 
 ROOT = Path(__file__).resolve().parent.parent
 M = "评论情感"
@@ -121,3 +122,50 @@ def test_an_interrupted_save_leaves_no_partial_file(store, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         artifacts.save(store, 1, {"model": "x"})
     assert artifacts.strays(store) == []  # an interrupted save cleans up after itself
+
+
+# --- Parquet files no snapshot references (issue 27, item 14) --------------------------------------
+
+def test_parquet_files_no_snapshot_references_are_found_and_compact_orphans_removes_them(lake_store, reviews):
+    """A writer killed before its commit (a killed `migrate --to`, an import) leaves Parquet files in the
+    lake's data path that no snapshot references; plain compaction never deletes them."""
+    import duckdb
+
+    from conftest import make_model
+    from core import compact, imports
+
+    make_model(lake_store, reviews, n_train=1500, n_test=200)  # past the inlining limit: real Parquet files
+    compact.compact(lake_store)
+    data = Path(lake_store.data_path)
+    real = sorted(data.rglob("*.parquet"))
+    assert real
+    orphan = real[0].with_name("ducklake-killed-writer.parquet")
+    duckdb.execute(f"COPY (SELECT range AS x FROM range(100000)) TO '{orphan}' (FORMAT parquet)")
+    hours_ago = time.time() - 2 * 3600
+    os.utime(orphan, (hours_ago, hours_ago))
+    rows = imports.data_summary(lake_store, "m")["rows"].sum()
+
+    report = check.check_store(lake_store)
+    [problem] = [p for p in report.problems if "Parquet" in p]
+    assert "1 Parquet file(s)" in problem and "referenced by no snapshot" in problem and "compact --orphans" in problem
+    compact.compact(lake_store)
+    assert orphan.exists()  # only `--orphans` deletes what no snapshot ever referenced
+    assert compact.compact(lake_store, orphans=True)["orphan_files_deleted"] == 1
+    assert not orphan.exists() and all(p.exists() for p in sorted(data.rglob("*.parquet")))
+    assert imports.data_summary(lake_store, "m")["rows"].sum() == rows
+    assert not [p for p in check.check_store(lake_store).problems if "Parquet" in p]
+
+
+def test_a_young_unreferenced_file_may_be_a_running_writers_and_is_kept(lake_store, reviews):
+    import duckdb
+
+    from conftest import make_model
+    from core import compact
+
+    make_model(lake_store, reviews, n_train=1500, n_test=200)
+    compact.compact(lake_store)
+    folder = sorted(Path(lake_store.data_path).rglob("*.parquet"))[0].parent
+    young = folder / "ducklake-in-flight.parquet"
+    duckdb.execute(f"COPY (SELECT 1 AS x) TO '{young}' (FORMAT parquet)")
+    assert not [p for p in check.check_store(lake_store).problems if "Parquet" in p]
+    assert compact.compact(lake_store, orphans=True)["orphan_files_deleted"] == 0 and young.exists()

@@ -91,3 +91,42 @@ def test_a_file_marked_as_utf8_that_is_not_gets_a_sentence_not_a_traceback():
     data = b"\xef\xbb\xbftext,label\n" + "好,正面\n".encode("gb18030")
     with pytest.raises(InvalidInput, match="gbk.csv: the file is marked as UTF-8 but byte 14 is not; save it as UTF-8"):
         files.read_table(data, "gbk.csv")
+
+
+# --- UTF-16 (Excel's "Unicode text") and formulas without a saved value (issue 27, item 12) ---------
+
+UNICODE_TEXT = "text\tlabel\tbusiness_line\r\n房间很干净, 服务好\t正面\t酒店\r\n太差了\t负面\t酒店\r\n"
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])
+def test_a_utf16_file_with_or_without_a_byte_order_mark_is_read(model_store, encoding):
+    """Excel saves "Unicode text" as UTF-16 (little-endian, with a mark), tab-separated."""
+    report = imports.import_examples(model_store, "m", UNICODE_TEXT.encode(encoding), "train", "u", "unicode.txt")
+    assert report.rows == 2
+    assert report.frame["text"].tolist() == ["房间很干净, 服务好", "太差了"]
+    assert report.frame["business_line"].tolist() == ["酒店", "酒店"]
+
+
+def test_binary_data_is_still_refused_beside_utf16(model_store):
+    with pytest.raises(InvalidInput, match="this is not a text file"):
+        files.read_table(b"text,label\n\x00\x00\x01\x00ab\x00\x00", "odd.csv")
+
+
+def test_a_formula_without_a_saved_value_is_named_not_called_empty_text(model_store):
+    """A workbook written by a program keeps formulas without their values; Excel computes them on opening."""
+    import io
+
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    sheet.append(["text", "label"])
+    sheet.append(["房间很干净", "正面"])
+    sheet.append(['=CONCATENATE("太","差")', "负面"])
+    buf = io.BytesIO()
+    book.save(buf)
+    before = _counts(model_store)
+    with pytest.raises(InvalidInput, match=r"formulas.xlsx: row 3, column text: a formula without a saved value") as e:
+        imports.import_examples(model_store, "m", buf.getvalue(), "train", "u", "formulas.xlsx")
+    assert "empty text" not in str(e.value)
+    assert _counts(model_store) == before

@@ -85,3 +85,55 @@ def test_created_at_is_parsed_or_reported(model_store):
     bad = "text,label,created_at\n好,正面,2026-11-01\n差,负面,last tuesday\n"
     with pytest.raises(InvalidInput, match="created_at is not a date or time in row 3"):
         imports.import_examples(model_store, "m", bad.encode(), "train", "u", "t.csv")
+
+
+# --- a retried import is recognised; repeated rows and contradictory labels are reported (issue 27) ---
+
+TWICE = "text,label,business_line\n房间很干净,正面,酒店\n太差了,负面,酒店\n房间很干净,正面,酒店\n一般般,正面,图书\n一般般,负面,图书\n"
+
+
+def test_an_import_retried_after_its_commit_writes_nothing_twice_and_says_so(model_store):
+    first = imports.import_examples(model_store, "m", GOOD.encode(), "train", "u", "good.csv")
+    assert first.imported == 2 and first.repeated is None
+    again = imports.import_examples(model_store, "m", GOOD.encode(), "train", "u", "good.csv")
+    assert again.imported == 0 and again.repeated is not None
+    assert "already imported into train" in again.outcome("train") and "nothing was imported again" in again.outcome("train")
+    with model_store.connect() as con:
+        assert probe.table_counts(con)["examples"] == 2
+    into_test = imports.import_examples(model_store, "m", GOOD.encode(), "test", "u", "good.csv")
+    assert into_test.imported == 2  # another split is another import
+
+
+def test_repeated_rows_and_contradictory_labels_are_reported_in_the_summary(model_store):
+    report = imports.validate_examples(model_store, "m", TWICE.encode(), "train", "twice.csv")
+    assert report.ok
+    assert any("1 row(s) repeat an earlier row of the file (row 4)" in n for n in report.notes), report.notes
+    assert any("1 text(s) have contradictory labels (rows 5, 6)" in n for n in report.notes), report.notes
+    done = imports.import_examples(model_store, "m", TWICE.encode(), "train", "u", "twice.csv")
+    assert "contradictory labels" in done.outcome("train") and done.imported == 5
+
+
+def test_the_command_line_and_the_api_say_a_retry_was_recognised(model_store, tmp_path):
+    import json
+
+    from fastapi.testclient import TestClient
+
+    from core import cli
+    from test_api import served
+
+    path = tmp_path / "good.csv"
+    path.write_text(GOOD, encoding="utf-8")
+    for expected in (2, 0):
+        out = tmp_path / f"out{expected}.txt"
+        with open(out, "w") as f:
+            console = cli.Console(out=f, err=f, stdin=None, user="u", token="", terminal=False, ask_password=None,
+                                  store=model_store)
+            assert cli.main(["--format", "json", "import", "m", str(path), "--split", "train"], console) == 0
+        answer = json.loads(out.read_text())
+        assert answer["imported"] == expected
+    assert "already_imported" in answer
+    rows = {"rows": [{"text": "好用", "label": "正面"}, {"text": "难用", "label": "负面"}]}
+    with TestClient(served(model_store), client=("127.0.0.1", 50000)) as c:
+        assert c.post("/api/models/m/examples", json=rows).json()["imported"] == 2
+        again = c.post("/api/models/m/examples", json=rows).json()
+    assert again["imported"] == 0 and "nothing was imported again" in again["notes"][0]

@@ -128,3 +128,64 @@ def test_migrate_from_the_command_line(seeded_store, pg_cluster, tmp_path, capsy
     assert registry.get_model(Store(url, data), MODEL).active_version == 1
     assert cli.main(["--store", str(seeded_store.path), "migrate", "--to", url, "--data-path", data]) == 2
     assert "already holds a store" in capsys.readouterr().err
+
+
+# --- the audit event commits with the data; a killed migrate's files are found and removed (issue 27) ---
+
+def test_a_migration_dying_right_after_its_commit_still_has_its_audit_event(seeded_store, pg_cluster, tmp_path,
+                                                                            monkeypatch):
+    lake = new_lake(pg_cluster, tmp_path)
+
+    def dies(self):  # the process is killed at its next transaction, after the copy committed
+        raise SystemExit("killed")
+
+    monkeypatch.setattr(Store, "transaction", dies)
+    try:
+        migrate.migrate(seeded_store, lake, "tester")
+    except SystemExit:
+        pass
+    monkeypatch.undo()
+    assert lake.exists()
+    with lake.connect() as con:
+        assert len(db.events(con, action="migrate")) == 1
+
+
+@pytest.mark.stress
+def test_a_killed_migrate_leaves_files_that_check_finds_and_compact_orphans_removes(seeded_store, pg_cluster,
+                                                                                   tmp_path):
+    """kill -9 a `migrate --to` DuckLake as soon as it has written Parquet files, then check, compact
+    --orphans."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from core import check, compact
+
+    url = pg_cluster.create_db("killed_target")
+    data = tmp_path / "lakedata"
+    root = Path(__file__).resolve().parent.parent
+    for attempt in range(5):
+        proc = subprocess.Popen([sys.executable, "-m", "core", "--store", str(seeded_store.path), "--user", "tester",
+                                 "migrate", "--to", url, "--data-path", str(data) + "/"], cwd=root,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while proc.poll() is None and not list(data.rglob("*.parquet")):
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if proc.returncode == -signal.SIGKILL and list(data.rglob("*.parquet")):
+            break
+    else:
+        pytest.skip("the migration always finished before it could be killed")
+    target = Store(url, str(data) + "/")
+    left = list(data.rglob("*.parquet"))
+    old = time.time() - 2 * 3600
+    for path in left:
+        os.utime(path, (old, old))
+    size = sum(p.stat().st_size for p in left)
+    report = check.check_store(target)
+    assert any("referenced by no snapshot" in p for p in report.problems), report.problems
+    assert compact.compact(target, orphans=True)["orphan_files_deleted"] == len(left)
+    assert not list(data.rglob("*.parquet"))
+    print(f"\nkilled migrate: {len(left)} orphan Parquet file(s), {size / 1e6:.1f} MB, found by check and removed")
