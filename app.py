@@ -185,13 +185,6 @@ def choose_model(store, models: list[str], identity: auth.Identity | None) -> No
         st.session_state[REMEMBERED] = (user, chosen)
 
 
-@st.cache_data(show_spinner=False, ttl=60, max_entries=32)
-def demo_notice(_store, store_key: str, model: str | None) -> str | None:
-    """The demo notice for the sidebar: read from the audit log once a minute, not on every rerun (the log grows
-    with every label and sign-in, and the notice only changes when the store is rebuilt)."""
-    return demo.demo_notice(_store, model)
-
-
 def sidebar(store, open_mode: bool, identity: auth.Identity | None) -> None:
     models = [m.name for m in registry.list_models(store)]
     with st.sidebar:
@@ -202,7 +195,7 @@ def sidebar(store, open_mode: bool, identity: auth.Identity | None) -> None:
             st.caption("No models yet.")
         who_is_working(store, open_mode, identity)
         st.caption(f"Store: `{store}`")  # on DuckLake the catalog (no password) and data path, not a file
-        notice = demo_notice(store, store.key, st.session_state["model"])
+        notice = _ui.demo_notice(store, store.key, st.session_state["model"])
         if notice:
             st.info(notice, icon=":material/info:")
 

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 import pandas as pd
 import streamlit as st
 
-from core import auth, registry, settings, slices, stats
+from core import auth, demo, registry, settings, slices, stats
 from core.errors import MMSError
 from core.store import Store
 
@@ -106,6 +106,13 @@ def _slice_options(_store, store_key: str, name: str, last_prediction_id):
     if overview["first"] is None:
         return [], None, None
     return overview["business_lines"], overview["first"].date(), overview["last"].date()
+
+
+@st.cache_data(show_spinner=False, ttl=60, max_entries=32)
+def demo_notice(_store, store_key: str, model: str | None) -> str | None:
+    """The demo notice for the sidebar: read from the audit log once a minute, not on every rerun (the log grows
+    with every label and sign-in, and the notice only changes when the store is rebuilt)."""
+    return demo.demo_notice(_store, model)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

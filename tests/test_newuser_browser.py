@@ -89,23 +89,20 @@ def test_monitor_opens_at_its_own_path_and_no_deploy_button_shows(served, browse
 NOISE = ("No runtime found", "RuntimeWarning", "leaked semaphore", "Traceback")
 
 
-def test_the_log_stays_quiet_while_a_browser_watches_the_first_build(tmp_path):
+def test_the_log_stays_quiet_while_a_browser_watches_the_first_build(browser, tmp_path):
     """A first start with the dashboard open during the demo build, to the server's shutdown: only MMS's
     own lines. (A page script run during the build used to be what the worker pool's forkserver ran.)"""
-    from playwright.sync_api import sync_playwright
-
     log = tmp_path / "streamlit.log"
     url, proc = start_server({"MMS_STORE": str(tmp_path / "fresh" / "mms.duckdb")}, log)
     try:
         wait_ready(url, proc, log)
-        with sync_playwright() as p:
-            browser = launch_chromium(p)
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.set_default_timeout(600_000)
-            page.goto(url)
-            page.get_by_role("heading", name="Monitor").first.wait_for()  # after the build, the Monitor
-            wait_idle(page)
-            browser.close()
+        # the module's browser: a second sync_playwright() beside it refuses to start in its event loop
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.set_default_timeout(600_000)
+        page.goto(url)
+        page.get_by_role("heading", name="Monitor").first.wait_for()  # after the build, the Monitor
+        wait_idle(page)
+        page.close()
     finally:
         stop_server(proc)
     text = log.read_text()
