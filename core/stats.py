@@ -80,15 +80,22 @@ def stats_with_drift(store: Store, name: str, by: str = "week", business_lines=N
     about = {"accuracies": monitoring.ACCURACIES, "not_estimated": {str(v): r for v, r in not_estimated.items()}}
     if with_drift and len(table):
         report = drift.drift_by_line_and_period(store, name, by, table, window=window, version=version)
-        cells = report.cells[["business_line", "period", "flagged", "status", "moved", "text_auc", "unseen_share",
-                              "class_mix_distance", *[c for c in ("grade_reference", "grade_shift") if c in report.cells],
-                              *drift.SUPPORT]]
-        table = table.merge(cells.rename(columns={"flagged": "drift_flagged", "status": "drift_status",
-                                                  "moved": "drift_moved"}), on=["business_line", "period"], how="left")
-        table = monitoring.shift_aware(table, None, _chance(table))[0]
+        table = monitoring.shift_aware(with_drift_columns(table, report.cells), None, _chance(table))[0]
         about |= {"reference": report.reference, "reference_version": report.version,
                   "references": report.references}
     return table, about
+
+
+def with_drift_columns(table: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
+    """The statistics with each line x period's drift verdict and main measures beside them (drift_flagged,
+    drift_status, drift_moved, text_auc, unseen_share, ...): what `stats --out` and the Monitor's download write."""
+    kept = cells[["business_line", "period", "flagged", "status", "moved", "text_auc", "unseen_share",
+                  "class_mix_distance", *[c for c in ("grade_reference", "grade_shift") if c in cells],
+                  *drift.SUPPORT]].rename(columns={"flagged": "drift_flagged", "status": "drift_status",
+                                                   "moved": "drift_moved"})
+    kept = kept.assign(period=pd.to_datetime(kept["period"]))
+    return (table.drop(columns=[c for c in kept.columns[2:] if c in table])
+            .assign(period=pd.to_datetime(table["period"])).merge(kept, on=["business_line", "period"], how="left"))
 
 
 def with_shift(by_line: pd.DataFrame, overall: pd.DataFrame, cells: pd.DataFrame | None

@@ -238,8 +238,8 @@ def drift_view(report: drift.DriftReport, by: str) -> None:
     shown["period"] = cells["period"].dt.date
     st.dataframe(shown, hide_index=True, key="monitor_drift_table", column_config={
         "business_line": "business line", "text_auc": st.column_config.NumberColumn("text AUC", format="%.2f"),
-        "unseen_share": st.column_config.NumberColumn("unseen tokens", format="percent"),
-        "unseen_reference": st.column_config.NumberColumn("unseen (ref.)", format="percent"),
+        "unseen_share": share_column(shown, "unseen_share", "unseen tokens"),
+        "unseen_reference": share_column(shown, "unseen_reference", "unseen (ref.)"),
         "mean_length": st.column_config.NumberColumn("length", format="%.0f"),
         "length_reference": st.column_config.NumberColumn("length (ref.)", format="%.0f"),
         "mean_top_prob": st.column_config.NumberColumn("confidence", format="%.3f"),
@@ -282,17 +282,22 @@ def without_blanks(frame: pd.DataFrame, percent: set[str]) -> pd.DataFrame:
     """Number columns with gaps as text with "–" in the gaps: a grid would print None there."""
     out = frame.copy()
     for c in out.columns:
-        if pd.api.types.is_float_dtype(out[c]) and out[c].isna().any():
+        if c in percent and pd.api.types.is_float_dtype(out[c]) and not out[c].isna().any():
+            out[c] = out[c] * 100  # shown by share_column's "%.1f%%": Streamlit's "percent" printed 70 %, 65.2 %, 74.46 %
+        elif pd.api.types.is_float_dtype(out[c]) and out[c].isna().any():
             fmt = (lambda v: f"{v:.1%}") if c in percent else (lambda v: f"{v:.3f}")
             out[c] = [("–" if pd.isna(v) else fmt(v)) for v in out[c]]
     return out
+
+
+PERCENT = "%.1f%%"  # of a share times 100 (without_blanks): one decimal in every row
 
 
 def share_column(shown: pd.DataFrame, column: str, label: str, help: str | None = None):
     """A share as a percentage: a number column, or text once without_blanks wrote "–" in its gaps (a
     column without gaps read 0.6667 and 1 beside 66.7% in the next period's table)."""
     if column in shown.columns and pd.api.types.is_float_dtype(shown[column]):
-        return st.column_config.NumberColumn(label, format="percent", help=help)
+        return st.column_config.NumberColumn(label, format=PERCENT, help=help)
     return st.column_config.Column(label, help=help)
 
 
@@ -300,7 +305,7 @@ LABELLED_HELP = ("Every label that came back (audit, hard examples, imported): h
                  "accuracy; its macro-F1 mixes random and hard labels, so it is not the model's")
 
 
-def table(by_line: pd.DataFrame, name: str, by: str) -> None:
+def table(by_line: pd.DataFrame, name: str, by: str, report: drift.DriftReport | None) -> None:
     st.subheader("Statistics")
     percent = {"low_conf_share", "estimated_accuracy", "estimate_error", "estimate_low", "estimate_high",
                "audited_accuracy", "audit_low",
@@ -312,8 +317,7 @@ def table(by_line: pd.DataFrame, name: str, by: str) -> None:
     st.dataframe(shown, hide_index=True, key="monitor_table", column_order=first + [c for c in shown if c not in first],
                  column_config={
         "business_line": "business line", "mean_top_prob": st.column_config.NumberColumn(
-            "mean confidence", format="%.3f"), "low_conf_share": st.column_config.NumberColumn(
-            "low-confidence share", format="percent"),
+            "mean confidence", format="%.3f"), "low_conf_share": share_column(shown, "low_conf_share", "low-confidence share"),
         "labelled": st.column_config.NumberColumn("labels returned", help=LABELLED_HELP),
         "macro_f1": st.column_config.NumberColumn("macro-F1 of labels returned", format="%.3f", help=LABELLED_HELP)
         if pd.api.types.is_float_dtype(shown["macro_f1"])  # text once gaps read "–"
@@ -334,9 +338,10 @@ def table(by_line: pd.DataFrame, name: str, by: str) -> None:
         "mix_shift": st.column_config.NumberColumn("mix shift", format="%.3f",
                                                    help="Total variation distance between this period's class "
                                                         "mix and the line's mix over the whole range"),
-        **{c: st.column_config.NumberColumn(c.removeprefix("share_") + " share", format="percent")
+        **{c: share_column(shown, c, c.removeprefix("share_") + " share")
            for c in shown.columns if c.startswith("share_")}, **_ordinal.column_config(shown)})
-    st.download_button("Download CSV", export.to_csv_bytes(by_line), file_name=f"mms-stats-{name}-{by}.csv",
+    download = by_line if report is None else stats.with_drift_columns(by_line, report.cells)
+    st.download_button("Download CSV", export.to_csv_bytes(download), file_name=f"mms-stats-{name}-{by}.csv",
                        mime="text/csv", icon=":material/download:", key="monitor_download")
 
 
@@ -389,7 +394,7 @@ def main() -> None:
         if grades:
             _ordinal.grade_drift(report, by)
     send_to_label(name, by_line, by, where, first, last)
-    table(by_line, name, by)
+    table(by_line, name, by, report)
 
 
 def reference_window(first: dt.date, last: dt.date):

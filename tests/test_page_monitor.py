@@ -1,5 +1,6 @@
 """Monitor page: headline numbers, charts, the statistics download, and sending a slice to Label."""
 import datetime as dt
+import re
 
 from core import registry
 
@@ -146,10 +147,33 @@ def test_every_share_in_the_statistics_table_reads_as_a_percentage(app):
               "audit_high", "hard_example_accuracy", "share_正面", "share_负面"]
     for column in shares:
         values = shown.value[column]
-        if values.dtype.kind == "f":
-            assert config[column].get("type_config", {}).get("format") == "percent", column
-        else:  # text: gaps read "–", the rest were written as percentages
-            assert all(v == "–" or v.endswith("%") for v in values), column
+        if values.dtype.kind == "f":  # Streamlit's "percent" read 70 %, 65.2 % and 74.46 % in one column
+            assert config[column].get("type_config", {}).get("format") == "%.1f%%", column
+            assert values.between(0, 100).all() and values.max() > 1, column  # a share times 100
+        else:  # text: gaps read "–", the rest were written as percentages with one decimal
+            assert all(v == "–" or re.fullmatch(r"\d+\.\d%", v) for v in values), column
+
+
+def test_the_statistics_download_has_the_drift_columns(app, monkeypatch):
+    """The Monitor's CSV had the statistics but not the drift verdicts the page shows beside them."""
+    import io
+
+    import pandas as pd
+    from streamlit.runtime.media_file_manager import MediaFileManager
+
+    offered, add = {}, MediaFileManager.add
+
+    def record(self, data, mimetype, coordinates, file_name=None, is_for_static_download=False):
+        offered[file_name] = data
+        return add(self, data, mimetype, coordinates, file_name, is_for_static_download)
+
+    monkeypatch.setattr(MediaFileManager, "add", record)
+    at = app("pages/monitor.py")
+    assert not at.exception
+    data = next(v for k, v in offered.items() if k and k.startswith("mms-stats-"))
+    frame = pd.read_csv(io.BytesIO(data), encoding="utf-8-sig")
+    assert {"drift_flagged", "drift_status", "text_auc", "unseen_share", "estimated_accuracy"} <= set(frame.columns)
+    assert frame["drift_status"].notna().all()
 
 
 def test_an_analyst_is_not_offered_to_label_or_audit_a_slice(app):
