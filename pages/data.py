@@ -5,6 +5,9 @@ from core import imports, registry
 from pages import _ordinal, _ui
 
 
+NO_LINE = "(no business line)"  # rows imported without one: a blank name read as nothing
+
+
 def upload_key() -> str:
     """The create form's uploader key: a new one after each model created, which empties it."""
     n = st.session_state.get("create_uploads", 0)
@@ -121,5 +124,6 @@ with summary_tab:
             st.subheader("By split, source and label")
             st.dataframe(by_split, key="summary_split")
             st.subheader("By business line")
-            st.dataframe(summary.pivot_table(index="business_line", columns="split", values="rows",
-                                             aggfunc="sum", fill_value=0), key="summary_line")
+            lines = summary.assign(business_line=summary["business_line"].replace("", NO_LINE).fillna(NO_LINE))
+            st.dataframe(lines.pivot_table(index="business_line", columns="split", values="rows", aggfunc="sum",
+                                           fill_value=0), key="summary_line")

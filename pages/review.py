@@ -115,6 +115,9 @@ def agreement_section(report: agreement.TeamReport) -> None:
     left.dataframe(report.pairs, hide_index=True, key="review_pairs", placeholder="", column_config={
         "labeller_a": "labeller", "labeller_b": "with", "agreement": pct, "kappa": kappa_col})
     right.caption("Per business line")
+    if report.lines.empty:  # a bare grid read "empty"
+        right.caption("The items labelled twice have no business line.")
+        return
     right.dataframe(report.lines, hide_index=True, key="review_lines", placeholder="", column_config={
         "business_line": "business line", "agreement": pct, "kappa": kappa_col})
 

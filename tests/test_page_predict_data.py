@@ -194,3 +194,16 @@ def test_an_uploaded_file_is_previewed_before_predicting(app, seeded_store):
     assert _counts(seeded_store)["predictions"] == before  # a preview predicts and logs nothing
     at.file_uploader(key="predict_file").set_value(("empty.csv", b"text\n", "text/csv")).run()
     assert any("empty.csv: the file has a header but no rows" in e.value for e in at.tabs[1].error)
+
+
+def test_rows_without_business_lines_are_named_as_such_in_the_per_line_table(app, seeded_store):
+    """The per-business-line table of a model imported without business lines showed a blank name."""
+    registry.create_model(seeded_store, "无线", ["好", "坏"], "tester")
+    imports.import_frame(seeded_store, "无线", pd.DataFrame({"text": ["很好用", "不好用"], "label": ["好", "坏"]}),
+                         "train", "tester")
+    at = app("pages/data.py")
+    at.session_state["model"] = "无线"
+    at.run()
+    assert not at.exception
+    by_line = next(d.value for d in at.dataframe if d.value.index.name == "business_line")
+    assert list(by_line.index) == ["(no business line)"] and by_line["train"].tolist() == [2]
