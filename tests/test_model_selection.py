@@ -4,7 +4,7 @@ import pytest
 
 from core import artifacts, estimators, feedback, imports, ordinal, predict, registry, selection, train
 from core.calibration import MAP_NAMES
-from core.errors import InvalidInput
+from core.errors import InvalidInput, Regression
 from core.store import Store
 
 from conftest import make_model
@@ -69,7 +69,10 @@ def test_a_training_split_too_small_for_cross_validation_falls_back_and_says_so(
     imports.import_frame(store, "m", reviews.iloc[:20], "train", "u")
     imports.import_frame(store, "m", reviews.iloc[20:40], "test", "u")
     messages = []
-    v = train.train_version(store, "m", "u", progress=lambda f, m: messages.append(m))
+    try:
+        v = train.train_version(store, "m", "u", progress=lambda f, m: messages.append(m))
+    except Regression:  # 20 rows may not beat the majority class: the version is kept, not activated
+        v = registry.get_version(store, "m", 1)
     note = v.data["selection"]["fallback"]
     assert "too few for 3-fold cross-validation" in note and "trained the fixed config linear_svc" in note
     assert note in messages
