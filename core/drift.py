@@ -118,6 +118,7 @@ def drift_by_line_and_period(store: Store, name: str, by: str, by_line: pd.DataF
         new = measures is None
         if new:
             measures = _measure(store, model, artifact, vocabulary, refs[cell["business_line"]], cell, by)
+            n = int(cell["volume"])
         rows[i] = _verdict(cell, measures, refs[cell["business_line"]], model.labels, limit, registry.is_ordinal(model))
         # the held-out check costs a second classifier and matters only where drift is flagged
         if rows[i]["flagged"] and SUPPORT[0] not in measures and (deadline is None or time.monotonic() <= deadline):
@@ -125,7 +126,9 @@ def drift_by_line_and_period(store: Store, name: str, by: str, by_line: pd.DataF
             rows[i].update({k: measures[k] for k in SUPPORT})
             new = True
         if new:
-            fresh.append({"business_line": key[0], "period_start": key[1].to_pydatetime(), "n": int(cell["volume"]),
+            # n: the volume the text measures were taken at (adding the held-out check to a kept cell's
+            # measures must not make them look fresh for its grown volume)
+            fresh.append({"business_line": key[0], "period_start": key[1].to_pydatetime(), "n": int(n),
                           "measures": json.dumps(measures)})
     if fresh:
         with store.transaction() as con:
