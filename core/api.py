@@ -140,6 +140,8 @@ class VersionSummary(BaseModel):
     macro_f1: float | None
     ordinal: dict[str, float | None] | None = Field(
         None, description="Ordinal models only: mae (grades), qwk, spearman, exact, within_one on the test set.")
+    guard: str | None = Field(None, description="Why a first version trained without `activate` was kept but "
+                                                "not activated (the promotion guard's sentence).")
 
 
 class ModelSummary(BaseModel):
@@ -723,8 +725,17 @@ def create_app(store: Store | None = None) -> FastAPI:
         """Train and register a new version, answering when it is done (this blocks for the training time);
         owners only. An activation the promotion guard refuses is 409 with what fell and the version kept."""
         body = body or TrainRequest()
-        return _version_summary(train.train_version(store, name, caller.user, incremental=body.mode == "incremental",
-                                                    model_config=body.config, activate=body.activate))
+        try:
+            return _version_summary(train.train_version(store, name, caller.user, model_config=body.config,
+                                                        incremental=body.mode == "incremental", activate=body.activate))
+        except Regression as refused:
+            if body.activate or refused.version is None:
+                raise
+            # not asked to activate: a first version the guard keeps from going active by itself is still
+            # what was asked for, trained and kept; the answer says why it is not active
+            summary = _version_summary(registry.get_version(store, name, refused.version))
+            summary.guard = str(refused)
+            return summary
 
     @api.post("/models/{name}/hard-examples", response_model=HardExamples, response_model_exclude_unset=True,
               status_code=201, responses=_errors(400, 401, 403, 404, 409, 422, 429, 503))

@@ -199,3 +199,20 @@ def test_an_open_store_refuses_changes_from_another_machine(empty_store):
     assert remote.get(f"{M}/hard-examples").status_code == 403
     local = TestClient(served(empty_store), client=("127.0.0.1", 50000))
     assert local.get(MODELS).json() == []
+
+
+def test_a_first_version_the_guard_keeps_inactive_is_201_when_activation_was_not_asked(client):
+    """The README's six-row ordinal model: a train without `activate` answered 409 because the first
+    version, tried for activation by itself, could not show it beats the median grade."""
+    created(client)
+    tiny = [{"text": t, "label": g, "split": s} for t, g, s in [
+        ("系统完全用不了了", "高", "train"), ("付款一直失败，很着急", "高", "train"), ("发票什么时候能开", "中", "train"),
+        ("想了解一下规则", "低", "train"), ("页面打不开，订单卡住了", "高", "test"), ("随便问问", "低", "test")]]
+    assert client.post(f"{M}/examples", json={"rows": tiny}).status_code == 201
+    first = trained(client, config={"estimator": "sgd"})
+    assert first["version"] == 1 and first["status"] != "active"
+    assert "no better than always answering" in first["guard"]
+    r = client.post(f"{M}/train", json={"config": {"estimator": "sgd"}, "activate": True})
+    assert r.status_code == 409 and r.json()["version"] == 2  # asked to activate: refused, and said so
+    r = client.post(f"{M}/versions/1/activate", json={"reason": "a first try on six rows", "force": True})
+    assert r.status_code == 200, r.text
