@@ -93,8 +93,11 @@ def test_kill_9_during_an_import_writes_all_rows_or_none(seeded_store, reviews, 
     trials, whole, none, ended = 8, 0, 0, 0
     for trial in range(trials):
         while True:
+            # rows of their own each run: the same rows again are a retry, recognised and written nowhere
+            attempt = tmp_path / f"big-{trial}-{ended}.csv"
+            big.assign(text=big["text"] + f" t{trial}.{ended}").to_csv(attempt, index=False)
             (before, _) = _state(seeded_store)
-            proc = _spawn(seeded_store, "import", M, tmp_path / "big.csv", "--split", "train")
+            proc = _spawn(seeded_store, "import", M, attempt, "--split", "train")
             time.sleep(rng.uniform(0.1, 0.9) * duration)
             proc.send_signal(signal.SIGKILL)
             proc.wait()
