@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .wrapped import WrappedClassifier
+
 BINARY_MAPS = ("sigmoid", "isotonic")
 # One-vs-rest maps are left out for three classes or more: their out-of-fold log loss can come out
 # a little lower, yet once the folds' models are averaged they are under-confident (1,000 ten-class
@@ -149,7 +151,7 @@ def choose_map(scores: np.ndarray, codes: np.ndarray, n_classes: int, methods, s
     return min(methods, key=losses.get), losses
 
 
-class CalibratedScores:
+class CalibratedScores(WrappedClassifier):
     """`estimator` with calibrated probabilities, fitted by `folds`-fold cross-validation inside
     whatever rows it is fitted on (so a test split never shapes them).
 
@@ -174,31 +176,9 @@ class CalibratedScores:
 
     _PARAMS = ("estimator", "folds", "methods", "seed", "ensemble")
 
-    def get_params(self, deep: bool = True) -> dict:
-        params = {key: getattr(self, key) for key in self._PARAMS}
-        if deep and hasattr(self.estimator, "get_params"):
-            params.update({f"estimator__{k}": v for k, v in self.estimator.get_params(deep=True).items()})
-        return params
-
-    def set_params(self, **params) -> "CalibratedScores":
-        nested = {k.split("__", 1)[1]: v for k, v in params.items() if k.startswith("estimator__")}
-        for key in self._PARAMS:
-            if key in params:
-                setattr(self, key, params[key])
-        if nested:
-            self.estimator.set_params(**nested)
-        return self
-
     def __repr__(self) -> str:
         return (f"CalibratedScores({self.estimator!r}, folds={self.folds}, methods={self.methods!r}, "
                 f"seed={self.seed}, ensemble={self.ensemble})")
-
-    def __sklearn_tags__(self):
-        """What scikit-learn's checks ask of an estimator: a classifier of sparse or dense rows."""
-        from sklearn.utils import ClassifierTags, InputTags, Tags, TargetTags
-
-        return Tags(estimator_type="classifier", target_tags=TargetTags(required=True),
-                    classifier_tags=ClassifierTags(), input_tags=InputTags(sparse=True))
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "maps_")

@@ -12,6 +12,8 @@ import warnings
 
 import numpy as np
 
+from .wrapped import WrappedClassifier
+
 MIN_GRADES = 3  # two grades are a classification; an order needs at least three
 
 
@@ -92,7 +94,7 @@ def metrics_by_line(y_true_labels, y_pred_labels, proba, labels: list[str], line
     return out
 
 
-class FrankHall:
+class FrankHall(WrappedClassifier):
     """Ordinal classifier: a copy of `estimator` per threshold k learns P(grade > k); the
     distribution is P(1) = 1 - P(>1), P(k) = P(>k-1) - P(>k), P(n) = P(>n-1).
 
@@ -109,30 +111,10 @@ class FrankHall:
         self.estimator = estimator
         self.grades = grades
 
-    def get_params(self, deep: bool = True) -> dict:
-        params = {"estimator": self.estimator, "grades": self.grades}
-        if deep and hasattr(self.estimator, "get_params"):
-            params.update({f"estimator__{k}": v for k, v in self.estimator.get_params(deep=True).items()})
-        return params
-
-    def set_params(self, **params) -> "FrankHall":
-        nested = {k.split("__", 1)[1]: v for k, v in params.items() if k.startswith("estimator__")}
-        for key in ("estimator", "grades"):
-            if key in params:
-                setattr(self, key, params[key])
-        if nested:
-            self.estimator.set_params(**nested)
-        return self
+    _PARAMS = ("estimator", "grades")
 
     def __repr__(self) -> str:
         return f"FrankHall({self.estimator!r}, grades={self.grades!r})"
-
-    def __sklearn_tags__(self):
-        """What scikit-learn's checks ask of an estimator: a classifier of sparse or dense rows."""
-        from sklearn.utils import ClassifierTags, InputTags, Tags, TargetTags
-
-        return Tags(estimator_type="classifier", target_tags=TargetTags(required=True),
-                    classifier_tags=ClassifierTags(), input_tags=InputTags(sparse=True))
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "thresholds_")
