@@ -1,6 +1,7 @@
 """The product started as a user starts it, for tests: `streamlit run app.py` on a free loopback
 port, and Debian's chromium driven by Playwright."""
 import json
+from contextlib import contextmanager
 import os
 import socket
 import subprocess
@@ -64,6 +65,29 @@ def stop_server(proc: subprocess.Popen) -> None:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@contextmanager
+def serving(env: dict, log):
+    """A server on a free port for the duration of a `with`: its url; stopped afterwards, even on failure."""
+    url, proc = start_server(env, log)
+    try:
+        wait_ready(url, proc, log)
+        yield url
+    finally:
+        stop_server(proc)
+
+
+def chromium_session(shots: Path | None = None):
+    """A module fixture's body: Debian's chromium through Playwright, closed at the end (`yield from`)."""
+    from playwright.sync_api import sync_playwright
+
+    if shots is not None:
+        shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        yield browser
+        browser.close()
 
 
 def launch_chromium(playwright):

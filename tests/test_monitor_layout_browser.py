@@ -3,14 +3,13 @@ graded model with numeric grades, fourteen business lines and a week in progress
 predictions beside the demo model. Nothing may be cut: every chart, tile and filter fits its box
 (scrollWidth <= clientWidth), lines keep distinct colours, one period gets readable ticks, the
 statistics table shows the three accuracies, and a view's filters travel in its URL."""
-import json
 import shutil
 from urllib.parse import quote
 
 import pytest
 
 from core.store import Store
-from servers import ROOT, launch_chromium, start_server, stop_server, wait_idle, wait_ready
+from servers import ROOT, chromium_session, serving, wait_idle
 from widefixtures import LINES, WIDE, build_wide
 
 pytestmark = pytest.mark.browser
@@ -37,25 +36,14 @@ def server(_seeded_template, tmp_path_factory):
     build_wide(store)
     # the charts' drawing is under test, not the small graded model's calibration (ECE ~0.1 on 120
     # test rows): show its estimate whatever its ECE, so the estimated series is drawn
-    url, proc = start_server({"MMS_STORE": str(store.path), "STREAMLIT_SERVER_FILE_WATCHER_TYPE": "none",
-                              "MMS_ESTIMATE_MAX_ECE": "1"},
-                             folder / "streamlit.log")
-    try:
-        wait_ready(url, proc, folder / "streamlit.log")
+    with serving({"MMS_STORE": str(store.path), "STREAMLIT_SERVER_FILE_WATCHER_TYPE": "none",
+                              "MMS_ESTIMATE_MAX_ECE": "1"}, folder / "streamlit.log") as url:
         yield url
-    finally:
-        stop_server(proc)
 
 
 @pytest.fixture(scope="module")
 def browser(server):
-    from playwright.sync_api import sync_playwright
-
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = launch_chromium(p)
-        yield browser
-        browser.close()
+    yield from chromium_session(SHOTS)
 
 
 def monitor(browser, url: str, width: int, query: str = ""):
@@ -67,6 +55,9 @@ def monitor(browser, url: str, width: int, query: str = ""):
     page.goto(url + "/?" + (query or f"model={quote(WIDE)}"))
     page.locator(".st-key-monitor_download").wait_for()
     wait_idle(page)
+    # Plotly draws each chart after the script is idle: until then a chart's container has no plot
+    page.wait_for_function("""() => [...document.querySelectorAll('[class*="st-key-monitor_chart"]')]
+        .every(el => el.querySelector('.js-plotly-plot') && el.querySelector('.js-plotly-plot').data)""")
     return page
 
 

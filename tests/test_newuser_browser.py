@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 from core.store import Store
-from servers import ROOT, core_json, go, launch_chromium, start_server, stop_server, wait_idle, wait_ready
+from servers import ROOT, chromium_session, core_json, go, serving, start_server, stop_server, wait_idle, wait_ready
 
 expect = pytest.importorskip("playwright.sync_api").expect
 expect.set_options(timeout=120_000)  # a wait for the rerun on a loaded machine, not a time limit on the user
@@ -23,23 +23,13 @@ def served(_seeded_template, tmp_path_factory):
     shutil.copytree(_seeded_template.path.parent, folder)
     store = Store(folder / _seeded_template.path.name)
     log = folder / "streamlit.log"
-    url, proc = start_server({"MMS_STORE": str(store.path)}, log)
-    try:
-        wait_ready(url, proc, log)
+    with serving({"MMS_STORE": str(store.path)}, log) as url:
         yield url, store, log
-    finally:
-        stop_server(proc)
 
 
 @pytest.fixture(scope="module")
 def browser(served):
-    from playwright.sync_api import sync_playwright
-
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = launch_chromium(p)
-        yield browser
-        browser.close()
+    yield from chromium_session(SHOTS)
 
 
 def opened(browser, url, path=""):

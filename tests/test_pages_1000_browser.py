@@ -8,7 +8,7 @@ import pytest
 
 from core import train
 from core.store import Store
-from servers import launch_chromium, start_server, stop_server, wait_ready, go, wait_idle
+from servers import chromium_session, go, serving, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -25,23 +25,13 @@ def served(_seeded_template, tmp_path_factory):
     shutil.copytree(_seeded_template.path.parent, folder)
     store = Store(folder / _seeded_template.path.name)
     train.train_version(store, M, "olga", model_config={"estimator": "complement_nb"})
-    url, proc = start_server({"MMS_STORE": str(store.path)}, folder / "streamlit.log")
-    try:
-        wait_ready(url, proc, folder / "streamlit.log")
+    with serving({"MMS_STORE": str(store.path)}, folder / "streamlit.log") as url:
         yield url, store
-    finally:
-        stop_server(proc)
 
 
 @pytest.fixture(scope="module")
 def browser(served):
-    from playwright.sync_api import sync_playwright
-
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = launch_chromium(p)
-        yield browser
-        browser.close()
+    yield from chromium_session(SHOTS)
 
 
 def opened(browser, url, title, width, height=1000):

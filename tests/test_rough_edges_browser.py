@@ -15,7 +15,7 @@ import pytest
 
 from core import auth, imports, registry, train
 from core.store import Store
-from servers import ROOT, launch_chromium, start_server, stop_server, wait_ready, go, sign_in, core_json
+from servers import ROOT, chromium_session, core_json, go, serving, sign_in
 
 expect = pytest.importorskip("playwright.sync_api").expect
 expect.set_options(timeout=120_000)  # a wait for the rerun on a loaded machine, not a time limit on the user
@@ -50,23 +50,13 @@ def served(_seeded_template, tmp_path_factory):
                           "label": ["退款" if i % 2 else "咨询" for i in range(20)]})
     registry.create_model(store, NEW, ["退款", "咨询"], "olga")
     imports.import_frame(store, NEW, frame, "train", "olga")
-    url, proc = start_server({"MMS_STORE": str(store.path)}, folder / "streamlit.log")
-    try:
-        wait_ready(url, proc, folder / "streamlit.log")
+    with serving({"MMS_STORE": str(store.path)}, folder / "streamlit.log") as url:
         yield url, store
-    finally:
-        stop_server(proc)
 
 
 @pytest.fixture(scope="module")
 def browser(served):
-    from playwright.sync_api import sync_playwright
-
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = launch_chromium(p)
-        yield browser
-        browser.close()
+    yield from chromium_session(SHOTS)
 
 
 
