@@ -230,5 +230,5 @@ if __name__ == "__main__":
 elif __name__ == "app":
     # `streamlit run` imports this file as `app`; the port goes into the file that lets the CLI reach this
     # server. Not as `__mp_main__`: the worker processes' forkserver imports it too, and must not serve.
-    app = st.App("app.py", routes=[api.mount(), *sessions.routes(), *server.routes()],
+    app = st.App("app.py", routes=[api.mount(), *sessions.routes(), *server.routes()], middleware=[api.front()],
                  lifespan=server.lifespan_on(lambda: st.get_option("server.port")))

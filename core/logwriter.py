@@ -8,8 +8,8 @@ batch's statements run while the other's commit waits for its WAL sync (DuckDB a
 concurrent transactions never conflict); on 2 busy cores that made commits smaller and each
 prediction dearer, so one is the default, and a DuckLake store always has one. A request is answered only once its rows are committed, so a
 crash loses no answered prediction. A batch that fails is written again one request at a time, so
-an error reaches only the requests it belongs to, with its sentence. Without a running writer (the
-CLI, scripts, tests) `write` logs in the caller's own transaction.
+an error reaches only the requests it belongs to, with its sentence. The server's serving owns the
+writer (core/serving.py); without one (the CLI, scripts, tests) `write` logs in the caller's own transaction.
 """
 from __future__ import annotations
 
@@ -57,11 +57,11 @@ def write(store: Store, rows: Rows) -> list[int]:
     """Log one request's rows: through the store's running writer, else in a transaction of its own.
 
     Returns the prediction ids in the frame's order, once they are committed."""
-    writer = running(store)
-    if writer is None:
+    serving = store.serving
+    if serving is None:
         with store.transaction() as con:
             return _insert(con, [rows], {})[0]
-    return writer.submit(rows).result()
+    return serving.writer.submit(rows).result()
 
 
 def _insert(con, batch: list[Rows], checked: dict[str, Exception | None]) -> list[list[int]]:
@@ -191,28 +191,3 @@ def _sentence(error: BaseException) -> BaseException:
     failed = StoreError(f"the predictions could not be logged, so none were answered ({first}); try again")
     failed.__cause__ = error
     return failed
-
-
-_running: dict[str, LogWriter] = {}
-_running_lock = threading.Lock()
-
-
-def start(store: Store) -> LogWriter:
-    """Start the store's writer (the server does, once); predictions in this process then go through it."""
-    with _running_lock:
-        writer = _running.get(str(store.path))
-        if writer is None:
-            writer = _running[str(store.path)] = LogWriter(store).start()
-        return writer
-
-
-def stop(store: Store) -> None:
-    """Commit what is queued and stop the store's writer; predictions then log on their own again."""
-    with _running_lock:
-        writer = _running.pop(str(store.path), None)
-    if writer is not None:
-        writer.close()
-
-
-def running(store: Store) -> LogWriter | None:
-    return _running.get(str(store.path))

@@ -1,17 +1,14 @@
 """Prediction with the active (or a named) version, every prediction logged before it is answered.
 
 A loaded model is cached per file and hash (`artifacts.load`). The active version is looked up
-on every call, so an activation takes effect on the next call without a restart; in the server
-(which holds the store open and logs through the group-commit writer, `logwriter`) the lookup is
-kept for a moment instead of costing a query per request: an activation in this process drops
-it at once, and one by another process (a store several processes write, like DuckLake) is seen
-within LOOKUP_SECONDS. Elsewhere rows are logged in one transaction per call.
+on every call, so an activation takes effect on the next call without a restart. In a server the
+store carries its serving (`store.serving`, core/serving.py): predictions there are batched with
+concurrent ones, logged by the group-commit writer, and lookups are kept for a moment (an
+activation in this process drops them at once; another process's within LOOKUP_SECONDS).
+Elsewhere rows are logged in one transaction per call.
 """
 from __future__ import annotations
 
-import os
-import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -28,7 +25,7 @@ from .store import Store
 from .workers import serve_map, split_map
 
 DEFAULT_LINE = "default"
-LOOKUP_SECONDS = 1.0  # longest a held store's model lookup is reused: what another writer's activation waits
+LOOKUP_SECONDS = 1.0  # longest a server's model lookup is reused: what another writer's activation waits
 SERVE_IN_WORKER = 32  # texts from which a server request is tokenised in a worker process, off the GIL
 
 
@@ -44,10 +41,16 @@ def check_request_size(n: int) -> None:
                            f"split them, or predict the file with `python -m core predict`")
 
 
-def _check_texts(texts: Sequence[str]) -> list[str]:
+def check_batch(texts: Sequence[str], business_line=None, source: str = "app") -> tuple[list[str], list[str]]:
+    """A batch's texts and their business lines (one for all, or one per text), checked once for every
+    face: a request's size (MMS_MAX_BATCH, for people's requests), then each text (not blank, at most
+    MMS_MAX_TEXT_CHARS characters, no NUL) and each line (no control character). InvalidInput names
+    the first problem."""
     if isinstance(texts, str):
         texts = [texts]
     texts = list(texts)
+    if source in REQUEST_SOURCES:
+        check_request_size(len(texts))
     if not texts:
         raise InvalidInput("no texts to predict")
     limit = int(settings.get("max_text_chars"))
@@ -57,7 +60,10 @@ def _check_texts(texts: Sequence[str]) -> list[str]:
         if len(t) > limit:
             raise InvalidInput(f"text {i + 1} has {len(t)} characters, more than the limit of {limit}")
         check_text(t, f"text {i + 1}")
-    return texts
+    lines = [DEFAULT_LINE if pd.isna(line) else str(line) for line in _per_text(business_line, len(texts), DEFAULT_LINE)]
+    for line in set(lines):
+        check_name(line, f"the business line {line!r}")
+    return texts, lines
 
 
 @dataclass(frozen=True)
@@ -98,73 +104,55 @@ def predict_batch(store: Store, name: str, texts: Sequence[str], user: str, busi
                   created_at=None, version: int | None = None, source: str = "app",
                   workers: int | None = None) -> Predicted:
     """`predict_texts` without building a DataFrame: what a request of the API needs."""
-    texts = _check_texts(texts)
-    if source in REQUEST_SOURCES:
-        check_request_size(len(texts))
-    lines = [DEFAULT_LINE if pd.isna(line) else str(line) for line in _per_text(business_line, len(texts), DEFAULT_LINE)]
-    for line in set(lines):
-        check_name(line, f"the business line {line!r}")
+    texts, lines = check_batch(texts, business_line, source)
     created = _per_text(created_at, len(texts), None)
     if any(c is not None for c in created):
         created = pd.to_datetime(created)  # strings and Timestamps, as pandas reads them; NaT for none
+    serving = store.serving
+    if serving is not None and workers is None and len(texts) < SERVE_IN_WORKER and created_at is None:
+        return serving.predict(name, texts, lines, user, source, version).result()
     model, model_version = lookup(store, name, version)
     args = (store, model_version, model.labels)
-    serving = logwriter.running(store) is not None
-    if serving and workers is None and len(texts) >= SERVE_IN_WORKER:
-        results = serve_map(_probabilities, texts, args, SERVE_IN_WORKER)  # request threads keep the GIL
+    if serving is not None:
+        results = serving.probabilities(texts, args, workers)
     else:
-        results = split_map(_probabilities, texts, args, workers)
+        results = split_map(probabilities, texts, args, workers)
+    rows, answered = logged(model, model_version, texts, lines, created, results, source, user)
+    return answered(logwriter.write(store, rows))
+
+
+def logged(model: registry.Model, version: registry.Version, texts: list[str], lines: list[str], created,
+           results: list, source: str, user: str):
+    """The log's rows for predicted texts (`probabilities`' results), and what makes the call's answer
+    from their ids once they are committed."""
     norm_texts = [norm for norm, _ in results]
     proba = np.asarray([row for _, row in results]).reshape(len(texts), len(model.labels))
     labels = np.asarray(model.labels)[proba.argmax(axis=1)].tolist()
     top = proba.max(axis=1).tolist()
     columns = {"text": texts, "norm_text": norm_texts, "business_line": lines, "label": labels, "top_prob": top,
                "probs": proba.tolist(), "created_at": created}
-    ids = logwriter.write(store, logwriter.Rows(model.model_id, model_version.version, columns, source, user))
+    rows = logwriter.Rows(model.model_id, version.version, columns, source, user)
     expected = ordinal.expected_grade(proba).tolist() if registry.is_ordinal(model) else None
-    return Predicted(ids, texts, lines, labels, top, model_version.version, list(model.labels), proba, expected)
 
-
-_lookups: dict[tuple, tuple[float, registry.Model, registry.Version]] = {}
-_lookups_lock = threading.Lock()
+    def answered(ids: list[int]) -> Predicted:
+        return Predicted(ids, texts, lines, labels, top, version.version, list(model.labels), proba, expected)
+    return rows, answered
 
 
 def lookup(store: Store, name: str, version: int | None = None) -> tuple[registry.Model, registry.Version]:
-    """The model and the version that answers (the active one when `version` is None).
+    """The model and the version that answers (the active one when `version` is None): read now, or
+    kept for a moment by the store's serving (`Serving.lookup`)."""
+    serving = store.serving
+    return read_lookup(store, name, version) if serving is None else serving.lookup(name, version)
 
-    While this process's server holds the store, no other process writes the file, so a lookup
-    is reused until an activation here (`registry.activated_at`) or for LOOKUP_SECONDS at most
-    (stores that other processes write too). A lookup that began before an activation's commit
-    could have read the old version, so lookups begun within LOOKUP_SECONDS after an activation
-    are not reused. The file's inode is in the key: a restore replaces the file under the holder."""
-    if logwriter.running(store) is None:
-        with store.connect() as con:
-            model = registry.find_model(con, name)
-            return model, registry.resolve_version(con, model, version)
-    key = (store.key, _inode(store), name, version)
-    began = time.monotonic()
-    with _lookups_lock:
-        hit = _lookups.get(key)
-    if hit is not None and began - hit[0] < LOOKUP_SECONDS and hit[0] > registry.activated_at() + LOOKUP_SECONDS:
-        return hit[1], hit[2]
+
+def read_lookup(store: Store, name: str, version: int | None = None) -> tuple[registry.Model, registry.Version]:
     with store.connect() as con:
         model = registry.find_model(con, name)
-        found = registry.resolve_version(con, model, version)
-    with _lookups_lock:
-        if len(_lookups) > 1000:  # names nobody asks for again (e.g. many models): start over
-            _lookups.clear()
-        _lookups[key] = (began, model, found)
-    return model, found
+        return model, registry.resolve_version(con, model, version)
 
 
-def _inode(store: Store) -> int:
-    try:
-        return os.stat(store.path).st_ino
-    except OSError:
-        return 0
-
-
-def _probabilities(texts: list[str], store: Store, version: registry.Version, labels: list[str]) -> list:
+def probabilities(texts: list[str], store: Store, version: registry.Version, labels: list[str]) -> list:
     """(normalised text, probabilities) for one part of a batch, in this process or a worker
     (which loads and verifies the model file itself, once)."""
     artifact = artifacts.load(store, version)
@@ -190,9 +178,9 @@ def score_texts(store: Store, version: registry.Version, labels: list[str], text
     worker processes (a server's background thread must not hold the GIL its requests need)."""
     args = (store, version, labels)
     if off_this_process:
-        rows = serve_map(_probabilities, texts, args)
+        rows = serve_map(probabilities, texts, args)
     else:
-        rows = split_map(_probabilities, texts, args, workers)
+        rows = split_map(probabilities, texts, args, workers)
     return np.asarray([p for _, p in rows], dtype=float).reshape(len(texts), len(labels))
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import unicodedata
 from dataclasses import dataclass
 
@@ -293,17 +292,8 @@ def activate_in(store: Store, con, model: Model, version: int, user: str, reason
         details.update(forced=True, regressions=[r.to_dict() for r in verdict.found])
     db.set_active_version(con, model.model_id, int(version))
     db.add_event(con, user, "activate", model.model_id, details)
-    global _activated_at
-    _activated_at = time.monotonic()
-
-
-_activated_at = 0.0
-
-
-def activated_at() -> float:
-    """When this process last switched a version (time.monotonic; 0 if never): predict's lookup
-    cache drops what it read before."""
-    return _activated_at
+    if store.serving is not None:  # a server's model lookups drop what they read before
+        store.serving.activated()
 
 
 # --- the promotion guard ------------------------------------------------------------------------

@@ -22,8 +22,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from . import auth, check, cli, compact, demo, drift, forward, logwriter, registry, sampling, stats, workers
+from . import auth, check, cli, compact, demo, drift, forward, registry, sampling, stats, workers
 from .errors import MMSError
+from .serving import Serving
 from .store import Store
 
 log = logging.getLogger("mms.server")
@@ -34,11 +35,13 @@ HOLD_RETRY_SECONDS = 1.0
 _commands = ThreadPoolExecutor(max_workers=4, thread_name_prefix="mms-cli")
 
 
-class Serving:
-    """One server's hold on its store: started once on a thread, stopped once at exit."""
+class Server:
+    """One server's hold on its store: started once on a thread, stopped once at exit. While it holds
+    the store, the store carries the server's serving (its writer, batcher and lookups)."""
 
     def __init__(self, store: Store, port: int | None):
         self.store, self.port = store, port
+        self.serving: Serving | None = None
         self.announced: forward.Server | None = None
         self.compactor: compact.Compactor | None = None
         self.prescorer: sampling.Prescorer | None = None
@@ -64,13 +67,15 @@ class Serving:
                 log.warning("MMS: %s; the server keeps answering and tries again", e)
                 return False
             self._held = True
-            logwriter.start(self.store)
+            self.serving = Serving(self.store).start()
             self.compactor = compact.Compactor(self.store).start()
             self.prescorer = sampling.Prescorer(self.store).start()
-            threading.Thread(target=measure_drift, args=(self.store,), name="mms-drift", daemon=True).start()
+            threading.Thread(target=measure_drift, args=(self.store, "week", self.serving), name="mms-drift",
+                             daemon=True).start()
             if self.port and not self.store.is_lake:  # on DuckLake the command line opens the store itself
                 self.announced = forward.announce(self.store.path, self.port)
-            log.warning("MMS: serving %s: held open, predictions logged by the group-commit writer", self.store.path)
+            log.warning("MMS: serving %s: held open, predictions batched and logged by the group-commit writer",
+                        self.store.path)
             return True
 
     def stop(self) -> None:
@@ -82,7 +87,7 @@ class Serving:
             self.announced = None
             self.compactor.stop()
             self.prescorer.stop()
-            logwriter.stop(self.store)
+            self.serving.stop()
             self.store.unhold()
             self._held = False
 
@@ -103,36 +108,49 @@ def _build_and_check(store: Store) -> None:
         log.warning("MMS check: %s", problem)
 
 
-def measure_drift(store: Store, by: str = "week") -> None:
+def measure_drift(store: Store, by: str = "week", serving: Serving | None = None) -> None:
     """Fill the drift cache for every model's line x weeks (the Monitor's default view), so a first
-    Monitor render reads cached cells instead of fitting a classifier per cell."""
+    Monitor render reads cached cells instead of fitting a classifier per cell. With the server's
+    `serving`, the cells are measured DRIFT_SLICE_SECONDS at a time, each slice once no prediction
+    has come for IDLE_SECONDS: the fits hold the GIL the predictions need, and a prediction waits for no fit."""
     for model in registry.list_models(store):
         if model.active_version is None:
             continue
         try:
             by_line = stats.stats_by_line_and_period(store, model.name, by)
-            if not by_line.empty:
-                report = drift.drift_by_line_and_period(store, model.name, by, by_line)
-                log.warning("MMS: drift of %s measured for %d line x %ss, %d flagged", model.name,
-                            len(report.cells), by, len(report.flagged()))
+            if by_line.empty:
+                continue
+            while True:
+                if serving is not None:
+                    serving.wait_idle(IDLE_SECONDS)
+                report = drift.drift_by_line_and_period(store, model.name, by, by_line,
+                                                        budget_seconds=None if serving is None else DRIFT_SLICE_SECONDS)
+                if not report.pending:
+                    break
+            log.warning("MMS: drift of %s measured for %d line x %ss, %d flagged", model.name,
+                        len(report.cells), by, len(report.flagged()))
         except MMSError as e:
             log.warning("MMS: drift of %s not measured: %s", model.name, e)
 
 
-_serving: Serving | None = None
+DRIFT_SLICE_SECONDS = 0.5  # the start-up drift fill's longest hold between looks at the predictions
+IDLE_SECONDS = 1.0  # how long no prediction came before the start-up drift fill goes on
+
+
+_server: Server | None = None
 
 
 def lifespan_on(port=None):
     """st.App's start-up hook for a server listening on `port` (a number, or a function giving it)."""
     @asynccontextmanager
     async def lifespan(app):
-        global _serving
-        _serving = Serving(Store(), port() if callable(port) else port)
-        threading.Thread(target=_serving.start, name="mms-start", daemon=True).start()
+        global _server
+        _server = Server(Store(), port() if callable(port) else port)
+        threading.Thread(target=_server.start, name="mms-start", daemon=True).start()
         try:
             yield
         finally:
-            await asyncio.get_running_loop().run_in_executor(None, _serving.stop)
+            await asyncio.get_running_loop().run_in_executor(None, _server.stop)
             await asyncio.get_running_loop().run_in_executor(None, workers.shutdown)
     return lifespan
 
@@ -147,7 +165,7 @@ def routes() -> list[Route]:
 
 async def run_command(request: Request) -> JSONResponse:
     """Run a command line's arguments against the held store; its stdout, stderr and exit code."""
-    serving = _serving.announced if _serving else None
+    serving = _server.announced if _server else None
     client = request.client.host if request.client else None
     given = request.headers.get(forward.SECRET_HEADER, "")
     if serving is None or not auth.is_local(client) or not hmac.compare_digest(given, serving.secret):
@@ -156,10 +174,10 @@ async def run_command(request: Request) -> JSONResponse:
         body = json.loads(await request.body())
     except ValueError:
         return JSONResponse({"error": "the request body is not JSON"}, status_code=400)
-    if body.get("store") != str(_serving.store.path):
-        return JSONResponse({"error": f"this server holds {_serving.store.path}, not {body.get('store')}"},
+    if body.get("store") != str(_server.store.path):
+        return JSONResponse({"error": f"this server holds {_server.store.path}, not {body.get('store')}"},
                             status_code=409)
-    answer = await asyncio.get_running_loop().run_in_executor(_commands, _run, _serving.store, body)
+    answer = await asyncio.get_running_loop().run_in_executor(_commands, _run, _server.store, body)
     return JSONResponse(answer)
 
 

@@ -417,6 +417,16 @@ class Store:
     def unhold(self) -> None:
         _shared_for(self.key).unhold()
 
+    @property
+    def serving(self):
+        """The server's serving of this store in this process (core/serving.py: its writer, batcher and
+        lookups), or None: a script, a test or a command line that opened the store itself."""
+        return _shared_for(self.key).serving
+
+    def serve(self, serving) -> None:
+        """Let every Store of this store in this process carry `serving` (None: no longer served)."""
+        _shared_for(self.key).serving = serving
+
     @contextmanager
     def closed(self):
         """The file closed in this process for the block, even while held (a restore replaces it)."""
@@ -601,6 +611,7 @@ class _SharedDatabase:
         # this process's unused ids per sequence: DuckLake's, and the prediction ids of a held file
         self.blocks: dict[str, list[int]] = {}
         self.blocks_lock = threading.Lock()
+        self.serving = None  # the server's serving of this store in this process (core/serving.py)
 
     def acquire(self, store: "Store") -> duckdb.DuckDBPyConnection:
         with self.lock:

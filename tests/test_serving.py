@@ -19,7 +19,8 @@ import pandas as pd
 import pytest
 
 from core import demo, forward, logwriter, predict, registry, sampling, stats, train
-from core.server import Serving
+from core.server import Server
+from core.serving import Serving
 from core import store as db
 from core.errors import InvalidInput, StoreError
 from servers import ROOT, start_server, stop_server, wait_ready
@@ -36,9 +37,9 @@ def serving(seeded_store, request, monkeypatch):
     (with one committer thread, the default, and with two taking turns: MMS_LOG_COMMITTERS)."""
     monkeypatch.setenv("MMS_LOG_COMMITTERS", str(request.param))
     seeded_store.hold()
-    writer = logwriter.start(seeded_store)
-    yield seeded_store, writer
-    logwriter.stop(seeded_store)
+    serving = Serving(seeded_store).start()
+    yield seeded_store, serving.writer
+    serving.stop()
     seeded_store.unhold()
 
 
@@ -116,7 +117,7 @@ def test_a_small_commit_counts_in_the_same_rollup_rows_as_the_statistics_sql_at_
 
 
 def test_without_a_server_a_prediction_logs_in_its_own_transaction(seeded_store):
-    assert logwriter.running(seeded_store) is None
+    assert seeded_store.serving is None
     ids = predict.predict_texts(seeded_store, M, ["不错"], "tester")["prediction_id"].tolist()
     assert _logged(seeded_store, ids) == set(ids)
 
@@ -144,8 +145,8 @@ def test_in_a_serving_process_every_activation_answers_the_next_prediction(servi
 
 def test_a_running_server_compacts_the_rollup_rows_its_batches_append(seeded_store, monkeypatch):
     monkeypatch.setenv("MMS_COMPACT_SECONDS", "0.2")
-    serving = Serving(seeded_store, None)
-    serving.start()
+    server = Server(seeded_store, None)
+    server.start()
     try:
         for _ in range(6):  # one text, one line: every batch appends a row for the same rollup key
             predict.predict_texts(seeded_store, M, ["物流很快，质量很好"], "tester", business_line="compacted")
@@ -158,8 +159,8 @@ def test_a_running_server_compacts_the_rollup_rows_its_batches_append(seeded_sto
             time.sleep(0.2)
         assert rows == [(1, 6)]  # merged into one row that still counts all six predictions
     finally:
-        serving.stop()
-    assert logwriter.running(seeded_store) is None
+        server.stop()
+    assert seeded_store.serving is None
 
 
 def _rows(store, text: str) -> logwriter.Rows:
@@ -177,7 +178,8 @@ def test_a_failing_commit_answers_errors_with_a_sentence_never_ids(seeded_store,
 
     monkeypatch.setattr(db, "insert_predictions", broken)
     seeded_store.hold()
-    writer = logwriter.start(seeded_store)
+    serving = Serving(seeded_store).start()
+    writer = serving.writer
     try:
         with seeded_store.connect() as con:
             before = storeprobe.prediction_count(con)
@@ -190,7 +192,7 @@ def test_a_failing_commit_answers_errors_with_a_sentence_never_ids(seeded_store,
             assert storeprobe.prediction_count(con) == before
         assert writer.commits == 0
     finally:
-        logwriter.stop(seeded_store)
+        serving.stop()
         seeded_store.unhold()
 
 
@@ -375,8 +377,8 @@ def test_a_running_server_scores_a_newly_active_versions_pool_in_the_background(
     monkeypatch.setenv("MMS_PRESCORE_SECONDS", "0.2")
     monkeypatch.setattr(sampling, "PRESCORE_START_SECONDS", 0.0)
     monkeypatch.setattr(sampling, "_SCORES", sampling._ScoreCache(sampling.SCORES_KEPT))
-    serving = Serving(seeded_store, None)
-    serving.start()
+    server = Server(seeded_store, None)
+    server.start()
     try:
         train.train_version(seeded_store, M, "owner", model_config={"estimator": "complement_nb"}, activate=False)
         registry.activate_version(seeded_store, M, 2, "owner", "retrained", force=True)
@@ -389,4 +391,4 @@ def test_a_running_server_scores_a_newly_active_versions_pool_in_the_background(
         batch = sampling.select_hard_examples(seeded_store, M, 10, "lab").examples
         assert scored == [] and (batch["version"] == 2).all()  # the first batch by v2 scored nothing itself
     finally:
-        serving.stop()
+        server.stop()

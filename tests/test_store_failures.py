@@ -8,9 +8,10 @@ import duckdb
 import pytest
 from fastapi.testclient import TestClient
 
-from core import demo, logwriter, registry
+from core import demo, registry
 from core import store as db
 from core.errors import DiskFull, StoreUnavailable
+from core.serving import Serving
 from core.store import Store
 
 import pgcluster
@@ -121,12 +122,12 @@ def test_predictions_that_could_not_be_logged_are_503(seeded_store, client, monk
 
     monkeypatch.setattr(db, "insert_predictions", refused)
     seeded_store.hold()
-    logwriter.start(seeded_store)  # as the server logs predictions
+    serving = Serving(seeded_store).start()  # as the server logs predictions
     try:
         r = client.post(f"{M}/predict", json={"texts": ["很好"]})
         assert r.status_code == 503 and "could not be logged" in r.json()["error"], r.text
     finally:
-        logwriter.stop(seeded_store)
+        serving.stop()
         seeded_store.unhold()
 
 

@@ -10,9 +10,10 @@ refused with 403); once it has users, every call but /health needs a bearer toke
 create-token USER`) and acts as that user, with that user's role.
 
 The package: `app` builds the application from one router per topic (`models`, `predictions`,
-`labelling`); `schemas` holds the request and answer bodies; `access` the store and caller
-dependencies; `refusals` how an error becomes a JSON answer.
+`labelling`), with `fast` answering plainly valid predictions in front of them; `schemas` holds the
+request and answer bodies; `access` the store and caller dependencies; `refusals` how an error
+becomes a JSON answer.
 """
-from .app import PREFIX, create_app, mount
+from .app import PREFIX, create_app, front, mount
 
-__all__ = ["PREFIX", "create_app", "mount"]
+__all__ = ["PREFIX", "create_app", "front", "mount"]

@@ -25,7 +25,8 @@ async def get_store(request: Request) -> Store:
 
     `async` like local_while_open: cheap checks run on the event loop, not as a hop through the
     threadpool each (a request's dependencies and endpoint used to take four)."""
-    store = request.app.state.store or Store(settings.get("store"))
+    # the API's own app knows its store (None: MMS_STORE); in front of the server (api.FastPredict), no app does
+    store = getattr(request.app.state, "store", None) or Store(settings.get("store"))
     if not store.exists():
         if demo.building():
             fraction, message = demo.build_status()

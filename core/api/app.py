@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 from fastapi import Depends, FastAPI
+from starlette.middleware import Middleware
 from starlette.routing import Mount
 
 from ..store import Store
 from . import labelling, models, predictions, refusals
+from .fast import FastPredict
 from .access import local_while_open
 
 PREFIX = "/api"
@@ -20,6 +22,7 @@ def create_app(store: Store | None = None) -> FastAPI:
                   docs_url="/docs", redoc_url=None, openapi_url="/openapi.json")
     api.state.store = store
     refusals.install(api)
+    api.add_middleware(FastPredict)  # outside the body guard: a plainly valid prediction skips the stack
     api.include_router(models.router)
     api.include_router(predictions.router)
     api.include_router(labelling.router)
@@ -29,3 +32,9 @@ def create_app(store: Store | None = None) -> FastAPI:
 def mount(store: Store | None = None) -> Mount:
     """The API as one route for `st.App(..., routes=[...])`: everything under /api."""
     return Mount(PREFIX, app=create_app(store))
+
+
+def front() -> Middleware:
+    """For `st.App(..., middleware=[...])`: plainly valid predictions under /api answered in front of the
+    server's own layers (Streamlit's middlewares, the mount, FastAPI's routing), on MMS_STORE."""
+    return Middleware(FastPredict, prefix=PREFIX)

@@ -2,6 +2,7 @@
 statistics over the log per business line and period."""
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Annotated
 
@@ -23,9 +24,7 @@ router = APIRouter()
 async def predict_texts(name: ModelName, body: PredictRequest, store: Store = Depends(get_store),
                         caller: Caller = Depends(current_user)) -> JSONResponse:
     """Classify texts with the active version (or `version`) and log every prediction."""
-    # `async` with the work in one threadpool hop: a plain def route with a plain def dependency
-    # took two per request
-    return await run_in_threadpool(_predicted, store, name, body, caller)
+    return JSONResponse(await predicted(store, name, body.texts, body.business_line, body.version, caller.user))
 
 
 @router.post("/models/{name}/feedback", response_model=FeedbackResponse, status_code=201,
@@ -54,21 +53,28 @@ def statistics(name: ModelName, by: Annotated[str, Query(pattern="^(day|week|mon
     return {"model": name, "by": by, **about, "rows": rows}
 
 
-def _check_batch(texts: list[str]) -> None:
-    predict.check_request_size(len(texts))
+async def predicted(store: Store, name: str, texts: list[str], business_line: str, version: int | None,
+                    user: str) -> dict:
+    """The predict route's answer: every text predicted, logged (committed) and written out. In a
+    server a small request is checked here and queued for the serving's batcher, with no hop through
+    the threadpool; anything else is `predict_batch` in one hop."""
+    serving = store.serving
+    if serving is not None and len(texts) < predict.SERVE_IN_WORKER:
+        texts, lines = predict.check_batch(texts, business_line, "api")
+        done = await asyncio.wrap_future(serving.predict(name, texts, lines, user, "api", version))
+    else:
+        done = await run_in_threadpool(predict.predict_batch, store, name, texts, user, business_line=business_line,
+                                       version=version, source="api")
+    return answer(name, business_line, done)
 
 
-def _predicted(store: Store, name: str, body: PredictRequest, caller: Caller) -> JSONResponse:
-    """The predict route's answer: every text predicted, logged (committed) and written out."""
-    _check_batch(body.texts)
-    done = predict.predict_batch(store, name, body.texts, caller.user, business_line=body.business_line,
-                                 version=body.version, source="api")
-    # PredictResponse's shape written directly: FastAPI would validate the answer through pydantic
-    # again, per request, for data built right here
+def answer(name: str, business_line: str, done: predict.Predicted) -> dict:
+    """PredictResponse's shape written directly: FastAPI would validate the answer through pydantic
+    again, per request, for data built right here."""
     answers = [{"prediction_id": pid, "label": label, "probabilities": dict(zip(done.model_labels, p)),
                 "version": done.version}
                for pid, label, p in zip(done.prediction_ids, done.labels, done.proba.tolist())]
     if done.expected_grades is not None:  # an ordinal model's: a classification answer has no grade
-        for answer, grade in zip(answers, done.expected_grades):
-            answer["expected_grade"] = grade
-    return JSONResponse({"model": name, "business_line": body.business_line, "predictions": answers})
+        for item, grade in zip(answers, done.expected_grades):
+            item["expected_grade"] = grade
+    return {"model": name, "business_line": business_line, "predictions": answers}

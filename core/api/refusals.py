@@ -108,6 +108,9 @@ def on_bug(request: Request, exc: Exception) -> JSONResponse:
 
 # --- the caller and the body's size, before the body is read -----------------------------------
 
+STORE = "mms_store"  # request.state's name for the store refusal_before_body found
+
+
 class _TooLarge(Exception):
     pass
 
@@ -133,7 +136,7 @@ class BodyGuard:
         if length is not None and (not length.strip().isdigit() or int(length) > limit):
             return await _too_large(limit)(scope, receive, send)
         if length is None or int(length) > 0:
-            refusal = await _refusal_before_body(Request(scope))
+            refusal = await refusal_before_body(Request(scope))
             if refusal is not None:
                 return await refusal(scope, receive, send)
         await self._limited(scope, receive, send, limit)
@@ -170,13 +173,14 @@ def _too_large(limit: int) -> JSONResponse:
                        f"send fewer texts per request")
 
 
-async def _refusal_before_body(request: Request) -> JSONResponse | None:
-    """The answer for a caller who may not send a body here (None: go on, the caller kept in
-    request.state); the same checks and sentences as the routes' dependencies."""
+async def refusal_before_body(request: Request) -> JSONResponse | None:
+    """The answer for a caller who may not send a body here (None: go on, the store and the caller
+    kept in request.state); the same checks and sentences as the routes' dependencies."""
     try:
         store = await get_store(request)
     except HTTPException:
         return None  # no store yet: the route says so
+    setattr(request.state, STORE, store)
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     try:
         await local_while_open(request, store)
@@ -184,7 +188,7 @@ async def _refusal_before_body(request: Request) -> JSONResponse | None:
             credentials = HTTPAuthorizationCredentials(scheme=scheme, credentials=token.strip())
             setattr(request.state, CALLER, await run_in_threadpool(token_caller, request, store, credentials))
         else:
-            await current_user(request, store, None)
+            setattr(request.state, CALLER, await current_user(request, store, None))
     except HTTPException as e:
         return on_http_error(request, e)
     except MMSError as e:
