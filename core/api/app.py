@@ -1,6 +1,8 @@
 """The API application: its routers, its refusals and the store it serves, mounted under /api."""
 from __future__ import annotations
 
+import re
+
 from fastapi import Depends, FastAPI
 from starlette.middleware import Middleware
 from starlette.routing import Mount
@@ -31,7 +33,11 @@ def create_app(store: Store | None = None) -> FastAPI:
 
 def mount(store: Store | None = None) -> Mount:
     """The API as one route for `st.App(..., routes=[...])`: everything under /api."""
-    return Mount(PREFIX, app=create_app(store))
+    mounted = Mount(PREFIX, app=create_app(store))
+    # Starlette's pattern is `^/api/(?P<path>.*)$`, whose `.` stops at a newline: a model name with
+    # %0A in it would miss the API and get the outer server's plain-text 404 instead of a JSON one
+    mounted.path_regex = re.compile(mounted.path_regex.pattern, re.DOTALL)
+    return mounted
 
 
 def front() -> Middleware:
