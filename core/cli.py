@@ -280,7 +280,7 @@ def cmd_label(args, store):
     _emit_record(args, {"recorded": len(ids)})
 
 
-LARGEST_ID = 2 ** 63 - 1  # a prediction id is the store's BIGINT
+from .ids import LARGEST_ID  # a prediction id is the store's BIGINT
 QUEUE_COLUMNS = ["prediction_id", "reason", "first_by", "first_label", "second_by", "second_label", "predicted",
                  "top_prob", "business_line", "waiting_since", "text"]
 
