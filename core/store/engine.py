@@ -186,7 +186,7 @@ class Store:
 
     def hold(self) -> None:
         """Keep the database open until `unhold`: the server holds its store for its life, so no
-        request opens or closes the file (that cost ~80 ms of a ~100 ms prediction)."""
+        request opens or closes the file (that would be most of a prediction's time)."""
         _shared_for(self.key).hold(self)
 
     def unhold(self) -> None:
