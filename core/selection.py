@@ -115,6 +115,8 @@ def reused(version, why: str, asked: str) -> dict:
     record = dict(version.data.get("selection") or {})
     made_in = record.get("reused", {}).get("selected_in", version.version)
     record["chosen"] = version.model_config
+    record.setdefault("tried", [])
+    record.setdefault("reason", f"version {version.version}'s config was given, not selected")
     record["reused"] = {"selected_in": made_in, "from_version": version.version, "why": why}
     record["asked"] = asked
     return record

@@ -262,13 +262,17 @@ def refit_kept_features(store: Store, model: registry.Model, parent: registry.Ve
     if new.empty:
         raise TrainingError(f"no new labels since version {parent.version}; nothing to learn")
     train = _tokens(store, model.model_id, "train", prep, model.labels, progress=progress)
-    pipeline = copy.deepcopy(artifacts.load(store, parent)["pipeline"])
+    from sklearn.pipeline import Pipeline
+
+    # the parent's fitted features step itself, not a copy: it is only read (a deep copy of its
+    # vocabulary took longer than the refit)
+    features = artifacts.load(store, parent)["pipeline"].named_steps["features"]
     tokens, labels = train["tokens"].tolist(), train["label"].tolist()
-    features = pipeline.named_steps["features"]
     progress(0.3, f"refitting {config.describe()} on {len(train)} rows over version {parent.version}'s features")
     X = features.transform(tokens)
     folds = calibration_folds(labels)
-    pipeline.steps[-1] = ("clf", model_step(config, folds, _grades(model)).fit(X, np.asarray(labels)))
+    pipeline = Pipeline([("features", features),
+                         ("clf", model_step(config, folds, _grades(model)).fit(X, np.asarray(labels)))])
     seen = {k: int(v) for k, v in train["source"].value_counts().items()}
     notes = {"selection": selection.reused(parent, "an incremental update keeps its parent's choice", "incremental"),
              "refit": {"rows": int(len(train)), "how": f"the classifier refitted on every training row over "
