@@ -22,7 +22,10 @@ def label_some(store, rest: pd.DataFrame, n: int, start: int = 0) -> pd.DataFram
 def test_an_incremental_update_of_a_default_model_keeps_its_parents_selection_and_features(store, reviews):
     _, _, rest = make_model(store, reviews)  # estimator "auto": the default mode
     v1 = train.train_version(store, "m", "u", budget=BUDGET)
-    assert "tried" in v1.data["selection"]
+    # the default mode's record: its choice among the scored alternatives, and what the owner asked
+    record = v1.data["selection"]
+    scored = [t["config"] for t in record["tried"] if "cv_macro_f1" in t]
+    assert record["chosen"] == v1.model_config and record["chosen"] in scored and record["asked"] == "default (re-select)"
     new = label_some(store, rest, 60)
     plan = train.training_plan(store, "m")
     assert plan.incremental_possible, plan.reason
