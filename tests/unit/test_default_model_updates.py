@@ -95,3 +95,19 @@ def test_refit_without_an_active_version_selects_and_says_so(store, reviews):
     make_model(store, reviews)
     v1 = train.train_version(store, "m", "u", budget=BUDGET, reselect=False)
     assert "tried" in v1.data["selection"] and "no active version" in v1.data["selection"]["asked"]
+
+
+def test_an_ordinal_model_in_the_default_mode_is_updated_the_same_way(store):
+    from core import imports
+    from gradedfixtures import GRADES, graded_frame
+
+    rng = np.random.default_rng(25)
+    registry.create_model(store, "g", GRADES, "tester", task="ordinal")
+    imports.import_frame(store, "g", graded_frame(rng, 80), "test", "tester")
+    imports.import_frame(store, "g", graded_frame(rng, 200), "train", "tester")
+    v1 = train.train_version(store, "g", "tester", budget=BUDGET)
+    imports.import_frame(store, "g", graded_frame(rng, 40), "train", "tester", "more.csv")
+    v2 = train.train_version(store, "g", "tester", incremental=True)
+    assert (v2.mode, v2.model_config, v2.data["new_rows"]) == ("incremental", v1.model_config, 40)
+    assert v2.data["selection"]["scoring"] == "qwk" and "each grade threshold" in v2.data["calibration"]
+    assert v2.metrics["ordinal"]["qwk"] > 0.5
