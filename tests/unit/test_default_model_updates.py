@@ -111,3 +111,27 @@ def test_an_ordinal_model_in_the_default_mode_is_updated_the_same_way(store):
     assert (v2.mode, v2.model_config, v2.data["new_rows"]) == ("incremental", v1.model_config, 40)
     assert v2.data["selection"]["scoring"] == "qwk" and "each grade threshold" in v2.data["calibration"]
     assert v2.metrics["ordinal"]["qwk"] > 0.5
+
+
+def test_the_cli_and_the_api_pass_the_owners_refit_choice(store, reviews, capsys):
+    import json
+
+    from fastapi.testclient import TestClient
+
+    from core import api, cli
+
+    make_model(store, reviews)  # "auto"; version 1 given a config, so no search is needed to have a choice
+    train.train_version(store, "m", "u", model_config={"estimator": "logreg"})
+    assert cli.main(["--store", str(store.path), "--format", "json", "train", "m", "--refit"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    v2 = registry.get_version(store, "m", printed["version"])
+    assert (v2.version, v2.model_config["estimator"], v2.data["selection"]["asked"]) == (2, "logreg", "refit")
+    assert printed["selected"] == "v1's choice, refit (no search)"
+
+    client = TestClient(api.create_app(store), client=("127.0.0.1", 50000))
+    answer = client.post("/models/m/train", json={"reselect": False})
+    assert answer.status_code == 201, answer.text
+    v3 = registry.get_version(store, "m", answer.json()["version"])
+    assert v3.data["selection"]["asked"] == "refit" and v3.data["selection"]["reused"]["from_version"] == 1
+    refused = client.post("/models/m/train", json={"reselect": "sometimes"})
+    assert refused.status_code == 422
