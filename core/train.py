@@ -262,7 +262,7 @@ def refit_kept_features(store: Store, model: registry.Model, parent: registry.Ve
     if new.empty:
         raise TrainingError(f"no new labels since version {parent.version}; nothing to learn")
     train = _tokens(store, model.model_id, "train", prep, model.labels, progress=progress)
-    from sklearn.pipeline import Pipeline
+    from sklearn.pipeline import Pipeline  # scikit-learn loads when a model is fitted, not at start-up
 
     # the parent's fitted features step itself, not a copy: it is only read (a deep copy of its
     # vocabulary took longer than the refit)
