@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from . import auth, check, cli, compact, demo, drift, forward, logwriter, registry, sampling, stats, workers
+from . import auth, check, cli, compact, demo, drift, driftfill, forward, logwriter, registry, sampling, stats, workers
 from .errors import MMSError
 from .store import Store
 
@@ -42,6 +42,7 @@ class Serving:
         self.announced: forward.Server | None = None
         self.compactor: compact.Compactor | None = None
         self.prescorer: sampling.Prescorer | None = None
+        self.drift: driftfill.DriftFiller | None = None
         self._lock = threading.Lock()
         self._held = self._stopped = False
 
@@ -67,7 +68,7 @@ class Serving:
             logwriter.start(self.store)
             self.compactor = compact.Compactor(self.store).start()
             self.prescorer = sampling.Prescorer(self.store).start()
-            threading.Thread(target=measure_drift, args=(self.store,), name="mms-drift", daemon=True).start()
+            self.drift = driftfill.DriftFiller(self.store).start()
             if self.port and not self.store.is_lake:  # on DuckLake the command line opens the store itself
                 self.announced = forward.announce(self.store.path, self.port)
             log.warning("MMS: serving %s: held open, predictions logged by the group-commit writer", self.store.path)
@@ -82,6 +83,7 @@ class Serving:
             self.announced = None
             self.compactor.stop()
             self.prescorer.stop()
+            self.drift.stop()
             logwriter.stop(self.store)
             self.store.unhold()
             self._held = False
