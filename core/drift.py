@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -107,6 +108,7 @@ def drift_by_line_and_period(store: Store, name: str, by: str, by_line: pd.DataF
     rows, fresh, pending = {}, [], 0
     deadline = None if budget_seconds is None else time.monotonic() + budget_seconds
     cells, limit = by_line.to_dict("records"), thresholds()  # settings read once, not per cell
+    measurer = partial(workers.in_worker if off_process else _call, _input_measures, ref_version, store)
     for i in sorted(range(len(cells)), key=lambda i: pd.Timestamp(cells[i]["period"]), reverse=True):
         cell = cells[i]
         key = (cell["business_line"], pd.Timestamp(cell["period"]))
@@ -119,8 +121,7 @@ def drift_by_line_and_period(store: Store, name: str, by: str, by_line: pd.DataF
             continue
         new = measures is None
         if new:
-            measures = _measure(store, model, ref_version, vocabulary, refs[cell["business_line"]], cell, by,
-                                off_process)
+            measures = _measure(store, model, measurer, vocabulary, refs[cell["business_line"]], cell, by)
             n = int(cell["volume"])
         rows[i] = _verdict(cell, measures, refs[cell["business_line"]], model.labels, limit, registry.is_ordinal(model))
         # the held-out check costs a second classifier and matters only where drift is flagged
@@ -238,11 +239,11 @@ def _reference_sentence(ref: Reference, reference: str) -> str:
     return f"{len(ref.texts)} {where}, {len(ref.top_prob)} held-out outputs"
 
 
-def _measure(store: Store, model, version, vocabulary, ref: Reference, cell, by: str, off_process: bool = False) -> dict:
-    """A cell's input measures: text AUC, unseen-token share, mean length (None when too few texts)."""
+def _measure(store: Store, model, measurer, vocabulary, ref: Reference, cell, by: str) -> dict:
+    """A cell's input measures: text AUC, unseen-token share, mean length (None when too few texts).
+    `measurer(reference texts, texts)` runs _input_measures, here or in a worker process."""
     texts = _cell_texts(store, model, cell, by)
-    run = workers.in_worker if off_process else _call
-    auc, tokens = run(_input_measures, ref.texts, texts, store, version)
+    auc, tokens = measurer(ref.texts, texts)
     return {"text_auc": auc, "unseen_share": _unseen(tokens, vocabulary),
             "mean_length": float(np.mean([len(t) for t in texts])) if texts else None,
             "length_reference": float(np.mean([len(t) for t in ref.texts])) if ref.texts else None}
@@ -267,7 +268,7 @@ def _call(func, *args):
     return func(*args)
 
 
-def _input_measures(reference: list[str], texts: list[str], store: Store, version) -> tuple[float | None, list]:
+def _input_measures(version, store: Store, reference: list[str], texts: list[str]) -> tuple[float | None, list]:
     """A cell's text AUC and the tokens of its first TOKEN_SAMPLE texts: the CPU-heavy part of a cell,
     in this process or a worker (which loads the version's model file itself, once)."""
     # jieba is the slow part (ms per text): a third of the sample is plenty for a share of tokens

@@ -13,7 +13,7 @@ def without_blanks(frame: pd.DataFrame, percent: set[str]) -> pd.DataFrame:
     out = frame.copy()
     for c in out.columns:
         if c in percent and pd.api.types.is_float_dtype(out[c]) and not out[c].isna().any():
-            out[c] = out[c] * 100  # shown by share_column's "%.1f%%": Streamlit's "percent" printed 70 %, 65.2 %, 74.46 %
+            out[c] = out[c] * 100  # shown by share_column's "%.1f%%": one decimal in every row, unlike "percent"
         elif pd.api.types.is_float_dtype(out[c]) and out[c].isna().any():
             fmt = (lambda v: f"{v:.1%}") if c in percent else (lambda v: f"{v:.3f}")
             out[c] = [("–" if pd.isna(v) else fmt(v)) for v in out[c]]
