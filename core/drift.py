@@ -115,7 +115,7 @@ def drift_by_line_and_period(store: Store, name: str, by: str, by_line: pd.DataF
         n, measures, recent = cached.get(key, (None, None, False))
         if n is None or (abs(n - cell["volume"]) > REMEASURE * cell["volume"] and not recent):
             measures = None  # a sample of a few hundred texts barely moves until the cell grows by a tenth
-        if measures is None and deadline is not None and time.monotonic() > deadline:
+        if measures is None and deadline is not None and time.monotonic() >= deadline:  # a budget of 0 measures nothing
             pending += 1
             rows[i] = _pending(cell, refs[cell["business_line"]])
             continue
@@ -125,7 +125,7 @@ def drift_by_line_and_period(store: Store, name: str, by: str, by_line: pd.DataF
             n = int(cell["volume"])
         rows[i] = _verdict(cell, measures, refs[cell["business_line"]], model.labels, limit, registry.is_ordinal(model))
         # the held-out check costs a second classifier and matters only where drift is flagged
-        if rows[i]["flagged"] and SUPPORT[0] not in measures and (deadline is None or time.monotonic() <= deadline):
+        if rows[i]["flagged"] and SUPPORT[0] not in measures and (deadline is None or time.monotonic() < deadline):
             measures = {**measures, **_support(store, model, refs[cell["business_line"]], cell, by, off_process)}
             rows[i].update({k: measures[k] for k in SUPPORT})
             new = True
