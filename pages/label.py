@@ -135,9 +135,11 @@ def section(labels: list[str], q: Query, can_label: bool, guidance: str, can_wri
     """The example (or a page of them in a table), undo and the counters; the one place the decisions
     waiting are written, after the next example is drawn."""
     show_notices()
-    slot = st.empty()
+    slot = None if bulk_mode else st.empty()  # one at a time: the counters above, once this key's decision counts
     with _ui.errors_as_messages(), st.spinner("Picking the next examples…"):
         batch = queue().batch_for(_ui.store(), q, _ui.user())
+    if bulk_mode:  # nothing decided waits here: a page of the table is written at once
+        counters(batch)
     if batch is None:
         st.success("Nothing left to label here: every prediction that matches these filters has a label. "
                    "Pick other filters, or come back when new predictions arrive.")
@@ -150,8 +152,9 @@ def section(labels: list[str], q: Query, can_label: bool, guidance: str, can_wri
         rerun()
     if queue().counts is None:
         read_counts(q)
-    with slot.container():
-        counters(batch)
+    if slot is not None:
+        with slot.container():
+            counters(batch)
 
 
 @st.fragment

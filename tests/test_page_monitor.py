@@ -232,12 +232,13 @@ def test_a_switch_to_a_view_the_server_is_measuring_waits_for_none_of_its_cells(
     at = app("pages/monitor.py")
     fits = []
     real = drift._measure
-    monkeypatch.setattr(drift, "_measure", lambda *a: fits.append(a[-2]["business_line"]) or real(*a))
+    # by period: a thread the first render started may still be measuring its weeks meanwhile
+    monkeypatch.setattr(drift, "_measure", lambda *a: fits.append(a[-1]) or real(*a))
     assert drift.claim(seeded_store, MODEL, "day")
     try:
         at.button_group(key="monitor_period").set_value("day").run()
     finally:
         drift.release(seeded_store, MODEL, "day")
     assert not at.exception
-    assert fits == []
+    assert "day" not in fits
     assert any("server measures the other" in i.value for i in at.info)
