@@ -12,11 +12,12 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import pandas as pd
 
-from . import artifacts, monitoring, registry, settings
+from . import artifacts, logwriter, monitoring, registry, settings, workers
 from . import store as db
 from .errors import MMSError
 from .estimators import predict_proba
@@ -76,7 +77,7 @@ def thresholds() -> dict:
 
 def drift_by_line_and_period(store: Store, name: str, by: str, by_line: pd.DataFrame, window=None,
                              version: int | None = None, budget_seconds: float | None = None,
-                             keep_seconds: float | None = None) -> DriftReport:
+                             keep_seconds: float | None = None, off_process: bool = False) -> DriftReport:
     """Drift of every line x period of `by_line` (stats_by_line_and_period's table) against the
     reference: the training data of `version` (default: active) or, with `window` = (since, until),
     each line's predictions in that window.
@@ -86,7 +87,9 @@ def drift_by_line_and_period(store: Store, name: str, by: str, by_line: pd.DataF
     the rest are reported as pending (a page stays quick; the server fills the cache meanwhile).
     With `keep_seconds`, a cached cell measured less than that long ago is used even if its volume
     has grown by more than REMEASURE since: under live traffic the open period's cells grow with
-    every render, and a page re-measures each at most that often instead of on every render."""
+    every render, and a page re-measures each at most that often instead of on every render.
+    With `off_process` (a server's background measuring), each cell's classifier fits and tokens run
+    in a worker process, so the server's threads keep the GIL for the pages they draw."""
     check_period(by)
     with store.connect() as con:
         model = registry.find_model(con, name)
@@ -105,24 +108,25 @@ def drift_by_line_and_period(store: Store, name: str, by: str, by_line: pd.DataF
     rows, fresh, pending = {}, [], 0
     deadline = None if budget_seconds is None else time.monotonic() + budget_seconds
     cells, limit = by_line.to_dict("records"), thresholds()  # settings read once, not per cell
+    measurer = partial(workers.in_worker if off_process else _call, _input_measures, ref_version, store)
     for i in sorted(range(len(cells)), key=lambda i: pd.Timestamp(cells[i]["period"]), reverse=True):
         cell = cells[i]
         key = (cell["business_line"], pd.Timestamp(cell["period"]))
         n, measures, recent = cached.get(key, (None, None, False))
         if n is None or (abs(n - cell["volume"]) > REMEASURE * cell["volume"] and not recent):
             measures = None  # a sample of a few hundred texts barely moves until the cell grows by a tenth
-        if measures is None and deadline is not None and time.monotonic() > deadline:
+        if measures is None and deadline is not None and time.monotonic() >= deadline:  # a budget of 0 measures nothing
             pending += 1
             rows[i] = _pending(cell, refs[cell["business_line"]])
             continue
         new = measures is None
         if new:
-            measures = _measure(store, model, artifact, vocabulary, refs[cell["business_line"]], cell, by)
+            measures = _measure(store, model, measurer, vocabulary, refs[cell["business_line"]], cell, by)
             n = int(cell["volume"])
         rows[i] = _verdict(cell, measures, refs[cell["business_line"]], model.labels, limit, registry.is_ordinal(model))
         # the held-out check costs a second classifier and matters only where drift is flagged
-        if rows[i]["flagged"] and SUPPORT[0] not in measures and (deadline is None or time.monotonic() <= deadline):
-            measures = {**measures, **_support(store, model, refs[cell["business_line"]], cell, by)}
+        if rows[i]["flagged"] and SUPPORT[0] not in measures and (deadline is None or time.monotonic() < deadline):
+            measures = {**measures, **_support(store, model, refs[cell["business_line"]], cell, by, off_process)}
             rows[i].update({k: measures[k] for k in SUPPORT})
             new = True
         if new:
@@ -235,29 +239,40 @@ def _reference_sentence(ref: Reference, reference: str) -> str:
     return f"{len(ref.texts)} {where}, {len(ref.top_prob)} held-out outputs"
 
 
-def _measure(store: Store, model, artifact, vocabulary, ref: Reference, cell, by: str) -> dict:
-    """A cell's input measures: text AUC, unseen-token share, mean length (None when too few texts)."""
-    start = pd.Timestamp(cell["period"])
-    with store.connect() as con:
-        got = db.prediction_sample(con, model.model_id, int(settings.get("drift_sample")),
-                                   business_lines=[cell["business_line"]], since=start.to_pydatetime(),
-                                   until=(start + PERIOD_STEP[by]).to_pydatetime())
-    texts = got["text"].tolist()
-    # jieba is the slow part (ms per text): a third of the sample is plenty for a share of tokens
-    unseen = _unseen(_tokens(artifact, texts[:TOKEN_SAMPLE]), vocabulary)
-    return {"text_auc": text_auc(ref.texts, texts), "unseen_share": unseen,
+def _measure(store: Store, model, measurer, vocabulary, ref: Reference, cell, by: str) -> dict:
+    """A cell's input measures: text AUC, unseen-token share, mean length (None when too few texts).
+    `measurer(reference texts, texts)` runs _input_measures, here or in a worker process."""
+    texts = _cell_texts(store, model, cell, by)
+    auc, tokens = measurer(ref.texts, texts)
+    return {"text_auc": auc, "unseen_share": _unseen(tokens, vocabulary),
             "mean_length": float(np.mean([len(t) for t in texts])) if texts else None,
             "length_reference": float(np.mean([len(t) for t in ref.texts])) if ref.texts else None}
 
 
-def _support(store: Store, model, ref: Reference, cell, by: str) -> dict:
+def _support(store: Store, model, ref: Reference, cell, by: str, off_process: bool = False) -> dict:
     """A flagged cell's held-out check (support_check) on the same text sample as its measures."""
+    run = workers.in_worker if off_process else _call
+    return run(support_check, ref.held_out, ref.right, ref.expected, _cell_texts(store, model, cell, by))
+
+
+def _cell_texts(store: Store, model, cell, by: str) -> list[str]:
     start = pd.Timestamp(cell["period"])
     with store.connect() as con:
         got = db.prediction_sample(con, model.model_id, int(settings.get("drift_sample")),
                                    business_lines=[cell["business_line"]], since=start.to_pydatetime(),
                                    until=(start + PERIOD_STEP[by]).to_pydatetime())
-    return support_check(ref.held_out, ref.right, ref.expected, got["text"].tolist())
+    return got["text"].tolist()
+
+
+def _call(func, *args):
+    return func(*args)
+
+
+def _input_measures(version, store: Store, reference: list[str], texts: list[str]) -> tuple[float | None, list]:
+    """A cell's text AUC and the tokens of its first TOKEN_SAMPLE texts: the CPU-heavy part of a cell,
+    in this process or a worker (which loads the version's model file itself, once)."""
+    # jieba is the slow part (ms per text): a third of the sample is plenty for a share of tokens
+    return text_auc(reference, texts), _tokens(artifacts.load(store, version), texts[:TOKEN_SAMPLE])
 
 
 def text_auc(reference: list[str], current: list[str], folds: int = 3) -> float | None:
@@ -396,25 +411,40 @@ def measuring(store: Store, name: str, by: str, window=None, version: int | None
         return _measuring_key(store, name, by, window, version) in _measuring
 
 
-def measure_in_background(store: Store, name: str, by: str, by_line: pd.DataFrame, window=None,
-                          version: int | None = None) -> bool:
-    """Measure the cells of `by_line` not cached yet on a thread of its own, one per model, period,
-    reference and version at a time: a Monitor render that ran out of its budget stays quick, and
-    a later render finds the rest cached. Returns whether a thread started."""
+def claim(store: Store, name: str, by: str, window=None, version: int | None = None) -> bool:
+    """Mark a view as being measured in the background (`measuring` then says so); False when it
+    already is. `release` ends the claim."""
     key = _measuring_key(store, name, by, window, version)
     with _measuring_lock:
         if key in _measuring:
             return False
         _measuring.add(key)
+        return True
+
+
+def release(store: Store, name: str, by: str, window=None, version: int | None = None) -> None:
+    with _measuring_lock:
+        _measuring.discard(_measuring_key(store, name, by, window, version))
+
+
+def measure_in_background(store: Store, name: str, by: str, by_line: pd.DataFrame, window=None,
+                          version: int | None = None) -> bool:
+    """Measure the cells of `by_line` not cached yet on a thread of its own, one per model, period,
+    reference and version at a time: a Monitor render that ran out of its budget stays quick, and
+    a later render finds the rest cached; in a server, its heavy steps run in worker processes.
+    Returns whether a thread started."""
+    if not claim(store, name, by, window, version):
+        return False
+    off_process = logwriter.running(store) is not None
 
     def measure() -> None:
         try:
-            drift_by_line_and_period(store, name, by, by_line, window=window, version=version)
+            drift_by_line_and_period(store, name, by, by_line, window=window, version=version,
+                                     off_process=off_process)
         except MMSError as e:  # the model or version went meanwhile: the page says so when it reads again
             logging.getLogger(__name__).warning("MMS: drift of %s not measured: %s", name, e)
         finally:
-            with _measuring_lock:
-                _measuring.discard(key)
+            release(store, name, by, window, version)
 
     threading.Thread(target=measure, name="mms-drift-pending", daemon=True).start()
     return True

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from . import auth, check, cli, compact, demo, drift, forward, registry, sampling, stats, workers
+from . import auth, check, cli, compact, demo, drift, driftfill, forward, registry, sampling, stats, workers
 from .errors import MMSError
 from .serving import Serving
 from .store import Store
@@ -45,6 +45,7 @@ class Server:
         self.announced: forward.Server | None = None
         self.compactor: compact.Compactor | None = None
         self.prescorer: sampling.Prescorer | None = None
+        self.drift: driftfill.DriftFiller | None = None
         self._lock = threading.Lock()
         self._held = self._stopped = False
 
@@ -70,8 +71,7 @@ class Server:
             self.serving = Serving(self.store).start()
             self.compactor = compact.Compactor(self.store).start()
             self.prescorer = sampling.Prescorer(self.store).start()
-            threading.Thread(target=measure_drift, args=(self.store, "week", self.serving), name="mms-drift",
-                             daemon=True).start()
+            self.drift = driftfill.DriftFiller(self.store, serving=self.serving).start()
             if self.port and not self.store.is_lake:  # on DuckLake the command line opens the store itself
                 self.announced = forward.announce(self.store.path, self.port)
             log.warning("MMS: serving %s: held open, predictions batched and logged by the group-commit writer",
@@ -87,6 +87,7 @@ class Server:
             self.announced = None
             self.compactor.stop()
             self.prescorer.stop()
+            self.drift.stop()
             self.serving.stop()
             self.store.unhold()
             self._held = False

@@ -113,3 +113,10 @@ def serve_map(func, items: list, args: tuple = (), part_size: int = 32) -> list:
     pool = _worker_pool(workers)
     futures = [pool.submit(func, items[i:i + size], *args) for i in range(0, len(items), size)]
     return [item for f in futures for item in f.result()]
+
+
+def in_worker(func, *args):
+    """func(*args) in a worker process, waiting for its result: a server's background thread runs
+    its CPU-heavy steps (pure Python, which would hold the GIL) there, and its pages stay quick.
+    `func` must be a module-level function."""
+    return _worker_pool(default_workers()).submit(func, *args).result()

@@ -2,7 +2,10 @@
 line, and the three accuracies. One chart a row (side by side beside the sidebar at 1000 px, ticks
 overlapped and facet titles were cut); every chart shades the period in progress.
 
-Rendering only: the figures come from core (stats, drift)."""
+Rendering only: the figures come from core (stats, drift). Building a Plotly figure costs more than
+the rest of a Monitor render, so the figures are built once per content of the tables they draw (the
+same view in another session, or after a write that changed nothing shown, reuses them) and never
+changed afterwards."""
 from __future__ import annotations
 
 import pandas as pd
@@ -10,14 +13,16 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import drift, settings, stats
+from core import drift, settings, slices, stats
 from core.slices import period_label
 from pages import _ordinal, _ui
 
+NO_FLAGS = pd.DataFrame(columns=["period", "business_line", "moved"])
 
-def show(fig, key: str, height: int = 340, top: int = 10) -> None:
+
+def laid_out(fig, height: int = 340, top: int = 10):
     fig.update_layout(height=height, margin={"t": top, "b": 10, "l": 10, "r": 10}, legend_title_text="")
-    st.plotly_chart(fig, key=key)
+    return fig
 
 
 def mark_flags(fig, flagged: pd.DataFrame, y: pd.Series | float, **kw) -> None:
@@ -35,10 +40,46 @@ def charts(by_line: pd.DataFrame, overall: pd.DataFrame, labels: list[str], by: 
     """One chart per row: side by side beside the sidebar at 1000 px, ticks overlapped and facet
     titles were cut. Every chart shades the period in progress, which has not ended."""
     _, running = stats.without_running_period(overall, by)
-    flagged = report.flagged() if report is not None else pd.DataFrame(columns=["period", "business_line", "moved"])
-    periods = overall["period"]
+    flagged = NO_FLAGS if report is None else report.flagged()[list(NO_FLAGS.columns)]
+    fig = figures(by_line, overall, flagged, tuple(labels), by, low, tuple(sorted(colours.items())), graded)
     still = "" if running is None else f" The shaded {by} ({period_label(running, by)}) is still in progress."
     st.subheader("Volume per business line")
+    st.plotly_chart(fig["volume"], key="monitor_chart_volume")
+    st.caption("⚠ marks a line x period flagged for drift." + still + (" Its bar is short, not collapsed."
+                                                                        if running is not None else ""))
+    st.subheader("Confidence over time")
+    st.plotly_chart(fig["confidence"], key="monitor_chart_confidence")
+    st.subheader("Low-confidence share by line and period")
+    st.plotly_chart(fig["heatmap"], key="monitor_chart_heatmap")
+    if by_line["period"].nunique() > HEATMAP_TEXT_PERIODS:
+        st.caption("Too many periods to print a share in each cell: hover over a cell to read it.")
+    st.subheader("Grade mix over time per business line" if graded else "Class mix over time per business line")
+    st.plotly_chart(fig["mix"], key="monitor_chart_mix")
+    st.caption("⚠ marks a line x period flagged for drift." + still)
+    st.subheader("Accuracy: estimated, audited, hard examples")
+    st.plotly_chart(fig["accuracy"], key="monitor_chart_accuracy")
+    accuracy_caption(overall, by, running)
+
+
+HEATMAP_TEXT_PERIODS = 8  # a share per cell while a cell is wide enough to read it at 1000 px
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def figures(by_line: pd.DataFrame, overall: pd.DataFrame, flagged: pd.DataFrame, labels: tuple, by: str, low: float,
+            colours: tuple, graded: bool) -> dict[str, go.Figure]:
+    """The five figures of one view, keyed by the content of what they draw (shared by every session:
+    never changed once built)."""
+    _, running = stats.without_running_period(overall, by)
+    return {"volume": volume_figure(by_line, overall["period"], by, running, flagged, dict(colours)),
+            "confidence": confidence_figure(overall, by, running, low),
+            "heatmap": heatmap_figure(by_line, overall["period"], by, running),
+            "mix": class_mix_figure(by_line, list(labels), by, running, flagged,
+                                    _ordinal.colours(list(labels)) if graded else None),
+            "accuracy": accuracy_figure(overall, by, running)}
+
+
+def volume_figure(by_line: pd.DataFrame, periods: pd.Series, by: str, running, flagged: pd.DataFrame,
+                  colours: dict[str, str]) -> go.Figure:
     fig = go.Figure()
     for line, rows in by_line.sort_values("period").groupby("business_line", sort=True):
         fig.add_bar(x=rows["period"], y=rows["volume"], name=str(line), marker_color=colours.get(line),
@@ -47,48 +88,39 @@ def charts(by_line: pd.DataFrame, overall: pd.DataFrame, labels: list[str], by: 
     mark_flags(fig, flagged, flagged["period"].map(by_line.groupby("period")["volume"].sum())
                if not flagged.empty else 0)
     _ui.period_axis(fig, periods, by, running)
-    show(fig, key="monitor_chart_volume")
-    st.caption("⚠ marks a line x period flagged for drift." + still + (" Its bar is short, not collapsed."
-                                                                        if running is not None else ""))
+    return laid_out(fig)
 
-    st.subheader("Confidence over time")
+
+def confidence_figure(overall: pd.DataFrame, by: str, running, low: float) -> go.Figure:
     fig = go.Figure()
     o = overall.sort_values("period")
     for column, name in (("mean_top_prob", "mean confidence"), ("low_conf_share", f"share below {low:.2f}")):
         fig.add_scatter(x=o["period"], y=o[column], name=name, mode="lines+markers",
                         marker_symbol=["circle-open" if p == running else "circle" for p in o["period"]])
     fig.update_yaxes(range=[0, 1], tickformat=".0%")
-    _ui.period_axis(fig, periods, by, running)
-    show(fig, key="monitor_chart_confidence")
+    _ui.period_axis(fig, overall["period"], by, running)
+    return laid_out(fig)
 
-    st.subheader("Low-confidence share by line and period")
+
+def heatmap_figure(by_line: pd.DataFrame, periods: pd.Series, by: str, running) -> go.Figure:
     heat = by_line.pivot_table(index="business_line", columns="period", values="low_conf_share", sort=True)
-    text = heat.shape[1] <= 8  # a share per cell while a cell is wide enough to read it at 1000 px
+    text = heat.shape[1] <= HEATMAP_TEXT_PERIODS
     fig = go.Figure(go.Heatmap(z=heat.to_numpy(), x=heat.columns, y=heat.index, colorscale="Reds", zmin=0,
                                colorbar={"tickformat": ".0%", "title": {"text": "low-conf."}},
                                texttemplate="%{z:.0%}" if text else None, textfont={"size": 12},
                                hovertemplate="%{y} %{x|%Y-%m-%d}: %{z:.1%}<extra></extra>"))
     fig.update_yaxes(autorange="reversed", title="business line")
     _ui.period_axis(fig, periods, by, running)
-    show(fig, key="monitor_chart_heatmap", height=max(300, 80 + 26 * len(heat)))
-    if not text:
-        st.caption("Too many periods to print a share in each cell: hover over a cell to read it.")
-
-    st.subheader("Grade mix over time per business line" if graded else "Class mix over time per business line")
-    class_mix_over_time(by_line, labels, by, running, flagged, _ordinal.colours(labels) if graded else None)
-    st.caption("⚠ marks a line x period flagged for drift." + still)
-
-    st.subheader("Accuracy: estimated, audited, hard examples")
-    accuracy_chart(overall, by, running)
+    return laid_out(fig, height=max(300, 80 + 26 * len(heat)))
 
 
-def class_mix_over_time(by_line: pd.DataFrame, labels: list[str], by: str, running, flagged: pd.DataFrame,
-                        ordered_colours: dict | None = None) -> None:
+def class_mix_figure(by_line: pd.DataFrame, labels: list[str], by: str, running, flagged: pd.DataFrame,
+                     ordered_colours: dict | None = None) -> go.Figure:
     """Predicted class shares per period, one panel per line; flagged periods carry a marker. An ordinal
     model's grades (`ordered_colours`) stack in their order along a sequential colour scale."""
-    mix = by_line.melt(id_vars=["business_line", "period"], value_vars=[f"share_{label}" for label in labels],
+    mix = by_line.melt(id_vars=["business_line", "period"], value_vars=[f"{slices.SHARE_PREFIX}{label}" for label in labels],
                        var_name="label", value_name="share")
-    mix["label"] = mix["label"].str.removeprefix("share_")
+    mix["label"] = mix["label"].str.removeprefix(slices.SHARE_PREFIX)
     lines = sorted(by_line["business_line"].unique())
     rows = -(-len(lines) // 3)
     height = 60 + 170 * rows  # room for each panel's title above it: squeezed into 340 px they overlapped
@@ -106,10 +138,10 @@ def class_mix_over_time(by_line: pd.DataFrame, labels: list[str], by: str, runni
                             row=rows - i // 3, col=i % 3 + 1)
     _ui.period_axis(fig, by_line["period"], by, running, most=3)
     fig.update_layout(legend={"orientation": "h", "y": 1 + 40 / height, "yanchor": "bottom", "x": 0})
-    show(fig, key="monitor_chart_mix", height=height + 40, top=50)  # the legend above the first titles
+    return laid_out(fig, height=height + 40, top=50)  # the legend above the first titles
 
 
-def accuracy_chart(overall: pd.DataFrame, by: str, running=None) -> None:
+def accuracy_figure(overall: pd.DataFrame, by: str, running=None) -> go.Figure:
     """The three accuracies over all lines per period, on one axis but never merged: estimated with
     its expected error, audited with its Wilson interval, hard examples dashed and labelled biased.
     The period in progress is shaded and its points hollow: a few predictions give a wide bar."""
@@ -133,7 +165,10 @@ def accuracy_chart(overall: pd.DataFrame, by: str, running=None) -> None:
     fig.update_yaxes(tickformat=".0%", range=[0, 1.02])
     fig.update_layout(legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 0})
     _ui.period_axis(fig, o["period"], by, running)
-    show(fig, key="monitor_chart_accuracy")
+    return laid_out(fig)
+
+
+def accuracy_caption(overall: pd.DataFrame, by: str, running) -> None:
     not_estimated = overall.attrs.get("not_estimated", {})
     st.caption(("No estimate: " + "; ".join(not_estimated.values()) + ". " if not_estimated else "")
                + ("" if running is None else f"The shaded {by} is in progress: its hollow points rest on few "

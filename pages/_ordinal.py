@@ -12,7 +12,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import compare, registry
+from core import compare, registry, slices
 from core.slices import period_label
 from pages import _ui
 
@@ -102,7 +102,7 @@ def headline(overall: pd.DataFrame, labels: list[str], by: str, running) -> None
         else overall
     ordered = ordered.sort_values("period")
     last, prev = ordered.iloc[-1], (ordered.iloc[-2] if len(ordered) > 1 else None)
-    top = f"share_{labels[-1]}"
+    top = f"{slices.SHARE_PREFIX}{labels[-1]}"
     cells = [("mean_grade", "Mean grade", False, "The mean position of the predicted (most likely) grades, 1 = "
                                                  f"{labels[0]}, {len(labels)} = {labels[-1]}"),
              ("mean_expected_grade", "Mean expected grade", False, "The mean of each prediction's expected grade "

@@ -50,6 +50,11 @@ def role() -> str:
     return st.session_state.get("role") or auth.ANALYST
 
 
+def may(action: str) -> bool:
+    """Whether the role at work may do `action` (auth.PERMISSIONS)."""
+    return auth.may(role(), action)
+
+
 def model_name() -> str | None:
     _through_entry()
     return st.session_state.get("model")
@@ -206,8 +211,8 @@ def model_choice(version: registry.Version, key: str) -> None:
         st.caption(f"Probabilities: {version.data.get('calibration', 'not recorded (an older version)')}")
         bins = version.metrics.get("reliability")
         if bins:  # confidence vs accuracy per bin; on the diagonal when calibrated
-            # plotly, as every other chart of these pages: st.line_chart imported altair (1.6 s) on a first
-            # render and validated its spec (0.3 s) on every render of Train and Versions, collapsed or not
+            # plotly, as every other chart of these pages: st.line_chart would import altair on a first
+            # render and validate its spec on every render, collapsed or not
             st.plotly_chart(reliability_figure([version]), key=f"{key}_reliability")
             st.caption(f"ECE {fmt_num(version.metrics.get('ece'))}; predictions per bin: "
                        + ", ".join(f"{b['low']:.1f}-{b['high']:.1f}: {b['count']}" for b in bins))

@@ -21,6 +21,20 @@ def shown_text(at) -> str:
     return at.text[1].value  # the first text is the example's business line, time and version
 
 
+def shown_prediction(at) -> int:
+    """The prediction id the example's first line shows ("酒店 · 2026-11-01 10:00 · version 1 · prediction 42")."""
+    return int(at.text[0].value.rsplit("prediction ", 1)[1])
+
+
+def batch_named(at) -> str:
+    """What the "This batch" counter says on hover: "Batch 3, chosen by least confidence"."""
+    return next(m for m in at.metric if m.label == "This batch").proto.help
+
+
+def batch(at):
+    return at.session_state["label_queue"].batch
+
+
 def test_label_page_shows_one_example_with_a_button_per_decision(app):
     at = app("pages/label.py")
     assert not at.exception
@@ -60,14 +74,20 @@ def test_undo_takes_the_last_decision_back(app, seeded_store):
 
 
 def test_the_batch_is_kept_across_reruns_and_replaced_when_the_strategy_changes(app):
+    """What a labeller sees: the same example and batch after a rerun or a trip to bulk mode and back,
+    and a new batch, chosen by the new strategy, once the strategy changes."""
     at = app("pages/label.py")
-    batch = at.session_state["label_batch"]["batch_id"]
+    named, example = batch_named(at), shown_text(at)
+    assert named.endswith("chosen by least confidence")
     at.run()
+    at.toggle(key="label_bulk").set_value(True).run()
+    assert len(at.data_editor[0].value) == 20
     at.toggle(key="label_bulk").set_value(False).run()
-    assert at.session_state["label_batch"]["batch_id"] == batch
+    assert (batch_named(at), shown_text(at)) == (named, example)
     at.selectbox(key="label_strategy").set_value("margin").run()
     assert not at.exception
-    assert at.session_state["label_batch"]["batch_id"] != batch
+    assert batch_named(at) != named and batch_named(at).endswith("chosen by margin")
+    assert {m.label: m.value for m in at.metric}["This batch"] == "0 / 20"
 
 
 def test_the_strategy_select_shows_the_name_and_its_description_below(app):
@@ -116,17 +136,18 @@ def test_an_analyst_reads_but_does_not_label(app):
 
 def test_accept_takes_the_model_suggestion_and_shows_it_on_the_button(app, seeded_store):
     at = app("pages/label.py")
-    row = at.session_state["label_batch"]["examples"].iloc[0]
+    probabilities = at.dataframe[0].value
+    suggested = probabilities.loc[probabilities["model says"] == "◀", "label"].item()
     accept = at.button(key="label_accept")
-    assert row["label"] in accept.label and accept.proto.shortcut.lower() == "a"  # the button shows its key
+    assert suggested in accept.label and accept.proto.shortcut.lower() == "a"  # the button shows its key
     accept.click().run()
     assert not at.exception
-    assert mine(seeded_store) == {row["label"]: 1}
+    assert mine(seeded_store) == {suggested: 1}
 
 
 def test_probabilities_tell_a_near_tie_from_a_tie(app):
     at = app("pages/label.py")
-    examples = at.session_state["label_batch"]["examples"]
+    examples = batch(at).examples
     first = examples.index[0]
     for p_pos, top in ((0.496, "50.4%"), (0.5, "50.0%"), (0.4996, "50.04%")):  # "10.5%" as on the Monitor
         examples.loc[first, ["p_正面", "p_负面", "label", "top_prob"]] = [p_pos, 1 - p_pos, "负面", 1 - p_pos]
@@ -141,28 +162,28 @@ def test_probabilities_tell_a_near_tie_from_a_tie(app):
 def test_skip_is_no_label_and_the_example_comes_back_at_the_end(app, seeded_store):
     at = app("pages/label.py")
     left = sampling.queue_size(seeded_store, MODEL)
-    skipped = int(at.session_state["label_batch"]["queue"][0])
+    skipped = shown_prediction(at)
     first = shown_text(at)
     at.button(key="label_as_skip").click().run()
     assert not at.exception
     assert shown_text(at) != first
-    assert at.session_state["label_batch"]["queue"][-1] == skipped
+    assert batch(at).queue[-1] == skipped
     assert feedback.skipped(seeded_store, MODEL, "tester", [skipped]) == {skipped}
     assert sampling.queue_size(seeded_store, MODEL) == left  # still waiting for a label
     metrics = {m.label: m.value for m in at.metric}
     assert (metrics["Skipped today"], metrics["You labelled today"], metrics["This batch"]) == ("1", "0", "0 / 20")
-    batch = at.session_state["label_batch"]["batch_id"]
+    named = batch_named(at)
     for _ in range(19):  # decide every other example: only the skipped one is left, so a new batch comes,
         at.button(key="label_as_0").click().run()  # of examples not skipped: the skipped one waits behind them all
     assert not at.exception
-    assert at.session_state["label_batch"]["batch_id"] != batch
-    assert skipped not in at.session_state["label_batch"]["queue"]
+    assert batch_named(at) != named
+    assert skipped not in batch(at).queue
     assert f"prediction {skipped}" not in at.text[0].value
 
 
 def test_unclear_goes_to_the_review_queue_and_is_counted_apart(app, seeded_store):
     at = app("pages/label.py")
-    pid = int(at.session_state["label_batch"]["queue"][0])
+    pid = shown_prediction(at)
     at.button(key="label_as_unclear").click().run()
     assert not at.exception
     queue = agreement.review_queue(seeded_store, MODEL)
@@ -253,7 +274,7 @@ def test_search_the_queue_by_text(app):
     left = {m.label: m.value for m in at.metric}["Left in this queue"]
     at.text_input(key="label_search").input("酒店").run()
     assert not at.exception
-    examples = at.session_state["label_batch"]["examples"]
+    examples = batch(at).examples
     assert examples["text"].str.contains("酒店").all()
     assert {m.label: m.value for m in at.metric}["Left in this queue"] != left
     at.selectbox(key="label_strategy").set_value("audit").run()  # a searched random sample is no longer random
@@ -264,7 +285,7 @@ def test_a_comment_goes_with_unclear_and_shows_on_the_review_page(app, seeded_st
     from core import feedback
 
     at = app("pages/label.py")
-    pid = int(at.session_state["label_batch"]["queue"][0])
+    pid = shown_prediction(at)
     at.text_input(key="label_comment").input("两种产品混在一起").run()
     at.button(key="label_as_unclear").click().run()
     assert not at.exception

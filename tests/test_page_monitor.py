@@ -221,3 +221,24 @@ def test_a_link_with_values_the_model_lacks_names_them_and_shows_the_rest(seeded
         assert named in said, named
     assert at.button_group(key="monitor_period").value == "week"
     assert at.multiselect(key="monitor_lines").value == []
+
+
+def test_a_switch_to_a_view_the_server_is_measuring_waits_for_none_of_its_cells(app, seeded_store, monkeypatch):
+    """The server claims every period it is about to measure (core.driftfill): a render of such a view
+    measures no cell itself (the first switch to Day waited for a render budget of fits) and says the
+    server measures them."""
+    from core import drift
+
+    at = app("pages/monitor.py")
+    fits = []
+    real = drift._measure
+    # by period: a thread the first render started may still be measuring its weeks meanwhile
+    monkeypatch.setattr(drift, "_measure", lambda *a: fits.append(a[-1]) or real(*a))
+    assert drift.claim(seeded_store, MODEL, "day")
+    try:
+        at.button_group(key="monitor_period").set_value("day").run()
+    finally:
+        drift.release(seeded_store, MODEL, "day")
+    assert not at.exception
+    assert "day" not in fits
+    assert any("server measures the other" in i.value for i in at.info)
