@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, fields
 
 import pandas as pd
 
-from . import auth, registry, settings
+from . import auth, drift, registry, settings, stats
 from . import store as db
 from .errors import InvalidInput, MMSError, VersionNotFound
 from .slices import PERIODS
@@ -223,8 +223,6 @@ def check_model(store: Store, name: str, drift_budget: float | None = 20.0) -> l
     chosen = get_settings(store, name)
     if not any(_kind_on(chosen, k) for k in (DRIFT, ESTIMATED, AUDITED, VOLUME)):
         return []
-    from . import stats  # stats pulls in drift and its classifiers: only a check that reads figures needs them
-
     by = chosen.period
     lines, overall = stats.stats_by_line_and_overall(store, name, by)
     if overall.empty:
@@ -264,15 +262,11 @@ def _subject(line: str, period) -> str:
 
 
 def _where(line: str, period, by: str) -> str:
-    from .stats import ALL_LINES
-
-    what = "all lines" if line == ALL_LINES else f"line {line}"
+    what = "all lines" if line == stats.ALL_LINES else f"line {line}"
     return f"{what}, the {by} of {pd.Timestamp(period).date()}"
 
 
 def _drift_alerts(store: Store, name: str, by: str, lines: pd.DataFrame, budget: float | None) -> list:
-    from . import drift
-
     try:
         report = drift.drift_by_line_and_period(store, name, by, lines.reset_index(drop=True), budget_seconds=budget)
     except VersionNotFound:  # no active version: nothing to measure against
@@ -289,11 +283,9 @@ def _drift_alerts(store: Store, name: str, by: str, lines: pd.DataFrame, budget:
 
 
 def _volume_alerts(store: Store, name: str, by: str, table: pd.DataFrame, percent: float) -> list:
-    from .stats import without_running_period
-
     raised = []
     for line, rows in table.groupby("business_line"):
-        done, _ = without_running_period(rows.sort_values("period"), by)
+        done, _ = stats.without_running_period(rows.sort_values("period"), by)
         if len(done) < 2 or done["period"].nunique() < 2:
             continue
         before, last = done.iloc[-2], done.iloc[-1]

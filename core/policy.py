@@ -11,6 +11,8 @@ is taken up again by the next due check. Each step is audited in the run's row a
 """
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
 import logging
 import math
@@ -23,9 +25,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import alerts, auth, registry, settings
+from . import alerts, auth, drift, registry, settings, stats, train
 from . import store as db
 from .background import Every
+from .estimators import ModelConfig
 from .errors import InvalidInput, MMSError, Regression, VersionNotFound
 from .registry import FULL, INCREMENTAL
 from .slices import PERIODS
@@ -68,7 +71,7 @@ class Policy:
         if self.new_labels:
             when.append(f"{self.new_labels} new labels have arrived")
         if self.on_drift:
-            when.append(f"drift is flagged on a line (per {self.period})")
+            when.append(f"drift is flagged on a line (per {self.period}) and there are new labels")
         if self.every_hours:
             when.append(f"every {self.every_hours:g} h when there is anything new")
         shadow = ""
@@ -137,8 +140,6 @@ def validate(values: dict, model: registry.Model | None = None, active: registry
     if chosen.enabled and not (chosen.new_labels or chosen.on_drift or chosen.every_hours):
         raise InvalidInput("a policy that is on needs a trigger: a number of new labels, drift, or a schedule in hours")
     if chosen.enabled and mode == INCREMENTAL and active is not None:
-        from .estimators import ModelConfig
-
         if not ModelConfig.from_dict(active.model_config).incremental:
             raise InvalidInput(f"incremental mode needs an active version that learns incrementally; version "
                                f"{active.version} of {model.name!r} uses {active.model_config.get('estimator')}: "
@@ -150,9 +151,13 @@ def validate(values: dict, model: registry.Model | None = None, active: registry
 
 
 def _has_shadow() -> bool:
-    import importlib.util
+    return importlib.util.find_spec(f"{__package__}.shadow") is not None
 
-    return importlib.util.find_spec("core.shadow") is not None
+
+def _shadow():
+    """core.shadow (start, stop, current, scored_since, evidence), imported when a run needs it: it is
+    built on another branch at the same time, and a policy without a shadow step must not need it."""
+    return importlib.import_module(f"{__package__}.shadow")
 
 
 def get_policy(store: Store, name: str) -> Policy:
@@ -315,8 +320,6 @@ def execute(store: Store, run: Run) -> Run:
 
 
 def _train(store: Store, run: Run) -> Run:
-    from . import train
-
     chosen = get_policy(store, run.model)
     began = time.perf_counter()
     try:
@@ -334,10 +337,8 @@ def _train(store: Store, run: Run) -> Run:
         return _update(store, run, ACTIVATED, f"version {version.version} trained and activated as the model's "
                                               f"first version (it beats the trivial answer)", trained=trained)
     if chosen.shadowed:
-        from . import shadow
-
         try:
-            shadow.start(store, run.model, version.version, run.run_by)
+            _shadow().start(store, run.model, version.version, run.run_by)
         except MMSError as e:
             return _update(store, run, FAILED, f"version {version.version} trained and kept, but its shadow could "
                                                f"not start: {e}", trained=trained)
@@ -349,8 +350,7 @@ def _train(store: Store, run: Run) -> Run:
 
 
 def _finish_shadow_if_due(store: Store, run: Run, now=None) -> Run:
-    from . import shadow
-
+    shadow = _shadow()
     plan = run.details.get("shadow", {})
     now = db.now() if now is None else pd.Timestamp(now)
     started = pd.Timestamp(plan["started_at"])
@@ -419,7 +419,8 @@ def _refused(store: Store, run: Run, sentence: str, **details) -> Run:
 
 def due(store: Store, name: str, now=None) -> tuple[str, dict] | None:
     """Why the model's policy wants a run now ((trigger, why) with a sentence), or None: off, a run
-    open, or no trigger met. Drift on a line x period is a trigger once per reference version."""
+    open, or no trigger met. Drift on a line x period is a trigger once, and drift or a schedule only
+    when there are new labels to learn from."""
     now = db.now() if now is None else pd.Timestamp(now)
     with store.connect() as con:
         model = registry.find_model(con, name)
@@ -433,7 +434,7 @@ def due(store: Store, name: str, now=None) -> tuple[str, dict] | None:
     since = f"since the newest version" if newest >= 0 else "and no version yet"
     if chosen.new_labels and new >= chosen.new_labels:
         return LABELS, {"sentence": f"{new} new labels {since} (policy: {chosen.new_labels})", "new_labels": new}
-    if chosen.on_drift and model.active_version is not None:
+    if chosen.on_drift and model.active_version is not None and new > 0:  # nothing new: a retrain learns nothing
         cells = _unhandled_drift(store, name, chosen.period, runs)
         if cells:
             lines = sorted({c["business_line"] for c in cells})
@@ -449,19 +450,19 @@ def due(store: Store, name: str, now=None) -> tuple[str, dict] | None:
 
 def _unhandled_drift(store: Store, name: str, by: str, runs: list[Run]) -> list[dict]:
     """Flagged line x periods of the latest two periods that no earlier run was triggered by."""
-    from . import drift, stats
-
     lines = stats.stats_by_line_and_period(store, name, by)
     if lines.empty:
         return []
     recent = sorted(lines["period"].unique())[-2:]
     report = drift.drift_by_line_and_period(store, name, by, lines[lines["period"].isin(recent)].reset_index(drop=True),
                                             budget_seconds=20.0)
-    handled = {(c["business_line"], str(pd.Timestamp(c["period"])), c["reference_version"])
-               for r in runs for c in r.details.get("why", {}).get("cells", [])}
+    # once per line x period: a version trained for it is compared with that period again, and what
+    # retraining could not fix there must not start a run on every check
+    handled = {(c["business_line"], str(pd.Timestamp(c["period"]))) for r in runs
+               for c in r.details.get("why", {}).get("cells", [])}
     cells = [{"business_line": c.business_line, "period": str(pd.Timestamp(c.period)), "reference_version": report.version}
              for c in report.flagged().itertuples()]
-    return [c for c in cells if (c["business_line"], c["period"], c["reference_version"]) not in handled]
+    return [c for c in cells if (c["business_line"], c["period"]) not in handled]
 
 
 def check_model(store: Store, name: str, wait: bool = True, now=None) -> str:
