@@ -11,6 +11,7 @@ import streamlit as st
 from core import auth, drift, export, monitoring, settings, slices, stats
 from core.slices import Slice, period_label
 from pages import _charts, _ordinal, _ui
+from pages import _alerts
 
 ALL = 0  # the version filter's "all versions" (versions count from 1)
 FILTER_KEYS = ("monitor_lines", "monitor_period", "monitor_dates", "monitor_version", "monitor_range")
@@ -350,6 +351,7 @@ def main() -> None:
     store = _ui.store()
     key = str(store.path)
     st.title("Monitor")
+    _alerts.section(name)  # open and acknowledged alerts, and their thresholds (pages/_alerts.py)
     with _ui.errors_as_messages():
         revision = _ui.revision()
         with st.spinner("Reading the prediction log…"):

@@ -16,6 +16,7 @@ import streamlit as st
 
 from core import auth, compare, estimators, preprocess, registry, selection, train
 from pages import _ordinal, _ui
+from pages import _policy
 
 PLAN_TILE, METRIC_TILE = 250, 200  # px: "not possible" and "Calibration error (ECE)" in full
 TABLE_TILE = 440  # px: a per-class or per-line table with both versions and the delta
@@ -481,6 +482,7 @@ def main() -> None:
     if to_activate:
         with result:
             activate(model, *to_activate)
+    _policy.section(name)  # the retraining policy and its runs (pages/_policy.py)
 
 
 main()
