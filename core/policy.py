@@ -477,12 +477,15 @@ def check_model(store: Store, name: str, wait: bool = True, now=None) -> str:
             return f"run {run.run_id} is {run.state} in this process"
         if run.state != SHADOW and run.worker != _worker() and worker_alive(run.worker):
             return f"run {run.run_id} is {run.state} in process {run.worker}"
-        if run.state != SHADOW:
-            run = _update(store, run, resumed=run.details.get("resumed", []) + [
-                {"at": db.now(), "state": run.state, "from": run.worker}])
-            log.warning("MMS: policy run %d of %s taken up again (%s; its process %s is gone)", run.run_id, name,
-                        run.state, run.worker)
-        return _go(store, run, wait, "taken up again" if run.state != SHADOW else "in shadow")
+        if run.state == SHADOW:
+            return _go(store, run, wait, "in shadow")
+        if run.worker == _worker():  # left by a step of this process that raised
+            return _go(store, run, wait, "carried on")
+        run = _update(store, run, resumed=run.details.get("resumed", []) + [
+            {"at": db.now(), "state": run.state, "from": run.worker}])
+        log.warning("MMS: policy run %d of %s taken up again (%s; its process %s is gone)", run.run_id, name,
+                    run.state, run.worker)
+        return _go(store, run, wait, "taken up again")
     trigger = due(store, name, now)
     if trigger is None:
         return "nothing due"
