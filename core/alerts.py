@@ -398,7 +398,15 @@ def post(url: str, body: dict) -> tuple[bool, int | None, str]:
 def deliver_due(store: Store) -> int:
     """One attempt for every pending delivery that is due; each attempt and the alert's delivery state
     are recorded (sent; pending again after a growing wait; failed after MMS_ALERT_ATTEMPTS). Returns
-    how many attempts were made."""
+    how many attempts were made. One pass at a time in a process: two would send the same alert twice."""
+    with _delivering:
+        return _deliver_due(store)
+
+
+_delivering = threading.Lock()
+
+
+def _deliver_due(store: Store) -> int:
     with store.connect() as con:
         due = db.due_deliveries(con)
         names = {m["model_id"]: m["name"] for m in db.all_models(con)}

@@ -514,9 +514,9 @@ def _in_background(store: Store, run: Run) -> None:
         log.exception("MMS: policy run %d of %s failed", run.run_id, run.model)
 
 
-def check_all(store: Store, wait: bool = True, now=None) -> dict[str, str]:
+def check_all(store: Store, wait: bool = True, now=None, deliver: bool = True) -> dict[str, str]:
     """One due check of every model with a policy (or an open run), then of every model's alert
-    thresholds, then one attempt at every due alert delivery: what `python -m core policy check`
+    thresholds, then (`deliver`) one attempt at every due alert delivery: what `python -m core policy check`
     and the server's loop run. Returns what happened per model."""
     with store.connect() as con:
         names = [r["name"] for r in db.models_with_policy(con)]
@@ -530,7 +530,8 @@ def check_all(store: Store, wait: bool = True, now=None) -> dict[str, str]:
     for alert in alerts.check_all(store):
         done.setdefault(alert.model, "")
         done[alert.model] = (done[alert.model] + f"; alert: {alert.message}").lstrip("; ")
-    alerts.deliver_due(store)
+    if deliver:  # the server's sender thread delivers there
+        alerts.deliver_due(store)
     return done
 
 
@@ -580,7 +581,7 @@ class Loop(Every):
             self._stop.set()
             return
         try:
-            for name, what in check_all(self.store, wait=False).items():
+            for name, what in check_all(self.store, wait=False, deliver=False).items():
                 if what != "nothing due":
                     log.warning("MMS: policy of %s: %s", name, what)
         except MMSError as e:

@@ -6,7 +6,7 @@ import streamlit as st
 from core import alerts, auth
 from pages import _ui
 
-SHOWN = ["alert_id", "raised_at", "kind", "message", "state", "acknowledged_by", "delivery", "attempts", "last_error"]
+SHOWN = ["alert_id", "raised_at", "state", "message", "kind", "acknowledged_by", "delivery", "attempts", "last_error"]
 
 
 def section(name: str) -> None:
@@ -30,7 +30,7 @@ def section(name: str) -> None:
 
 
 def _list(table: pd.DataFrame, opened: pd.DataFrame) -> None:
-    st.dataframe(table[SHOWN], hide_index=True, use_container_width=True, key="alerts_table",
+    st.dataframe(table[SHOWN].fillna({"acknowledged_by": ""}), hide_index=True, use_container_width=True, key="alerts_table",
                  column_config={"raised_at": st.column_config.DatetimeColumn("raised", format="YYYY-MM-DD HH:mm"),
                                 "message": st.column_config.TextColumn("message", width="large"),
                                 "last_error": st.column_config.TextColumn("last delivery error")})

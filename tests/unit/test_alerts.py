@@ -1,9 +1,7 @@
 """Alerts (issue 26): thresholds per model raise alerts once, an owner or analyst acknowledges them,
 and a webhook receives them as JSON, retried after an outage, every attempt recorded."""
-import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pandas as pd
 import pytest
@@ -12,48 +10,9 @@ from conftest import WORSE_CONFIG
 from core import alerts, demo, policy, predict, registry
 from core.errors import InvalidInput, ModelNotFound, PermissionDenied
 from servers import free_port
+from webhook import Receiver
 
 MODEL = demo.MODEL
-
-
-class Receiver:
-    """A webhook receiver on loopback: keeps every JSON body; answers `status` (a list is used up
-    one answer per request, its last one kept); `hold` makes it wait before answering."""
-
-    def __init__(self, port: int | None = None, status=200):
-        self.port = port or free_port()
-        self.bodies, self.status, self.hold = [], status, None
-        received = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                if received.hold is not None:
-                    received.hold.wait(30)
-                code = received.status.pop(0) if isinstance(received.status, list) and len(received.status) > 1 \
-                    else received.status[0] if isinstance(received.status, list) else received.status
-                if code == 200:
-                    received.bodies.append(body)
-                self.send_response(code)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook?token=secret"
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def until(condition, seconds: float = 60):
@@ -172,6 +131,19 @@ def test_a_delivery_that_keeps_failing_is_recorded_as_failed_and_kept(seeded_sto
     row = table(seeded_store).set_index("alert_id").loc[alert.alert_id]
     assert (row["state"], row["attempts"]) == ("open", 3)
     assert "HTTP 500" in row["last_error"] and "gave up after 3 attempts" in row["last_error"]
+
+
+def test_two_delivery_passes_at_once_send_each_alert_once(seeded_store):
+    """The server's sender and a due check by hand may deliver at the same moment."""
+    with Receiver() as receiver:
+        alerts.set_settings(seeded_store, MODEL, "olga", webhook=receiver.url, estimated_below=0.99)
+        raised = alerts.check_model(seeded_store, MODEL)
+        passes = [threading.Thread(target=alerts.deliver_due, args=(seeded_store,)) for _ in range(3)]
+        for t in passes:
+            t.start()
+        for t in passes:
+            t.join()
+    assert sorted(b["alert_id"] for b in receiver.bodies) == sorted(a.alert_id for a in raised)
 
 
 def test_the_sender_thread_never_makes_the_raiser_wait(seeded_store):
