@@ -1,6 +1,7 @@
 """A webhook receiver on loopback for the alert tests: what a team's chat or pager endpoint would be."""
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from servers import free_port
@@ -8,11 +9,12 @@ from servers import free_port
 
 class Receiver:
     """A webhook receiver on loopback: keeps every JSON body; answers `status` (a list is used up
-    one answer per request, its last one kept); `hold` makes it wait before answering."""
+    one answer per request, its last one kept); `hold` makes it wait before answering. `arrived`:
+    each kept body's arrival (time.perf_counter)."""
 
     def __init__(self, port: int | None = None, status=200):
         self.port = port or free_port()
-        self.bodies, self.status, self.hold = [], status, None
+        self.bodies, self.arrived, self.status, self.hold = [], [], status, None
         received = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -24,6 +26,7 @@ class Receiver:
                     else received.status[0] if isinstance(received.status, list) else received.status
                 if code == 200:
                     received.bodies.append(body)
+                    received.arrived.append(time.perf_counter())
                 self.send_response(code)
                 self.end_headers()
 
