@@ -21,7 +21,7 @@ import pandas as pd
 
 from . import auth, drift, registry, settings, stats
 from . import store as db
-from .errors import InvalidInput, MMSError, VersionNotFound
+from .errors import AlertNotFound, InvalidInput, MMSError, VersionNotFound
 from .slices import PERIODS
 from .store import Store
 
@@ -352,7 +352,7 @@ def acknowledge(store: Store, alert_id: int, user: str) -> dict:
         auth.require(con, user, "acknowledge")
         row = db.alert_row(con, int(alert_id))
         if row is None:
-            raise InvalidInput(f"there is no alert {alert_id}")
+            raise AlertNotFound(f"there is no alert {alert_id}")
         if row["state"] == ACKNOWLEDGED:
             raise InvalidInput(f"alert {alert_id} was acknowledged already, by {row['acknowledged_by']} "
                                f"at {pd.Timestamp(row['acknowledged_at']):%Y-%m-%d %H:%M}")

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import WORSE_CONFIG
 from core import alerts, demo, policy, predict, registry
-from core.errors import InvalidInput, ModelNotFound, PermissionDenied
+from core.errors import AlertNotFound, InvalidInput, ModelNotFound, PermissionDenied
 from servers import free_port
 from webhook import Receiver
 
@@ -79,7 +79,7 @@ def test_an_owner_or_analyst_acknowledges_an_alert_once(team):
     assert (row["state"], row["acknowledged_by"]) == ("acknowledged", "anna")
     with pytest.raises(InvalidInput, match=f"alert {first.alert_id} was acknowledged already, by anna"):
         alerts.acknowledge(team, first.alert_id, "olga")
-    with pytest.raises(InvalidInput, match="there is no alert 999999"):
+    with pytest.raises(AlertNotFound, match="there is no alert 999999"):
         alerts.acknowledge(team, 999999, "olga")
     assert len(table(team, state="open")) == len(table(team)) - 1
 

@@ -88,10 +88,11 @@ def test_the_api_sets_a_policy_runs_it_and_lists_its_runs(client, seeded_store):
 
 
 @pytest.mark.parametrize("path, body, says", [
-    ("policy", {"enabled": True, "new_labels": -1}, "new_labels must be a whole number from 1"),
+    ("policy", {"enabled": True, "new_labels": -1}, "new_labels"),
     ("policy", {"enabled": True}, "a policy that is on needs a trigger"),
     ("alert-settings", {"webhook": "file:///etc/passwd"}, "a webhook URL must start with http:// or https://"),
-    ("alert-settings", {"volume_drop_percent": 300}, "volume_drop_percent must be a percentage"),
+    ("alert-settings", {"volume_drop_percent": 300}, "volume_drop_percent"),
+    ("alert-settings", {"colour": "red"}, "colour"),
 ])
 def test_api_mistakes_are_a_sentence_and_change_nothing(client, seeded_store, path, body, says):
     answer = client.put(f"/models/{MODEL}/{path}", json=body)
@@ -109,4 +110,5 @@ def test_the_api_lists_and_acknowledges_alerts(client, seeded_store):
     assert client.post(f"/alerts/{first}/acknowledge").json()["state"] == "acknowledged"
     again = client.post(f"/alerts/{first}/acknowledge")
     assert again.status_code == 422 and "acknowledged already" in again.json()["error"]
-    assert client.get(f"/models/nope/alerts").status_code == 404
+    assert client.get("/models/nope/alerts").status_code == 404
+    assert client.post("/alerts/999999/acknowledge").status_code == 404
