@@ -93,7 +93,7 @@ _users_lock = threading.Lock()
 def is_open(store: Store, max_age: float = 0.0) -> bool:
     """Whether the store has no users. With `max_age`, an answer this process read less than that
     many seconds ago is reused unless this process wrote a user since (`recent_is_open`): the API
-    asks on every request, and a query each was 9 % of the server's CPU."""
+    asks on every request, and a query each would be a large share of the server's CPU."""
     known = recent_is_open(store, max_age)
     if known is not None:
         return known
@@ -174,15 +174,6 @@ def remove_user(store: Store, name: str, by: str) -> None:
 def users(store: Store):
     with store.connect() as con:
         return db.all_users(con)
-
-
-def verify_password(store: Store, name: str, password: str) -> Identity | None:
-    """The identity if the password is right; None otherwise (no hint which part was wrong).
-
-    No backoff and no audit: faces sign people in with `sign_in`."""
-    with store.connect() as con:
-        row = db.user_row(con, name)
-    return Identity(row["name"], row["role"]) if _password_matches(row, password) else None
 
 
 WRONG_PASSWORD = "Unknown user or wrong password."

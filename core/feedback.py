@@ -9,11 +9,9 @@ from . import agreement, auth, registry
 from . import store as db
 from .errors import InvalidInput
 from .files import display_name, read_table
+from .ids import LARGEST_ID
 from .registry import NOT_TRAINING_LABELS, SKIP
 from .store import Store
-
-
-LARGEST_ID = 2 ** 63 - 1  # the store's BIGINT
 
 
 def _prediction_ids(values: pd.Series, filename: str) -> pd.Series:

@@ -107,6 +107,21 @@ def candidate_configs(base: ModelConfig | None = None) -> list[ModelConfig]:
     return [_config(base or ModelConfig(), c) for c in CANDIDATES]
 
 
+def reused(version, why: str, asked: str) -> dict:
+    """The selection record of a version that takes `version`'s choice without a search (an
+    incremental update, or a full retrain the owner asked to refit): that version's record, its
+    candidates and scores included, with which version's search made the choice, why it was reused
+    and what was asked."""
+    record = dict(version.data.get("selection") or {})
+    made_in = record.get("reused", {}).get("selected_in", version.version)
+    record["chosen"] = version.model_config
+    record.setdefault("tried", [])
+    record.setdefault("reason", f"version {version.version}'s config was given, not selected")
+    record["reused"] = {"selected_in": made_in, "from_version": version.version, "why": why}
+    record["asked"] = asked
+    return record
+
+
 def chosen_how(version) -> str:
     """How a version's config came to be, in a few words for a table cell (`versions`):
     selection's pick or the active config it kept, the fallback, the parent's, or pinned."""
@@ -115,6 +130,8 @@ def chosen_how(version) -> str:
         return "parent's (incremental)"
     if not record:
         return "pinned"
+    if "reused" in record:
+        return f"v{record['reused']['from_version']}'s choice, refit (no search)"
     if "fallback" in record:
         return "fixed: too few rows for CV"
     key = f"cv_{record.get('scoring', 'macro_f1')}"
@@ -134,6 +151,10 @@ def why_chosen(version) -> str:
         return f"an incremental update keeps its parent's (v{version.parent_version}) config"
     if not record:
         return "the model's config names its estimator, so it was trained as given"
+    if "reused" in record and version.mode != "incremental":
+        made = record["reused"]["selected_in"]
+        how = record.get("fallback") or record.get("reason") or "given, not selected"
+        return f"{record['reused']['why']} (chosen in version {made}: {how})"
     return record.get("fallback") or record["reason"]
 
 

@@ -17,6 +17,8 @@ from .errors import InvalidInput
 PERIODS = ("day", "week", "month")
 PERIOD_STEP = {"day": pd.DateOffset(days=1), "week": pd.DateOffset(weeks=1), "month": pd.DateOffset(months=1)}
 ONE_DAY = dt.timedelta(days=1)
+# A line x period statistics table has a column SHARE_PREFIX + label per predicted label: its share of the volume.
+SHARE_PREFIX = "share_"
 
 
 def check_period(period: str) -> str:

@@ -11,7 +11,7 @@ from . import drift, monitoring, registry, settings
 from . import store as db
 from .errors import VersionNotFound
 from .registry import NOT_TRAINING_LABELS
-from .slices import PERIOD_STEP, Slice, check_period
+from .slices import PERIOD_STEP, SHARE_PREFIX, Slice, check_period
 from .store import Store
 
 # labelled counts every label that came back (audit, hard examples, imported); macro_f1 is over
@@ -115,7 +115,7 @@ def with_shift(by_line: pd.DataFrame, overall: pd.DataFrame, cells: pd.DataFrame
 
 def _chance(table: pd.DataFrame) -> float:
     """The accuracy of a guess among the model's labels (the statistics carry a share per label)."""
-    return 1 / max(sum(c.startswith("share_") for c in table.columns), 1)
+    return 1 / max(sum(c.startswith(SHARE_PREFIX) for c in table.columns), 1)
 
 
 def _metrics(con, model: registry.Model, version: int) -> dict | None:
@@ -152,7 +152,7 @@ def _with_audit(sums: pd.DataFrame, audit: pd.DataFrame, hard: pd.DataFrame, sha
 def _table(sums: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
     """The statistics table from line_period_statistics' sums (one group of rows: by line, or overall),
     with the three accuracies apart (monitoring.ACCURACIES says which is which)."""
-    share_cols = [f"share_{label}" for label in labels]
+    share_cols = [SHARE_PREFIX + label for label in labels]
     if sums.empty:
         return pd.DataFrame(columns=COLUMNS + share_cols + monitoring.COLUMNS)
     column = {c: sums[c].to_numpy(dtype=float) for c in ("n", "sum_top_prob", "n_low", "labelled", "correct", "macro_f1")}
@@ -199,7 +199,7 @@ def with_grades(table: pd.DataFrame, sums: pd.DataFrame, labels: list[str]) -> p
     the labels given and the grades predicted; NaN without labels), from _grade_sums."""
     if table.empty:
         return table.reindex(columns=[*table.columns, *GRADE_COLUMNS])
-    shares = table[[f"share_{label}" for label in labels]].fillna(0).to_numpy(dtype=float)
+    shares = table[[SHARE_PREFIX + label for label in labels]].fillna(0).to_numpy(dtype=float)
     labelled = sums["graded_labels"].fillna(0).to_numpy(dtype=float)
     keyed = pd.DataFrame({"business_line": sums["business_line"].to_numpy(), "period": sums["period"].to_numpy(),
                           "mean_expected_grade": sums["sum_expected_grade"].to_numpy(dtype=float)
@@ -208,7 +208,7 @@ def with_grades(table: pd.DataFrame, sums: pd.DataFrame, labels: list[str]) -> p
                                                    / np.maximum(labelled, 1), np.nan)})
     out = table.assign(mean_grade=shares @ np.arange(1, len(labels) + 1), period=pd.to_datetime(table["period"]))
     out = out.merge(keyed, on=["business_line", "period"], how="left")
-    after = list(table.columns).index(f"share_{labels[-1]}") + 1  # beside the grade shares, not past the accuracies
+    after = list(table.columns).index(SHARE_PREFIX + labels[-1]) + 1  # beside the grade shares, not past the accuracies
     return out[[*table.columns[:after], *GRADE_COLUMNS, *table.columns[after:]]]
 
 
@@ -258,14 +258,3 @@ def compare_last_periods(stats: pd.DataFrame) -> dict:
         delta = None if prev is None or pd.isna(prev[m]) or pd.isna(value) else value - prev[m]
         result[m] = (None if pd.isna(value) else value, delta)
     return result
-
-
-def class_mix_by_line(stats: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
-    """Each business line's share of predictions per predicted label over all its periods
-    (columns business_line, label, share), from stats_by_line_and_period's output."""
-    share_cols = [f"share_{label}" for label in labels]
-    if stats.empty:
-        return pd.DataFrame(columns=["business_line", "label", "share"])
-    counts = stats[share_cols].mul(stats["volume"], axis=0).groupby(stats["business_line"]).sum()
-    mix = counts.div(counts.sum(axis=1), axis=0).rename(columns=dict(zip(share_cols, labels)))
-    return mix.reset_index().melt(id_vars="business_line", var_name="label", value_name="share")

@@ -16,7 +16,8 @@ import pandas as pd
 from . import artifacts, auth, registry, selection
 from . import store as db
 from .errors import Regression, TrainingError
-from .estimators import ModelConfig, build_pipeline, calibration_folds, calibration_note, incremental_core
+from .estimators import (ModelConfig, build_pipeline, calibration_folds, calibration_note, incremental_core,
+                         model_step)
 # Model files written before estimators.py existed pickled their analyzer as core.train.TokenNgrams.
 from .estimators import TokenNgrams  # noqa: F401
 from .metrics import evaluate
@@ -32,6 +33,7 @@ class TrainingPlan:
     active_version: int | None
     incremental_possible: bool
     reason: str
+    full_retrain: str = ""     # what a full retrain would do: re-select by cross-validation, or refit only
 
 
 @dataclass(frozen=True)
@@ -91,19 +93,41 @@ def training_plan(store: Store, name: str) -> TrainingPlan:
     train_rows = summary[summary["split"] == "train"].groupby("source")["rows"].sum().to_dict()
     if active is None:
         possible, reason = False, "no active version to update yet"
-    elif not ModelConfig.from_dict(active.model_config).incremental:
-        possible, reason = False, f"the active version uses {active.model_config['estimator']}, which cannot learn incrementally"
+    elif not updatable(model, ModelConfig.from_dict(active.model_config)):
+        possible, reason = False, (f"the active version uses {active.model_config['estimator']}, which cannot learn "
+                                   f"incrementally (with the estimator set to auto, an update refits the chosen one)")
     elif not new:
         possible, reason = False, f"no new labels since version {active.version}"
     else:
         possible, reason = True, f"{sum(new.values())} new labels since version {active.version}"
     return TrainingPlan({k: int(v) for k, v in train_rows.items()}, {k: int(v) for k, v in new.items()},
-                        model.active_version, possible, reason)
+                        model.active_version, possible, reason, full_retrain_plan(model, active))
+
+
+def updatable(model: registry.Model, config: ModelConfig) -> bool:
+    """Whether a version with `config` of `model` can be updated incrementally: an sgd model learns
+    on (partial_fit); a model in the default mode (estimator "auto") keeps its parent's selection
+    and fitted features and refits the classifier, which skips the search that makes most of a full
+    retrain's time. A pinned non-sgd config is refused: its full retrain does no search either."""
+    return config.incremental or not ModelConfig.from_dict(model.model_config).pinned
+
+
+def full_retrain_plan(model: registry.Model, active: registry.Version | None) -> str:
+    """What a full retrain does by default and what the owner may choose instead, in a sentence."""
+    config = ModelConfig.from_dict(model.model_config)
+    if config.pinned:
+        return f"refits the pinned config ({config.describe()}): no model selection"
+    if active is None:
+        return "selects the estimator and features by cross-validation (the default mode), then fits"
+    return (f"re-selects by cross-validation (keeping version {active.version}'s "
+            f"{ModelConfig.from_dict(active.model_config).describe()} unless a candidate beats it beyond the "
+            f"folds' noise), or, if you choose refit, fits that choice again on every row with no search")
 
 
 def train_version(store: Store, name: str, user: str, incremental: bool = False,
                   model_config: dict | None = None, preprocess: dict | None = None,
-                  activate: bool = False, progress=None, budget: float | None = None) -> registry.Version:
+                  activate: bool = False, progress=None, budget: float | None = None,
+                  reselect: bool | None = None) -> registry.Version:
     """Train and register a new version; the model's first version becomes active by itself when it
     beats the trivial answer (the promotion guard's baseline), else it is kept and Regression says why.
 
@@ -121,17 +145,23 @@ def train_version(store: Store, name: str, user: str, incremental: bool = False,
     if incremental:
         if model_config:
             raise TrainingError("an incremental update keeps the parent's config; use a full retrain to change it")
+        if reselect:
+            raise TrainingError("an incremental update keeps its parent's selection; use a full retrain to re-select")
         fit = fit_incremental(store, model, parent, progress)
     else:
         config = ModelConfig.from_dict(model_config if model_config is not None else model.model_config)
+        if reselect and config.pinned:
+            raise TrainingError(f"there is nothing to re-select: the config names its estimator ({config.estimator}); "
+                                f"set the estimator to auto for model selection")
         prep = PreprocessConfig.from_dict(preprocess if preprocess is not None else model.preprocess)
-        fit = fit_full(store, model, config, prep, progress, budget)
+        fit = fit_full(store, model, config, prep, progress, budget, reselect)
     return _evaluate_and_register(store, model, fit, user, activate, progress)
 
 
 def fit_full(store: Store, model: registry.Model, config: ModelConfig, prep: PreprocessConfig,
-             progress=_quiet, budget: float | None = None) -> Fit:
-    """A new pipeline fitted on every training example of the model (its config chosen first when "auto")."""
+             progress=_quiet, budget: float | None = None, reselect: bool | None = None) -> Fit:
+    """A new pipeline fitted on every training example of the model (its config chosen first when
+    "auto", or with `reselect` False the active version's choice kept)."""
     progress(0.05, "loading training examples")
     train = _tokens(store, model.model_id, "train", prep, model.labels, progress=progress)
     classes = sorted(set(train["label"]))
@@ -146,9 +176,18 @@ def fit_full(store: Store, model: registry.Model, config: ModelConfig, prep: Pre
     if not config.pinned:
         active = registry.get_version(store, model.name) if model.active_version else None
         incumbent = ModelConfig.from_dict(active.model_config) if active else None
-        chosen = selection.select(tokens, labels, config, budget, progress, incumbent, _grades(model))
-        config, notes["selection"] = chosen.config, chosen.record
-        progress(0.4, chosen.record.get("fallback") or f"chose {config.describe()}: {chosen.record['reason']}")
+        asked = {None: "default (re-select)", True: "re-select", False: "refit"}[reselect]
+        if reselect is False and active is not None:
+            config = incumbent
+            notes["selection"] = selection.reused(active, f"the owner chose to refit version {active.version}'s "
+                                                          f"choice with no new search", asked)
+            progress(0.4, f"refitting version {active.version}'s choice, {config.describe()}, with no search")
+        else:
+            chosen = selection.select(tokens, labels, config, budget, progress, incumbent, _grades(model))
+            config, notes["selection"] = chosen.config, {**chosen.record, "asked": asked}
+            if reselect is False:
+                notes["selection"]["asked"] = "refit, but there was no active version to take a choice from: selected"
+            progress(0.4, chosen.record.get("fallback") or f"chose {config.describe()}: {chosen.record['reason']}")
     folds = calibration_folds(labels)
     pipeline = build_pipeline(config, folds, _grades(model))  # the very model_step selection scored
     progress(0.45, f"fitting {config.describe()} on {len(train)} examples")
@@ -183,9 +222,11 @@ def fit_incremental(store: Store, model: registry.Model, parent: registry.Versio
     plus a seeded replay sample of the rows it learned from: new labels alone pull an SGD model
     towards the hard examples' corner and it forgets the rest (0.918 -> 0.911 over two rounds)."""
     config = ModelConfig.from_dict(parent.model_config)
-    if not config.incremental:
+    if not updatable(model, config):
         raise TrainingError(f"version {parent.version} uses {config.estimator}, which cannot learn "
-                            f"incrementally; run a full retrain, or choose the sgd estimator")
+                            f"incrementally; run a full retrain, or choose the sgd estimator (or auto)")
+    if not config.incremental:
+        return refit_kept_features(store, model, parent, progress)
     prep = PreprocessConfig.from_dict(parent.preprocess)
     progress(0.05, "loading the new labels")
     train = _tokens(store, model.model_id, "train", prep, model.labels, parent.max_example_id, progress)
@@ -206,6 +247,41 @@ def fit_incremental(store: Store, model: registry.Model, parent: registry.Versio
              "calibration": parent.data.get("calibration", "as the parent's")}
     return Fit(pipeline, config, prep, train, registry.INCREMENTAL, parent.version, seen,
                max(int(train["example_id"].max()), parent.max_example_id), notes)
+
+
+def refit_kept_features(store: Store, model: registry.Model, parent: registry.Version, progress=_quiet) -> Fit:
+    """An incremental update of a model in the default mode: the parent's selection (its config) and
+    its fitted features (vocabulary and IDF) are kept, and the classifier step, calibration included,
+    is refitted on every training row, the new labels among them. No model selection runs, which is
+    most of a full retrain's time. LinearSVC (liblinear) has no warm start and a refit of the
+    classifier alone takes seconds, so the classifier is refitted whole rather than continued."""
+    config = ModelConfig.from_dict(parent.model_config)
+    prep = PreprocessConfig.from_dict(parent.preprocess)
+    progress(0.05, "loading the new labels")
+    new = _tokens(store, model.model_id, "train", prep, model.labels, parent.max_example_id, progress)
+    if new.empty:
+        raise TrainingError(f"no new labels since version {parent.version}; nothing to learn")
+    train = _tokens(store, model.model_id, "train", prep, model.labels, progress=progress)
+    from sklearn.pipeline import Pipeline  # scikit-learn loads when a model is fitted, not at start-up
+
+    # the parent's fitted features step itself, not a copy: it is only read (a deep copy of its
+    # vocabulary took longer than the refit)
+    features = artifacts.load(store, parent)["pipeline"].named_steps["features"]
+    tokens, labels = train["tokens"].tolist(), train["label"].tolist()
+    progress(0.3, f"refitting {config.describe()} on {len(train)} rows over version {parent.version}'s features")
+    X = features.transform(tokens)
+    folds = calibration_folds(labels)
+    pipeline = Pipeline([("features", features),
+                         ("clf", model_step(config, folds, _grades(model)).fit(X, np.asarray(labels)))])
+    seen = {k: int(v) for k, v in train["source"].value_counts().items()}
+    notes = {"selection": selection.reused(parent, "an incremental update keeps its parent's choice", "incremental"),
+             "refit": {"rows": int(len(train)), "how": f"the classifier refitted on every training row over "
+                                                       f"version {parent.version}'s fitted features "
+                                                       f"({len(getattr(features, 'vocabulary_', {})):,} terms kept); "
+                                                       f"no model selection"},
+             "calibration": _calibration_record(pipeline, config, folds, labels)}
+    return Fit(pipeline, config, prep, new, registry.INCREMENTAL, parent.version, seen,
+               max(int(new["example_id"].max()), parent.max_example_id), notes)
 
 
 def _partial_fit(pipeline, train: pd.DataFrame, config: ModelConfig) -> None:

@@ -196,7 +196,9 @@ def model_choice(version: registry.Version, key: str) -> None:
         if chosen and "fallback" in chosen:
             st.warning(chosen["fallback"])
         elif chosen:
-            st.caption(chosen["reason"])
+            reused = chosen.get("reused")  # an incremental update or a refit: the choice of an earlier search
+            st.caption((f"Chosen in version {reused['selected_in']}, not searched again ({reused['why']}): "
+                        if reused else "") + chosen.get("reason", "the config was given, not selected"))
             st.dataframe(pd.DataFrame([{"candidate": t["describe"], "CV macro-F1": t.get("cv_macro_f1"),
                                         "CV accuracy": t.get("cv_accuracy"), "seconds": t.get("seconds"),
                                         "skipped": t.get("skipped", "")} for t in chosen["tried"]]),

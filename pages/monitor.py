@@ -310,7 +310,7 @@ def table(by_line: pd.DataFrame, name: str, by: str, report: drift.DriftReport |
     st.subheader("Statistics")
     percent = {"low_conf_share", "estimated_accuracy", "estimate_error", "estimate_low", "estimate_high",
                "audited_accuracy", "audit_low",
-               "audit_high", "hard_example_accuracy", *[c for c in by_line.columns if c.startswith("share_")]}
+               "audit_high", "hard_example_accuracy", *[c for c in by_line.columns if c.startswith(slices.SHARE_PREFIX)]}
     shown = without_blanks(by_line, percent)
     shown["period"] = by_line["period"].dt.date
     first = ["business_line", "period", "volume", "estimated_accuracy", "audited_accuracy", "hard_example_accuracy"]
@@ -339,8 +339,8 @@ def table(by_line: pd.DataFrame, name: str, by: str, report: drift.DriftReport |
         "mix_shift": st.column_config.NumberColumn("mix shift", format="%.3f",
                                                    help="Total variation distance between this period's class "
                                                         "mix and the line's mix over the whole range"),
-        **{c: share_column(shown, c, c.removeprefix("share_") + " share")
-           for c in shown.columns if c.startswith("share_")}, **_ordinal.column_config(shown)})
+        **{c: share_column(shown, c, c.removeprefix(slices.SHARE_PREFIX) + " share")
+           for c in shown.columns if c.startswith(slices.SHARE_PREFIX)}, **_ordinal.column_config(shown)})
     download = by_line if report is None else stats.with_drift_columns(by_line, report.cells)
     st.download_button("Download CSV", export.to_csv_bytes(download), file_name=f"mms-stats-{name}-{by}.csv",
                        mime="text/csv", icon=":material/download:", key="monitor_download")

@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import auth, compare, estimators, preprocess, registry, selection, train
-from pages import _ordinal, _ui
+from pages import _ordinal, _training_options, _ui
 from pages import _policy
 
 PLAN_TILE, METRIC_TILE = 250, 200  # px: "not possible" and "Calibration error (ECE)" in full
@@ -275,14 +275,15 @@ def train_buttons(plan: train.TrainingPlan, config: dict, prep: dict, diff: pd.D
     return ("full" if clicked_full else "incremental" if clicked_inc else None), confirmed
 
 
-def run_training(model: registry.Model, mode: str, config: dict | None, prep: dict | None) -> None:
+def run_training(model: registry.Model, mode: str, config: dict | None, prep: dict | None,
+                 reselect: bool | None = None) -> None:
     """Train; a full retrain with config None uses the model's saved settings (read by core)."""
     bar = st.progress(0.0, text="starting")
     started = time.monotonic()
     with _ui.errors_as_messages():
         if mode == "full":
             version = train.train_version(_ui.store(), model.name, _ui.user(), model_config=config,
-                                          preprocess=prep, progress=_ui.progress_callback(bar))
+                                          preprocess=prep, progress=_ui.progress_callback(bar), reselect=reselect)
         else:
             version = train.train_version(_ui.store(), model.name, _ui.user(), incremental=True,
                                           progress=_ui.progress_callback(bar))
@@ -467,6 +468,7 @@ def main() -> None:
     with top:
         st.subheader("What the next version will learn from")
         plan_panel(plan)
+        reselect = _training_options.full_retrain_choice(model, plan)
         mode, confirmed = train_buttons(plan, config, prep, diff)
     if save:
         with settings:
@@ -478,7 +480,7 @@ def main() -> None:
     elif mode:
         with top:
             # unchanged settings: core reads the saved ones, whatever the widgets hold
-            run_training(model, mode, *((config, prep) if not diff.empty else (None, None)))
+            run_training(model, mode, *((config, prep) if not diff.empty else (None, None)), reselect)
     if to_activate:
         with result:
             activate(model, *to_activate)

@@ -306,6 +306,7 @@ def api_schema(seeded_store, tokens, monkeypatch):
     also checks that a request without it, or with a wrong one, is refused (401: it sends one wrong
     token per route from one address, more than the lockout allows; test_access tests the 429)."""
     monkeypatch.setenv("MMS_SIGNIN_MAX_FAILURES", "1000")
+    monkeypatch.setenv("MMS_SELECTION_BUDGET", "1")  # a generated train body may ask for "auto": one candidate
     config = schemathesis.Config.from_dict({"seed": 7, "generation": {"deterministic": True},
                                             "headers": bearer(tokens["boss"])})
     return schemathesis.openapi.from_asgi("/api/openapi.json", served(seeded_store), config=config)

@@ -2,7 +2,7 @@
 import pytest
 
 from core import auth, backup, feedback, predict, registry, sampling, train
-from core.errors import InvalidInput, PermissionDenied
+from core.errors import InvalidInput, PermissionDenied, SignInRefused
 
 import storeprobe as probe
 
@@ -49,9 +49,10 @@ def test_each_role_gets_what_it_may_do_and_nothing_else(team):
 
 
 def test_passwords_and_tokens_are_stored_hashed(team):
-    assert auth.verify_password(team, "olga", "owner-pass-1").role == "owner"
-    assert auth.verify_password(team, "olga", "wrong") is None
-    assert auth.verify_password(team, "nobody", "owner-pass-1") is None
+    assert auth.sign_in(team, "olga", "owner-pass-1", "cli").role == "owner"
+    for name, password in [("olga", "wrong"), ("nobody", "owner-pass-1")]:  # no hint which part was wrong
+        with pytest.raises(SignInRefused, match=auth.WRONG_PASSWORD):
+            auth.sign_in(team, name, password, "cli")
     token = auth.create_token(team, "lars", by="olga")
     assert auth.token_identity(team, token) == auth.Identity("lars", "labeller")
     assert auth.token_identity(team, token + "x") is None

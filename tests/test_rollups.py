@@ -1,7 +1,6 @@
 """Statistics read rollups kept by the writes themselves: after any mix of writes (batches over
 lines, days and versions, replayed past times, labels, undos, compactions) they must equal a
-recomputation from the raw log, for every period, filter and low-confidence threshold; and the
-hard-example query must choose exactly what the plain query over the whole log chooses."""
+recomputation from the raw log, for every period, filter and low-confidence threshold."""
 import shutil
 from pathlib import Path
 
@@ -14,8 +13,6 @@ from core import feedback, stats
 from core import store as db
 from core.registry import NOT_TRAINING_LABELS
 from core.store import Store
-
-from conftest import SEED_END
 
 M = "评论情感"
 LINES = ["酒店", "图书", "新业务", "数码"]
@@ -209,36 +206,6 @@ def test_a_store_from_before_the_rollups_gets_them_from_its_log(seeded_store, tm
     _assert_same(stats.stats_by_line_and_period(Store(older), M, "week", low_confidence=0.6), expected, "migrated")
     overview = stats.prediction_overview(Store(older), M)
     assert sorted(overview["business_lines"]) == sorted(expected["business_line"].unique())
-
-
-# The hard-example query as it was before it read the slice first (a frozen reference).
-PLAIN_QUERY = """
-    WITH best AS (
-        SELECT arg_max(p.prediction_id, ({score}, -p.prediction_id)) AS prediction_id, max({score}) AS score
-        FROM predictions p
-        WHERE {where} AND p.text_key NOT IN (SELECT text_key FROM feedback WHERE model_id = ?)
-        GROUP BY p.text_key ORDER BY score DESC, prediction_id LIMIT ?)
-    SELECT p.prediction_id, b.score FROM best b JOIN predictions p USING (prediction_id)
-    ORDER BY b.score DESC, p.prediction_id"""
-
-
-@pytest.mark.parametrize("strategy", list(db.STRATEGY_SCORES))
-def test_hard_examples_are_the_ones_the_plain_query_over_the_whole_log_chooses(seeded_store, strategy):
-    rng = np.random.default_rng(11)
-    _random_writes(seeded_store, rng, rounds=2)
-    model_id = _model_id(seeded_store)
-    week = {"since": SEED_END - pd.Timedelta(days=7), "until": SEED_END - pd.Timedelta(hours=5)}
-    with seeded_store.connect() as con:
-        for where in ({}, {"business_lines": ["酒店"], **week}, {"version": 1, **week}, {"business_lines": ["图书"]}):
-            filters = {"business_lines": None, "since": None, "until": None, "version": None, **where}
-            found = db.hard_examples(con, model_id, strategy, 40, seed=7, **filters)
-            sql, args = db._prediction_filters(model_id, **filters)
-            score = db.STRATEGY_SCORES[strategy]
-            plain = con.execute(PLAIN_QUERY.format(score=score, where=sql),
-                                [7] * score.count("?") * 2 + args + [model_id, 40]).df()
-            assert found["prediction_id"].tolist() == plain["prediction_id"].tolist(), (strategy, where)
-            assert np.allclose(found["score"], plain["score"])
-            assert len(found) > 0
 
 
 # The audited accuracy's counts as they were read before labelled_predictions (a frozen reference):

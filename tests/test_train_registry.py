@@ -81,7 +81,7 @@ def test_incremental_update_learns_from_the_new_labels_only(store, reviews):
 
 
 def test_incremental_is_refused_for_configs_that_cannot_learn_incrementally(store, reviews):
-    make_model(store, reviews)
+    make_model(store, reviews, config={"estimator": "logreg"})  # pinned: "auto" refits (tests/unit/test_default_model_updates.py)
     train.train_version(store, "m", "u")
     with pytest.raises(TrainingError, match="cannot learn incrementally"):
         train.train_version(store, "m", "u", incremental=True)

@@ -103,7 +103,8 @@ def train_model(name: ModelName, body: TrainRequest | None = None, store: Store 
     body = body or TrainRequest()
     try:
         return _version_summary(train.train_version(store, name, caller.user, model_config=body.config,
-                                                    incremental=body.mode == "incremental", activate=body.activate))
+                                                    incremental=body.mode == "incremental", activate=body.activate,
+                                                    reselect=body.reselect))
     except Regression as refused:
         if body.activate or refused.version is None:
             raise

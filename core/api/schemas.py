@@ -227,6 +227,9 @@ class TrainRequest(Body):
     activate: bool = Field(False, description="Activate the new version (the promotion guard applies; a refusal "
                                               "is 409 and the version is kept). A model's first version is activated "
                                               "when it beats the trivial answer (the guard's baseline).")
+    reselect: bool | None = Field(None, description="A full retrain of a model in the default mode (auto): true or "
+                                                    "absent re-selects by cross-validation; false refits the active "
+                                                    "version's choice with no search. The version records which.")
 
 
 class HardExample(BaseModel):

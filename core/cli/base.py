@@ -27,7 +27,7 @@ USER_ERROR = 2
 PROG = "python -m core"
 FORMATS = ("table", "json", "csv")
 MAX_COUNT = 1_000_000  # largest --k, --limit or version number the command line accepts
-LARGEST_ID = 2 ** 63 - 1  # a prediction id is the store's BIGINT
+from ..ids import LARGEST_ID  # a prediction id is the store's BIGINT
 PATH_ARGUMENTS = ("file", "out", "dest", "src")
 
 

@@ -109,6 +109,9 @@ def version_record(v) -> dict:
 @click.option("--config", help="model config as JSON for this version")
 @click.option("--activate", is_flag=True,
               help="make the new version active, unless it is worse than the active one (it is kept then)")
+@click.option("--reselect/--refit", default=None,
+              help="a full retrain of a model in the default mode (auto): re-select by cross-validation (the "
+                   "default), or refit the active version's choice with no search")
 def cmd_train(args, store):
     from .. import train
     from ..errors import Regression
@@ -116,7 +119,7 @@ def cmd_train(args, store):
     try:
         v = train.train_version(store, args.name, args.user, incremental=args.incremental,
                                 model_config=json_arg(args.config, "--config"), activate=args.activate,
-                                progress=progress(args))
+                                progress=progress(args), reselect=args.reselect)
     except Regression as e:  # the version is kept; say how to activate it anyway
         raise Regression(f"{e}; to activate it anyway run `python -m core activate {args.name} {e.version} "
                          f"--force --reason TEXT`", e.regressions, e.version) from None

@@ -31,9 +31,9 @@ from .models import (all_models, artifact_paths, busiest_model_name, insert_last
 from .examples import (example_line_counts, example_sample, example_summary, examples_since,
                        examples_with_tokens, import_by_key, insert_examples, insert_import_key,
                        insert_tokens, new_import_id, sample_example_ids, training_vocabulary)
-from .predictions import (audit_queue, business_lines, hard_example_pool, hard_examples, insert_batch,
+from .predictions import (audit_queue, business_lines, hard_example_pool, insert_batch,
                           insert_predictions, LOG_COLUMNS, prediction_day_range, _prediction_filters,
-                          prediction_sample, predictions_by_id, STRATEGY_SCORES, unlabelled_count,
+                          prediction_sample, predictions_by_id, unlabelled_count,
                           VALUES_ROWS)
 from .labels import (decision_comments, decision_times, delete_comment, delete_feedback,
                      delete_second_labels, delete_skip, double_labelled, feedback_counts, feedback_rows,

@@ -186,7 +186,7 @@ class Store:
 
     def hold(self) -> None:
         """Keep the database open until `unhold`: the server holds its store for its life, so no
-        request opens or closes the file (that cost ~80 ms of a ~100 ms prediction)."""
+        request opens or closes the file (that would be most of a prediction's time)."""
         _shared_for(self.key).hold(self)
 
     def unhold(self) -> None:
@@ -584,11 +584,17 @@ def _check_recorded(where, done: dict[int, str]) -> None:
     """Refuse a store whose applied migrations are not this code's, by number and name: migrations
     are matched by position, so one inserted above another would skip or misapply them silently."""
     for number, name in sorted(done.items()):
-        ours = schema.MIGRATIONS[number - 1][0] if number <= len(schema.MIGRATIONS) else None
-        if ours != name:
-            raise StoreError(f"{where} has migration {number} '{name}', which this version of MMS "
-                             + (f"knows as '{ours}'" if ours else "does not know (a newer MMS wrote it?)")
-                             + ": run the MMS version that wrote the store")
+        if (unknown := unknown_migration(number, name)) is not None:
+            raise StoreError(f"{where} has {unknown}: run the MMS version that wrote the store")
+
+
+def unknown_migration(number: int, name: str) -> str | None:
+    """None when this code's migration `number` is `name`; else what a refusal says of it."""
+    ours = schema.MIGRATIONS[number - 1][0] if 1 <= number <= len(schema.MIGRATIONS) else None
+    if ours == name:
+        return None
+    return (f"migration {number} '{name}', which this version of MMS "
+            + (f"knows as '{ours}'" if ours else "does not know (a newer MMS wrote it?)"))
 
 
 def _quote(path: str) -> str:

@@ -12,7 +12,7 @@ from .. import objectstore
 from ..errors import InvalidInput, StoreBusy
 from . import schema
 from .engine import (_EXTENSIONS, _ID_COLUMNS, _LAKE_START, LAKE, SEQUENCES, Store, _extension_file, _lake_cursors,
-                     _probe_s3, _quote, _s3_secret, lake_sql, now)
+                     _probe_s3, _quote, _s3_secret, lake_sql, now, unknown_migration)
 
 
 # --- backup ---------------------------------------------------------------------------------
@@ -56,11 +56,8 @@ def sequence_counters(con) -> dict[str, int]:
 def check_backup_migrations(done: list) -> None:
     """Refuse a backup whose migrations are not the first ones of this code, by number and name."""
     for number, name in done:
-        ours = schema.MIGRATIONS[number - 1][0] if 1 <= number <= len(schema.MIGRATIONS) else None
-        if ours != name:
-            raise InvalidInput(f"the backup has migration {number} '{name}', which this version of MMS "
-                               + (f"knows as '{ours}'" if ours else "does not know (a newer MMS made it?)")
-                               + ": restore it with the MMS version that made it")
+        if (unknown := unknown_migration(number, name)) is not None:
+            raise InvalidInput(f"the backup has {unknown}: restore it with the MMS version that made it")
 
 
 def load_table(con, table: str, path) -> int:

@@ -21,8 +21,8 @@ _LOG_SCHEMA = pa.schema([("text", pa.string()), ("norm_text", pa.string()), ("bu
                          ("created_at", pa.timestamp("us"))])
 _LOG_VALUE = "(" + ", ".join(f"CAST(? AS {t})" for t in ("VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "DOUBLE",
                                                           "DOUBLE[]", "TIMESTAMP", "BIGINT")) + ")"
-# Up to this many rows go in as parameters of a VALUES list: a registered Arrow table costs ~1 ms of
-# CPU per statement that scans it (and its registration a catalog change), more than a few rows do.
+# Up to this many rows go in as parameters of a VALUES list: a registered Arrow table costs more CPU
+# per statement that scans it (and its registration a catalog change) than a few rows as parameters.
 VALUES_ROWS = 16
 
 
@@ -39,7 +39,7 @@ def insert_predictions(con, model_id: int, version: int, frame, source: str, use
             SELECT prediction_id, ?, ?, text, hash(norm_text), business_line, label, top_prob,
                    CAST(probs AS DOUBLE[]), coalesce(CAST(created_at AS TIMESTAMP), ?), ?, ?, ?
             FROM {batch}""", [model_id, version, logged, logged, source, user] + args)
-        if small:  # its GROUP BY over the VALUES list again cost 2.6 ms of a small commit's ~6 ms of CPU
+        if small:  # grouped here: a GROUP BY over the VALUES list again is a large share of a small commit's CPU
             rollups = _small_batch_rollups(model_id, version, frame, logged)
             con.execute(f"INSERT INTO prediction_rollups ({_ROLLUP_COLUMNS}) VALUES "
                         f"{', '.join([_ROLLUP_VALUE] * len(rollups))}", [v for row in rollups for v in row])
@@ -141,51 +141,17 @@ def _prediction_filters(model_id, business_lines=None, since=None, until=None, v
     return sql, args
 
 
-# --- hard examples ------------------------------------------------------------------------
-
-# Higher score = more worth labelling. Probabilities are in the model's label order.
-STRATEGY_SCORES = {
-    "least_confidence": "1 - p.top_prob",
-    "margin": "-(list_sort(p.probs, 'DESC')[1] - coalesce(list_sort(p.probs, 'DESC')[2], 0))",
-    "entropy": "list_sum(list_transform(p.probs, lambda q: CASE WHEN q > 0 THEN -q * ln(q) ELSE 0 END))",
-    "random": "hash(p.prediction_id + ?) / 18446744073709551615.0",
-}
-
-
-def hard_examples(con, model_id: int, strategy: str, k: int, seed: int = 0, **filters) -> pd.DataFrame:
-    """The k highest-scoring predictions without feedback, one per normalised text.
-
-    The slice is read first and alone, so DuckDB's zone maps skip the row groups outside its time
-    range (the log is appended in time order); labelled texts are removed from these candidates
-    only, and grouping by text (arg_max) instead of a window keeps this one pass. The final lookup
-    repeats the slice's filter, which lets its scan skip the same row groups."""
-    where, args = _prediction_filters(model_id, **filters)
-    score = STRATEGY_SCORES[strategy]
-    score_args = [seed] if "?" in score else []
-    return con.execute(f"""
-        WITH candidates AS (
-            SELECT p.prediction_id, p.text_key, {score} AS score FROM predictions p WHERE {where}),
-        best AS (
-            SELECT arg_max(c.prediction_id, (c.score, -c.prediction_id)) AS prediction_id, max(c.score) AS score
-            FROM candidates c ANTI JOIN (SELECT text_key FROM feedback WHERE model_id = ?) f USING (text_key)
-            GROUP BY c.text_key
-            ORDER BY score DESC, prediction_id
-            LIMIT ?)
-        SELECT p.prediction_id, p.created_at, p.business_line, p.version, p.text, p.label,
-               p.top_prob, p.probs, b.score
-        FROM best b JOIN predictions p USING (prediction_id)
-        WHERE {where}
-        ORDER BY b.score DESC, p.prediction_id""", score_args + args + [model_id, k] + args).df()
-
+# --- pools to label from: hard examples, the audit sample -----------------------------------
 
 def hard_example_pool(con, model_id: int, limit: int, **filters) -> pd.DataFrame:
     """The newest `limit` distinct unlabelled texts of the slice, each as its newest prediction
     (prediction_id, created_at, business_line, text, and the version and probs it was logged with):
     what the chosen version re-scores.
 
-    Read like hard_examples: the slice alone first (zone maps), grouped by text before labelled
-    texts are removed (the anti join then probes one row per text, not every prediction: a quarter
-    less time at 10M), and the lookup repeating the slice's filter."""
+    The slice is read first and alone, so DuckDB's zone maps skip the row groups outside its time
+    range (the log is appended in time order); it is grouped by text before labelled texts are
+    removed (the anti join then probes one row per text, not every prediction), and the final
+    lookup repeats the slice's filter, which lets its scan skip the same row groups."""
     where, args = _prediction_filters(model_id, **filters)
     return con.execute(f"""
         WITH texts AS (
@@ -221,7 +187,8 @@ def unlabelled_count(con, model_id: int, **filters) -> int:
 
 def audit_queue(con, model_id: int, share: float, k: int, **filters) -> pd.DataFrame:
     """Up to k unlabelled predictions of the audit sample in the slice, in a random order (the
-    hash's), with the columns hard_examples gives (score: the random key)."""
+    hash's): prediction_id, created_at, business_line, version, text, label, top_prob, probs, and
+    score (the random key)."""
     where, args = _prediction_filters(model_id, **filters)
     return con.execute(f"""
         SELECT p.prediction_id, p.created_at, p.business_line, p.version, p.text, p.label, p.top_prob, p.probs,

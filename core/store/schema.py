@@ -41,8 +41,8 @@ _ORDINAL_PREDICTIONS = "(SELECT * FROM predictions WHERE model_id IN (SELECT mod
 
 # Each labelled prediction's slice fields (model, version, line, created_at, predicted label), copied
 # from the log when it is first labelled: the audited accuracy counts the audit sample's labels per
-# line x period from these few rows. Joined to the log instead, it read the log's ids, lines and
-# times (10M predictions: 0.09 s warm, 0.16 s cold, most of a statistics call, growing with the log).
+# line x period from these few rows; joined to the log instead, it would read the log's ids, lines
+# and times, most of a statistics call and growing with the log.
 # Rows are facts about a prediction, which never changes: an undone label leaves its row (the
 # statistics join the labels that stand), and a prediction labelled again is not copied twice.
 _LABELLED_SELECT = """
