@@ -140,7 +140,7 @@ def validate(values: dict, model: registry.Model | None = None, active: registry
     if chosen.enabled and not (chosen.new_labels or chosen.on_drift or chosen.every_hours):
         raise InvalidInput("a policy that is on needs a trigger: a number of new labels, drift, or a schedule in hours")
     if chosen.enabled and mode == INCREMENTAL and active is not None:
-        if not ModelConfig.from_dict(active.model_config).incremental:
+        if not train.updatable(model, ModelConfig.from_dict(active.model_config)):
             raise InvalidInput(f"incremental mode needs an active version that learns incrementally; version "
                                f"{active.version} of {model.name!r} uses {active.model_config.get('estimator')}: "
                                f"choose full mode")
