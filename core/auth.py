@@ -39,6 +39,7 @@ PERMISSIONS = {
     "review": ((OWNER,), "decide labels under review or set how many items two labellers label"),
     "manage": ((OWNER,), "create or change models"),
     "admin": ((OWNER,), "manage users and tokens"),
+    "acknowledge": ((ANALYST, OWNER), "acknowledge alerts"),
 }
 
 

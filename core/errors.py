@@ -79,3 +79,7 @@ class DiskFull(StoreError):
     """The disk holding the store is full: the write was rolled back, and writes succeed again once
     space is freed."""
     retry_after = 60
+
+
+class AlertNotFound(MMSError):
+    """No alert has that id."""

@@ -103,6 +103,12 @@ SETTINGS = {
                                          "reference's that counts as drift."),
         Setting("drift_grade_shift", 0.25, "For an ordinal model: grades the predicted grade distribution moved "
                                            "against the reference's (earth mover's distance) that counts as drift."),
+        Setting("policy_seconds", 60.0, "Seconds between the server's due checks of retraining policies and alert "
+                                        "thresholds (0: never; `python -m core policy check` runs one by hand)."),
+        Setting("alert_retry_seconds", 2.0, "Seconds before an alert's webhook is tried again after a failed "
+                                            "attempt; the wait doubles with every further failure."),
+        Setting("alert_retry_max_seconds", 300.0, "Longest wait between two attempts to send an alert."),
+        Setting("alert_attempts", 10, "Attempts to send an alert to its webhook before it is recorded as failed."),
     ]
 }
 

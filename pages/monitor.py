@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core import settings, stats
-from pages import _charts, _monitor_filters, _monitor_sections, _monitor_table, _ordinal, _ui
+from pages import _alerts, _charts, _monitor_filters, _monitor_sections, _monitor_table, _ordinal, _ui
 from pages._monitor_data import drift_report, load_stats
 
 
@@ -15,6 +15,7 @@ def main() -> None:
     store = _ui.store()
     key = str(store.path)
     st.title("Monitor")
+    _alerts.section(name)  # open and acknowledged alerts, and their thresholds
     with _ui.errors_as_messages():
         revision = _ui.revision()
         with st.spinner("Reading the prediction log…"):

@@ -13,7 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from core import compare, registry, train
-from pages import _train_result, _train_settings, _training_options, _ui
+from pages import _policy, _train_result, _train_settings, _training_options, _ui
 from pages._ui import may
 
 PLAN_TILE = 250  # px: "not possible" in full
@@ -150,6 +150,7 @@ def main() -> None:
     if to_activate:
         with result:
             _train_result.activate(model, *to_activate)
+    _policy.section(name)  # the retraining policy and its runs
 
 
 main()

@@ -22,6 +22,7 @@ from .. import settings
 from ..errors import (ArtifactError, Conflict, DiskFull, EmptyPool, InvalidInput, MMSError, ModelExists,
                       ModelNotFound, PermissionDenied, Regression, SignInRefused, StoreBusy, StoreError,
                       StoreUnavailable, TrainingError, VersionNotFound)
+from ..errors import AlertNotFound
 from .access import CALLER, current_user, get_store, local_while_open, token_caller
 from .schemas import Error, Problem
 
@@ -35,6 +36,7 @@ STATUS = {Regression: 409, Conflict: 409, ModelExists: 409, ModelNotFound: 404, 
 # The store's own trouble, never the client's: a full disk (507), an unreachable catalog or a database
 # being reopened, and anything else the store refused (503); each with a Retry-After.
 STATUS.update({DiskFull: 507, StoreUnavailable: 503, StoreError: 503})
+STATUS[AlertNotFound] = 404
 
 
 def install(api: FastAPI) -> None:

@@ -48,3 +48,8 @@ from .maintenance import (add_bare_event, applied_migrations, attach_source, che
                           compact_lake_files, copy_table, create_schema, export_tables, lake_file_count,
                           load_table, NOT_BACKED_UP, open_bare, orphan_files, sequence_counters,
                           set_counters, SOURCE, source_counters)
+from .loop import (new_event_id, add_event_with_id, insert_policy, policy_row, models_with_policy, insert_run,
+                   update_run, run_row, run_rows, newest_max_example_id, insert_alert_settings,
+                   alert_settings_row, models_with_alert_settings, alert_subjects, insert_alert, alert_row,
+                   alert_rows, acknowledge_alert, due_deliveries, next_delivery_at, record_delivery,
+                   delivery_rows)

@@ -361,6 +361,64 @@ MIGRATIONS = [
         created_by VARCHAR NOT NULL
     );
     """),
+    # Retraining policies and their runs; alert settings, alerts and their delivery attempts (issue 26).
+    # Policies and settings are append-only (the newest row per model wins); a run and an alert change state
+    # in place by their id, taken from the event sequence (a run's id is that of the event that started it).
+    ("retraining policies and runs; alerts and their delivery", """
+    CREATE TABLE policies (
+        model_id INTEGER NOT NULL,
+        settings VARCHAR NOT NULL,        -- JSON
+        set_at TIMESTAMP NOT NULL,
+        set_by VARCHAR NOT NULL
+    );
+    CREATE TABLE policy_runs (
+        run_id BIGINT NOT NULL,
+        model_id INTEGER NOT NULL,
+        "trigger" VARCHAR NOT NULL,       -- labels | drift | schedule
+        details VARCHAR NOT NULL,         -- JSON: why, what was trained, the shadow, the guard's answer
+        mode VARCHAR NOT NULL,            -- full | incremental
+        state VARCHAR NOT NULL,           -- training | shadow | judging (open); activated | refused | failed
+        version INTEGER,                  -- the version it trained
+        result VARCHAR NOT NULL,          -- a sentence
+        worker VARCHAR NOT NULL,          -- host:pid:start of the process running an open run's step
+        run_by VARCHAR NOT NULL,          -- the owner whose policy it runs (permissions and audit)
+        started_at TIMESTAMP NOT NULL,
+        updated_at TIMESTAMP NOT NULL,
+        finished_at TIMESTAMP
+    );
+    CREATE TABLE alert_settings (
+        model_id INTEGER NOT NULL,
+        settings VARCHAR NOT NULL,        -- JSON: thresholds and the webhook URL
+        set_at TIMESTAMP NOT NULL,
+        set_by VARCHAR NOT NULL
+    );
+    CREATE TABLE alerts (
+        alert_id BIGINT NOT NULL,
+        model_id INTEGER NOT NULL,
+        kind VARCHAR NOT NULL,            -- drift | estimated_accuracy | audited_upper | volume_drop | policy_refused
+        subject VARCHAR NOT NULL,         -- what it is about: raised once per model, kind and subject
+        message VARCHAR NOT NULL,
+        details VARCHAR NOT NULL,         -- JSON
+        raised_at TIMESTAMP NOT NULL,
+        state VARCHAR NOT NULL,           -- open | acknowledged
+        acknowledged_at TIMESTAMP,
+        acknowledged_by VARCHAR,
+        delivery VARCHAR NOT NULL,        -- none (no webhook) | pending | sent | failed
+        url VARCHAR NOT NULL,             -- the webhook it goes to ('' for none)
+        attempts INTEGER NOT NULL,
+        next_attempt_at TIMESTAMP
+    );
+    CREATE TABLE alert_deliveries (
+        alert_id BIGINT NOT NULL,
+        attempt INTEGER NOT NULL,
+        "at" TIMESTAMP NOT NULL,
+        url VARCHAR NOT NULL,
+        ok BOOLEAN NOT NULL,
+        status INTEGER,                   -- the receiver's HTTP status, if it answered
+        error VARCHAR NOT NULL,           -- why it failed ('' when sent)
+        seconds DOUBLE NOT NULL
+    );
+    """),
 ]
 
 

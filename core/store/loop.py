@@ -1,0 +1,155 @@
+"""The loop that runs itself: retraining policies and their runs, alert settings, alerts and their
+webhook delivery attempts (issue 26)."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from .engine import _next_ids, _row, _rows, now
+
+
+def new_event_id(con) -> int:
+    """An id from the event sequence, for a row that an audit event of the same id starts."""
+    return _next_ids(con, "event_seq", 1)[0]
+
+
+def add_event_with_id(con, event_id: int, user: str, action: str, model_id: int | None, details: dict) -> None:
+    con.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)",
+                [event_id, now(), user, action, model_id, json.dumps(details, ensure_ascii=False, default=str)])
+
+
+def insert_policy(con, model_id: int, settings_json: str, user: str) -> None:
+    con.execute("INSERT INTO policies VALUES (?, ?, ?, ?)", [model_id, settings_json, now(), user])
+
+
+def policy_row(con, model_id: int) -> dict | None:
+    """The model's newest policy: settings (JSON), set_at, set_by."""
+    return _row(con.execute("SELECT settings, set_at, set_by FROM policies WHERE model_id = ? "
+                            "ORDER BY set_at DESC LIMIT 1", [model_id]))
+
+
+def models_with_policy(con) -> list[dict]:
+    """Every model's newest policy with the model's name: model_id, name, settings, set_at, set_by."""
+    return _rows(con.execute("""
+        SELECT p.model_id, m.name, p.settings, p.set_at, p.set_by FROM policies p JOIN models m USING (model_id)
+        QUALIFY row_number() OVER (PARTITION BY p.model_id ORDER BY p.set_at DESC) = 1 ORDER BY m.name"""))
+
+
+_RUN_COLUMNS = ('run_id, model_id, "trigger", details, mode, state, version, result, worker, run_by, started_at, '
+                'updated_at, finished_at')
+
+
+def insert_run(con, run_id: int, model_id: int, trigger: str, details: str, mode: str, state: str,
+               worker: str, user: str) -> None:
+    con.execute(f"INSERT INTO policy_runs ({_RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, NULL, '', ?, ?, ?, ?, NULL)",
+                [run_id, model_id, trigger, details, mode, state, worker, user, now(), now()])
+
+
+def update_run(con, run_id: int, **fields) -> None:
+    """Change a run's state, version, details, result or worker; a closed state sets finished_at."""
+    allowed = {"state", "version", "details", "result", "worker", "finished_at"}
+    unknown = set(fields) - allowed
+    if unknown:
+        raise ValueError(f"not a run field: {', '.join(sorted(unknown))}")
+    fields["updated_at"] = now()
+    assignments = ", ".join(f"{k} = ?" for k in fields)
+    con.execute(f"UPDATE policy_runs SET {assignments} WHERE run_id = ?", [*fields.values(), run_id])
+
+
+def run_row(con, run_id: int) -> dict | None:
+    return _row(con.execute(f"SELECT {_RUN_COLUMNS} FROM policy_runs WHERE run_id = ?", [run_id]))
+
+
+def run_rows(con, model_id: int, states: list[str] | None = None, limit: int = 1000) -> list[dict]:
+    """A model's runs, newest first (only those in `states` when given)."""
+    sql, args = f"SELECT {_RUN_COLUMNS} FROM policy_runs WHERE model_id = ?", [model_id]
+    if states is not None:
+        sql += " AND list_contains(?, state)"
+        args.append(list(states))
+    return _rows(con.execute(sql + " ORDER BY started_at DESC, run_id DESC LIMIT ?", args + [limit]))
+
+
+def newest_max_example_id(con, model_id: int) -> int:
+    """The newest example any version of the model could have seen (-1 without versions)."""
+    return int(con.execute("SELECT coalesce(max(max_example_id), -1) FROM versions WHERE model_id = ?",
+                           [model_id]).fetchone()[0])
+
+
+def insert_alert_settings(con, model_id: int, settings_json: str, user: str) -> None:
+    con.execute("INSERT INTO alert_settings VALUES (?, ?, ?, ?)", [model_id, settings_json, now(), user])
+
+
+def alert_settings_row(con, model_id: int) -> dict | None:
+    return _row(con.execute("SELECT settings, set_at, set_by FROM alert_settings WHERE model_id = ? "
+                            "ORDER BY set_at DESC LIMIT 1", [model_id]))
+
+
+def models_with_alert_settings(con) -> list[dict]:
+    return _rows(con.execute("""
+        SELECT a.model_id, m.name, a.settings, a.set_at, a.set_by FROM alert_settings a JOIN models m USING (model_id)
+        QUALIFY row_number() OVER (PARTITION BY a.model_id ORDER BY a.set_at DESC) = 1 ORDER BY m.name"""))
+
+
+_ALERT_COLUMNS = ("alert_id, model_id, kind, subject, message, details, raised_at, state, acknowledged_at, "
+                  "acknowledged_by, delivery, url, attempts, next_attempt_at")
+
+
+def alert_subjects(con, model_id: int) -> set[tuple[str, str]]:
+    """(kind, subject) of every alert the model has raised: each is raised once."""
+    return set(con.execute("SELECT DISTINCT kind, subject FROM alerts WHERE model_id = ?", [model_id]).fetchall())
+
+
+def insert_alert(con, alert_id: int, model_id: int, kind: str, subject: str, message: str, details: str,
+                 delivery: str, url: str) -> None:
+    con.execute(f"INSERT INTO alerts ({_ALERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 'open', NULL, NULL, ?, ?, 0, ?)",
+                [alert_id, model_id, kind, subject, message, details, now(), delivery, url,
+                 now() if delivery == "pending" else None])
+
+
+def alert_row(con, alert_id: int) -> dict | None:
+    return _row(con.execute(f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE alert_id = ?", [alert_id]))
+
+
+def alert_rows(con, model_id: int | None = None, state: str | None = None, limit: int = 1000) -> pd.DataFrame:
+    """Alerts, newest first, with the model's name (one model's or all; one state or all)."""
+    sql = f"SELECT m.name AS model, {', '.join('a.' + c for c in _ALERT_COLUMNS.split(', '))} " \
+          f"FROM alerts a JOIN models m USING (model_id) WHERE 1=1"
+    args: list = []
+    if model_id is not None:
+        sql += " AND a.model_id = ?"
+        args.append(model_id)
+    if state is not None:
+        sql += " AND a.state = ?"
+        args.append(state)
+    return con.execute(sql + " ORDER BY a.raised_at DESC, a.alert_id DESC LIMIT ?", args + [limit]).df()
+
+
+def acknowledge_alert(con, alert_id: int, user: str) -> None:
+    con.execute("UPDATE alerts SET state = 'acknowledged', acknowledged_at = ?, acknowledged_by = ? "
+                "WHERE alert_id = ?", [now(), user, alert_id])
+
+
+def due_deliveries(con, limit: int = 100) -> list[dict]:
+    """Alerts whose webhook delivery is pending and due now, oldest first."""
+    return _rows(con.execute(f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE delivery = 'pending' AND next_attempt_at <= ? "
+                             "ORDER BY next_attempt_at, alert_id LIMIT ?", [now(), limit]))
+
+
+def next_delivery_at(con):
+    """When the earliest pending delivery is due (None: none pending)."""
+    return con.execute("SELECT min(next_attempt_at) FROM alerts WHERE delivery = 'pending'").fetchone()[0]
+
+
+def record_delivery(con, alert_id: int, attempt: int, url: str, ok: bool, status: int | None, error: str,
+                    seconds: float, delivery: str, next_attempt_at) -> None:
+    """One delivery attempt, and the alert's delivery state after it, in the caller's transaction."""
+    con.execute("INSERT INTO alert_deliveries VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [alert_id, attempt, now(), url, ok, status, error, seconds])
+    con.execute("UPDATE alerts SET delivery = ?, attempts = ?, next_attempt_at = ? WHERE alert_id = ?",
+                [delivery, attempt, next_attempt_at, alert_id])
+
+
+def delivery_rows(con, alert_id: int) -> pd.DataFrame:
+    return con.execute('SELECT attempt, "at", url, ok, status, error, seconds FROM alert_deliveries '
+                       'WHERE alert_id = ? ORDER BY attempt', [alert_id]).df()

@@ -1,0 +1,65 @@
+"""The Train page's retraining policy and the Monitor's alerts (issue 26), in Streamlit's AppTest."""
+from core import alerts, demo, policy
+
+MODEL = demo.MODEL
+
+
+def button(at, label: str):
+    return next(b for b in at.button if b.label == label)
+
+
+def test_an_owner_sets_a_policy_and_runs_a_due_check_on_the_train_page(app, seeded_store):
+    at = app("pages/train.py")
+    assert not at.exception
+    assert any("Policy off: nothing retrains by itself" in m.value for m in at.markdown)
+    at.toggle(key="policy_enabled").set_value(True)
+    at.number_input(key="policy_new_labels").set_value(50)
+    button(at, "Save policy").click().run()
+    assert not at.exception and not at.error
+    assert policy.get_policy(seeded_store, MODEL).new_labels == 50
+    at.button(key="policy_check").click().run()
+    assert not at.exception and not at.error
+    runs = next(d.value for d in at.dataframe if "guard" in d.value.columns)
+    assert runs.iloc[0][["trigger", "state", "version", "guard"]].tolist() == ["labels", "activated", 2, "passed"]
+
+
+def test_an_impossible_policy_is_a_sentence_on_the_train_page(app, seeded_store):
+    at = app("pages/train.py")
+    at.toggle(key="policy_enabled").set_value(True)  # on, but without a trigger
+    button(at, "Save policy").click().run()
+    assert [e.value for e in at.error] == ["a policy that is on needs a trigger: a number of new labels, drift, or "
+                                           "a schedule in hours"]
+    assert policy.get_policy(seeded_store, MODEL) == policy.Policy()
+
+
+def test_an_analyst_acknowledges_an_alert_on_the_monitor(app, seeded_store):
+    alerts.set_settings(seeded_store, MODEL, "tester", estimated_below=0.99)
+    raised = alerts.check_model(seeded_store, MODEL)
+    at = app("pages/monitor.py", role="analyst")
+    assert not at.exception
+    assert at.expander[0].label == f"Alerts: {len(raised)} open"
+    shown = next(d.value for d in at.dataframe if "delivery" in d.value.columns)
+    assert set(shown["state"]) == {"open"} and len(shown) == len(raised)
+    first = at.selectbox(key="alerts_pick").value
+    at.button(key="alerts_ack").click().run()
+    assert not at.exception
+    row = alerts.alerts_table(seeded_store, MODEL).set_index("alert_id").loc[first]
+    assert (row["state"], row["acknowledged_by"]) == ("acknowledged", "tester")
+    assert at.expander[0].label == f"Alerts: {len(raised) - 1} open"
+
+
+def test_a_labeller_sees_alerts_but_no_acknowledge_button_or_settings(app, seeded_store):
+    alerts.set_settings(seeded_store, MODEL, "tester", estimated_below=0.99)
+    alerts.check_model(seeded_store, MODEL)
+    at = app("pages/monitor.py", role="labeller")
+    assert not at.exception
+    assert not [b for b in at.button if b.key == "alerts_ack"]
+    assert not [b for b in at.button if b.label == "Save alert settings"]
+
+
+def test_a_webhook_that_is_not_http_is_a_sentence_on_the_monitor(app, seeded_store):
+    at = app("pages/monitor.py")
+    at.text_input(key="alerts_webhook").set_value("ftp://example.com/hook")
+    button(at, "Save alert settings").click().run()
+    assert any("a webhook URL must start with http:// or https://" in e.value for e in at.error)
+    assert alerts.get_settings(seeded_store, MODEL) == alerts.AlertSettings()
