@@ -12,7 +12,7 @@ import pytest
 from core import cli
 from core.cli import app
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(store, *args, ok=True, user="cli-user"):
