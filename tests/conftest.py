@@ -128,3 +128,12 @@ def worse_v2(seeded_store):
 
     train.train_version(seeded_store, demo.MODEL, "tester", model_config=WORSE_CONFIG)
     return seeded_store
+
+
+def pytest_itemcollected(item):
+    """The folder gives the marker: every test under tests/browser/ drives chromium and every test
+    under tests/stress/ is a stress trial, whether or not its file says so (a few tests elsewhere
+    carry the marker themselves)."""
+    folder = item.path.parent.name
+    if folder in ("browser", "stress") and item.path.parent.parent == ROOT / "tests":
+        item.add_marker(folder)

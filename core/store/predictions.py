@@ -58,7 +58,7 @@ _ROLLUP_VALUE = "(?, ?, ?, CAST(? AS DATE), ?, ?, ?, ?, ?)"
 def _small_batch_rollups(model_id: int, version: int, frame: dict, logged) -> list[tuple]:
     """A few rows' prediction rollup rows, grouped as _GRADED_ROLLUP groups them: the same bucket
     (_BUCKET's float comparisons), day and expected grade (positions from 1) on the same doubles;
-    tests/test_serving.py checks the two against each other at the buckets' float edges."""
+    tests/server/test_serving.py checks the two against each other at the buckets' float edges."""
     groups: dict[tuple, list] = {}
     for line, label, p, probs, created in zip(frame["business_line"], frame["label"], frame["top_prob"],
                                               frame["probs"], frame["created_at"]):

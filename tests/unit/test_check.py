@@ -12,7 +12,7 @@ from core import artifacts, check, registry
 from core import store as db
 from lakefixtures import lake_store, pg_cluster  # noqa: F401  (fixtures)
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 M = "评论情感"
 
 # A real training run whose model file is still being written when it is killed: the file write

@@ -25,7 +25,6 @@ from core import store as db
 from core.errors import InvalidInput, StoreError
 from servers import ROOT, start_server, stop_server, wait_ready
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import storeprobe  # noqa: E402
 
 M = demo.MODEL

@@ -14,9 +14,9 @@ from starlette.applications import Starlette
 
 from core import api, compare, imports, ordinal, predict, registry, sampling, train
 from core.errors import InvalidInput, ModelExists, Regression, TrainingError
-from test_cli import as_json, run  # the command line as a user runs it, one process per command
+from test_cli import as_json, run  # the command line as a user runs it, through its entry in this process
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 GRADES = ["低", "中", "高"]
 URGENCY = "紧急度"
 SUBJECTS = {"售后": ["退货", "换货", "维修", "物流"], "账务": ["退款", "发票", "账单", "扣费"]}

@@ -16,7 +16,7 @@ from core.preprocess import PreprocessConfig
 
 from conftest import make_model
 
-CORE = Path(__file__).resolve().parent.parent / "core"
+CORE = Path(__file__).resolve().parents[2] / "core"
 # Modules allowed to import core modules inside functions, and why. Lazy third-party imports
 # (scikit-learn in estimators and metrics) are not relative, so they need no entry here.
 LAZY_CORE_IMPORTS = {

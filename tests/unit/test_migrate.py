@@ -165,7 +165,7 @@ def test_a_killed_migrate_leaves_files_that_check_finds_and_compact_orphans_remo
 
     url = pg_cluster.create_db("killed_target")
     data = tmp_path / "lakedata"
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     for attempt in range(5):
         proc = subprocess.Popen([sys.executable, "-m", "core", "--store", str(seeded_store.path), "--user", "tester",
                                  "migrate", "--to", url, "--data-path", str(data) + "/"], cwd=root,

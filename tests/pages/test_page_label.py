@@ -298,8 +298,6 @@ def test_a_comment_goes_with_unclear_and_shows_on_the_review_page(app, seeded_st
 
 def test_numeric_grades_read_once_on_the_label_page(app, seeded_store):
     """An ordinal model with grades 1, 2, 3 read "1 1 · 2 2" in the keys line and "1 1" on the buttons."""
-    import sys
-    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
     from widefixtures import WIDE, build_wide
 
     build_wide(seeded_store)

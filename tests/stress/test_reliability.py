@@ -17,7 +17,7 @@ from core import artifacts, registry, train
 
 import storeprobe as probe
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 M = "评论情感"
 
 

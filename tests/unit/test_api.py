@@ -28,7 +28,7 @@ def served(store) -> Starlette:
 
 @pytest.fixture
 def client(seeded_store):
-    # from this machine: an open store refuses every other address (tests/test_access.py)
+    # from this machine: an open store refuses every other address (tests/unit/test_access.py)
     with TestClient(served(seeded_store), client=("127.0.0.1", 50000)) as c:
         yield c
 

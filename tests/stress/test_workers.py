@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 M = "评论情感"
 
 # Predicts batches large enough for the worker pool, forever: only a kill ends it.

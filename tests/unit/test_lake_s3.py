@@ -27,7 +27,7 @@ from test_ducklake import (test_a_killed_writer_leaves_no_partial_batch,  # noqa
                            test_small_writes_are_inlined_and_compaction_writes_them_out,
                            test_three_processes_writing_one_lake_keep_every_row_and_one_active_version)
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 M = "m"
 _names = itertools.count(1)
 

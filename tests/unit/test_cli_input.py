@@ -12,7 +12,7 @@ import storeprobe as probe
 from core import cli, export, registry
 from core.errors import InvalidInput
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 M = "评论情感"
 
 

@@ -12,7 +12,7 @@ from servers import chromium_session, go, serving, wait_idle
 
 pytestmark = pytest.mark.browser
 
-from test_rough_edges_browser import CUT, SHOTS  # noqa: E402  the same "is it cut" check and folder
+from test_sign_in_tables_and_forms import CUT, SHOTS  # noqa: E402  the same "is it cut" check and folder
 
 M = "评论情感"
 
