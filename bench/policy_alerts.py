@@ -29,7 +29,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from webhook import Receiver  # noqa: E402  (the tests' loopback receiver)
 from servers import free_port  # noqa: E402
 
-from core import alerts, demo, feedback, logwriter, policy, predict, registry  # noqa: E402
+from core import alerts, demo, feedback, policy, predict, registry  # noqa: E402
+from core.serving import Serving  # noqa: E402
 from core.store import Store  # noqa: E402
 
 USER = "bench"
@@ -169,12 +170,12 @@ def main() -> None:
             demo.build_store(store, USER, **sizes)
         print(f"demo store built in {t.seconds:.0f} s ({'small' if args.small else 'default sizes'})")
         store.hold()
-        logwriter.start(store)
+        serving = Serving(store).start()
         try:
             policy_run(store, args.labels, args.clients)
             alert_delivery(store, args.outage)
         finally:
-            logwriter.stop(store)
+            serving.stop()
             store.unhold()
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -17,7 +17,7 @@ from functools import partial
 import numpy as np
 import pandas as pd
 
-from . import artifacts, logwriter, monitoring, registry, settings, workers
+from . import artifacts, monitoring, registry, settings, workers
 from . import store as db
 from .errors import MMSError
 from .estimators import predict_proba
@@ -435,7 +435,7 @@ def measure_in_background(store: Store, name: str, by: str, by_line: pd.DataFram
     Returns whether a thread started."""
     if not claim(store, name, by, window, version):
         return False
-    off_process = logwriter.running(store) is not None
+    off_process = store.serving is not None
 
     def measure() -> None:
         try:
