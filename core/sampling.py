@@ -470,7 +470,7 @@ def _clusters(texts: np.ndarray, n: int, seed: int) -> np.ndarray:
 # The default strategy's knob: it spreads k picks over the SPREAD_CANDIDATES x k most uncertain texts
 # (chosen by `bench/learning_curve.py --tune`, on a split of the training pool, never the test split).
 SPREAD_CANDIDATES = 4
-SPREAD_DIMENSIONS = 64  # of the texts' hashed character n-grams, reduced for k-means
+SPREAD_DIMENSIONS = 64  # the texts' hashed character n-grams, projected to this many for k-means
 
 
 def _uncertain_spread(draw: Draw) -> np.ndarray:
@@ -489,22 +489,24 @@ def _uncertain_spread(draw: Draw) -> np.ndarray:
 
 def _kinds_of_text(texts: np.ndarray, n: int, seed: int) -> np.ndarray:
     """k-means cluster of each text (n clusters) in a cheap representation that needs no fitted model:
-    TF-IDF of hashed character 1-3-grams, reduced by SVD to SPREAD_DIMENSIONS and normalised."""
+    TF-IDF of hashed character 1-3-grams, projected at random to SPREAD_DIMENSIONS (distances kept,
+    by Johnson-Lindenstrauss) and normalised. On one thread: a draw is short, and a shared machine's
+    other processes would make BLAS's or OpenMP's threads wait for each other."""
     import warnings
 
     from sklearn.cluster import KMeans
-    from sklearn.decomposition import TruncatedSVD
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
     from sklearn.preprocessing import normalize
+    from threadpoolctl import threadpool_limits
 
     counts = HashingVectorizer(analyzer="char", ngram_range=(1, 3), n_features=2 ** 18, alternate_sign=False,
                                norm=None).transform(texts)
-    X = TfidfTransformer(sublinear_tf=True).fit_transform(counts)
-    dims = min(SPREAD_DIMENSIONS, X.shape[0] - 1, X.shape[1] - 1)
-    X = normalize(TruncatedSVD(dims, random_state=seed).fit_transform(X)) if dims >= 2 else X.toarray()
-    with warnings.catch_warnings():  # identical texts: fewer distinct points than clusters is fine here
-        warnings.simplefilter("ignore", ConvergenceWarning)
+    X = TfidfTransformer(sublinear_tf=True).fit_transform(counts[:, np.unique(counts.indices)])  # used columns
+    projection = np.random.default_rng(seed).standard_normal((X.shape[1], SPREAD_DIMENSIONS))
+    X = normalize(np.asarray(X @ projection))
+    with threadpool_limits(1), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # identical texts: fewer distinct points than clusters
         return KMeans(n_clusters=min(n, len(texts)), n_init=1, max_iter=30, random_state=seed).fit_predict(X)
 
 
