@@ -89,8 +89,9 @@ def main() -> None:
     p.add_argument("--shuffle", type=int, default=None, help="seed of the reviews' order (default: the demo's)")
     p.add_argument("--seeds", help="comma-separated orders of the reviews (each: another test split, pool and "
                                    "training rows); prints the label efficiency's mean and spread over them")
-    p.add_argument("--tune", help="comma-separated values of sampling.SPREAD_CANDIDATES to compare on a split of "
-                                  "the training pool (the demo's test split left out): prints the one to choose")
+    p.add_argument("--tune", help="NAME=v1,v2,...: values of the knob sampling.NAME (SPREAD_PENALTY, "
+                                  "SPREAD_CANDIDATES) to compare on a split of the training pool (the demo's test "
+                                  "split left out): prints the one to choose")
     args = p.parse_args()
     if args.tune:
         return tune(args)
@@ -160,7 +161,7 @@ def over_seeds(args) -> None:
     sizes = [int(x) for x in (args.sizes.split(",") if args.sizes else [args.train])]
     header(f"learning curve over seeds {args.seeds}: train {sizes}, test {args.test}, pool {args.pool}, "
            f"{args.rounds} rounds x {args.k}; strategies {args.strategies}; "
-           f"SPREAD_CANDIDATES {sampling.SPREAD_CANDIDATES}")
+           f"SPREAD_CANDIDATES {sampling.SPREAD_CANDIDATES}, SPREAD_PENALTY {sampling.SPREAD_PENALTY}")
     results = []  # (seed, size, curves)
     work = Path(tempfile.mkdtemp(prefix="mms-curve-"))
     try:
@@ -209,14 +210,16 @@ def summarise(results: list, args) -> None:
 
 
 def tune(args) -> None:
-    """SPREAD_CANDIDATES chosen without the test split: the demo's test rows left out, the rest
-    reordered and split again into a validation split, a pool and training rows; each value's
-    final accuracy on that validation split, mean over the seeds; the best is the one to choose."""
+    """A knob of the default strategy chosen without the test split: the demo's test rows left out,
+    the rest reordered and split again into a validation split, a pool and training rows; each
+    value's final accuracy on that validation split, mean over the seeds; the best is the one to choose."""
     import numpy as np
 
-    values = [int(x) for x in args.tune.split(",")]
+    knob, _, listed = args.tune.partition("=")
+    kind = type(getattr(sampling, knob))
+    values = [kind(x) for x in listed.split(",")]
     seeds = [int(x) for x in (args.seeds or "1").split(",")]
-    header(f"tuning SPREAD_CANDIDATES over {values} on a validation split of the training pool, seeds {seeds}, "
+    header(f"tuning {knob} over {values} on a validation split of the training pool, seeds {seeds}, "
            f"train {args.train}, validation {args.test}, pool {args.pool}, {args.rounds} rounds x {args.k}")
     finals = {m: [] for m in values}
     work = Path(tempfile.mkdtemp(prefix="mms-tune-"))
@@ -229,16 +232,16 @@ def tune(args) -> None:
             base, v1 = base_store(work / f"s{seed}-base", reviews, args, args.config)
             registry.update_model(base, MODEL, USER, model_config=v1.model_config)
             for m in values:
-                sampling.SPREAD_CANDIDATES = m
+                setattr(sampling, knob, m)
                 curve = run_rounds(copy(base, work / f"s{seed}-m{m}"), truth, sampling.DEFAULT_STRATEGY, args)
                 finals[m].append(curve[-1][0])
-                print(f"seed {seed}, SPREAD_CANDIDATES {m} (load {os.getloadavg()[0]:.1f}): validation "
+                print(f"seed {seed}, {knob} {m} (load {os.getloadavg()[0]:.1f}): validation "
                       f"{v1.metrics['accuracy']:.4f} -> " + " ".join(f"{a:.4f}" for a, _ in curve), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     best = max(values, key=lambda m: np.mean(finals[m]))
     print("mean final validation accuracy: " + ", ".join(f"{m}: {np.mean(finals[m]):.4f}" for m in values)
-          + f"; choose SPREAD_CANDIDATES = {best} (load {os.getloadavg()[0]:.1f})")
+          + f"; choose {knob} = {best} (load {os.getloadavg()[0]:.1f})")
 
 
 def _chosen(version) -> str:

@@ -467,51 +467,52 @@ def _clusters(texts: np.ndarray, n: int, seed: int) -> np.ndarray:
     return MiniBatchKMeans(n_clusters=n, n_init=1, random_state=seed, batch_size=1024).fit_predict(X)
 
 
-# The default strategy's knob: it spreads k picks over the SPREAD_CANDIDATES x k most uncertain texts
-# (chosen by `bench/learning_curve.py --tune`, on a split of the training pool, never the test split).
+# The default strategy's knobs: how far down the ranking it may reach (SPREAD_CANDIDATES x k texts),
+# and how much a text's likeness to a text already picked counts against its uncertainty (chosen by
+# `bench/learning_curve.py --tune`, on a split of the training pool, never the test split).
 SPREAD_CANDIDATES = 4
-SPREAD_DIMENSIONS = 64  # the texts' hashed character n-grams, projected to this many for k-means
+SPREAD_PENALTY = 1.0
 
 
 def _uncertain_spread(draw: Draw) -> np.ndarray:
-    """The SPREAD_CANDIDATES x k most uncertain texts grouped into k clusters of similar texts
-    (k-means over their character n-grams), each cluster's most uncertain first, the clusters'
-    second best after, and so on; the rest of the pool by score after them. One kind of text can
-    then give one pick, not fifty, and each pick is still among the most uncertain."""
+    """Of the SPREAD_CANDIDATES x k most uncertain texts, the k picked one at a time by uncertainty
+    minus likeness to the texts picked before (maximal marginal relevance: its rank among the
+    candidates as 1 .. 0, less SPREAD_PENALTY x its largest cosine similarity to a pick, in TF-IDF
+    of character 1-3-grams); then the other candidates and the rest of the pool by score. One kind
+    of text then gives a few picks, not fifty, and every pick is among the most uncertain."""
     order = _by_score(draw)
     n = min(len(order), SPREAD_CANDIDATES * draw.k)
     if draw.k < 2 or n <= draw.k:
         return order
     head = order[:n]
-    groups = _kinds_of_text(draw.pool["text"].to_numpy()[head], draw.k, draw.seed)
-    return np.concatenate([_in_turns_by(head, groups), order[n:]])
+    chosen = _least_alike(draw.pool["text"].to_numpy()[head], draw.k)
+    rest = np.setdiff1d(np.arange(n), chosen, assume_unique=True)
+    return np.concatenate([head[chosen], head[rest], order[n:]])
 
 
-def _kinds_of_text(texts: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """k-means cluster of each text (n clusters) in a cheap representation that needs no fitted model:
-    TF-IDF of hashed character 1-3-grams, projected at random to SPREAD_DIMENSIONS (distances kept,
-    by Johnson-Lindenstrauss) and normalised. On one thread: a draw is short, and a shared machine's
-    other processes would make BLAS's or OpenMP's threads wait for each other."""
-    import warnings
-
-    from sklearn.cluster import KMeans
-    from sklearn.exceptions import ConvergenceWarning
+def _least_alike(texts: np.ndarray, k: int) -> np.ndarray:
+    """k positions of `texts` (most uncertain first) picked greedily by rank value minus
+    SPREAD_PENALTY x the largest similarity to an earlier pick; in the order picked."""
     from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
-    from sklearn.preprocessing import normalize
-    from threadpoolctl import threadpool_limits
 
-    counts = HashingVectorizer(analyzer="char", ngram_range=(1, 3), n_features=2 ** 18, alternate_sign=False,
+    counts = HashingVectorizer(analyzer="char", ngram_range=(1, 3), n_features=2 ** 20, alternate_sign=False,
                                norm=None).transform(texts)
-    X = TfidfTransformer(sublinear_tf=True).fit_transform(counts[:, np.unique(counts.indices)])  # used columns
-    projection = np.random.default_rng(seed).standard_normal((X.shape[1], SPREAD_DIMENSIONS))
-    X = normalize(np.asarray(X @ projection))
-    with threadpool_limits(1), warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)  # identical texts: fewer distinct points than clusters
-        return KMeans(n_clusters=min(n, len(texts)), n_init=1, max_iter=30, random_state=seed).fit_predict(X)
+    X = TfidfTransformer(sublinear_tf=True).fit_transform(counts).tocsr()  # rows L2-normalised
+    value = 1.0 - np.arange(len(texts)) / len(texts)
+    alike = np.zeros(len(texts))
+    taken = np.zeros(len(texts), dtype=bool)
+    picks = []
+    for _ in range(k):
+        gain = np.where(taken, -np.inf, value - SPREAD_PENALTY * alike)
+        i = int(np.argmax(gain))
+        picks.append(i)
+        taken[i] = True
+        alike = np.maximum(alike, (X @ X[i].T).toarray().ravel())
+    return np.asarray(picks)
 
 
-register("uncertain_spread", "the most uncertain texts, spread over the kinds of text: the k picks come from "
-         f"the {SPREAD_CANDIDATES} x k smallest margins, one per cluster of similar texts first (the default)",
+register("uncertain_spread", "the most uncertain texts, each next one also as unlike the ones picked before as "
+         "it can be (smallest margin first, less its likeness to a pick; the default)",
          order=_uncertain_spread)(_margin)
 
 
