@@ -92,7 +92,11 @@ def main() -> None:
     p.add_argument("--tune", help="NAME=v1,v2,...: values of the knob sampling.NAME (SPREAD_PENALTY, "
                                   "SPREAD_CANDIDATES) to compare on a split of the training pool (the demo's test "
                                   "split left out): prints the one to choose")
+    p.add_argument("--knob", action="append", default=[], help="NAME=value: set sampling.NAME for this run")
     args = p.parse_args()
+    for knob in args.knob:
+        name, _, value = knob.partition("=")
+        setattr(sampling, name, type(getattr(sampling, name))(value))
     if args.tune:
         return tune(args)
     if args.seeds:

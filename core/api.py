@@ -284,6 +284,8 @@ class HardExample(BaseModel):
 HardK = Annotated[int, Query(ge=1, le=1000)]
 HardStrategy = Annotated[Literal[tuple(sampling.EVERY_STRATEGY)], Query(
     description="How to rank the pool; expected_error and spread are for ordinal models only.")]
+SpreadLines = Annotated[bool, Query(description="Keep each business line to its share of the pool (false: one line "
+                                                "may take more).")]
 
 
 class HardExamples(BaseModel):
@@ -741,20 +743,23 @@ def create_app(store: Store | None = None) -> FastAPI:
               status_code=201, responses=_errors(400, 401, 403, 404, 409, 422, 429, 503))
     def draw_hard_examples(name: ModelName, k: HardK = 20, strategy: HardStrategy = "uncertain_spread",
                            business_line: Annotated[list[str] | None, Query()] = None,
+                           spread_lines: SpreadLines = True,
                            store: Store = Depends(get_store), caller: Caller = Depends(current_user)) -> HardExamples:
         """Draw the k unlabelled predictions most worth a label, recorded as one batch; labellers and owners.
         Label them through feedback. None left to draw is 404 with a sentence."""
-        found = sampling.select_hard_examples(store, name, k, caller.user, strategy, business_lines=business_line)
+        found = sampling.select_hard_examples(store, name, k, caller.user, strategy, business_lines=business_line,
+                                              spread_lines=spread_lines)
         return _hard_examples(name, found)
 
     @api.get("/models/{name}/hard-examples", response_model=HardExamples, response_model_exclude_unset=True,
              responses=_errors(401, 403, 404, 422, 429, 503))
     def hard_examples(name: ModelName, k: HardK = 20, strategy: HardStrategy = "uncertain_spread",
                       business_line: Annotated[list[str] | None, Query()] = None,
+                      spread_lines: SpreadLines = True,
                       store: Store = Depends(get_store), caller: Caller = Depends(current_user)) -> HardExamples:
         """A preview of what a draw (POST) would give now; nothing is recorded and `batch_id` is null."""
         found = sampling.select_hard_examples(store, name, k, caller.user, strategy, business_lines=business_line,
-                                              record=False)
+                                              record=False, spread_lines=spread_lines)
         return _hard_examples(name, found)
 
     @api.get("/models/{name}/review", response_model=ReviewQueue, responses=_errors(401, 403, 404, 422, 429, 503))

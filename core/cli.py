@@ -254,7 +254,8 @@ def cmd_hard_examples(args, store):
 
     found = sampling.select_hard_examples(store, args.name, args.k, args.user, args.strategy,
                                           business_lines=args.business_line, since=args.since,
-                                          until=args.until, version=args.version)
+                                          until=args.until, version=args.version,
+                                          spread_lines=not args.no_line_spread)
     print(f"batch {found.batch_id} chosen by {found.strategy}", file=args.console.err)
     _emit(args, to_label(found.examples), args.out)
 
@@ -670,6 +671,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--k", type=_whole_number(1, MAX_COUNT), default=50, help="how many (default 50)")
     c.add_argument("--strategy", default="uncertain_spread", choices=_NamesIn(".sampling", "EVERY_STRATEGY"),
                    metavar="STRATEGY", help="one of %(choices)s (default %(default)s)")
+    c.add_argument("--no-line-spread", action="store_true", help="let one business line take more than its share "
+                                                                  "of the pool (by default none does)")
     _filters(c)
     _out(c, "the examples")
     c = command("label", cmd_label, "record labels (columns prediction_id,label; label may be skip or unclear)")

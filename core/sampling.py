@@ -471,7 +471,7 @@ def _clusters(texts: np.ndarray, n: int, seed: int) -> np.ndarray:
 # and how much a text's likeness to a text already picked counts against its uncertainty (chosen by
 # `bench/learning_curve.py --tune`, on a split of the training pool, never the test split).
 SPREAD_CANDIDATES = 4
-SPREAD_PENALTY = 1.0
+SPREAD_PENALTY = 0.5
 
 
 def _uncertain_spread(draw: Draw) -> np.ndarray:
