@@ -61,18 +61,30 @@ def build(folder: Path, pool: int) -> Store:
     return store
 
 
+def copy_of(folder: Path, work: Path) -> Store:
+    """A copy of the kept store, so every run starts from version 2 with nothing scored."""
+    shutil.copytree(folder, work / "store")
+    return Store(work / "store" / "mms.duckdb")
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--pool", type=int, default=20000)
     p.add_argument("--k", type=int, default=500)
     p.add_argument("--strategy", default="uncertain_spread")
+    p.add_argument("--keep", help="build the store in this folder and keep it (reused when it is there already)")
     args = p.parse_args()
     header(f"cold CLI draw: {args.k} hard examples by {args.strategy} from a pool of {args.pool} texts, "
            f"each draw a new process")
     work = Path(tempfile.mkdtemp(prefix="mms-cold-"))
     try:
+        kept = Path(args.keep) if args.keep else None
         with timer() as t:
-            store = build(work, args.pool)
+            if kept and (kept / "mms.duckdb").exists():
+                store = copy_of(kept, work)
+            else:
+                store = build(kept or work / "store", args.pool)
+                store = copy_of(kept, work) if kept else store
         print(f"store built in {t.seconds:.0f} s (load {os.getloadavg()[0]:.1f})")
         out = work / "batch.csv"
         draw = ("hard-examples", MODEL, "--k", str(args.k), "--strategy", args.strategy, "--out", str(out))

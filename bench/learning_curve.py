@@ -199,13 +199,15 @@ def summarise(results: list, args) -> None:
             ratio = f"{gains.mean() / (100 * random_gain):.1f}x random" if random_gain and strategy != "random" else ""
             print(f"from {size}: {strategy:17s} gain {gains.mean():+.2f} ± {gains.std(ddof=1) if len(gains) > 1 else 0:.2f} pt "
                   f"(per seed {', '.join(f'{g:+.2f}' for g in gains)})  {ratio}")
-        for strategy in [s for s in runs[0] if s != "random"]:
+        for strategy in [s for s in runs[0] if s != "random" and random_gain is not None]:
             shares = np.array([labels_to_reach(c[strategy], c["random"][-1], args.k) / labels for c in runs])
             finite = shares[np.isfinite(shares)]
             print(f"from {size}: label efficiency of {strategy}: "
                   + ", ".join("never" if not np.isfinite(x) else f"{100 * x:.0f} %" for x in shares)
                   + (f"; mean {100 * finite.mean():.0f} % ± {100 * finite.std(ddof=1) if len(finite) > 1 else 0:.0f}"
                      f" over the {len(finite)} seeds that reach it" if len(finite) else ""))
+    if not all(default in c and "random" in c for _, _, c in results):
+        return
     every = np.array([labels_to_reach(c[default], c["random"][-1], args.k) / labels for _, _, c in results])
     capped = np.minimum(every, 1.0)  # a seed that never reaches random's accuracy counts as all labels
     print(f"all sizes and seeds: {default} label efficiency mean {100 * capped.mean():.0f} % ± "
