@@ -493,22 +493,44 @@ def _uncertain_spread(draw: Draw) -> np.ndarray:
 def _least_alike(texts: np.ndarray, k: int) -> np.ndarray:
     """k positions of `texts` (most uncertain first) picked greedily by rank value minus
     SPREAD_PENALTY x the largest similarity to an earlier pick; in the order picked."""
-    from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
-
-    counts = HashingVectorizer(analyzer="char", ngram_range=(1, 3), n_features=2 ** 20, alternate_sign=False,
-                               norm=None).transform(texts)
-    X = TfidfTransformer(sublinear_tf=True).fit_transform(counts).tocsr()  # rows L2-normalised
+    likeness = _likeness(texts)
     value = 1.0 - np.arange(len(texts)) / len(texts)
     alike = np.zeros(len(texts))
     taken = np.zeros(len(texts), dtype=bool)
     picks = []
     for _ in range(k):
-        gain = np.where(taken, -np.inf, value - SPREAD_PENALTY * alike)
-        i = int(np.argmax(gain))
+        i = int(np.argmax(np.where(taken, -np.inf, value - SPREAD_PENALTY * alike)))
         picks.append(i)
         taken[i] = True
-        alike = np.maximum(alike, (X @ X[i].T).toarray().ravel())
+        alike = np.maximum(alike, likeness[i])
     return np.asarray(picks)
+
+
+def _likeness(texts) -> np.ndarray:
+    """Cosine similarity of every pair of texts in TF-IDF of their character 1-3-grams (scikit-learn's
+    TfidfVectorizer(analyzer="char", ngram_range=(1, 3), sublinear_tf=True), written out: scikit-learn's
+    import alone would cost a new process a second)."""
+    from scipy import sparse
+
+    grams, rows = {}, []
+    for text in texts:
+        squeezed = " ".join(str(text).lower().split()) if text else ""
+        counts = {}
+        for n in (1, 2, 3):
+            for i in range(len(squeezed) - n + 1):
+                g = grams.setdefault(squeezed[i:i + n], len(grams))
+                counts[g] = counts.get(g, 0) + 1
+        rows.append(counts)
+    lengths = [len(r) for r in rows]
+    cols = np.fromiter((g for r in rows for g in r), dtype=np.int64, count=sum(lengths))
+    tf = 1 + np.log(np.fromiter((c for r in rows for c in r.values()), dtype=float, count=sum(lengths)))
+    df = np.bincount(cols, minlength=len(grams))
+    idf = np.log((1 + len(rows)) / (1 + df)) + 1
+    X = sparse.csr_matrix((tf * idf[cols], (np.repeat(np.arange(len(rows)), lengths), cols)),
+                          shape=(len(rows), max(1, len(grams))))
+    norms = np.sqrt(np.asarray(X.multiply(X).sum(axis=1)).ravel())
+    X = sparse.diags(1 / np.where(norms > 0, norms, 1)) @ X
+    return (X @ X.T).toarray()
 
 
 register("uncertain_spread", "the most uncertain texts, each next one also as unlike the ones picked before as "
