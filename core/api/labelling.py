@@ -12,31 +12,32 @@ from ..estimators import PROB_PREFIX
 from ..store import Store
 from .access import Caller, current_user, get_store
 from .schemas import (Decision, DecideRequest, Guidelines, GuidelinesRequest, HardExample, HardExamples, HardK,
-                      HardStrategy, ModelName, Overlap, OverlapRequest, PredictionPath, ReviewQueue, Team,
-                      error_responses)
+                      HardStrategy, ModelName, Overlap, OverlapRequest, PredictionPath, ReviewQueue, SpreadLines,
+                      Team, error_responses)
 
 router = APIRouter()
 
 
 @router.post("/models/{name}/hard-examples", response_model=HardExamples, response_model_exclude_unset=True,
              status_code=201, responses=error_responses(400, 401, 403, 404, 409, 422, 429, 503))
-def draw_hard_examples(name: ModelName, k: HardK = 20, strategy: HardStrategy = "least_confidence",
-                       business_line: Annotated[list[str] | None, Query()] = None,
+def draw_hard_examples(name: ModelName, k: HardK = 20, strategy: HardStrategy = "uncertain_spread",
+                       business_line: Annotated[list[str] | None, Query()] = None, spread_lines: SpreadLines = True,
                        store: Store = Depends(get_store), caller: Caller = Depends(current_user)) -> HardExamples:
     """Draw the k unlabelled predictions most worth a label, recorded as one batch; labellers and owners.
     Label them through feedback. None left to draw is 404 with a sentence."""
-    found = sampling.select_hard_examples(store, name, k, caller.user, strategy, business_lines=business_line)
+    found = sampling.select_hard_examples(store, name, k, caller.user, strategy, business_lines=business_line,
+                                          spread_lines=spread_lines)
     return _hard_examples(name, found)
 
 
 @router.get("/models/{name}/hard-examples", response_model=HardExamples, response_model_exclude_unset=True,
             responses=error_responses(401, 403, 404, 422, 429, 503))
-def hard_examples(name: ModelName, k: HardK = 20, strategy: HardStrategy = "least_confidence",
-                  business_line: Annotated[list[str] | None, Query()] = None,
+def hard_examples(name: ModelName, k: HardK = 20, strategy: HardStrategy = "uncertain_spread",
+                  business_line: Annotated[list[str] | None, Query()] = None, spread_lines: SpreadLines = True,
                   store: Store = Depends(get_store), caller: Caller = Depends(current_user)) -> HardExamples:
     """A preview of what a draw (POST) would give now; nothing is recorded and `batch_id` is null."""
     found = sampling.select_hard_examples(store, name, k, caller.user, strategy, business_lines=business_line,
-                                          record=False)
+                                          record=False, spread_lines=spread_lines)
     return _hard_examples(name, found)
 
 

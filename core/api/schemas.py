@@ -246,6 +246,8 @@ class HardExample(BaseModel):
 HardK = Annotated[int, Query(ge=1, le=1000)]
 HardStrategy = Annotated[Literal[tuple(sampling.EVERY_STRATEGY)], Query(
     description="How to rank the pool; expected_error and spread are for ordinal models only.")]
+SpreadLines = Annotated[bool, Query(description="Keep each business line to its share of the pool (false: one line "
+                                                "may take more).")]
 
 
 class HardExamples(BaseModel):

@@ -18,8 +18,10 @@ QUEUE_COLUMNS = ["prediction_id", "reason", "first_by", "first_label", "second_b
 @command("hard-examples", "the predictions to label next")
 @click.argument("name")
 @count_option("--k", 50, "how many (default 50)")
-@click.option("--strategy", default="least_confidence", type=OneOf(module=".sampling", attribute="EVERY_STRATEGY"),
-              help="how examples are chosen (default least_confidence)")
+@click.option("--strategy", default="uncertain_spread", type=OneOf(module=".sampling", attribute="EVERY_STRATEGY"),
+              help="how examples are chosen (default uncertain_spread)")
+@click.option("--no-line-spread", is_flag=True, help="let one business line take more than its share of the pool "
+                                                    "(by default none does)")
 @filters
 @out_options("the examples")
 def cmd_hard_examples(args, store):
@@ -27,7 +29,8 @@ def cmd_hard_examples(args, store):
 
     found = sampling.select_hard_examples(store, args.name, args.k, args.user, args.strategy,
                                           business_lines=args.business_line, since=args.since,
-                                          until=args.until, version=args.version)
+                                          until=args.until, version=args.version,
+                                          spread_lines=not args.no_line_spread)
     print(f"batch {found.batch_id} chosen by {found.strategy}", file=args.console.err)
     emit(args, to_label(found.examples), args.out)
 

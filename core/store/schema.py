@@ -417,6 +417,16 @@ MIGRATIONS = [
         status INTEGER,                   -- the receiver's HTTP status, if it answered
         error VARCHAR NOT NULL,           -- why it failed ('' when sent)
         seconds DOUBLE NOT NULL
+    # Probabilities a version gave texts of its hard-example pool, kept so that any process's next draw
+    # reuses them (per version and model file: another version, or a restored store's other file, scores anew).
+    ("stored hard-example scores", """
+    CREATE TABLE version_scores (
+        model_id INTEGER NOT NULL,
+        version INTEGER NOT NULL,
+        sha256 VARCHAR NOT NULL,          -- the scoring model file's
+        text_key UBIGINT NOT NULL,
+        probs DOUBLE[] NOT NULL,          -- in the order of the model's labels
+        created_at TIMESTAMP NOT NULL
     );
     """),
 ]

@@ -39,7 +39,7 @@ def test_label_page_shows_one_example_with_a_button_per_decision(app):
     at = app("pages/label.py")
     assert not at.exception
     assert not at.error
-    assert at.selectbox(key="label_strategy").value == "least_confidence"
+    assert at.selectbox(key="label_strategy").value == "uncertain_spread"
     assert at.multiselect(key="label_lines").value == []
     assert [b.key for b in at.button if b.key.startswith("label_as_")] == \
         ["label_as_0", "label_as_1", "label_as_skip", "label_as_unclear"]
@@ -95,7 +95,7 @@ def test_the_strategy_select_shows_the_name_and_its_description_below(app):
     at = app("pages/label.py")
     strategy = at.selectbox(key="label_strategy")
     assert strategy.options[:2] == ["least confidence", "margin"] and "audit sample" in strategy.options
-    assert "Lowest top probability first." in [c.value for c in at.caption]
+    assert any(c.value.startswith("The most uncertain texts, each next one also as unlike") for c in at.caption)
     strategy.set_value("margin").run()
     assert "Smallest gap between the two most likely labels first." in [c.value for c in at.caption]
 

@@ -59,7 +59,8 @@ def test_the_loop_end_to_end(tmp_path, reviews):
     pred = pd.read_csv(tmp_path / "pred.csv", encoding="utf-8-sig")
     assert len(pred) == 400 and set(pred["version"]) == {1}
 
-    hard = as_json(run(store, "--format", "json", "hard-examples", "sentiment", "--k", "30"))
+    hard = as_json(run(store, "--format", "json", "hard-examples", "sentiment", "--k", "30", "--strategy",
+                       "least_confidence", "--no-line-spread"))
     assert len(hard) == 30
     lowest = sorted(pred.drop_duplicates("text")["top_prob"])[:30]
     assert sorted(h["top_prob"] for h in hard) == pytest.approx(lowest)

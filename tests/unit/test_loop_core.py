@@ -53,7 +53,7 @@ def test_least_confidence_returns_the_lowest_top_probabilities(seeded_store):
     with seeded_store.connect() as con:
         pool = con.execute("""SELECT p.top_prob FROM predictions p WHERE p.text_key NOT IN
                               (SELECT text_key FROM feedback)""").df()["top_prob"]
-    found = sampling.select_hard_examples(seeded_store, M, 20, "lab", "least_confidence").examples
+    found = sampling.select_hard_examples(seeded_store, M, 20, "lab", "least_confidence", spread_lines=False).examples
     assert np.allclose(sorted(found["top_prob"]), sorted(pool.nsmallest(20)))
     margin = sampling.select_hard_examples(seeded_store, M, 5, "lab", "margin").examples
     gaps = (margin["p_正面"] - margin["p_负面"]).abs()

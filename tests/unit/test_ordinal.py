@@ -268,7 +268,8 @@ def test_an_ordinal_strategy_picks_k_unique_texts_best_by_its_own_score(ordinal_
     store = ordinal_with_traffic
     strategy = sampling.EVERY_STRATEGY[name]
     assert strategy.description and str(strategy) == name
-    found = sampling.select_hard_examples(store, URGENCY, 20, "owner", name, near_duplicate=None).examples
+    found = sampling.select_hard_examples(store, URGENCY, 20, "owner", name, near_duplicate=None,
+                                          spread_lines=False).examples
     assert len(found) == 20 and found["prediction_id"].is_unique
     proba = found[[f"p_{g}" for g in GRADES]].to_numpy()
     assert found["score"].to_numpy() == pytest.approx(strategy.score(proba))
@@ -316,7 +317,8 @@ def test_the_ordinal_loop_through_the_cli(tmp_path):
     assert len(pred) == 150 and {"label", "expected_grade", "p_低", "p_中", "p_高"} <= set(pred.columns)
     assert pred["expected_grade"].to_numpy() == pytest.approx(pred[["p_低", "p_中", "p_高"]].to_numpy() @ [1, 2, 3])
 
-    hard = as_json(run(store, "--format", "json", "hard-examples", URGENCY, "--k", "15", "--strategy", "expected_error"))
+    hard = as_json(run(store, "--format", "json", "hard-examples", URGENCY, "--k", "15", "--strategy", "expected_error",
+                       "--no-line-spread"))
     assert len(hard) == 15 and len({h["prediction_id"] for h in hard}) == 15
     assert all("expected_grade" in h for h in hard)
     errors = ordinal.expected_absolute_error(pred.drop_duplicates("text")[["p_低", "p_中", "p_高"]].to_numpy())
