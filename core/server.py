@@ -25,6 +25,7 @@ from starlette.routing import Route
 from . import auth, check, cli, compact, demo, drift, forward, logwriter, registry, sampling, stats, workers
 from .errors import MMSError
 from .store import Store
+from . import shadow
 
 log = logging.getLogger("mms.server")
 
@@ -67,6 +68,7 @@ class Serving:
             logwriter.start(self.store)
             self.compactor = compact.Compactor(self.store).start()
             self.prescorer = sampling.Prescorer(self.store).start()
+            shadow.Scorer(self.store).start()  # ends by itself when the store's log writer stops
             threading.Thread(target=measure_drift, args=(self.store,), name="mms-drift", daemon=True).start()
             if self.port and not self.store.is_lake:  # on DuckLake the command line opens the store itself
                 self.announced = forward.announce(self.store.path, self.port)
