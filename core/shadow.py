@@ -292,7 +292,8 @@ def evidence(store: Store, model_name: str, period: str = "week", version=None) 
 def summary(store: Store, model_name: str, version=None) -> dict | None:
     """The evidence over every line and the whole run: the keys of EVIDENCE_COLUMNS but line and
     period, plus in_shadow, since and by (while in shadow), pending (logged, not scored yet) and
-    not_estimated (why an estimate is missing: a version not calibrated); None when no version of the model scored in shadow."""
+    not_estimated (why an estimate is missing: a version not calibrated); None when the version
+    (by default the one in shadow, else the last one) is not in shadow and never scored there."""
     with store.connect() as con:
         model = registry.find_model(con, model_name)
         number = _evidence_version(con, model, version)
@@ -301,6 +302,8 @@ def summary(store: Store, model_name: str, version=None) -> dict | None:
         counts, histogram, metrics = _evidence_sums(con, model, number, "day")
         now = _current(con, model)
         in_shadow = now is not None and int(now["version"]) == number
+        if counts.empty and not in_shadow:
+            return None
         waiting = db.shadow_pending_count(con, model.model_id, number, now["at"]) if in_shadow else 0
     whole = _evidence_table(counts, histogram, metrics, number, overall=True)
     row = whole.iloc[0].to_dict() if len(whole) else {c: None for c in EVIDENCE_COLUMNS}

@@ -9,7 +9,7 @@ import streamlit as st
 
 from core import artifacts, auth, compare, experiments, registry
 from core.errors import MMSError
-from pages import _ordinal, _ui
+from pages import _ordinal, _shadow, _ui
 
 HEADLINES = {"accuracy": "Accuracy", "macro_f1": "Macro-F1"}
 CHART_WIDTH, BOX_WIDTH = 500, 410  # px: side by side in a 1400 px window, stacked at 1000 px
@@ -449,6 +449,7 @@ def main() -> None:
     with panel:
         to_activate = reactivate_box(model, versions, data["history"])
     versions_table(data["table"])
+    _shadow.versions_section(model, versions)
     model_file_section(model, versions)
     experiments_section(model, versions, data["annotations"])
     diff_section(versions, model.active_version)
