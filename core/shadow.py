@@ -133,11 +133,9 @@ def stop(store: Store, model_name: str, user: str) -> int | None:
 
 def _current(con, model: registry.Model) -> dict | None:
     """The model's shadow row (version, at, by), or None: none started, stopped, or its version
-    activated since (then it answers, and there is nothing left to shadow)."""
+    activated since."""
     rows = db.current_shadows(con, model.model_id)
-    if not rows or rows[0]["activated_at"] is not None or rows[0]["version"] == model.active_version:
-        return None
-    return rows[0]
+    return rows[0] if rows else None
 
 
 def current(store: Store, model_name: str) -> int | None:

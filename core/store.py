@@ -2359,6 +2359,7 @@ MIGRATIONS.append(("shadow versions", """
         model_id INTEGER NOT NULL,
         version INTEGER NOT NULL,         -- the shadow version that scored it
         active_version INTEGER NOT NULL,  -- the version that answered it
+        text_key UBIGINT NOT NULL,        -- the prediction's (its normalised text's hash)
         business_line VARCHAR NOT NULL,
         created_at TIMESTAMP NOT NULL,    -- the prediction's
         logged_at TIMESTAMP NOT NULL,     -- the prediction's
@@ -2377,17 +2378,19 @@ def insert_shadow(con, model_id: int, version: int | None, user: str) -> None:
 
 
 def current_shadows(con, model_id: int | None = None) -> list[dict]:
-    """Per model (or the one given) whose newest shadows row names a version: model_id, version, at, by,
-    and activated_at, the first activation of that version since (NULL while it has not been activated)."""
+    """The version in shadow (model_id, version, at, by) of every model (or the one given) that has one:
+    its newest shadows row names a version, which is not the active one and was not activated since
+    (once it answers, there is nothing left to shadow; a rollback does not bring its shadow back)."""
     where, args = ("WHERE model_id = ?", [model_id]) if model_id is not None else ("", [])
     return _rows(con.execute(f"""
         WITH newest AS (SELECT model_id, version, "at", "by" FROM shadows {where}
                         QUALIFY row_number() OVER (PARTITION BY model_id ORDER BY "at" DESC) = 1)
-        SELECT n.model_id, n.version, n."at", n."by",
-               (SELECT min(e."at") FROM events e WHERE e.model_id = n.model_id AND e.action = 'activate'
-                  AND e."at" >= n."at"
-                  AND TRY_CAST(json_extract_string(e.details, '$.to_version') AS INTEGER) = n.version) AS activated_at
-        FROM newest n WHERE n.version IS NOT NULL ORDER BY n.model_id""", args))
+        SELECT n.model_id, n.version, n."at", n."by" FROM newest n JOIN models m USING (model_id)
+        WHERE n.version IS NOT NULL AND n.version IS DISTINCT FROM m.active_version
+          AND NOT EXISTS (SELECT 1 FROM events e WHERE e.model_id = n.model_id AND e.action = 'activate'
+                            AND e."at" >= n."at"
+                            AND TRY_CAST(json_extract_string(e.details, '$.to_version') AS INTEGER) = n.version)
+        ORDER BY n.model_id""", args))
 
 
 def shadow_watermark(con, model_id: int, version: int):
@@ -2398,11 +2401,12 @@ def shadow_watermark(con, model_id: int, version: int):
 
 def shadow_pending(con, model_id: int, version: int, since, limit: int) -> pd.DataFrame:
     """Up to `limit` predictions of the model logged at or after `since` that `version` has not scored
-    in shadow (answered by another version), oldest first: prediction_id, version, text,
+    in shadow (answered by another version), oldest first: prediction_id, version, text, text_key,
     business_line, label, top_prob, created_at, logged_at. The log is read from `since` on, so its
     zone maps skip the rest; the scored side of the anti join is cut at the same time."""
     return con.execute("""
-        SELECT p.prediction_id, p.version, p.text, p.business_line, p.label, p.top_prob, p.created_at, p.logged_at
+        SELECT p.prediction_id, p.version, p.text, p.text_key, p.business_line, p.label, p.top_prob, p.created_at,
+               p.logged_at
         FROM predictions p
         ANTI JOIN (SELECT prediction_id FROM shadow_predictions
                    WHERE model_id = ? AND version = ? AND logged_at >= ?) s USING (prediction_id)
@@ -2421,18 +2425,26 @@ def shadow_pending_count(con, model_id: int, version: int, since) -> int:
                        [model_id, version, since, model_id, since, version]).fetchone()[0]
 
 
-_SHADOW_COLUMNS = ("prediction_id", "model_id", "version", "active_version", "business_line", "created_at",
-                   "logged_at", "label", "top_prob", "probs", "active_label", "active_top_prob", "scored_at")
+_SHADOW_COLUMNS = ("prediction_id", "model_id", "version", "active_version", "text_key", "business_line",
+                   "created_at", "logged_at", "label", "top_prob", "probs", "active_label", "active_top_prob",
+                   "scored_at")
 
 
 def insert_shadow_predictions(con, frame: pd.DataFrame) -> int:
-    """Append the shadow's answers (columns _SHADOW_COLUMNS but scored_at); how many."""
+    """Append the shadow's answers (of one model and version; columns _SHADOW_COLUMNS but scored_at),
+    leaving out any it has already (two catch-ups at once); how many were given."""
+    if frame.empty:
+        return 0
     batch = frame.assign(scored_at=now())[list(_SHADOW_COLUMNS)]
     con.register("_shadow_batch", batch)
     try:
         con.execute(f"INSERT INTO shadow_predictions ({', '.join(_SHADOW_COLUMNS)}) "
-                    f"SELECT {', '.join(_SHADOW_COLUMNS[:9])}, CAST(probs AS DOUBLE[]), "
-                    f"{', '.join(_SHADOW_COLUMNS[10:])} FROM _shadow_batch")
+                    f"SELECT {', '.join(_SHADOW_COLUMNS[:10])}, CAST(probs AS DOUBLE[]), "
+                    f"{', '.join(_SHADOW_COLUMNS[11:])} FROM _shadow_batch b "
+                    "WHERE b.prediction_id NOT IN (SELECT prediction_id FROM shadow_predictions "
+                    "WHERE model_id = ? AND version = ? AND prediction_id BETWEEN ? AND ?)",
+                    [int(batch["model_id"].iloc[0]), int(batch["version"].iloc[0]),
+                     int(batch["prediction_id"].min()), int(batch["prediction_id"].max())])
     finally:
         con.unregister("_shadow_batch")
     return len(batch)
@@ -2493,9 +2505,13 @@ def shadow_histogram(con, model_id: int, version: int, period: str) -> pd.DataFr
 
 
 def shadow_probabilities(con, model_id: int, version: int, prediction_ids: list[int]) -> pd.DataFrame:
-    """The shadow's probabilities (prediction_id, probs) for those of these predictions it scored."""
+    """The shadow's probabilities (prediction_id, probs) for these predictions, where it scored their
+    text (any prediction of the same normalised text: a version's answer to a text never changes)."""
     ids = [int(i) for i in prediction_ids]
-    return con.execute("""SELECT prediction_id, probs FROM shadow_predictions
-                          WHERE model_id = ? AND version = ? AND prediction_id BETWEEN ? AND ?
-                            AND list_contains(?, prediction_id)""",
-                       [model_id, version, min(ids, default=0), max(ids, default=0), ids]).df()
+    return con.execute("""
+        WITH asked AS (SELECT prediction_id, text_key FROM predictions
+                       WHERE model_id = ? AND prediction_id BETWEEN ? AND ? AND list_contains(?, prediction_id)),
+        scored AS (SELECT text_key, arg_max(probs, prediction_id) AS probs FROM shadow_predictions
+                   WHERE model_id = ? AND version = ? GROUP BY text_key)
+        SELECT a.prediction_id, s.probs FROM asked a JOIN scored s USING (text_key)""",
+                       [model_id, min(ids, default=0), max(ids, default=0), ids, model_id, version]).df()

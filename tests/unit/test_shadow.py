@@ -200,3 +200,38 @@ def test_the_server_scores_the_shadow_in_the_background(worse_v2, texts, monkeyp
     while any(t.name == shadow.Scorer.name for t in threading.enumerate()) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(t.name == shadow.Scorer.name for t in threading.enumerate())  # it ended with the serving
+
+
+def _draw(store, texts):
+    """What sampling hands a strategy's order: the pool (one prediction per text), the scoring version's
+    probabilities for it, the store and the model."""
+    from types import SimpleNamespace
+
+    from core import store as db
+
+    model = registry.get_model(store, M)
+    answers = _traffic(store, texts)
+    pool = answers[["prediction_id", "text", "business_line"]]
+    active = registry.get_version(store, M, 1)
+    proba = predict.score_texts(store, active, model.labels, pool["text"].tolist())
+    return SimpleNamespace(store=store, model=model, pool=pool, proba=proba, k=10, seed=0), db
+
+
+def test_the_disagreement_strategy_draws_the_texts_the_two_versions_label_differently(worse_v2, texts):
+    from core import disagreement
+    from core.errors import EmptyPool
+
+    store = worse_v2
+    with pytest.raises(EmptyPool, match="no version of '评论情感' is in shadow"):
+        disagreement.order(_draw(store, texts[:5])[0])
+    shadow.start(store, M, 2, "tester")
+    draw, _ = _draw(store, texts)
+    shadow.catch_up(store, M)
+    mine = _shadow_answers(store, texts)
+    theirs = np.asarray(draw.model.labels)[draw.proba.argmax(axis=1)]
+    picked = disagreement.order(draw)
+    assert sorted(picked.tolist()) == np.flatnonzero(mine != theirs).tolist()  # every disagreement, nothing else
+    shadow_proba = predict.score_texts(store, registry.get_version(store, M, 2), draw.model.labels, texts)
+    apart = disagreement.js_divergence(draw.proba[picked], shadow_proba[picked])
+    assert (np.diff(apart) <= 1e-12).all()  # the two versions furthest apart first
+    assert disagreement.js_divergence(np.array([[1.0, 0.0]]), np.array([[0.0, 1.0]]))[0] == pytest.approx(np.log(2))
