@@ -739,7 +739,7 @@ def create_app(store: Store | None = None) -> FastAPI:
 
     @api.post("/models/{name}/hard-examples", response_model=HardExamples, response_model_exclude_unset=True,
               status_code=201, responses=_errors(400, 401, 403, 404, 409, 422, 429, 503))
-    def draw_hard_examples(name: ModelName, k: HardK = 20, strategy: HardStrategy = "least_confidence",
+    def draw_hard_examples(name: ModelName, k: HardK = 20, strategy: HardStrategy = "uncertain_spread",
                            business_line: Annotated[list[str] | None, Query()] = None,
                            store: Store = Depends(get_store), caller: Caller = Depends(current_user)) -> HardExamples:
         """Draw the k unlabelled predictions most worth a label, recorded as one batch; labellers and owners.
@@ -749,7 +749,7 @@ def create_app(store: Store | None = None) -> FastAPI:
 
     @api.get("/models/{name}/hard-examples", response_model=HardExamples, response_model_exclude_unset=True,
              responses=_errors(401, 403, 404, 422, 429, 503))
-    def hard_examples(name: ModelName, k: HardK = 20, strategy: HardStrategy = "least_confidence",
+    def hard_examples(name: ModelName, k: HardK = 20, strategy: HardStrategy = "uncertain_spread",
                       business_line: Annotated[list[str] | None, Query()] = None,
                       store: Store = Depends(get_store), caller: Caller = Depends(current_user)) -> HardExamples:
         """A preview of what a draw (POST) would give now; nothing is recorded and `batch_id` is null."""

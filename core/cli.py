@@ -668,7 +668,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = command("hard-examples", cmd_hard_examples, "the predictions to label next")
     c.add_argument("name")
     c.add_argument("--k", type=_whole_number(1, MAX_COUNT), default=50, help="how many (default 50)")
-    c.add_argument("--strategy", default="least_confidence", choices=_NamesIn(".sampling", "EVERY_STRATEGY"),
+    c.add_argument("--strategy", default="uncertain_spread", choices=_NamesIn(".sampling", "EVERY_STRATEGY"),
                    metavar="STRATEGY", help="one of %(choices)s (default %(default)s)")
     _filters(c)
     _out(c, "the examples")

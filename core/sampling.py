@@ -1,11 +1,16 @@
 """Hard examples: the unlabelled texts most worth a label, by a named query strategy.
 
-A strategy is a score (higher = more worth labelling) plus one shared selector. The pool is the
-slice's distinct unlabelled texts (the newest `MMS_HARD_EXAMPLE_POOL`), re-scored when the batch
-is drawn by the version the labels are for (the active one unless another is chosen), never read
-from probabilities an older version logged. The selector walks the ranking, optionally in turns
-across business lines, and passes over near-duplicates of texts already picked. Every batch is
-recorded with the strategy that chose it and the version that scored it.
+A strategy is a score (higher = more worth labelling) plus one shared selector; a strategy may also
+order the pool itself (uncertain_spread, the default: the most uncertain candidates spread over the
+kinds of text). The pool is the slice's distinct unlabelled texts over all its history, or when
+there are more than `MMS_HARD_EXAMPLE_POOL`, a uniform sample of that many (a hash order of the
+text salted with the scoring version: the same sample for every draw the version scores, another
+one after a retrain). It is scored when the batch is drawn by the version the labels are for (the
+active one unless another is chosen), never read from probabilities an older version logged; what
+a version scored once is kept in the store (per version and model file), so any process reuses it.
+The selector walks the ranking, keeps each business line to its share of the pool unless told not
+to (or takes the lines in turns), and passes over near-duplicates of texts already picked. Every
+batch is recorded with the strategy that chose it and the version that scored it.
 """
 from __future__ import annotations
 
@@ -37,55 +42,98 @@ SCORES_KEPT = 300_000  # rows of re-scored probabilities kept in this process (a
 
 
 @dataclass(frozen=True)
+class Draw:
+    """What a strategy's order sees: the pool (prediction_id, business_line, text, ... one row per
+    text), the scoring version's probabilities and each text's score, how many to pick, the seed;
+    and the store, model and scoring version, for a strategy that needs more than these."""
+    pool: pd.DataFrame
+    proba: np.ndarray
+    scores: np.ndarray
+    k: int
+    seed: int
+    store: Store | None = None
+    model: object = None
+    version: object = None
+
+
+@dataclass(frozen=True)
 class Strategy:
     """A query strategy: `str(strategy)` is its name, as recorded with every batch it chooses.
 
-    `diverse`: rank within clusters of the pool (k-means on character TF-IDF) and take the clusters
-    in turns, so one kind of text cannot fill the batch."""
+    `score`: rows x labels probabilities -> one score per row, higher first (None: random order).
+    `order`: Draw -> pool positions, the most worth labelling first, for a strategy that is more
+    than its score (None: by score, the newer prediction first on ties)."""
     name: str
     description: str
-    score: Callable[[np.ndarray], np.ndarray] | None  # rows x labels -> one score per row; None: random order
-    diverse: bool = False
+    score: Callable[[np.ndarray], np.ndarray] | None
+    order: Callable[[Draw], np.ndarray] | None = None
+    ordinal: bool = False  # for ordinal models only (their label columns are grades in order)
 
     def __str__(self) -> str:
         return self.name
 
 
+STRATEGIES: dict[str, Strategy] = {}
+ORDINAL_STRATEGIES: dict[str, Strategy] = {}
+EVERY_STRATEGY: dict[str, Strategy] = {}
+
+
+def register(name: str, description: str, *, order: Callable[[Draw], np.ndarray] | None = None,
+             ordinal: bool = False):
+    """Decorator: the score function (or None given as `add(None)`) becomes strategy `name`; a new
+    strategy is this one decorated function (with `order` when ranking by the score is not enough)."""
+    def add(score):
+        strategy = Strategy(name, description, score, order, ordinal)
+        (ORDINAL_STRATEGIES if ordinal else STRATEGIES)[name] = strategy
+        EVERY_STRATEGY.clear()
+        EVERY_STRATEGY.update({**STRATEGIES, **ORDINAL_STRATEGIES})
+        return score
+    return add
+
+
+# With two labels the three uncertainty scores rank alike; with more they differ: least
+# confidence looks at the top label only, margin at the top two, entropy at all of them.
+@register("least_confidence", "lowest top probability first")
 def _least_confidence(proba: np.ndarray) -> np.ndarray:
     return 1 - proba.max(axis=1)
 
 
+@register("margin", "smallest gap between the two most likely labels first")
 def _margin(proba: np.ndarray) -> np.ndarray:
     ordered = -np.sort(-proba, axis=1)
     second = ordered[:, 1] if proba.shape[1] > 1 else 0
     return -(ordered[:, 0] - second)
 
 
+@register("entropy", "most uncertain probability spread first")
 def _entropy(proba: np.ndarray) -> np.ndarray:
     safe = np.where(proba > 0, proba, 1.0)
     return -(proba * np.log(safe)).sum(axis=1)
 
 
-# With two labels the three uncertainty scores rank alike; with more they differ: least
-# confidence looks at the top label only, margin at the top two, entropy at all of them.
-STRATEGIES = {s.name: s for s in (
-    Strategy("least_confidence", "lowest top probability first", _least_confidence),
-    Strategy("margin", "smallest gap between the two most likely labels first", _margin),
-    Strategy("entropy", "most uncertain probability spread first", _entropy),
-    Strategy("random", "uniformly at random (a control)", None),
-    Strategy("diverse_margin", "smallest margin within each cluster of similar texts, clusters in turns",
-             _margin, diverse=True),
-)}
-# Ordinal models only (their label columns are grades in order): least confidence ignores how far
-# apart the likely grades are, these two count it. The strategies above apply to them too.
-ORDINAL_STRATEGIES = {s.name: s for s in (
-    Strategy("expected_error", "ordinal models: largest expected error in grades first, sum of p(grade) x "
-             "|grade - most likely grade| (a text torn between 低 and 高 before one torn between 低 and 中)",
-             ordinal.expected_absolute_error),
-    Strategy("spread", "ordinal models: widest distribution over the grades first (its standard deviation "
-             "in grades)", ordinal.spread),
-)}
-EVERY_STRATEGY = {**STRATEGIES, **ORDINAL_STRATEGIES}
+register("random", "uniformly at random (a control)")(None)
+
+
+def _clusters_in_turns(draw: Draw) -> np.ndarray:
+    """The most uncertain 10 k clustered (k-means on character TF-IDF), the clusters in turns."""
+    order = _by_score(draw)
+    if len(order) <= draw.k:
+        return order
+    head = order[:min(len(order), 10 * draw.k)]  # cluster the most uncertain part, where the batch comes from
+    clusters = _clusters(draw.pool["text"].to_numpy()[head], max(2, min(draw.k, 50)), draw.seed)
+    return np.concatenate([_in_turns_by(head, clusters), order[len(head):]])
+
+
+register("diverse_margin", "smallest margin within each cluster of similar texts, clusters in turns",
+         order=_clusters_in_turns)(_margin)
+
+# Ordinal models: least confidence ignores how far apart the likely grades are, these two count it.
+# The strategies above apply to them too.
+register("expected_error", "ordinal models: largest expected error in grades first, sum of p(grade) x "
+         "|grade - most likely grade| (a text torn between 低 and 高 before one torn between 低 and 中)",
+         ordinal=True)(ordinal.expected_absolute_error)
+register("spread", "ordinal models: widest distribution over the grades first (its standard deviation in grades)",
+         ordinal=True)(ordinal.spread)
 
 
 def strategies_for(model) -> dict[str, Strategy]:
@@ -114,19 +162,24 @@ def _strategy(strategy: str | Strategy) -> Strategy:
     return EVERY_STRATEGY[str(strategy)]
 
 
-def select_hard_examples(store: Store, name: str, k: int, user: str, strategy: str | Strategy = "least_confidence",
+DEFAULT_STRATEGY = "uncertain_spread"
+
+
+def select_hard_examples(store: Store, name: str, k: int, user: str, strategy: str | Strategy = DEFAULT_STRATEGY,
                          business_lines=None, since=None, until=None, version: int | None = None,
                          seed: int = 0, for_version: int | None = None, balance_lines: bool = False,
                          near_duplicate: float | None = NEAR_DUPLICATE, text: str | None = None,
-                         record: bool = True) -> HardExamples:
+                         record: bool = True, spread_lines: bool = True) -> HardExamples:
     """The k texts to label next, recorded as one batch (`record` False: a preview, nothing recorded,
     batch_id None). EmptyPool when none is left.
 
     The slice (`business_lines`, `since`, `until`, and `version`: predictions that version made)
     is given loose and checked by Slice.of; `text` keeps the texts that contain it (a search).
-    `for_version` scores the pool (default: the active version); `balance_lines` takes the lines
-    in turns; `near_duplicate` is the similarity above which a text is passed over beside one
-    already picked (None: only identical texts)."""
+    `for_version` scores the pool (default: the active version). `spread_lines` (the default)
+    keeps each business line to its share of the pool, rounded up (the line's share of the slice's
+    unlabelled texts, sampled as the pool is); `balance_lines` takes the lines in turns instead;
+    with both False the strategy alone decides. `near_duplicate` is the similarity above which a
+    text is passed over beside one already picked (None: only identical texts)."""
     chosen = _strategy(strategy)
     if int(k) < 1:
         raise InvalidInput("k must be at least 1")
@@ -138,28 +191,32 @@ def select_hard_examples(store: Store, name: str, k: int, user: str, strategy: s
         model = registry.find_model(con, name)
         _for_task(chosen, model)
         scorer = registry.resolve_version(con, model, for_version)
-        pool = db.hard_example_pool(con, model.model_id, int(settings.get("hard_example_pool")), **filters)
+        pool = _read_pool(con, model, scorer, **filters)
         again = agreement.overlap_pool(con, model, user, int(k), seed, **filters)  # for a blind second label
         skipped = db.skipped_predictions(con, model.model_id, user)
     if pool.empty and again.empty:
         raise EmptyPool(f"no unlabelled predictions of {name!r} match these filters")
     pool = pd.concat([again, pool], ignore_index=True) if len(again) else pool
-    proba = _pool_probabilities(store, scorer, model.labels, pool)
-    pool = pool.drop(columns=["logged_by", "probs"])
+    proba, fresh = _pool_probabilities(store, scorer, model.labels, pool)
+    pool = pool.drop(columns=["logged_by", "probs", "stored"], errors="ignore")
     pool["score"] = chosen.score(proba) if chosen.score else np.random.default_rng(seed).random(len(pool))
     hard = pool.iloc[len(again):].reset_index(drop=True)
-    picked = _hard_picks(hard, chosen, int(k) - len(again), seed, balance_lines, near_duplicate, skipped)
+    draw = Draw(hard, proba[len(again):], hard["score"].to_numpy(), int(k) - len(again), seed, store, model, scorer)
+    picked = _hard_picks(draw, chosen, balance_lines, spread_lines, near_duplicate, skipped)
     picked = _mixed_in([len(again) + i for i in picked], len(again), seed)
     found, proba = pool.iloc[picked].reset_index(drop=True), proba[picked]
     params = {"k": int(k), "seed": seed, "scored_by_version": scorer.version, "pool": len(hard),
-              "second_labels": len(again), "balance_lines": balance_lines, "near_duplicate": near_duplicate,
-              **filters}
+              "second_labels": len(again), "balance_lines": balance_lines, "spread_lines": spread_lines,
+              "near_duplicate": near_duplicate, **filters}
     batch_id = None
     if record:
         with store.transaction() as con:
             auth.require(con, user, "sample")
             batch_id = db.insert_batch(con, model.model_id, chosen.name, params, found["prediction_id"].tolist(),
                                        user)
+            _keep_in_store(con, scorer, fresh)
+    else:
+        keep_scores(store, scorer, fresh)
     found = found.assign(version=scorer.version, label=np.asarray(model.labels)[proba.argmax(axis=1)],
                          top_prob=proba.max(axis=1))
     columns = ["prediction_id", "created_at", "business_line", "version", "text", "label", "top_prob"]
@@ -169,18 +226,51 @@ def select_hard_examples(store: Store, name: str, k: int, user: str, strategy: s
                         pd.concat([found[columns], proba_frame(proba, model.labels), found[["score"]]], axis=1))
 
 
-def _hard_picks(pool: pd.DataFrame, strategy: Strategy, k: int, seed: int, balance_lines: bool,
+def _read_pool(con, model, scorer: registry.Version, **filters) -> pd.DataFrame:
+    """The pool the scoring version draws from (its own sample of the slice's history), with the
+    probabilities it already keeps in the store."""
+    return db.hard_example_sample(con, model.model_id, int(settings.get("hard_example_pool")),
+                                  _salt(scorer), (scorer.version, scorer.sha256), **filters)
+
+
+def _salt(version: registry.Version) -> int:
+    """The pool sample's salt: one per version, so each retrain looks at another sample of history."""
+    return version.model_id * 100_003 + version.version
+
+
+def _hard_picks(draw: Draw, strategy: Strategy, balance_lines: bool, spread_lines: bool,
                 near_duplicate: float | None, skipped: set[int] = frozenset()) -> list[int]:
     """Positions of the k unlabelled texts most worth a label (none when k < 1); texts the labeller
     skipped come after all others, so skipping a whole batch brings new texts, not the same ones."""
+    pool, k = draw.pool, draw.k
     if k < 1 or pool.empty:
         return []
-    order = _ranking(pool, strategy, k, seed)
+    order = np.asarray(strategy.order(draw) if strategy.order else _by_score(draw))
+    lines = pool["business_line"].to_numpy()
     if balance_lines:
-        order = _in_turns(order, pool["business_line"].to_numpy())
+        order = _in_turns(order, lines)
+    elif spread_lines:
+        order = _within_shares(order, lines, k)
     if skipped:
         order = order[np.argsort(pool["prediction_id"].isin(skipped).to_numpy()[order], kind="stable")]
     return _pick(pool["text"].array, order, k, near_duplicate)
+
+
+def _by_score(draw: Draw) -> np.ndarray:
+    """Pool positions by score, the newer prediction first on ties."""
+    return np.lexsort((-draw.pool["prediction_id"].to_numpy(), -draw.scores))
+
+
+def _within_shares(order: np.ndarray, lines: np.ndarray, k: int) -> np.ndarray:
+    """`order` with each line's picks beyond its share of k (its share of the pool, rounded up) moved
+    after every other line's: a line that would take more than its share gives way, a line that
+    takes less keeps what the strategy gave it, and the batch still fills when the others run out."""
+    names, counts = np.unique(lines, return_inverse=False, return_counts=True)
+    quota = dict(zip(names, np.ceil(k * counts / len(lines)).astype(int)))
+    ranked = lines[order]
+    rank_in_line = pd.Series(ranked).groupby(ranked).cumcount().to_numpy()
+    beyond = rank_in_line >= np.array([quota[line] for line in ranked])
+    return order[np.argsort(beyond, kind="stable")]
 
 
 def _mixed_in(picked: list[int], n_again: int, seed: int) -> list[int]:
@@ -193,18 +283,44 @@ def _mixed_in(picked: list[int], n_again: int, seed: int) -> list[int]:
     return ordered
 
 
-def _pool_probabilities(store: Store, version: registry.Version, labels: list[str], pool: pd.DataFrame) -> np.ndarray:
-    """The scoring version's probabilities for the pool: what that same version logged is its own
-    answer already (a version's prediction is deterministic), and what it scored for an earlier
-    draw in this process is kept (_SCORES), so only texts it has not answered yet are scored."""
+def _pool_probabilities(store: Store, version: registry.Version, labels: list[str],
+                        pool: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
+    """The scoring version's probabilities for the pool, and the rows it scored now (text_key,
+    probs) for the store to keep. What that same version logged is its own answer already (a
+    version's prediction is deterministic); what it scored for any earlier draw is kept in the
+    store (the pool's `stored`) and in this process (_SCORES); only texts it never answered are scored."""
     proba = np.zeros((len(pool), len(labels)))
     own = (pool["logged_by"] == version.version).to_numpy()
     if own.any():  # one flat array, reshaped: every logged row has the model's labels
         proba[own] = np.concatenate(pool["probs"].to_numpy()[own]).reshape(int(own.sum()), len(labels))
-    rest = np.flatnonzero(~own)
+    kept = ~own & (pool["stored"].notna().to_numpy() if "stored" in pool else False)
+    if kept.any():
+        proba[kept] = np.concatenate(pool["stored"].to_numpy()[kept]).reshape(int(kept.sum()), len(labels))
+    rest = np.flatnonzero(~own & ~kept)
+    fresh = pd.DataFrame({"text_key": [], "probs": []})
     if len(rest):
-        proba[rest] = _kept_or_scored(store, version, labels, list(pool["text"].array.take(rest)))[0]
-    return proba
+        proba[rest], scored = _kept_or_scored(store, version, labels, list(pool["text"].array.take(rest)))
+        if "text_key" in pool:  # rows for a second label come without one: they are not pool texts
+            keys = pool["text_key"].to_numpy()[rest]
+            known = pd.notna(keys)
+            fresh = pd.DataFrame({"text_key": keys[known].astype("uint64"), "probs": list(proba[rest][known])})
+    return proba, fresh
+
+
+def keep_scores(store: Store, version: registry.Version, fresh: pd.DataFrame) -> None:
+    """Keep the version's new probabilities (text_key, probs) in the store for every process's next
+    draw; a store that cannot take them now (busy, read-only) only costs the next draw a re-score."""
+    if fresh.empty:
+        return
+    try:
+        with store.transaction() as con:
+            _keep_in_store(con, version, fresh)
+    except MMSError as e:
+        log.warning("MMS: %d scores of version %d not kept in the store: %s", len(fresh), version.version, e)
+
+
+def _keep_in_store(con, version: registry.Version, fresh: pd.DataFrame) -> None:
+    db.insert_version_scores(con, version.model_id, version.version, version.sha256, fresh)
 
 
 def _kept_or_scored(store: Store, version: registry.Version, labels: list[str], texts: list[str],
@@ -272,20 +388,24 @@ _SCORES = _ScoreCache(SCORES_KEPT)
 
 
 def prescore(store: Store, name: str) -> int:
-    """Score the model's whole pool (all lines, all time: the newest MMS_HARD_EXAMPLE_POOL distinct
-    unlabelled texts) by its active version into the kept scores, as the first batch drawn for it
-    would; the server does this in the background after an activation (Prescorer). Returns how many
-    texts were scored (0: none missing, or no active version)."""
+    """Score the model's whole pool (all lines, all time: the active version's sample of at most
+    MMS_HARD_EXAMPLE_POOL distinct unlabelled texts) by its active version and keep the scores in the
+    store, as the first batch drawn for it would; the server does this in the background after an
+    activation (Prescorer). Returns how many texts were scored (0: none missing, or no active version)."""
     with store.connect() as con:
         model = registry.find_model(con, name)
         if model.active_version is None:
             return 0
         version = registry.resolve_version(con, model, None)
-        pool = db.hard_example_pool(con, model.model_id, int(settings.get("hard_example_pool")))
-    rest = np.flatnonzero((pool["logged_by"] != version.version).to_numpy())
+        pool = _read_pool(con, model, version)
+    missing = (pool["logged_by"] != version.version).to_numpy() & pool["stored"].isna().to_numpy()
+    rest = np.flatnonzero(missing)
     if not len(rest):
         return 0
-    return _kept_or_scored(store, version, model.labels, list(pool["text"].array.take(rest)), True)[1]
+    proba, n = _kept_or_scored(store, version, model.labels, list(pool["text"].array.take(rest)), True)
+    keep_scores(store, version, pd.DataFrame({"text_key": pool["text_key"].to_numpy()[rest].astype("uint64"),
+                                              "probs": list(proba)}))
+    return n
 
 
 class Prescorer(Every):
@@ -337,16 +457,6 @@ def score_pool(store: Store, version: registry.Version, labels: list[str], texts
     return predict.score_texts(store, version, labels, texts, off_this_process=in_background)
 
 
-def _ranking(pool: pd.DataFrame, strategy: Strategy, k: int, seed: int) -> np.ndarray:
-    """Pool positions, most worth labelling first (ties: the newer prediction first)."""
-    order = np.lexsort((-pool["prediction_id"].to_numpy(), -pool["score"].to_numpy()))
-    if not strategy.diverse or len(order) <= k:
-        return order
-    head = order[:min(len(order), 10 * k)]  # cluster the most uncertain part, where the batch comes from
-    clusters = _clusters(pool["text"].to_numpy()[head], max(2, min(k, 50)), seed)
-    return np.concatenate([_in_turns_by(head, clusters), order[len(head):]])
-
-
 def _clusters(texts: np.ndarray, n: int, seed: int) -> np.ndarray:
     """k-means cluster of each text in the TF-IDF space of its character 1-3-grams."""
     from sklearn.cluster import MiniBatchKMeans
@@ -355,6 +465,52 @@ def _clusters(texts: np.ndarray, n: int, seed: int) -> np.ndarray:
     X = TfidfVectorizer(analyzer="char", ngram_range=(1, 3), sublinear_tf=True).fit_transform(texts)
     n = min(n, X.shape[0])
     return MiniBatchKMeans(n_clusters=n, n_init=1, random_state=seed, batch_size=1024).fit_predict(X)
+
+
+# The default strategy's knob: it spreads k picks over the SPREAD_CANDIDATES x k most uncertain texts
+# (chosen by `bench/learning_curve.py --tune`, on a split of the training pool, never the test split).
+SPREAD_CANDIDATES = 4
+SPREAD_DIMENSIONS = 64  # of the texts' hashed character n-grams, reduced for k-means
+
+
+def _uncertain_spread(draw: Draw) -> np.ndarray:
+    """The SPREAD_CANDIDATES x k most uncertain texts grouped into k clusters of similar texts
+    (k-means over their character n-grams), each cluster's most uncertain first, the clusters'
+    second best after, and so on; the rest of the pool by score after them. One kind of text can
+    then give one pick, not fifty, and each pick is still among the most uncertain."""
+    order = _by_score(draw)
+    n = min(len(order), SPREAD_CANDIDATES * draw.k)
+    if draw.k < 2 or n <= draw.k:
+        return order
+    head = order[:n]
+    groups = _kinds_of_text(draw.pool["text"].to_numpy()[head], draw.k, draw.seed)
+    return np.concatenate([_in_turns_by(head, groups), order[n:]])
+
+
+def _kinds_of_text(texts: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """k-means cluster of each text (n clusters) in a cheap representation that needs no fitted model:
+    TF-IDF of hashed character 1-3-grams, reduced by SVD to SPREAD_DIMENSIONS and normalised."""
+    import warnings
+
+    from sklearn.cluster import KMeans
+    from sklearn.decomposition import TruncatedSVD
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
+    from sklearn.preprocessing import normalize
+
+    counts = HashingVectorizer(analyzer="char", ngram_range=(1, 3), n_features=2 ** 18, alternate_sign=False,
+                               norm=None).transform(texts)
+    X = TfidfTransformer(sublinear_tf=True).fit_transform(counts)
+    dims = min(SPREAD_DIMENSIONS, X.shape[0] - 1, X.shape[1] - 1)
+    X = normalize(TruncatedSVD(dims, random_state=seed).fit_transform(X)) if dims >= 2 else X.toarray()
+    with warnings.catch_warnings():  # identical texts: fewer distinct points than clusters is fine here
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return KMeans(n_clusters=min(n, len(texts)), n_init=1, max_iter=30, random_state=seed).fit_predict(X)
+
+
+register("uncertain_spread", "the most uncertain texts, spread over the kinds of text: the k picks come from "
+         f"the {SPREAD_CANDIDATES} x k smallest margins, one per cluster of similar texts first (the default)",
+         order=_uncertain_spread)(_margin)
 
 
 def _in_turns_by(order: np.ndarray, groups: np.ndarray) -> np.ndarray:

@@ -82,8 +82,9 @@ SETTINGS = {
                                            "it; fewer are reported as too few, never as a fall."),
         Setting("selection_budget", 0.0, "Seconds model selection may spend cross-validating candidates "
                                          "(0: 20 s plus 15 s per 1,000 training rows, at most 180 s)."),
-        Setting("hard_example_pool", 20000, "Newest distinct unlabelled texts of a slice that the chosen version "
-                                            "re-scores when a batch of hard examples is drawn."),
+        Setting("hard_example_pool", 20000, "Distinct unlabelled texts of a slice that the chosen version scores "
+                                            "when a batch of hard examples is drawn: all of them, or a uniform sample "
+                                            "of this many over the slice's whole history (one per version)."),
         Setting("estimate_max_ece", 0.05, "Largest calibration error (ECE on the test split) of a version whose "
                                           "probabilities the Monitor turns into an estimated accuracy."),
         Setting("audit_share", 0.02, "Share of every business line x period drawn at random into the audit "

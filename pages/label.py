@@ -47,7 +47,7 @@ def show_notice() -> None:
 # --- filters -------------------------------------------------------------------------------
 
 def defaults(first: dt.date, last: dt.date) -> dict:
-    return {"label_strategy": "least_confidence", "label_lines": [], "label_dates": (first, last),
+    return {"label_strategy": sampling.DEFAULT_STRATEGY, "label_lines": [], "label_dates": (first, last),
             "label_version": ALL, "label_search": ""}
 
 
@@ -66,7 +66,7 @@ def prepare_filters(name: str, lines: list[str], first: dt.date, last: dt.date, 
         where: Slice = sent["slice"]
         state = {**defaults(first, last),
                  "label_strategy": sent.get("strategy") or st.session_state.get(
-                     "label_strategy", saved.get("label_strategy", "least_confidence")),
+                     "label_strategy", saved.get("label_strategy", sampling.DEFAULT_STRATEGY)),
                  "label_lines": [line for line in where.business_lines if line in lines],
                  "label_dates": where.widget_dates(first, last),
                  "label_version": where.version if where.version in versions else ALL}

@@ -25,7 +25,7 @@ def test_label_page_shows_one_example_with_a_button_per_decision(app):
     at = app("pages/label.py")
     assert not at.exception
     assert not at.error
-    assert at.selectbox(key="label_strategy").value == "least_confidence"
+    assert at.selectbox(key="label_strategy").value == "uncertain_spread"
     assert at.multiselect(key="label_lines").value == []
     assert [b.key for b in at.button if b.key.startswith("label_as_")] == \
         ["label_as_0", "label_as_1", "label_as_skip", "label_as_unclear"]

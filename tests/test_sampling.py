@@ -46,12 +46,13 @@ def test_a_strategy_returns_k_unique_predictions_from_the_pool_and_records_its_n
         assert probe.batch_row(con, found.batch_id)["strategy"] == name == found.strategy
 
 
-@pytest.mark.parametrize("name", [n for n, s in sampling.STRATEGIES.items() if s.score and not s.diverse])
+@pytest.mark.parametrize("name", [n for n, s in sampling.STRATEGIES.items() if s.score and s.order is None])
 def test_the_batch_is_the_best_by_the_strategys_own_score(seeded_store, name):
     strategy = sampling.STRATEGIES[name]
     pool = _pool(seeded_store)
     pool["score"] = strategy.score(_probabilities(seeded_store, 1, pool["text"]))
-    found = sampling.select_hard_examples(seeded_store, M, 25, "lab", name, near_duplicate=None).examples
+    found = sampling.select_hard_examples(seeded_store, M, 25, "lab", name, near_duplicate=None,
+                                          spread_lines=False).examples
     chosen = pool.set_index("prediction_id").loc[found["prediction_id"]]
     assert np.allclose(found["score"], chosen["score"])
     passed_over = pool[~pool["prediction_id"].isin(found["prediction_id"])]
@@ -65,7 +66,7 @@ def test_the_batch_follows_the_version_the_labels_are_for_not_the_logged_probabi
     picks = {}
     for version in (1, 2):
         found = sampling.select_hard_examples(seeded_store, M, 20, "lab", "least_confidence", for_version=version,
-                                              near_duplicate=None).examples
+                                              near_duplicate=None, spread_lines=False).examples
         score = 1 - _probabilities(seeded_store, version, pool["text"]).max(axis=1)
         best = pool.assign(score=score).sort_values(["score", "prediction_id"], ascending=[False, False])
         assert found["prediction_id"].tolist() == best["prediction_id"].head(20).tolist()

@@ -24,6 +24,15 @@ def scored(monkeypatch) -> list[int]:
     return calls
 
 
+def _keep_nothing(store, monkeypatch) -> None:
+    """Draws from here on keep no scores, in this process or in the store (none kept so far either)."""
+    monkeypatch.setattr(sampling, "_SCORES", sampling._ScoreCache(0))
+    monkeypatch.setattr(sampling, "_keep_in_store", lambda *a: None)
+    monkeypatch.setattr(sampling, "keep_scores", lambda *a: None)
+    with store.transaction() as con:
+        con.execute("DELETE FROM version_scores")
+
+
 def test_after_a_retrain_only_the_first_draw_scores_and_picks_the_same(seeded_store, scored, monkeypatch):
     """v2 logged nothing: its first draw scores the pool, the second scores nothing and picks the
     same texts with the same probabilities as a draw that keeps nothing."""
@@ -32,14 +41,14 @@ def test_after_a_retrain_only_the_first_draw_scores_and_picks_the_same(seeded_st
     assert len(scored) == 1 and scored[0] > len(first)
     second = _draw(seeded_store, 2)
     assert len(scored) == 1  # nothing scored again
-    monkeypatch.setattr(sampling, "_SCORES", sampling._ScoreCache(0))  # keeps nothing
+    _keep_nothing(seeded_store, monkeypatch)
     uncached = _draw(seeded_store, 2)
     assert len(scored) == 2 and scored[1] == scored[0]
     for drawn in (first, second):
         pd.testing.assert_frame_equal(drawn[COLUMNS], uncached[COLUMNS])
 
 
-def test_a_version_is_never_served_another_versions_scores(seeded_store, scored):
+def test_a_version_is_never_served_another_versions_scores(seeded_store, scored, monkeypatch):
     """v2 and v3 are different models: v3's draw after v2's scores the whole pool itself and picks
     what v3 picks, not what v2 scored."""
     train.train_version(seeded_store, M, "lab", model_config={"estimator": "complement_nb"})
@@ -48,7 +57,7 @@ def test_a_version_is_never_served_another_versions_scores(seeded_store, scored)
     by_v3 = _draw(seeded_store, 3)
     assert len(scored) == 2 and scored[1] == scored[0]
     assert not by_v2[COLUMNS].equals(by_v3[COLUMNS])
-    sampling._SCORES.clear()
+    _keep_nothing(seeded_store, monkeypatch)
     pd.testing.assert_frame_equal(_draw(seeded_store, 3)[COLUMNS], by_v3[COLUMNS])
 
 
@@ -58,7 +67,7 @@ def test_the_cache_holds_at_most_its_rows(seeded_store, monkeypatch):
     monkeypatch.setattr(sampling, "_SCORES", sampling._ScoreCache(5))
     small = _draw(seeded_store, 2)
     assert sum(map(len, sampling._SCORES._versions.values())) == 5
-    monkeypatch.setattr(sampling, "_SCORES", sampling._ScoreCache(0))
+    _keep_nothing(seeded_store, monkeypatch)
     pd.testing.assert_frame_equal(small[COLUMNS], _draw(seeded_store, 2)[COLUMNS])
 
 
@@ -74,7 +83,7 @@ def test_picks_read_from_a_column_equal_picks_from_an_array():
         assert sampling._pick(column, order, k, 0.9) == sampling._pick(np.array(texts, dtype=object), order, k, 0.9)
 
 
-def test_a_newly_active_version_has_its_pool_scored_before_the_first_batch(seeded_store, scored):
+def test_a_newly_active_version_has_its_pool_scored_before_the_first_batch(seeded_store, scored, monkeypatch):
     """What the server's Prescorer does after an activation: the first batch by the new version then
     scores nothing, and the picks are the ones a draw without kept scores makes."""
     train.train_version(seeded_store, M, "lab", model_config={"estimator": "complement_nb"})
@@ -86,7 +95,7 @@ def test_a_newly_active_version_has_its_pool_scored_before_the_first_batch(seede
     assert len(scored) == 1 and (first["version"] == 2).all()
     prescorer.once()  # the same active version: nothing looked at again
     assert len(scored) == 1
-    sampling._SCORES.clear()
+    _keep_nothing(seeded_store, monkeypatch)
     uncached = sampling.select_hard_examples(seeded_store, M, 20, "lab").examples
     pd.testing.assert_frame_equal(first[COLUMNS], uncached[COLUMNS])
 
