@@ -235,3 +235,22 @@ def test_the_disagreement_strategy_draws_the_texts_the_two_versions_label_differ
     apart = disagreement.js_divergence(draw.proba[picked], shadow_proba[picked])
     assert (np.diff(apart) <= 1e-12).all()  # the two versions furthest apart first
     assert disagreement.js_divergence(np.array([[1.0, 0.0]]), np.array([[0.0, 1.0]]))[0] == pytest.approx(np.log(2))
+
+
+def test_a_labeller_draws_the_disagreements_as_a_batch_of_hard_examples(worse_v2, texts):
+    from core import sampling
+    from core.errors import EmptyPool
+
+    store = worse_v2
+    assert "disagreement" in sampling.strategies_for(registry.get_model(store, M))
+    with pytest.raises(EmptyPool, match="is in shadow"):
+        sampling.select_hard_examples(store, M, 5, "tester", strategy="disagreement")
+    shadow.start(store, M, 2, "tester")
+    answers = _traffic(store, texts)
+    shadow.catch_up(store, M)
+    differ = set(answers["text"][_shadow_answers(store, texts) != answers["label"].to_numpy()])
+    batch = sampling.select_hard_examples(store, M, len(texts), "tester", strategy="disagreement",
+                                          near_duplicate=None)
+    assert batch.strategy == "disagreement" and batch.batch_id is not None
+    assert set(batch.examples["text"]) == differ  # every disagreement, and only those
+    assert (batch.examples["version"] == 1).all()  # scored by the version the labels are for
