@@ -8,13 +8,15 @@ to a text never changes); texts it has not scored are never drawn."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from . import store as db
 from .errors import EmptyPool
 
 NAME = "disagreement"
-DESCRIPTION = ("texts the version in shadow labels otherwise than the scoring version, the two versions' "
-               "probabilities furthest apart first (Jensen-Shannon divergence); only texts the shadow scored")
+DESCRIPTION = ("texts the version in shadow labels otherwise than the scoring version first, the two versions' "
+               "probabilities furthest apart first (Jensen-Shannon divergence); then the texts they agree on, "
+               "furthest apart first; then texts the shadow has not scored, least confident first")
 
 
 def js_divergence(p: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -29,26 +31,24 @@ def js_divergence(p: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 
 def order(draw) -> np.ndarray:
-    """Pool positions of the texts the shadow labels otherwise than the scoring version, furthest
-    apart first (the newer prediction first on ties). `draw` is sampling's Draw: its store, model,
-    pool (prediction_id per text) and the scoring version's probabilities (proba). EmptyPool with a
-    sentence when no version is in shadow, or it agrees on every pool text it scored."""
+    """Every pool position, the most informative first: the texts the shadow labels otherwise than
+    the scoring version, furthest apart first; then those it labels alike, furthest apart first;
+    then those it has not scored, by the scoring version's score (ties: the newer prediction first).
+    `draw` is sampling's Draw: its store, model, pool (prediction_id per text), the scoring version's
+    probabilities (proba) and scores. EmptyPool with a sentence when no version is in shadow."""
     pool = draw.pool
     with draw.store.connect() as con:
         shadows = db.current_shadows(con, draw.model.model_id)
         if not shadows:
             raise EmptyPool(f"no version of {draw.model.name!r} is in shadow: put one in shadow (Versions page, "
                             "`python -m core shadow`) to draw the texts it disagrees on")
-        version = int(shadows[0]["version"])
-        theirs = db.shadow_probabilities(con, draw.model.model_id, version, pool["prediction_id"].tolist())
-    at = pool.reset_index(drop=True).reset_index().set_index("prediction_id")["index"]
-    rows = at.reindex(theirs["prediction_id"]).to_numpy()
+        theirs = db.shadow_probabilities(con, draw.model.model_id, int(shadows[0]["version"]),
+                                         pool["prediction_id"].tolist())
+    rows = pd.Index(pool["prediction_id"]).get_indexer(theirs["prediction_id"])
     shadow = np.asarray(theirs["probs"].tolist(), dtype=float).reshape(len(rows), -1)
     mine = np.asarray(draw.proba, dtype=float)[rows]
-    differ = shadow.argmax(axis=1) != mine.argmax(axis=1)
-    if not differ.any():
-        raise EmptyPool(f"version {version} in shadow agrees with the scoring version on every unlabelled text "
-                        f"it scored here ({len(rows)}): no disagreement to label")
-    rows, apart = rows[differ], js_divergence(mine[differ], shadow[differ])
-    newer = pool["prediction_id"].to_numpy()[rows]
-    return rows[np.lexsort((-newer, -apart))]
+    group = np.full(len(pool), 2)  # 0: they disagree, 1: they agree, 2: not scored by the shadow
+    group[rows] = np.where(shadow.argmax(axis=1) != mine.argmax(axis=1), 0, 1)
+    key = np.asarray(draw.scores, dtype=float).copy()
+    key[rows] = js_divergence(mine, shadow)
+    return np.lexsort((-pool["prediction_id"].to_numpy(), -key, group))

@@ -226,14 +226,18 @@ def test_the_disagreement_strategy_draws_the_texts_the_two_versions_label_differ
         disagreement.order(_draw(store, texts[:5])[0])
     shadow.start(store, M, 2, "tester")
     draw, _ = _draw(store, texts)
+    draw.scores = 1 - draw.proba.max(axis=1)
     shadow.catch_up(store, M)
     mine = _shadow_answers(store, texts)
     theirs = np.asarray(draw.model.labels)[draw.proba.argmax(axis=1)]
+    differ = np.flatnonzero(mine != theirs)
     picked = disagreement.order(draw)
-    assert sorted(picked.tolist()) == np.flatnonzero(mine != theirs).tolist()  # every disagreement, nothing else
+    assert sorted(picked.tolist()) == list(range(len(texts)))  # every text, the disagreements first
+    assert sorted(picked[:len(differ)].tolist()) == differ.tolist()
     shadow_proba = predict.score_texts(store, registry.get_version(store, M, 2), draw.model.labels, texts)
     apart = disagreement.js_divergence(draw.proba[picked], shadow_proba[picked])
-    assert (np.diff(apart) <= 1e-12).all()  # the two versions furthest apart first
+    assert (np.diff(apart[:len(differ)]) <= 1e-12).all()  # the two versions furthest apart first
+    assert (np.diff(apart[len(differ):]) <= 1e-12).all()  # then the agreements, furthest apart first
     assert disagreement.js_divergence(np.array([[1.0, 0.0]]), np.array([[0.0, 1.0]]))[0] == pytest.approx(np.log(2))
 
 
@@ -249,8 +253,11 @@ def test_a_labeller_draws_the_disagreements_as_a_batch_of_hard_examples(worse_v2
     answers = _traffic(store, texts)
     shadow.catch_up(store, M)
     differ = set(answers["text"][_shadow_answers(store, texts) != answers["label"].to_numpy()])
-    batch = sampling.select_hard_examples(store, M, len(texts), "tester", strategy="disagreement",
-                                          near_duplicate=None)
+    batch = sampling.select_hard_examples(store, M, len(differ), "tester", strategy="disagreement",
+                                          near_duplicate=None, spread_lines=False)
     assert batch.strategy == "disagreement" and batch.batch_id is not None
-    assert set(batch.examples["text"]) == differ  # every disagreement, and only those
+    assert set(batch.examples["text"]) == differ  # the disagreements first
+    more = sampling.select_hard_examples(store, M, len(differ) + 20, "tester", strategy="disagreement",
+                                         near_duplicate=None, spread_lines=False, record=False).examples
+    assert len(more) == len(differ) + 20 and more["prediction_id"].is_unique  # then the next most informative
     assert (batch.examples["version"] == 1).all()  # scored by the version the labels are for
