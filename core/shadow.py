@@ -365,3 +365,25 @@ def _evidence_table(counts: pd.DataFrame, histogram: pd.DataFrame, metrics: dict
     table = table[EVIDENCE_COLUMNS].sort_values(keys, ignore_index=True)
     table.attrs["not_estimated"] = problems  # why a version's estimate is missing, as the Monitor says it
     return table
+
+
+def report(store: Store, model_name: str, period: str = "week", version=None) -> dict:
+    """What the command line and the API answer about a model's shadow, JSON-ready (NaN as None,
+    times as ISO text): in_shadow (the version, or None), summary (None before any evidence), the
+    evidence rows per line x period, and what each figure is (ABOUT)."""
+    table = evidence(store, model_name, period, version)
+    found = summary(store, model_name, version)
+    return {"model": model_name, "in_shadow": current(store, model_name), "summary": _plain(found) if found else None,
+            "evidence": [_plain(row) for row in table.to_dict("records")], "about": ABOUT}
+
+
+def _plain(row: dict) -> dict:
+    def value(v):
+        if isinstance(v, (pd.Timestamp, np.datetime64)) or hasattr(v, "isoformat"):
+            return pd.Timestamp(v).isoformat()
+        if isinstance(v, (np.integer,)):
+            return int(v)
+        if isinstance(v, (float, np.floating)):
+            return None if np.isnan(v) else float(v)
+        return v
+    return {k: value(v) for k, v in row.items()}
