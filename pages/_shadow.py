@@ -43,7 +43,7 @@ def control(model: registry.Model, versions: list[registry.Version], now: shadow
         st.session_state["versions_shadow_pick"] = candidates[-1]
     pick = row.selectbox("Version to shadow", candidates, key="versions_shadow_pick", width=180,
                          format_func=lambda n: f"v{n}" + (" (in shadow)" if now and now.version == n else ""))
-    verb = "Shadow" if now is None else "Shadow instead"
+    verb = "Shadow instead" if now is not None and now.version != pick else "Shadow"
     if row.button(f"{verb} v{pick}", key="versions_shadow_start", icon=":material/visibility:",
                   disabled=not allowed or (now is not None and now.version == pick),
                   help="Needs the owner role." if not allowed else

@@ -72,6 +72,8 @@ def test_an_owner_shadows_a_version_and_reads_its_evidence_on_the_versions_page(
     expect(metrics.filter(has_text="Agreement")).to_contain_text("%")
     expect(metrics.filter(has_text="Estimated accuracy, v1")).to_contain_text("%")
     expect(metrics.filter(has_text="Estimated accuracy, v2")).to_contain_text("%")
-    expect(page.locator(".st-key-versions_shadow_table")).to_be_visible()
-    page.locator(".st-key-versions_shadow_table").scroll_into_view_if_needed()
+    expect(page.get_by_text("none labelled yet").first).to_be_visible()  # who was right: no label yet
+    per_line = page.locator('[data-testid="stDataFrame"]').filter(has=page.locator("canvas")).last
+    expect(per_line).to_be_visible()
+    evidence.scroll_into_view_if_needed()
     page.screenshot(path=str(SHOTS / "shadow-versions-evidence.png"))
