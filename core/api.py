@@ -32,6 +32,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match, Mount
 
 from . import agreement, auth, demo, feedback, imports, predict, registry, sampling, settings, stats, train
+from . import shadow
 from .errors import (ArtifactError, Conflict, EmptyPool, InvalidInput, MMSError, ModelExists, ModelNotFound,
                      PermissionDenied, SignInRefused, StoreBusy, TrainingError, VersionNotFound)
 from .errors import Regression
@@ -195,6 +196,11 @@ class Error(BaseModel):
     regressions: list[Fall] | None = Field(None, description="For a refused activation (409): what fell.")
     version: int | None = Field(None, description="For a refused activation (409): the version refused; after "
                                                   "training, it is kept and can be activated with force.")
+
+
+class ShadowRequest(Body):
+    version: int = Field(ge=1, le=2**53 - 1, description="The version to put in shadow: it scores the live "
+                                                         "predictions in the background and never answers.")
 
 
 class ActivateRequest(Body):
@@ -697,6 +703,26 @@ def create_app(store: Store | None = None) -> FastAPI:
         body = body or ActivateRequest()
         return _version_summary(registry.activate_version(store, name, version, caller.user, body.reason,
                                                           force=body.force))
+
+    @api.put("/models/{name}/shadow", responses=_errors(401, 403, 404, 422, 429, 500, 503))
+    def put_in_shadow(name: ModelName, body: ShadowRequest, store: Store = Depends(get_store),
+                      caller: Caller = Depends(current_user)) -> dict:
+        """Put a version in shadow (one per model: it replaces the one there). Refused with a sentence for
+        an unknown model or version (404) or the active version itself (422)."""
+        now = shadow.start(store, name, body.version, caller.user)
+        return {"model": now.model, "version": now.version, "since": now.since.isoformat(), "by": now.by}
+
+    @api.delete("/models/{name}/shadow", responses=_errors(401, 403, 404, 429, 503))
+    def stop_shadow(name: ModelName, store: Store = Depends(get_store), caller: Caller = Depends(current_user)) -> dict:
+        """Take the model's version out of shadow; `stopped` is that version, or null when none was."""
+        return {"model": name, "stopped": shadow.stop(store, name, caller.user)}
+
+    @api.get("/models/{name}/shadow", responses=_errors(401, 403, 404, 422, 429, 503))
+    def shadow_evidence(name: ModelName, by: Annotated[str, Query(pattern="^(day|week|month)$")] = "week",
+                        store: Store = Depends(get_store), caller: Caller = Depends(current_user)) -> dict:
+        """The version in shadow (or none) and its evidence beside the version that answered: the summary over
+        the whole run and one row per business line x period (`about` says what each figure is)."""
+        return shadow.report(store, name, by)
 
     @api.post("/models", response_model=ModelDetail, response_model_exclude_unset=True, status_code=201,
               responses=_errors(400, 401, 403, 409, 422, 429, 503))

@@ -421,6 +421,46 @@ def cmd_activate(args, store):
     _emit_record(args, _version_record(v))
 
 
+def cmd_shadow(args, store):
+    from . import logwriter, shadow
+
+    if args.version is not None and args.stop:
+        raise InvalidInput("give a version to put in shadow, or --stop, not both")
+    out = args.console.out
+    if args.version is not None:
+        now = shadow.start(store, args.name, args.version, args.user)
+        print(f"{now.model} v{now.version} is in shadow since {now.since:%Y-%m-%d %H:%M:%S}: it scores the live "
+              "predictions in the server's background and never answers", file=args.console.err)
+    elif args.stop:
+        stopped = shadow.stop(store, args.name, args.user)
+        print(f"{args.name} v{stopped} is out of shadow; its evidence stays readable" if stopped
+              else f"{args.name} had no version in shadow; nothing changed", file=args.console.err)
+    if args.catch_up:  # in a server (this command forwarded to it), in the low-priority worker as its scorer does
+        n = shadow.catch_up(store, args.name, background=logwriter.running(store) is not None)
+        print(f"scored {n} predictions in shadow", file=args.console.err)
+    if args.version is not None or args.stop:
+        return
+    found = shadow.report(store, args.name, args.by)
+    if args.format == "json":
+        print(json.dumps(found, ensure_ascii=False), file=out)
+        return
+    whole = found["summary"]
+    if whole is None:
+        print(f"{args.name}: no version in shadow and no shadow evidence; put one in shadow with "
+              f"`python -m core shadow {args.name} VERSION`", file=out)
+        return
+    print(f"v{whole['shadow_version']} " + ("in shadow" if whole["in_shadow"] else "out of shadow") +
+          f": {whole['n']} predictions scored, {whole['pending']} not yet; agreement {_pct(whole['agreement'])}; "
+          f"estimated accuracy {whole['active_versions']} {_pct(whole['active_estimate'])}, "
+          f"v{whole['shadow_version']} {_pct(whole['shadow_estimate'])}"
+          + (f" ({whole['not_estimated']})" if whole["not_estimated"] else ""), file=out)
+    _emit(args, shadow.evidence(store, args.name, args.by, whole["shadow_version"]))
+
+
+def _pct(value) -> str:
+    return "–" if value is None or value != value else f"{value:.1%}"
+
+
 def cmd_compare(args, store):
     from . import registry
 
@@ -715,6 +755,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("name")
     c.add_argument("version", type=_whole_number(1, MAX_COUNT))
     c.add_argument("text", nargs="?", metavar="TEXT")
+    c = command("shadow", cmd_shadow, "put a version in shadow (it scores the live predictions, never answers), "
+                                      "take it out (--stop), or show its evidence beside the active version")
+    c.add_argument("name")
+    c.add_argument("version", nargs="?", type=_whole_number(1, MAX_COUNT), help="the version to put in shadow")
+    c.add_argument("--stop", action="store_true", help="take the model's version out of shadow")
+    c.add_argument("--catch-up", action="store_true", help="score now what the version in shadow has not scored")
+    c.add_argument("--by", choices=["day", "week", "month"], default="week", help="the evidence's period")
     c = command("activate", cmd_activate, "make a version (any earlier one too) the active one")
     c.add_argument("name")
     c.add_argument("version", type=_whole_number(1, MAX_COUNT))
