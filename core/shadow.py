@@ -20,6 +20,7 @@ import os
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 import numpy as np
@@ -195,9 +196,15 @@ def _background_pool() -> ProcessPoolExecutor:
 
 
 def _score(store: Store, version: registry.Version, labels: list[str], texts: list[str], background: bool) -> np.ndarray:
-    if background:
+    if not background:
+        return predict.score_texts(store, version, labels, texts)
+    try:
         return _background_pool().submit(predict.score_texts, store, version, labels, texts, 1).result()
-    return predict.score_texts(store, version, labels, texts)
+    except BrokenProcessPool:  # its worker was killed: this step fails (logged), the next starts another
+        global _pool
+        with _pool_lock:
+            _pool = None
+        raise
 
 
 def catch_up(store: Store, model_name: str | None = None, background: bool = False, stopping=None) -> int:
