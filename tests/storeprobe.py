@@ -1,5 +1,5 @@
 """Looks into a store that only tests need: what a failed write must leave unchanged, and what a
-batch recorded. The product's SQL stays in core/store.py; these read-only queries are the tests' own."""
+batch recorded. The product's SQL stays in core/store/; these read-only queries are the tests' own."""
 from __future__ import annotations
 
 TABLES = ("models", "versions", "examples", "predictions", "feedback", "sample_batches", "events")

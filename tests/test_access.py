@@ -265,7 +265,7 @@ def test_reads_stay_open_to_whoever_can_read_the_file(team, monkeypatch):
 
 def test_a_password_prompt_works_in_a_terminal(team, monkeypatch):
     monkeypatch.delenv("MMS_TOKEN", raising=False)
-    monkeypatch.setattr(cli, "_terminal", lambda: True)
+    monkeypatch.setattr(cli.base, "_terminal", lambda: True)
     monkeypatch.setattr(cli.getpass, "getpass", lambda prompt: "owner-pass-1")
     code, _, err = run_cli(team, "--user", "olga", "activate", M, "1", "--reason", "typed")
     assert code == 0, err

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from core.cli import build_parser
+from core.cli import app
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -112,8 +112,7 @@ def test_user_mistakes_get_one_sentence_and_exit_2(tmp_path, args, message):
 
 def test_every_command_is_documented_in_the_readme():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    parser = build_parser()
-    commands = next(a for a in parser._actions if a.dest == "command").choices
+    commands = list(app.commands)
     missing = [c for c in commands if not re.search(rf"`(python -m core )?{re.escape(c)}\b", readme)]
     assert not missing, f"commands missing from README.md: {missing}"
 

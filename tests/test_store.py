@@ -24,11 +24,11 @@ def test_a_store_whose_migrations_are_not_this_codes_is_refused_by_name(store, m
         pass
     db._migrated.clear()
     renamed = [(f"{name} (renumbered)", sql) if i == 3 else (name, sql) for i, (name, sql) in enumerate(MIGRATIONS)]
-    monkeypatch.setattr(db, "MIGRATIONS", renamed)
+    monkeypatch.setattr(db.schema, "MIGRATIONS", renamed)
     with pytest.raises(StoreError, match=r"migration 4 '.*', which this version of MMS knows as '.*\(renumbered\)'"):
         with store.connect():
             pass
-    monkeypatch.setattr(db, "MIGRATIONS", MIGRATIONS[:-1])
+    monkeypatch.setattr(db.schema, "MIGRATIONS", MIGRATIONS[:-1])
     with pytest.raises(StoreError, match="does not know"):
         with store.connect():
             pass
