@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from . import agreement, auth, ordinal, predict, registry, settings
+from . import agreement, auth, disagreement, ordinal, predict, registry, settings
 from . import store as db
 from .background import Every
 from .errors import EmptyPool, InvalidInput, MMSError
@@ -134,6 +134,8 @@ register("expected_error", "ordinal models: largest expected error in grades fir
          ordinal=True)(ordinal.expected_absolute_error)
 register("spread", "ordinal models: widest distribution over the grades first (its standard deviation in grades)",
          ordinal=True)(ordinal.spread)
+# The version in shadow against the scoring version (core.disagreement); its score: the scoring version's uncertainty.
+register(disagreement.NAME, disagreement.DESCRIPTION, order=disagreement.order)(_least_confidence)
 
 
 def strategies_for(model) -> dict[str, Strategy]:

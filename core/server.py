@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from . import auth, check, cli, compact, demo, drift, driftfill, forward, policy, registry, sampling, stats, workers
+from . import auth, check, cli, compact, demo, drift, driftfill, forward, policy, registry, sampling, shadow, stats, workers
 from .errors import MMSError
 from .serving import Serving
 from .store import Store
@@ -73,6 +73,7 @@ class Server:
             self.prescorer = sampling.Prescorer(self.store).start()
             self.drift = driftfill.DriftFiller(self.store, serving=self.serving).start()
             policy.Loop(self.store, stopped=lambda: self._stopped).start()  # retraining policies, alerts
+            shadow.Scorer(self.store).start()  # ends by itself when the store is no longer served
             if self.port and not self.store.is_lake:  # on DuckLake the command line opens the store itself
                 self.announced = forward.announce(self.store.path, self.port)
             log.warning("MMS: serving %s: held open, predictions batched and logged by the group-commit writer",

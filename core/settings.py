@@ -31,6 +31,10 @@ SETTINGS = {
         Setting("prescore_seconds", 5.0, "Seconds between the server's looks for a newly active version: one that "
                                          "logged few of the hard-example pool has the pool scored in the "
                                          "background, so the first batch after a retrain is drawn at once (0: never)."),
+        Setting("shadow_seconds", 2.0, "Seconds between the server's looks for predictions a version in shadow has "
+                                       "not scored yet; they are scored in a low-priority worker process, never "
+                                       "on the request path (0: never; `python -m core shadow MODEL --catch-up` "
+                                       "scores them once)."),
         Setting("lock_timeout", 5.0, "Seconds to retry when another process holds the store's lock."),
         Setting("log_committers", 1, "Threads that commit the server's prediction log on an embedded store: with "
                                      "2, one batch's inserts run while the other waits for its disk sync, at "

@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import compare, registry
-from pages import _ordinal, _ui
+from pages import _ordinal, _shadow, _ui
 
 METRIC_TILE = 200  # px: "Calibration error (ECE)" in full
 TABLE_TILE = 440  # px: a per-class or per-line table with both versions and the delta
@@ -89,6 +89,7 @@ def result_panel(model: registry.Model, versions: list[registry.Version]):
     note = compare.not_comparable(new, base) if base else None
     if note:
         st.warning(note[:1].upper() + note[1:] + ": differences are not only the model's.")
+    _shadow.train_section(model, new)
     clicked = activate_box(model, new, by_number.get(model.active_version))
     overall(new, base)
     _ordinal.version_section(new, base, "train_ordinal")

@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import compare, registry
-from pages import _ordinal, _ui, _versions_activate, _versions_compare, _versions_experiments
+from pages import _ordinal, _shadow, _ui, _versions_activate, _versions_compare, _versions_experiments
 
 HEADLINES = {"accuracy": "Accuracy", "macro_f1": "Macro-F1"}
 CHART_WIDTH, BOX_WIDTH = 500, 410  # px: side by side in a 1400 px window, stacked at 1000 px
@@ -139,6 +139,7 @@ def main() -> None:
     with panel:
         to_activate = _versions_activate.reactivate_box(model, versions, data["history"])
     versions_table(data["table"])
+    _shadow.versions_section(model, versions)
     _versions_activate.model_file_section(model, versions)
     _versions_experiments.experiments_section(model, versions, data["annotations"])
     _versions_compare.diff_section(versions, model.active_version)

@@ -8,7 +8,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount
 
 from ..store import Store
-from . import labelling, models, policy_alerts, predictions, refusals
+from . import labelling, models, policy_alerts, predictions, refusals, shadow
 from .fast import FastPredict
 from .access import local_while_open
 
@@ -29,6 +29,7 @@ def create_app(store: Store | None = None) -> FastAPI:
     api.include_router(predictions.router)
     api.include_router(labelling.router)
     api.include_router(policy_alerts.router)
+    api.include_router(shadow.router)
     return api
 
 

@@ -21,6 +21,7 @@ from . import labelling  # noqa: F401
 from . import monitoring  # noqa: F401
 from . import admin  # noqa: F401
 from . import policy_alerts  # noqa: F401
+from . import shadow  # noqa: F401
 from .base import PROG, USER_ERROR, Call, Console, app, check_out_path, sentence
 from .labelling import to_label
 

@@ -54,3 +54,6 @@ from .loop import (new_event_id, add_event_with_id, insert_policy, policy_row, m
                    alert_rows, acknowledge_alert, due_deliveries, next_delivery_at, record_delivery,
                    delivery_rows)
 from .scores import (hard_example_sample, insert_version_scores)
+from .shadows import (current_shadows, insert_shadow, insert_shadow_predictions, shadow_counts, shadow_histogram,
+                      shadow_pending, shadow_pending_count, shadow_probabilities, shadow_scored_count,
+                      shadow_versions_scored, shadow_watermark)

@@ -361,7 +361,7 @@ MIGRATIONS = [
         created_by VARCHAR NOT NULL
     );
     """),
-    # Retraining policies and their runs; alert settings, alerts and their delivery attempts (issue 26).
+    # Retraining policies and their runs; alert settings, alerts and their delivery attempts.
     # Policies and settings are append-only (the newest row per model wins); a run and an alert change state
     # in place by their id, taken from the event sequence (a run's id is that of the event that started it).
     ("retraining policies and runs; alerts and their delivery", """
@@ -417,6 +417,8 @@ MIGRATIONS = [
         status INTEGER,                   -- the receiver's HTTP status, if it answered
         error VARCHAR NOT NULL,           -- why it failed ('' when sent)
         seconds DOUBLE NOT NULL
+    );
+    """),
     # Probabilities a version gave texts of its hard-example pool, kept so that any process's next draw
     # reuses them (per version and model file: another version, or a restored store's other file, scores anew).
     ("stored hard-example scores", """
@@ -427,6 +429,33 @@ MIGRATIONS = [
         text_key UBIGINT NOT NULL,
         probs DOUBLE[] NOT NULL,          -- in the order of the model's labels
         created_at TIMESTAMP NOT NULL
+    );
+    """),
+    # Shadow versions: `shadows` (append-only) says which version of a model is in shadow (the newest
+    # row; version NULL: none), `shadow_predictions` holds its answers to the logged predictions with
+    # the slice fields and the answering version's label and confidence copied from the log.
+    ("shadow versions", """
+    CREATE TABLE shadows (
+        model_id INTEGER NOT NULL,
+        version INTEGER,                  -- NULL: no version in shadow from then on
+        "at" TIMESTAMP NOT NULL,
+        "by" VARCHAR NOT NULL
+    );
+    CREATE TABLE shadow_predictions (
+        prediction_id BIGINT NOT NULL,
+        model_id INTEGER NOT NULL,
+        version INTEGER NOT NULL,         -- the shadow version that scored it
+        active_version INTEGER NOT NULL,  -- the version that answered it
+        text_key UBIGINT NOT NULL,        -- the prediction's (its normalised text's hash)
+        business_line VARCHAR NOT NULL,
+        created_at TIMESTAMP NOT NULL,    -- the prediction's
+        logged_at TIMESTAMP NOT NULL,     -- the prediction's
+        label VARCHAR NOT NULL,           -- the shadow's
+        top_prob DOUBLE NOT NULL,
+        probs DOUBLE[] NOT NULL,          -- the shadow's, in the order of the model's labels
+        active_label VARCHAR NOT NULL,
+        active_top_prob DOUBLE NOT NULL,
+        scored_at TIMESTAMP NOT NULL
     );
     """),
 ]

@@ -36,7 +36,7 @@ def test_every_strategy_is_named_and_described():
         assert strategy.description
 
 
-@pytest.mark.parametrize("name", list(sampling.STRATEGIES))
+@pytest.mark.parametrize("name", [n for n in sampling.STRATEGIES if n != "disagreement"])  # needs a shadow: unit/test_shadow.py
 def test_a_strategy_returns_k_unique_predictions_from_the_pool_and_records_its_name(seeded_store, name):
     pool = _pool(seeded_store)
     found = sampling.select_hard_examples(seeded_store, M, 30, "lab", sampling.STRATEGIES[name])
