@@ -117,15 +117,16 @@ def validate(values: dict) -> AlertSettings:
     period = values.get("period", "week")
     if period not in PERIODS:
         raise InvalidInput(f"period must be one of {', '.join(PERIODS)}, not {period!r}")
-    return AlertSettings(drift=_flag("drift", values.get("drift", False)),
+    return AlertSettings(drift=on_or_off("drift", values.get("drift", False)),
                          estimated_below=_share("estimated_below", values.get("estimated_below")),
                          audited_upper_below=_share("audited_upper_below", values.get("audited_upper_below")),
                          volume_drop_percent=_percent("volume_drop_percent", values.get("volume_drop_percent")),
-                         policy_refused=_flag("policy_refused", values.get("policy_refused", True)),
+                         policy_refused=on_or_off("policy_refused", values.get("policy_refused", True)),
                          webhook=check_webhook(values.get("webhook", "")), period=period)
 
 
-def _flag(name: str, value) -> bool:
+def on_or_off(name: str, value) -> bool:
+    """A setting given as a bool or as on/off, yes/no, true/false, 1/0; a sentence otherwise."""
     if isinstance(value, bool):
         return value
     if isinstance(value, str) and value.strip().lower() in ("on", "yes", "true", "1", "off", "no", "false", "0"):

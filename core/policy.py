@@ -109,14 +109,6 @@ def _hours(name: str, value, lo: float) -> float | None:
     return number
 
 
-def _flag(name: str, value) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("on", "yes", "true", "1", "off", "no", "false", "0"):
-        return value.strip().lower() in ("on", "yes", "true", "1")
-    raise InvalidInput(f"{name} must be on or off, not {value!r}")
-
-
 def validate(values: dict, model: registry.Model | None = None, active: registry.Version | None = None) -> Policy:
     """A Policy from loose values (CLI, API, page), every field checked: impossible numbers, a policy
     that is on without a trigger, incremental updates of a version that cannot learn incrementally, a
@@ -130,9 +122,9 @@ def validate(values: dict, model: registry.Model | None = None, active: registry
     period = values.get("period", "week")
     if period not in PERIODS:
         raise InvalidInput(f"period must be one of {', '.join(PERIODS)}, not {period!r}")
-    chosen = Policy(enabled=_flag("enabled", values.get("enabled", False)),
+    chosen = Policy(enabled=alerts.on_or_off("enabled", values.get("enabled", False)),
                     new_labels=_whole("new_labels", values.get("new_labels"), 1, MAX_NEW_LABELS),
-                    on_drift=_flag("on_drift", values.get("on_drift", False)),
+                    on_drift=alerts.on_or_off("on_drift", values.get("on_drift", False)),
                     every_hours=_hours("every_hours", values.get("every_hours"), MIN_EVERY_HOURS),
                     mode=mode, shadow_hours=_hours("shadow_hours", values.get("shadow_hours"), MIN_EVERY_HOURS),
                     shadow_predictions=_whole("shadow_predictions", values.get("shadow_predictions"), 1, MAX_NEW_LABELS),
@@ -431,7 +423,7 @@ def due(store: Store, name: str, now=None) -> tuple[str, dict] | None:
         newest = db.newest_max_example_id(con, model.model_id)
         new = sum(db.examples_since(con, model.model_id, newest).values())
         runs = [_run(r, name) for r in db.run_rows(con, model.model_id, limit=10000)]
-    since = f"since the newest version" if newest >= 0 else "and no version yet"
+    since = "since the newest version" if newest >= 0 else "and no version yet"
     if chosen.new_labels and new >= chosen.new_labels:
         return LABELS, {"sentence": f"{new} new labels {since} (policy: {chosen.new_labels})", "new_labels": new}
     if chosen.on_drift and model.active_version is not None and new > 0:  # nothing new: a retrain learns nothing

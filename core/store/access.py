@@ -6,7 +6,7 @@ import json
 
 import pandas as pd
 
-from .engine import _next_ids, _row, now
+from .engine import _equal, _next_ids, _row, now
 
 
 # --- events -------------------------------------------------------------------------------
@@ -18,14 +18,8 @@ def add_event(con, user: str, action: str, model_id: int | None, details: dict) 
 
 
 def events(con, model_id: int | None = None, action: str | None = None, limit: int = 1000) -> pd.DataFrame:
-    sql = 'SELECT event_id, "at", "user", action, model_id, details FROM events WHERE 1=1'
-    args: list = []
-    if model_id is not None:
-        sql += " AND model_id = ?"
-        args.append(model_id)
-    if action is not None:
-        sql += " AND action = ?"
-        args.append(action)
+    where, args = _equal(model_id=model_id, action=action)
+    sql = f'SELECT event_id, "at", "user", action, model_id, details FROM events WHERE 1=1{where}'
     sql += ' ORDER BY "at" DESC, event_id DESC LIMIT ?'  # on DuckLake each process takes ids from its own block
     return con.execute(sql, args + [limit]).df()
 

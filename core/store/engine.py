@@ -591,6 +591,12 @@ def _rows(cur) -> list[dict]:
     return [dict(zip(cols, r)) for r in cur.fetchall()]
 
 
+def _equal(**columns) -> tuple[str, list]:
+    """` AND column = ?` for each column given a value (None: any), and the values, for a WHERE 1=1."""
+    given = {c: v for c, v in columns.items() if v is not None}
+    return "".join(f" AND {c} = ?" for c in given), list(given.values())
+
+
 def _check_recorded(where, done: dict[int, str]) -> None:
     """Refuse a store whose applied migrations are not this code's, by number and name: migrations
     are matched by position, so one inserted above another would skip or misapply them silently."""

@@ -6,7 +6,7 @@ import json
 
 import pandas as pd
 
-from .engine import _next_ids, _row, _rows, now
+from .engine import _equal, _next_ids, _row, _rows, now
 
 
 def new_event_id(con) -> int:
@@ -19,21 +19,40 @@ def add_event_with_id(con, event_id: int, user: str, action: str, model_id: int 
                 [event_id, now(), user, action, model_id, json.dumps(details, ensure_ascii=False, default=str)])
 
 
+# Policies and alert settings are alike: append-only rows per model, the newest of which holds.
+_SETTINGS_TABLES = ("policies", "alert_settings")
+
+
+def _insert_settings(con, table: str, model_id: int, settings_json: str, user: str) -> None:
+    assert table in _SETTINGS_TABLES
+    con.execute(f"INSERT INTO {table} VALUES (?, ?, ?, ?)", [model_id, settings_json, now(), user])
+
+
+def _settings_row(con, table: str, model_id: int) -> dict | None:
+    assert table in _SETTINGS_TABLES
+    return _row(con.execute(f"SELECT settings, set_at, set_by FROM {table} WHERE model_id = ? "
+                            "ORDER BY set_at DESC LIMIT 1", [model_id]))
+
+
+def _models_with_settings(con, table: str) -> list[dict]:
+    assert table in _SETTINGS_TABLES
+    return _rows(con.execute(f"""
+        SELECT s.model_id, m.name, s.settings, s.set_at, s.set_by FROM {table} s JOIN models m USING (model_id)
+        QUALIFY row_number() OVER (PARTITION BY s.model_id ORDER BY s.set_at DESC) = 1 ORDER BY m.name"""))
+
+
 def insert_policy(con, model_id: int, settings_json: str, user: str) -> None:
-    con.execute("INSERT INTO policies VALUES (?, ?, ?, ?)", [model_id, settings_json, now(), user])
+    _insert_settings(con, "policies", model_id, settings_json, user)
 
 
 def policy_row(con, model_id: int) -> dict | None:
     """The model's newest policy: settings (JSON), set_at, set_by."""
-    return _row(con.execute("SELECT settings, set_at, set_by FROM policies WHERE model_id = ? "
-                            "ORDER BY set_at DESC LIMIT 1", [model_id]))
+    return _settings_row(con, "policies", model_id)
 
 
 def models_with_policy(con) -> list[dict]:
     """Every model's newest policy with the model's name: model_id, name, settings, set_at, set_by."""
-    return _rows(con.execute("""
-        SELECT p.model_id, m.name, p.settings, p.set_at, p.set_by FROM policies p JOIN models m USING (model_id)
-        QUALIFY row_number() OVER (PARTITION BY p.model_id ORDER BY p.set_at DESC) = 1 ORDER BY m.name"""))
+    return _models_with_settings(con, "policies")
 
 
 _RUN_COLUMNS = ('run_id, model_id, "trigger", details, mode, state, version, result, worker, run_by, started_at, '
@@ -77,18 +96,15 @@ def newest_max_example_id(con, model_id: int) -> int:
 
 
 def insert_alert_settings(con, model_id: int, settings_json: str, user: str) -> None:
-    con.execute("INSERT INTO alert_settings VALUES (?, ?, ?, ?)", [model_id, settings_json, now(), user])
+    _insert_settings(con, "alert_settings", model_id, settings_json, user)
 
 
 def alert_settings_row(con, model_id: int) -> dict | None:
-    return _row(con.execute("SELECT settings, set_at, set_by FROM alert_settings WHERE model_id = ? "
-                            "ORDER BY set_at DESC LIMIT 1", [model_id]))
+    return _settings_row(con, "alert_settings", model_id)
 
 
 def models_with_alert_settings(con) -> list[dict]:
-    return _rows(con.execute("""
-        SELECT a.model_id, m.name, a.settings, a.set_at, a.set_by FROM alert_settings a JOIN models m USING (model_id)
-        QUALIFY row_number() OVER (PARTITION BY a.model_id ORDER BY a.set_at DESC) = 1 ORDER BY m.name"""))
+    return _models_with_settings(con, "alert_settings")
 
 
 _ALERT_COLUMNS = ("alert_id, model_id, kind, subject, message, details, raised_at, state, acknowledged_at, "
@@ -115,13 +131,8 @@ def alert_rows(con, model_id: int | None = None, state: str | None = None, limit
     """Alerts, newest first, with the model's name (one model's or all; one state or all)."""
     sql = f"SELECT m.name AS model, {', '.join('a.' + c for c in _ALERT_COLUMNS.split(', '))} " \
           f"FROM alerts a JOIN models m USING (model_id) WHERE 1=1"
-    args: list = []
-    if model_id is not None:
-        sql += " AND a.model_id = ?"
-        args.append(model_id)
-    if state is not None:
-        sql += " AND a.state = ?"
-        args.append(state)
+    where, args = _equal(**{"a.model_id": model_id, "a.state": state})
+    sql += where
     return con.execute(sql + " ORDER BY a.raised_at DESC, a.alert_id DESC LIMIT ?", args + [limit]).df()
 
 
