@@ -10,17 +10,17 @@ from pydantic import Field
 from .. import shadow
 from ..store import Store
 from .access import Caller, current_user, get_store
-from .schemas import Body, ModelName, error_responses
+from .schemas import Body, Id, ModelName, error_responses
 
 router = APIRouter()
 
 
 class ShadowRequest(Body):
-    version: int = Field(ge=1, le=2**53 - 1, description="The version to put in shadow: it scores the live "
+    version: Id = Field(description="The version to put in shadow: it scores the live "
                                                          "predictions in the background and never answers.")
 
 
-@router.put("/models/{name}/shadow", responses=error_responses(401, 403, 404, 422, 429, 500, 503))
+@router.put("/models/{name}/shadow", responses=error_responses(400, 401, 403, 404, 422, 429, 500, 503))
 def put_in_shadow(name: ModelName, body: ShadowRequest, store: Store = Depends(get_store),
                   caller: Caller = Depends(current_user)) -> dict:
     """Put a version in shadow (one per model: it replaces the one there). Refused with a sentence for

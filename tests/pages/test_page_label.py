@@ -78,7 +78,7 @@ def test_the_batch_is_kept_across_reruns_and_replaced_when_the_strategy_changes(
     and a new batch, chosen by the new strategy, once the strategy changes."""
     at = app("pages/label.py")
     named, example = batch_named(at), shown_text(at)
-    assert named.endswith("chosen by least confidence")
+    assert named.endswith("chosen by " + sampling.DEFAULT_STRATEGY.replace("_", " "))  # the default strategy
     at.run()
     at.toggle(key="label_bulk").set_value(True).run()
     assert len(at.data_editor[0].value) == 20

@@ -256,7 +256,10 @@ def test_openapi_description_and_docs_are_served_under_api(client):
                                   "/models/{name}/versions/{version}/activate", "/models/{name}/examples",
                                   "/models/{name}/train", "/models/{name}/hard-examples", "/models/{name}/review",
                                   "/models/{name}/review/{prediction_id}", "/models/{name}/overlap",
-                                  "/models/{name}/guidelines", "/models/{name}/team", "/models/{name}/shadow"}
+                                  "/models/{name}/guidelines", "/models/{name}/team", "/models/{name}/shadow",
+                                  "/models/{name}/policy", "/models/{name}/policy/check", "/models/{name}/policy/runs",
+                                  "/models/{name}/alert-settings", "/models/{name}/alerts",
+                                  "/alerts/{alert_id}/acknowledge", "/alerts/{alert_id}/deliveries"}
     docs = client.get("/api/docs")
     assert docs.status_code == 200 and "/api/openapi.json" in docs.text
 

@@ -10,7 +10,7 @@ import pytest
 import storeprobe
 from core import demo, feedback, predict, registry, shadow
 from core.errors import InvalidInput, ModelNotFound, PermissionDenied, VersionNotFound
-from core.server import Serving
+from core.server import Server
 
 M = demo.MODEL
 LINES = ["书籍", "酒店", "综合"]
@@ -184,7 +184,7 @@ def test_the_server_scores_the_shadow_in_the_background(worse_v2, texts, monkeyp
     monkeypatch.setattr(shadow, "SCORER_START_SECONDS", 0.0)
     store = worse_v2
     shadow.start(store, M, 2, "tester")
-    serving = Serving(store, None)
+    serving = Server(store, None)  # the server process: it holds the store and starts the scorer
     serving.start()
     try:
         answers = _traffic(store, texts)
