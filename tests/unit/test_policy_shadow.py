@@ -1,12 +1,8 @@
-"""A policy run's shadow step (issue 26): the new version scores live traffic in shadow for a set volume
-(or time) before the guard judges it. Needs core.shadow, built on another branch at the same time:
-skipped until both are merged."""
+"""A policy run's shadow step: the new version scores live traffic in shadow for a set volume (or
+time) before the guard judges it."""
 import pandas as pd
-import pytest
 
-shadow = pytest.importorskip("core.shadow")
-
-from core import demo, policy, predict, registry  # noqa: E402
+from core import demo, policy, predict, registry, shadow
 
 MODEL = demo.MODEL
 
