@@ -18,6 +18,25 @@ CHROMIUM = "/usr/bin/chromium"
 # headless as root, and no background traffic: this machine reaches no network beyond its registries
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+# An init script that keeps every string a canvas draws in window.__drawn, so a test can read what a
+# canvas table or chart shows
+CANVAS_TEXT = """window.__drawn = [];
+const fillText = CanvasRenderingContext2D.prototype.fillText;
+CanvasRenderingContext2D.prototype.fillText = function (text, ...rest) {
+    window.__drawn.push(String(text));
+    return fillText.call(this, text, ...rest);
+};"""
+
+
+def post_json(url: str, body: dict, timeout: float = 60) -> tuple[int, dict]:
+    """POST `body` as JSON: the status and the JSON answer, refusals included."""
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
 
 
 def free_port() -> int:

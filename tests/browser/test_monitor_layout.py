@@ -9,7 +9,7 @@ from urllib.parse import quote
 import pytest
 
 from core.store import Store
-from servers import ROOT, chromium_session, serving, wait_idle
+from servers import CANVAS_TEXT, ROOT, chromium_session, serving, wait_idle
 from widefixtures import LINES, WIDE, build_wide
 
 pytestmark = pytest.mark.browser
@@ -20,12 +20,6 @@ DEMO = "评论情感"
 CUT = """(el) => [el, ...el.querySelectorAll('*')].filter(e => e.scrollWidth > e.clientWidth + 1
             && getComputedStyle(e).overflowX !== 'visible' && e.clientWidth > 2 && e.innerText.trim())
             .map(e => e.innerText.slice(0, 40))"""
-DRAWN = """window.__drawn = [];
-const fillText = CanvasRenderingContext2D.prototype.fillText;
-CanvasRenderingContext2D.prototype.fillText = function (text, ...rest) {
-    window.__drawn.push(String(text));
-    return fillText.call(this, text, ...rest);
-};"""
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +43,7 @@ def browser(server):
 def monitor(browser, url: str, width: int, query: str = ""):
     """The Monitor of WIDE (or what `query` names) at `width` px, drawn to its last element."""
     context = browser.new_context(viewport={"width": width, "height": 1000})
-    context.add_init_script(DRAWN)
+    context.add_init_script(CANVAS_TEXT)
     page = context.new_page()
     page.set_default_timeout(300_000)
     page.goto(url + "/?" + (query or f"model={quote(WIDE)}"))

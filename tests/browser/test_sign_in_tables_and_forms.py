@@ -15,7 +15,7 @@ import pytest
 
 from core import auth, imports, registry, train
 from core.store import Store
-from servers import ROOT, chromium_session, core_json, go, serving, sign_in
+from servers import CANVAS_TEXT, ROOT, chromium_session, core_json, go, serving, sign_in
 
 expect = pytest.importorskip("playwright.sync_api").expect
 expect.set_options(timeout=120_000)  # a wait for the rerun on a loaded machine, not a time limit on the user
@@ -26,13 +26,6 @@ SHOTS = ROOT / "tests" / "screenshots"
 M = "评论情感"
 NEW = "0-工单分类"  # sorted before the demo model, and without a single prediction
 LONG = "房间很干净，服务也很好，早餐种类丰富，前台非常热情，下次出差还会选择这家酒店，强烈推荐给大家，真的不错"
-# Every string a canvas draws, so a test can read what a table shows
-DRAWN = """window.__drawn = [];
-const fillText = CanvasRenderingContext2D.prototype.fillText;
-CanvasRenderingContext2D.prototype.fillText = function (text, ...rest) {
-    window.__drawn.push(String(text));
-    return fillText.call(this, text, ...rest);
-};"""
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +62,7 @@ def wait_idle(page) -> None:
 
 def signed_in(browser, url, name, height=1000):
     context = browser.new_context(viewport={"width": 1400, "height": height})
-    context.add_init_script(DRAWN)
+    context.add_init_script(CANVAS_TEXT)
     return sign_in(context.new_page(), url, name, f"{name}-pass-1")
 
 

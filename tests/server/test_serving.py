@@ -8,10 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from urllib.parse import quote
 
 import duckdb
@@ -23,7 +20,7 @@ from core.server import Server
 from core.serving import Serving
 from core import store as db
 from core.errors import InvalidInput, StoreError
-from servers import ROOT, start_server, stop_server, wait_ready
+from servers import ROOT, post_json, start_server, stop_server, wait_ready
 
 import storeprobe  # noqa: E402
 
@@ -265,16 +262,6 @@ def server(seeded_store, tmp_path):
     stop_server(proc)
 
 
-def _post(url: str, body: dict) -> tuple[int, dict]:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=60) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"{}")
-
-
 class Traffic:
     """Threads posting one-text predictions until stopped; what was answered, and every refusal."""
 
@@ -301,7 +288,7 @@ class Traffic:
         while not self._stop.is_set():
             i += 1
             try:
-                status, body = _post(self.url, {"texts": [f"第{n}-{i}条：东西不错，物流很快"], "business_line": "load"})
+                status, body = post_json(self.url, {"texts": [f"第{n}-{i}条：东西不错，物流很快"], "business_line": "load"})
             except OSError as e:  # the server was killed: this answer never arrived
                 self.errors.append(str(e))
                 return
@@ -339,7 +326,7 @@ def test_every_command_works_through_a_running_server_while_it_answers_predictio
     assert "很好用" in answers and "太差了" in answers
     assert (tmp_path / "work" / "bk" / "manifest.json").exists()
     assert traffic.refused == [] and traffic.errors == [] and len(traffic.answered) > 0
-    versions = {p["version"] for p in _post(f"{url}/api/models/{quote(M)}/predict", {"texts": ["好"]})[1]["predictions"]}
+    versions = {p["version"] for p in post_json(f"{url}/api/models/{quote(M)}/predict", {"texts": ["好"]})[1]["predictions"]}
     assert versions == {2}
 
     # a user added through the server (its password from this command's stdin) closes the store to

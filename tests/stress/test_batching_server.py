@@ -1,10 +1,7 @@
 """A real `streamlit run app.py` under 8 concurrent clients of one text: with the batcher and the lean
 predict path in the way, every answer equals the answer the same text gets alone (no server, no batch),
 and every answered prediction is logged."""
-import json
 import threading
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
 
@@ -12,22 +9,12 @@ import pytest
 
 from core import demo, forward, predict
 from core import store as db
-from servers import start_server, stop_server, wait_ready
+from servers import post_json, start_server, stop_server, wait_ready
 
 pytestmark = pytest.mark.stress
 
 M = demo.MODEL
 TEXTS = [f"第{i}条：{t}" for i in range(40) for t in ("质量很好，物流也快", "太差了，不会再买")]
-
-
-def _post(url: str, body: dict) -> tuple[int, dict]:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=120) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"{}")
 
 
 def test_eight_clients_get_the_answers_alone_and_every_answer_is_logged(seeded_store, tmp_path):
@@ -41,7 +28,7 @@ def test_eight_clients_get_the_answers_alone_and_every_answer_is_logged(seeded_s
 
         def client(k: int) -> None:
             for i in range(k, len(TEXTS), 8):
-                status, body = _post(path, {"texts": [TEXTS[i]], "business_line": "stress"})
+                status, body = post_json(path, {"texts": [TEXTS[i]], "business_line": "stress"}, timeout=120)
                 assert status == 200, body
                 with lock:
                     answers.append((TEXTS[i], body["predictions"][0]))
