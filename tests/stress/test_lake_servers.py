@@ -11,8 +11,7 @@ import pytest
 from core import demo, migrate, predict, train
 from core.store import Store
 from lakefixtures import new_lake, pg_cluster  # noqa: F401  (fixtures)
-from servers import start_server, status
-from test_serving import _post
+from servers import post_json, start_server, status
 
 M = demo.MODEL
 TRAFFIC_SECONDS = 40  # bounded: the test sends for this long, however fast the machine is
@@ -45,7 +44,7 @@ class Client:
     def send(self, what: str, path: str, body: dict, ok: int) -> dict | None:
         """One request, sent again while it answers 409 (it lost a race with another server's write)."""
         while True:
-            status, answer = _post(self.api + path, body)
+            status, answer = post_json(self.api + path, body)
             if status == ok:
                 return answer
             if status != 409 or answer.get("regressions"):
