@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from . import auth, check, cli, compact, demo, drift, driftfill, forward, policy, registry, sampling, shadow, stats, workers
+from . import auth, check, cli, compact, demo, drift, driftfill, forward, policy, registry, sampling, servepool, shadow, stats, workers
 from .errors import MMSError
 from .serving import Serving
 from .store import Store
@@ -46,6 +46,7 @@ class Server:
         self.compactor: compact.Compactor | None = None
         self.prescorer: sampling.Prescorer | None = None
         self.drift: driftfill.DriftFiller | None = None
+        self.beside = None  # servepool.Beside: the serving processes' handover and pool
         self._lock = threading.Lock()
         self._held = self._stopped = False
 
@@ -74,6 +75,7 @@ class Server:
             self.drift = driftfill.DriftFiller(self.store, serving=self.serving).start()
             policy.Loop(self.store, stopped=lambda: self._stopped).start()  # retraining policies, alerts
             shadow.Scorer(self.store).start()  # ends by itself when the store is no longer served
+            self.beside = servepool.start_beside(self.store, self.port)  # MMS_SERVING_PROCESSES
             if self.port and not self.store.is_lake:  # on DuckLake the command line opens the store itself
                 self.announced = forward.announce(self.store.path, self.port)
             log.warning("MMS: serving %s: held open, predictions batched and logged by the group-commit writer",
@@ -90,6 +92,8 @@ class Server:
             self.compactor.stop()
             self.prescorer.stop()
             self.drift.stop()
+            if self.beside is not None:
+                self.beside.stop()  # serving processes first: their last requests still need the writer
             self.serving.stop()
             self.store.unhold()
             self._held = False

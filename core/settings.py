@@ -39,6 +39,13 @@ SETTINGS = {
         Setting("log_committers", 1, "Threads that commit the server's prediction log on an embedded store: with "
                                      "2, one batch's inserts run while the other waits for its disk sync, at "
                                      "the cost of smaller commits (more CPU per prediction); DuckLake uses 1."),
+        Setting("serving_processes", 0, "Serving processes that `streamlit run app.py` starts beside the dashboard: "
+                                        "each answers POST /api/models/{name}/predict on MMS_SERVING_PORT in its own "
+                                        "interpreter (an embedded store's rows are handed to the server, the one "
+                                        "writer; on DuckLake each writes). 0: none, the dashboard's port serves."),
+        Setting("serving_port", 0, "Port of the serving processes (all share it); 0: the dashboard's port + 1."),
+        Setting("serving_address", "127.0.0.1", "Address the serving processes listen on: this machine only "
+                                               "unless set (0.0.0.0: every interface; callers then need tokens)."),
         Setting("low_confidence", 0.6, "Top probability below which a prediction counts as low-confidence."),
         Setting("max_text_chars", 20000, "Longest text accepted for import or prediction, in characters."),
         Setting("max_batch", 10000, "Most texts in one prediction request: from the API, and typed or uploaded on "

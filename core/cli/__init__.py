@@ -22,6 +22,7 @@ from . import monitoring  # noqa: F401
 from . import admin  # noqa: F401
 from . import policy_alerts  # noqa: F401
 from . import shadow  # noqa: F401
+from . import serve  # noqa: F401
 from .base import PROG, USER_ERROR, Call, Console, app, check_out_path, sentence
 from .labelling import to_label
 

@@ -1,0 +1,161 @@
+"""Serving processes beside the server (core/servepool.py, core/serveproc.py): `streamlit run app.py` with
+MMS_SERVING_PROCESSES=2 answers predictions on a second port from two processes, the server staying the
+embedded store's one writer. Every answered prediction is in the log, an activation reaches them, they
+refuse what the API refuses, the command line keeps working, and a setting that cannot be used gets a
+sentence while the dashboard still serves."""
+import subprocess
+import sys
+import threading
+import time
+from urllib.parse import quote
+
+import duckdb
+import pytest
+
+from core import demo, servepool, train
+from core.errors import InvalidInput
+from servers import ROOT, core_json, free_port, post_json, serving, status
+
+M = demo.MODEL
+LINE = "serving-processes"
+
+
+def serving_pids(base: str, tries: int = 40) -> set[int]:
+    """The serving processes that answered `tries` new connections' health checks."""
+    import json
+    import urllib.request
+
+    pids = set()
+    for _ in range(tries):
+        with urllib.request.urlopen(f"{base}/api/health", timeout=10) as r:
+            pids.add(json.loads(r.read())["serving_process"])
+    return pids
+
+
+def wait_serving(base: str, seconds: float = 90) -> None:
+    deadline = time.monotonic() + seconds
+    while status(f"{base}/api/health") != 200:
+        assert time.monotonic() < deadline, f"no serving process answers on {base}"
+        time.sleep(0.3)
+
+
+def logged(store, ids: list[int]) -> dict[int, tuple[str, int]]:
+    """(text, version) of each logged prediction id, read from the file once the server has stopped."""
+    with duckdb.connect(str(store.path), read_only=True) as con:
+        rows = con.execute("SELECT prediction_id, text, version FROM predictions WHERE prediction_id IN "
+                           f"(SELECT unnest(?::BIGINT[]))", [ids]).fetchall()
+    return {pid: (text, version) for pid, text, version in rows}
+
+
+@pytest.fixture
+def two_processes(seeded_store, tmp_path):
+    port = free_port()
+    env = {"MMS_STORE": str(seeded_store.path), "MMS_SERVING_PROCESSES": "2", "MMS_SERVING_PORT": str(port)}
+    return seeded_store, env, f"http://127.0.0.1:{port}", tmp_path / "server.log"
+
+
+def test_two_serving_processes_answer_only_what_the_server_logged(two_processes):
+    store, env, base, log = two_processes
+    answered: dict[int, str] = {}
+    failures = []
+
+    def client(me: int) -> None:
+        for i in range(25):
+            text = f"客户{me}的第{i}条评论，物流很快"
+            code, body = post_json(f"{base}/api/models/{quote(M)}/predict", {"texts": [text], "business_line": LINE})
+            if code == 200:
+                answered[body["predictions"][0]["prediction_id"]] = text
+            else:
+                failures.append((code, body))
+
+    with serving(env, log) as url:
+        wait_serving(base)
+        assert len(serving_pids(base)) == 2  # two processes share the port
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        # the command line keeps working beside them, through the server
+        listed = core_json(store, "versions", M)
+        assert listed
+        assert status(f"{url}/api/health") == 200
+    assert not failures
+    assert len(answered) == 200
+    found = logged(store, list(answered))
+    assert {pid: text for pid, (text, _) in found.items()} == answered
+
+
+def test_an_activation_reaches_the_serving_processes(two_processes):
+    store, env, base, log = two_processes
+    train.train_version(store, M, "tester")  # version 2, inactive
+    with serving(env, log) as url:
+        wait_serving(base)
+        first = post_json(f"{base}/api/models/{quote(M)}/predict", {"texts": ["质量很好"]})
+        assert first[0] == 200 and first[1]["predictions"][0]["version"] == 1
+        code, body = post_json(f"{url}/api/models/{quote(M)}/versions/2/activate",
+                               {"reason": "serving processes follow", "force": True})
+        assert code == 200, body
+        versions = set()
+        deadline = time.monotonic() + 30  # far beyond the bound (predict.LOOKUP_SECONDS): no timing asserted
+        while time.monotonic() < deadline and versions != {2}:
+            versions = {post_json(f"{base}/api/models/{quote(M)}/predict", {"texts": [f"还行{i}"]})[1]
+                        ["predictions"][0]["version"] for i in range(10)}
+        assert versions == {2}
+
+
+def test_serving_processes_refuse_as_the_api_does(two_processes):
+    store, env, base, log = two_processes
+    with serving(env, log) as url:
+        wait_serving(base)
+        for body in ({"texts": []}, {"texts": ["好"], "version": 0}, {"texts": "好"}, {"text": ["好"]}):
+            ours = post_json(f"{base}/api/models/{quote(M)}/predict", body)
+            theirs = post_json(f"{url}/api/models/{quote(M)}/predict", body)
+            assert ours == theirs and ours[0] in (400, 422), body
+        assert post_json(f"{base}/api/models/nope/predict", {"texts": ["好"]}) == \
+            post_json(f"{url}/api/models/nope/predict", {"texts": ["好"]})
+        code, body = post_json(f"{base}/api/models/{quote(M)}/versions/1/activate", {"reason": "x"})
+        assert code == 404 and "predict only" in body["error"]  # nothing that changes models is served there
+
+
+def test_a_setting_that_cannot_be_used_is_a_sentence_and_the_dashboard_still_serves(seeded_store, tmp_path):
+    env = {"MMS_STORE": str(seeded_store.path), "MMS_SERVING_PROCESSES": "two"}
+    log = tmp_path / "server.log"
+    with serving(env, log) as url:
+        deadline = time.monotonic() + 60
+        while "no serving processes" not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.3)
+        assert post_json(f"{url}/api/models/{quote(M)}/predict", {"texts": ["好"]})[0] == 200
+    assert "MMS_SERVING_PROCESSES='two' is not a whole number" in log.read_text()
+
+
+@pytest.mark.parametrize("env, said", [
+    ({"MMS_SERVING_PROCESSES": "-1"}, "give 0 to 64 serving processes"),
+    ({"MMS_SERVING_PROCESSES": "1", "MMS_SERVING_PORT": "70000"}, "give a port from 1 to 65535"),
+    ({"MMS_SERVING_PROCESSES": "1", "MMS_SERVING_ADDRESS": "192.0.2.1"}, "cannot listen on 192.0.2.1"),
+])
+def test_serving_settings_are_checked(monkeypatch, env, said):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(InvalidInput, match=said):
+        servepool.configured(8501)
+
+
+def test_a_port_in_use_is_a_sentence(monkeypatch):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        monkeypatch.setenv("MMS_SERVING_PROCESSES", "1")
+        monkeypatch.setenv("MMS_SERVING_PORT", str(taken.getsockname()[1]))
+        with pytest.raises(InvalidInput, match="cannot listen on 127.0.0.1 port"):
+            servepool.configured(8501)
+
+
+def test_the_serve_command_on_an_embedded_store_needs_its_server(seeded_store):
+    done = subprocess.run([sys.executable, "-m", "core", "--store", str(seeded_store.path), "serve"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert f"no server holds {seeded_store.path}" in done.stderr
