@@ -37,6 +37,8 @@ log = logging.getLogger("mms.serveproc")
 PREFIX = "/api"
 BATCH_TEXTS = 256  # texts predicted together at most
 INLINE_TEXTS = predict.SERVE_IN_WORKER  # fewer texts are predicted on the event loop, more on a thread
+PROCESS_HEADER = "X-MMS-Serving-Process"  # each answer's serving process (its PID)
+_PROCESS = (PROCESS_HEADER.lower().encode(), str(os.getpid()).encode())
 LOST = ("this serving process lost the server that logs its predictions, so nothing of this request was "
         "answered; try again")
 
@@ -322,6 +324,7 @@ def lake_app(store: Store):
     from contextlib import asynccontextmanager
 
     from starlette.applications import Starlette
+    from starlette.middleware import Middleware
 
     from . import api
     from .serving import Serving
@@ -335,7 +338,24 @@ def lake_app(store: Store):
         finally:
             await asyncio.get_running_loop().run_in_executor(None, serving.stop)
             store.unhold()
-    return Starlette(routes=[api.mount(store)], lifespan=lifespan)
+    return Starlette(routes=[api.mount(store)], lifespan=lifespan, middleware=[Middleware(Named)])
+
+
+class Named:
+    """Every answer names the serving process that gave it (PROCESS_HEADER): which one answered."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def named(message):
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), _PROCESS]}
+            await send(message)
+        await self.app(scope, receive, named)
 
 
 def _watch_parent(parent: int) -> None:
@@ -353,7 +373,7 @@ def main() -> None:
     env = os.environ
     threading.Thread(target=_watch_parent, args=(int(env["MMS_SERVE_PARENT"]),), daemon=True).start()
     store = Store()
-    app = lake_app(store) if store.is_lake else EmbeddedApp(store, env["MMS_SERVE_SOCKET"], env["MMS_SERVE_SECRET"])
+    app = lake_app(store) if store.is_lake else Named(EmbeddedApp(store, env["MMS_SERVE_SOCKET"], env["MMS_SERVE_SECRET"]))
     sock = servepool.listening_socket(env["MMS_SERVE_ADDRESS"], int(env["MMS_SERVE_PORT"]))
     sock.listen(1024)
     config = uvicorn.Config(app, lifespan="on", log_level="warning", access_log=False, timeout_graceful_shutdown=8)

@@ -14,6 +14,7 @@ import pytest
 
 from core import demo, servepool, train
 from core.errors import InvalidInput
+from lakefixtures import pg_cluster  # noqa: F401  (fixture)
 from servers import ROOT, core_json, free_port, post_json, serving, status
 
 M = demo.MODEL
@@ -28,7 +29,7 @@ def serving_pids(base: str, tries: int = 40) -> set[int]:
     pids = set()
     for _ in range(tries):
         with urllib.request.urlopen(f"{base}/api/health", timeout=10) as r:
-            pids.add(json.loads(r.read())["serving_process"])
+            pids.add(int(r.headers["X-MMS-Serving-Process"]))
     return pids
 
 
@@ -159,3 +160,67 @@ def test_the_serve_command_on_an_embedded_store_needs_its_server(seeded_store):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert f"no server holds {seeded_store.path}" in done.stderr
+
+
+def _post(url: str, body: dict, token: str | None) -> tuple[int, dict]:
+    import json
+    import urllib.error
+    import urllib.request
+
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+def test_serving_processes_know_a_token_s_user_from_the_server(two_processes):
+    from core import auth
+
+    store, env, base, log = two_processes
+    auth.add_user(store, "boss", "owner", "a long enough password", by="setup")
+    token = auth.create_token(store, "boss", by="boss")
+    path = f"/api/models/{quote(M)}/predict"
+    with serving(env, log) as url:
+        wait_serving(base)
+        for given in (None, "mms_not-a-token"):
+            assert _post(base + path, {"texts": ["好"]}, given) == _post(url + path, {"texts": ["好"]}, given)
+            assert _post(base + path, {"texts": ["好"]}, given)[0] == 401
+        code, body = _post(base + path, {"texts": ["不错"], "business_line": LINE}, token)
+        assert code == 200, body
+    pid = body["predictions"][0]["prediction_id"]
+    with duckdb.connect(str(store.path), read_only=True) as con:
+        assert con.execute("SELECT created_by FROM predictions WHERE prediction_id = ?", [pid]).fetchone() == ("boss",)
+
+
+def test_the_serve_command_on_ducklake_writes_from_each_process(seeded_store, pg_cluster, tmp_path):
+    import os
+    import signal
+
+    from core import migrate
+    from lakefixtures import new_lake
+
+    lake = new_lake(pg_cluster, tmp_path)
+    migrate.migrate(seeded_store, lake, "tester")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "MMS_STORE": lake.url, "MMS_DATA_PATH": lake.data_path}
+    with open(tmp_path / "serve.log", "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "core", "serve", "--processes", "2", "--port", str(port)],
+                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_serving(base, seconds=180)
+        assert len(serving_pids(base)) == 2
+        answered = {}
+        for i in range(20):
+            code, body = post_json(f"{base}/api/models/{quote(M)}/predict", {"texts": [f"第{i}条"], "business_line": LINE})
+            assert code == 200, body
+            answered[body["predictions"][0]["prediction_id"]] = f"第{i}条"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, (tmp_path / "serve.log").read_text()[-2000:]
+    with lake.connect() as con:
+        rows = con.execute("SELECT prediction_id, text FROM predictions WHERE business_line = ?", [LINE]).fetchall()
+    assert dict(rows) == answered

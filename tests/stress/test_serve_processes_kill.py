@@ -24,7 +24,7 @@ def serving_pids(base: str, tries: int = 40) -> set[int]:
     for _ in range(tries):
         try:
             with urllib.request.urlopen(f"{base}/api/health", timeout=10) as r:
-                pids.add(json.loads(r.read())["serving_process"])
+                pids.add(int(r.headers["X-MMS-Serving-Process"]))
         except OSError:
             pass  # a process killed a moment ago: its place is being taken
     return pids
