@@ -36,6 +36,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from . import auth, errors, logwriter, settings
+from .forward import _alive
 from .errors import InvalidInput, MMSError, StoreError
 from .store import Store
 
@@ -108,8 +109,6 @@ def find(store_path: Path) -> dict | None:
         found = json.loads(handover_file(store_path).read_text())
     except (OSError, ValueError):
         return None
-    from .forward import _alive
-
     return found if isinstance(found, dict) and _alive(int(found.get("pid", 0))) else None
 
 

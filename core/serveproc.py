@@ -19,18 +19,25 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from types import SimpleNamespace
 
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
+from starlette.applications import Starlette
 from starlette.datastructures import Headers
+from starlette.middleware import Middleware
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from . import auth, predict, servepool, settings
+from . import api, auth, predict, servepool, settings
+from .api import access, fast, predictions, refusals
+from .api.schemas import PredictRequest
 from .errors import MMSError, StoreBusy
+from .serving import Serving
 from .store import Store
+from .workers import _alive
 
 log = logging.getLogger("mms.serveproc")
 
@@ -225,13 +232,13 @@ class EmbeddedApp:
         try:
             response = await self._respond(scope, request)
         except RequestValidationError as e:
-            response = refusals().on_invalid_request(request, e)
+            response = refusals.on_invalid_request(request, e)
         except MMSError as e:
-            response = refusals().on_mms_error(request, e)
+            response = refusals.on_mms_error(request, e)
         except HTTPException as e:
-            response = refusals().on_http_error(request, e)
+            response = refusals.on_http_error(request, e)
         except Exception as e:  # noqa: BLE001 (the API's last resort: 500, the traceback logged)
-            response = refusals().on_bug(request, e)
+            response = refusals.on_bug(request, e)
         await response(scope, receive, send)
 
     async def _lifespan(self, receive, send) -> None:
@@ -245,8 +252,6 @@ class EmbeddedApp:
                 return
 
     async def _respond(self, scope, request: Request):
-        from .api import fast
-
         if scope["method"] == "GET" and scope["path"] == f"{PREFIX}/health":
             return JSONResponse({"status": "ok", "serving_process": os.getpid(), "store": str(self.store.path)})
         name = fast._model_name(scope, PREFIX) if scope["method"] == "POST" else None
@@ -256,27 +261,23 @@ class EmbeddedApp:
         limit = int(float(settings.get("max_request_mb")) * 1_000_000)
         length = Headers(scope=scope).get("content-length")
         if length is not None and (not length.strip().isdigit() or int(length) > limit):
-            return refusals()._too_large(limit)
+            return refusals._too_large(limit)
         user = await self._caller(request)
         body = b""
         async for chunk in request.stream():
             body += chunk
             if len(body) > limit:
-                return refusals()._too_large(limit)
+                return refusals._too_large(limit)
         fields = fast._plain(body)
         if fields is None:
             fields = _validated(body)
         texts, line, version = fields
         texts, lines = predict.check_batch(texts, line, "api")
         done = await self.predictor.predict(name, texts, lines, user, version)
-        from .api import predictions
-
         return JSONResponse(predictions.answer(name, line, done))
 
     async def _caller(self, request: Request) -> str:
         """The user the request acts for, with the API's refusals (access.local_while_open, current_user)."""
-        from .api import access
-
         where = access.address(request)
         is_open = lambda: self.predictor.kept("open", auth.OPEN_SECONDS, "open")  # noqa: E731
         if not auth.is_local(where) and await is_open():
@@ -295,17 +296,9 @@ class EmbeddedApp:
                             headers=access.CHALLENGE)
 
 
-def refusals():
-    from .api import refusals as module
-
-    return module
-
-
 def _validated(body: bytes) -> tuple[list[str], str, int | None]:
     """A body the lean check did not accept, judged by the route's own model: its fields, or the
     route's 400/422 refusal."""
-    from .api.schemas import PredictRequest
-
     try:
         data = json.loads(body)
     except ValueError as e:
@@ -321,14 +314,6 @@ def _validated(body: bytes) -> tuple[list[str], str, int | None]:
 
 def lake_app(store: Store):
     """A serving process on DuckLake: the whole API on its own hold of the store, its own writer."""
-    from contextlib import asynccontextmanager
-
-    from starlette.applications import Starlette
-    from starlette.middleware import Middleware
-
-    from . import api
-    from .serving import Serving
-
     @asynccontextmanager
     async def lifespan(app):
         await asyncio.get_running_loop().run_in_executor(None, store.hold)
@@ -359,8 +344,6 @@ class Named:
 
 
 def _watch_parent(parent: int) -> None:
-    from .workers import _alive
-
     while _alive(parent):
         time.sleep(0.5)
     os._exit(1)  # the server (or the serve command) is gone: nothing here can log a prediction any more

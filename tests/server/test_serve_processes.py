@@ -23,7 +23,6 @@ LINE = "serving-processes"
 
 def serving_pids(base: str, tries: int = 40) -> set[int]:
     """The serving processes that answered `tries` new connections' health checks."""
-    import json
     import urllib.request
 
     pids = set()
@@ -44,7 +43,7 @@ def logged(store, ids: list[int]) -> dict[int, tuple[str, int]]:
     """(text, version) of each logged prediction id, read from the file once the server has stopped."""
     with duckdb.connect(str(store.path), read_only=True) as con:
         rows = con.execute("SELECT prediction_id, text, version FROM predictions WHERE prediction_id IN "
-                           f"(SELECT unnest(?::BIGINT[]))", [ids]).fetchall()
+                           "(SELECT unnest(?::BIGINT[]))", [ids]).fetchall()
     return {pid: (text, version) for pid, text, version in rows}
 
 

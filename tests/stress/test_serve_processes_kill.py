@@ -1,7 +1,6 @@
 """Serving processes killed mid-traffic (kill -9): a request a killed process had not answered is simply
 not answered, every answered prediction is in the log, the pool starts another process in its place,
 and a killed server takes its serving processes with it, having logged everything they answered."""
-import json
 import os
 import signal
 import threading
