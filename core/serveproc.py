@@ -44,6 +44,8 @@ log = logging.getLogger("mms.serveproc")
 PREFIX = "/api"
 BATCH_TEXTS = 256  # texts predicted together at most
 INLINE_TEXTS = predict.SERVE_IN_WORKER  # fewer texts are predicted on the event loop, more on a thread
+ONLY_PREDICT = ("a serving process answers POST /api/models/{name}/predict only; the rest of the API is on the "
+                "dashboard's port")
 PROCESS_HEADER = "X-MMS-Serving-Process"  # each answer's serving process (its PID)
 _PROCESS = (PROCESS_HEADER.lower().encode(), str(os.getpid()).encode())
 LOST = ("this serving process lost the server that logs its predictions, so nothing of this request was "
@@ -256,8 +258,7 @@ class EmbeddedApp:
             return JSONResponse({"status": "ok", "serving_process": os.getpid(), "store": str(self.store.path)})
         name = fast._model_name(scope, PREFIX) if scope["method"] == "POST" else None
         if name is None:
-            raise HTTPException(404, "a serving process answers POST /api/models/{name}/predict only; the rest "
-                                     "of the API is on the dashboard's port")
+            raise HTTPException(404, ONLY_PREDICT)
         limit = int(float(settings.get("max_request_mb")) * 1_000_000)
         length = Headers(scope=scope).get("content-length")
         if length is not None and (not length.strip().isdigit() or int(length) > limit):
@@ -313,7 +314,8 @@ def _validated(body: bytes) -> tuple[list[str], str, int | None]:
 
 
 def lake_app(store: Store):
-    """A serving process on DuckLake: the whole API on its own hold of the store, its own writer."""
+    """A serving process on DuckLake: the API's predict route (and /api/health) on its own hold of the
+    store, with its own writer; every other path is refused as on an embedded store's serving process."""
     @asynccontextmanager
     async def lifespan(app):
         await asyncio.get_running_loop().run_in_executor(None, store.hold)
@@ -323,7 +325,22 @@ def lake_app(store: Store):
         finally:
             await asyncio.get_running_loop().run_in_executor(None, serving.stop)
             store.unhold()
-    return Starlette(routes=[api.mount(store)], lifespan=lifespan, middleware=[Middleware(Named)])
+    return Starlette(routes=[api.mount(store)], lifespan=lifespan,
+                     middleware=[Middleware(Named), Middleware(PredictOnly)])
+
+
+class PredictOnly:
+    """Lets through the paths a serving process answers; anything else is the embedded one's 404."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and not (
+                scope["method"] == "GET" and scope["path"] == f"{PREFIX}/health"
+                or scope["method"] == "POST" and fast._model_name(scope, PREFIX) is not None):
+            return await refusals.error(404, ONLY_PREDICT)(scope, receive, send)
+        await self.app(scope, receive, send)
 
 
 class Named:

@@ -217,9 +217,34 @@ def test_the_serve_command_on_ducklake_writes_from_each_process(seeded_store, pg
             code, body = post_json(f"{base}/api/models/{quote(M)}/predict", {"texts": [f"第{i}条"], "business_line": LINE})
             assert code == 200, body
             answered[body["predictions"][0]["prediction_id"]] = f"第{i}条"
+        code, body = post_json(f"{base}/api/models/{quote(M)}/versions/1/activate", {"reason": "x"})
+        assert code == 404 and "predict only" in body["error"]
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0, (tmp_path / "serve.log").read_text()[-2000:]
     with lake.connect() as con:
         rows = con.execute("SELECT prediction_id, text FROM predictions WHERE business_line = ?", [LINE]).fetchall()
     assert dict(rows) == answered
+
+
+def test_the_serve_command_hands_its_rows_to_the_running_server(seeded_store, tmp_path):
+    import signal
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with serving({"MMS_STORE": str(seeded_store.path)}, tmp_path / "server.log"):
+        with open(tmp_path / "serve.log", "w") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "core", "--store", str(seeded_store.path), "serve",
+                                     "--processes", "1", "--port", str(port)], cwd=ROOT, stdout=out,
+                                    stderr=subprocess.STDOUT)
+        try:
+            wait_serving(base)
+            code, body = post_json(f"{base}/api/models/{quote(M)}/predict", {"texts": ["服务很好"],
+                                                                             "business_line": LINE})
+            assert code == 200, body
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=60) == 0, (tmp_path / "serve.log").read_text()[-2000:]
+    assert "rows logged by the server" in (tmp_path / "serve.log").read_text()
+    pid = body["predictions"][0]["prediction_id"]
+    assert logged(seeded_store, [pid]) == {pid: ("服务很好", 1)}
