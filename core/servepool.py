@@ -226,34 +226,50 @@ class Handover:
             reply({"id": mid, **error_message(e)})
 
     def _log(self, mid, parts: list[dict], reply) -> None:
-        """Each part's rows to the writer; one answer once every part is committed (or refused)."""
+        """The parts' rows to the writer, those of one model, version and user as one handing-over;
+        one answer, with each part's ids (or its error), once every part is committed or refused."""
         serving = self.store.serving
         answers: list = [None] * len(parts)
-        left = [len(parts)]
+        groups: dict[tuple, list[int]] = {}
+        for i, part in enumerate(parts):
+            groups.setdefault((part["model_id"], part["version"], part["source"], part["user"]), []).append(i)
+        left = [len(groups)]
         lock = threading.Lock()
 
-        def done(i: int, answer) -> None:
-            with lock:
+        def done(members: list[int], given) -> None:
+            for i, answer in zip(members, given):
                 answers[i] = answer
+            with lock:
                 left[0] -= 1
                 last = left[0] == 0
             if last:
                 reply({"id": mid, "ok": answers})
 
-        for i, part in enumerate(parts):
+        for (model_id, version, source, user), members in groups.items():
             try:
                 if serving is None:
                     raise errors.StoreBusy("the server is shutting down and no longer logs predictions; try "
                                            "again when it is back")
-                columns = dict(part["columns"])
-                columns["created_at"] = [None] * len(columns["text"])
-                rows = logwriter.Rows(int(part["model_id"]), int(part["version"]), columns, part["source"],
-                                      part["user"])
+                sizes = [len(parts[i]["columns"]["text"]) for i in members]
+                columns = {name: [v for i in members for v in parts[i]["columns"][name]]
+                           for name in parts[members[0]]["columns"]}
+                columns["created_at"] = [None] * sum(sizes)
+                rows = logwriter.Rows(int(model_id), int(version), columns, source, user)
                 serving.writer.submit(rows).add_done_callback(
-                    lambda f, i=i: done(i, {"ids": f.result()} if f.exception() is None
-                                        else error_message(f.exception())))
+                    lambda f, members=members, sizes=sizes: done(members, _split(f, sizes)))
             except BaseException as e:  # noqa: BLE001
-                done(i, error_message(e))
+                done(members, [error_message(e)] * len(members))
+
+
+def _split(committed, sizes: list[int]) -> list[dict]:
+    """A handing-over's ids back to its parts, or its error to each of them."""
+    if committed.exception() is not None:
+        return [error_message(committed.exception())] * len(sizes)
+    ids, start, answers = committed.result(), 0, []
+    for size in sizes:
+        answers.append({"ids": ids[start:start + size]})
+        start += size
+    return answers
 
 
 # --- the pool of serving processes ----------------------------------------------------------------
@@ -339,8 +355,9 @@ class Pool:
             env["MMS_DATA_PATH"] = self.store.data_path
         else:
             env["MMS_SERVE_SOCKET"], env["MMS_SERVE_SECRET"] = self.handover["socket"], self.handover["secret"]
-        return subprocess.Popen([sys.executable, "-m", "core.serveproc"], env=env,
-                                cwd=str(Path(__file__).resolve().parent.parent))
+        root = str(Path(__file__).resolve().parent.parent)  # core importable; the cwd (relative settings) kept
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+        return subprocess.Popen([sys.executable, "-m", "core.serveproc"], env=env)
 
     def pids(self) -> list[int]:
         return [p.pid for p in self.procs if p is not None]

@@ -122,6 +122,8 @@ class Predictor:
         self._lookups: dict[tuple, tuple[float, SimpleNamespace, SimpleNamespace]] = {}
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="mms-serveproc")
         self._open: dict[str, tuple[float, object]] = {}
+        self._handing: list[tuple[list, list, list]] = []  # batches predicted, waiting to be handed over
+        self._in_flight = False
 
     def start(self) -> "Predictor":
         asyncio.get_running_loop().create_task(self._batches())
@@ -198,7 +200,21 @@ class Predictor:
                 if not ask[5].done():
                     ask[5].set_exception(e)
             return
-        asyncio.get_running_loop().create_task(self._hand_over(parts, answers, [ask[5] for ask in asks]))
+        self._handing.append((parts, answers, [ask[5] for ask in asks]))
+        if not self._in_flight:
+            self._in_flight = True
+            asyncio.get_running_loop().create_task(self._hand_over_all())
+
+    async def _hand_over_all(self) -> None:
+        """One handing-over at a time: what was predicted while the last one was being committed goes
+        to the server in one message (fewer, larger messages; the server commits them together)."""
+        try:
+            while self._handing:
+                waiting, self._handing = self._handing, []
+                await self._hand_over([p for w in waiting for p in w[0]], [a for w in waiting for a in w[1]],
+                                      [f for w in waiting for f in w[2]])
+        finally:
+            self._in_flight = False
 
     async def _hand_over(self, parts: list[dict], answers: list, futures: list) -> None:
         """The rows to the server; each request is answered once its rows are committed."""

@@ -32,11 +32,13 @@ def serving_pids(base: str, tries: int = 40) -> set[int]:
     return pids
 
 
-def wait_serving(base: str, seconds: float = 90) -> None:
+def wait_serving(base: str, seconds: float = 90, processes: int = 1) -> set[int]:
+    """Wait until `processes` serving processes answer on `base`; their PIDs."""
     deadline = time.monotonic() + seconds
-    while status(f"{base}/api/health") != 200:
-        assert time.monotonic() < deadline, f"no serving process answers on {base}"
+    while status(f"{base}/api/health") != 200 or len(pids := serving_pids(base, 10 * processes)) < processes:
+        assert time.monotonic() < deadline, f"fewer than {processes} serving processes answer on {base}"
         time.sleep(0.3)
+    return pids
 
 
 def logged(store, ids: list[int]) -> dict[int, tuple[str, int]]:
@@ -69,8 +71,7 @@ def test_two_serving_processes_answer_only_what_the_server_logged(two_processes)
                 failures.append((code, body))
 
     with serving(env, log) as url:
-        wait_serving(base)
-        assert len(serving_pids(base)) == 2  # two processes share the port
+        assert len(wait_serving(base, processes=2)) == 2  # two processes share the port
         threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
         for t in threads:
             t.start()
@@ -210,8 +211,7 @@ def test_the_serve_command_on_ducklake_writes_from_each_process(seeded_store, pg
         proc = subprocess.Popen([sys.executable, "-m", "core", "serve", "--processes", "2", "--port", str(port)],
                                 cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
-        wait_serving(base, seconds=180)
-        assert len(serving_pids(base)) == 2
+        assert len(wait_serving(base, seconds=180, processes=2)) == 2
         answered = {}
         for i in range(20):
             code, body = post_json(f"{base}/api/models/{quote(M)}/predict", {"texts": [f"第{i}条"], "business_line": LINE})

@@ -30,9 +30,10 @@ def serving_pids(base: str, tries: int = 40) -> set[int]:
 
 
 def wait_serving(base: str, seconds: float = 90) -> None:
+    """Wait until both serving processes answer on `base`."""
     deadline = time.monotonic() + seconds
-    while status(f"{base}/api/health") != 200:
-        assert time.monotonic() < deadline, f"no serving process answers on {base}"
+    while status(f"{base}/api/health") != 200 or len(serving_pids(base, 20)) < 2:
+        assert time.monotonic() < deadline, f"two serving processes do not answer on {base}"
         time.sleep(0.3)
 
 M = demo.MODEL
