@@ -285,9 +285,10 @@ class EmbeddedApp:
             body += chunk
             if len(body) > limit:
                 return refusals._too_large(limit)
-        fields = fast._plain(body)
+        kind = request.headers.get("content-type")
+        fields = fast._plain(body) if (kind or "").split(";", 1)[0].strip().lower() == "application/json" else None
         if fields is None:
-            fields = _validated(body)
+            fields = _validated(body, kind)
         texts, line, version = fields
         texts, lines = predict.check_batch(texts, line, "api")
         done = await self.predictor.predict(name, texts, lines, user, version)
@@ -313,9 +314,16 @@ class EmbeddedApp:
                             headers=access.CHALLENGE)
 
 
-def _validated(body: bytes) -> tuple[list[str], str, int | None]:
-    """A body the lean check did not accept, judged by the route's own model: its fields, or the
+def _validated(body: bytes, kind: str | None) -> tuple[list[str], str, int | None]:
+    """A body the lean check did not accept, judged as FastAPI judges it for the route: read as JSON
+    when its Content-Type (`kind`) is JSON or missing, then by the route's model; its fields, or the
     route's 400/422 refusal."""
+    if not body:
+        raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}])
+    maintype, _, subtype = (kind or "application/json").split(";", 1)[0].strip().lower().partition("/")
+    if not (maintype == "application" and (subtype == "json" or subtype.endswith("+json"))):
+        raise RequestValidationError([{"type": "model_attributes_type", "loc": ("body",), "input": None,
+                                       "msg": "Input should be a valid dictionary or object to extract fields from"}])
     try:
         data = json.loads(body)
     except ValueError as e:

@@ -113,10 +113,27 @@ def test_serving_processes_refuse_as_the_api_does(two_processes):
             ours = post_json(f"{base}/api/models/{quote(M)}/predict", body)
             theirs = post_json(f"{url}/api/models/{quote(M)}/predict", body)
             assert ours == theirs and ours[0] in (400, 422), body
+        for kind, data in (("text/plain", '{"texts": ["好"]}'.encode()), ("application/json", b""),
+                           ("application/json", b'{"texts": [')):
+            assert _raw(base, data, kind) == _raw(url, data, kind) and _raw(base, data, kind)[0] == 400, (kind, data)
         assert post_json(f"{base}/api/models/nope/predict", {"texts": ["好"]}) == \
             post_json(f"{url}/api/models/nope/predict", {"texts": ["好"]})
         code, body = post_json(f"{base}/api/models/{quote(M)}/versions/1/activate", {"reason": "x"})
         assert code == 404 and "predict only" in body["error"]  # nothing that changes models is served there
+
+
+def _raw(base: str, data: bytes, kind: str) -> tuple[int, dict]:
+    import json
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(f"{base}/api/models/{quote(M)}/predict", data=data, method="POST",
+                                 headers={"Content-Type": kind})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
 
 
 def test_a_setting_that_cannot_be_used_is_a_sentence_and_the_dashboard_still_serves(seeded_store, tmp_path):
