@@ -93,7 +93,13 @@ def main() -> None:
                                   "SPREAD_CANDIDATES) to compare on a split of the training pool (the demo's test "
                                   "split left out): prints the one to choose")
     p.add_argument("--knob", action="append", default=[], help="NAME=value: set sampling.NAME for this run")
+    p.add_argument("--fast", help="comma-separated variants (see VARIANTS) compared outside the store on "
+                                  "validation splits of the training pool (the demo's test split left out), "
+                                  "one per --seeds, from each of --sizes; prints mean ± sd over the seeds")
     args = p.parse_args()
+    if args.fast:
+        import loop_variants
+        return loop_variants.compare(args)
     for knob in args.knob:
         name, _, value = knob.partition("=")
         setattr(sampling, name, type(getattr(sampling, name))(value))

@@ -509,7 +509,13 @@ def _least_alike(texts: np.ndarray, k: int) -> np.ndarray:
 
 
 def _likeness(texts) -> np.ndarray:
-    """Cosine similarity of every pair of texts in TF-IDF of their character 1-3-grams (scikit-learn's
+    """Cosine similarity of every pair of texts in TF-IDF of their character 1-3-grams."""
+    X = _char_tfidf(texts)
+    return (X @ X.T).toarray()
+
+
+def _char_tfidf(texts):
+    """Each text's TF-IDF row of its character 1-3-grams, unit length (scikit-learn's
     TfidfVectorizer(analyzer="char", ngram_range=(1, 3), sublinear_tf=True), written out: scikit-learn's
     import alone would cost a new process a second)."""
     from scipy import sparse
@@ -531,8 +537,7 @@ def _likeness(texts) -> np.ndarray:
     X = sparse.csr_matrix((tf * idf[cols], (np.repeat(np.arange(len(rows)), lengths), cols)),
                           shape=(len(rows), max(1, len(grams))))
     norms = np.sqrt(np.asarray(X.multiply(X).sum(axis=1)).ravel())
-    X = sparse.diags(1 / np.where(norms > 0, norms, 1)) @ X
-    return (X @ X.T).toarray()
+    return (sparse.diags(1 / np.where(norms > 0, norms, 1)) @ X).tocsr()
 
 
 register("uncertain_spread", "the most uncertain texts, each next one also as unlike the ones picked before as "
