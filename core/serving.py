@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import sys
 import threading
 import time
 from concurrent.futures import Future
@@ -35,12 +34,6 @@ log = logging.getLogger("mms.serving")
 
 BATCH_TEXTS = 256  # texts predicted together at most
 BATCH_WAIT_SECONDS = 0.002  # longest a request waits for others, and only while requests overlap
-# How long a thread running Python keeps the GIL while another asks for it (Python's default: 5 ms),
-# while this process serves. A commit's WAL sync lets the batcher or the event loop take the GIL, and
-# DuckDB's Python client asks for it back about three times before the commit returns, each time
-# waiting out the interval: under load the writer's commits, and every request waiting on them, took
-# several times their own length (bench/serving_costs.py measures a commit beside a busy thread).
-SWITCH_SECONDS = 0.001
 
 
 @dataclass
@@ -70,11 +63,9 @@ class Serving:
         self.last_request = float("-inf")  # time.monotonic() of the newest prediction asked
         self.batches = 0  # predict_proba calls of the batcher, and the requests they answered: the bench's
         self.batched = 0  # requests per batch
-        self._switch = sys.getswitchinterval()  # the interpreter's, given back at stop
 
     def start(self) -> "Serving":
         """Start the writer and the batcher, then let the store carry this object."""
-        sys.setswitchinterval(min(self._switch, SWITCH_SECONDS))
         self.writer.start()
         self._batcher.start()
         self._open = True
@@ -91,7 +82,6 @@ class Serving:
         self.store.serve(None)
         self._batcher.join()
         self.writer.close()
-        sys.setswitchinterval(self._switch)
 
     # --- model lookups ---------------------------------------------------------------------
 
