@@ -15,8 +15,8 @@ the one before: BEGIN + COMMIT alone, the permission check, the log's and the ro
 back, the same committed), and a commit through the writer while another thread of the process runs
 Python (as the batcher and the event loop do under load): the writer thread's own CPU and the wall
 time per commit. DuckDB's Python client takes the GIL between the tasks of every statement, so a
-statement that blocks (the COMMIT's WAL sync) waits for it again, up to Python's switch interval each
-time (core/serving.py's SWITCH_SECONDS while a server serves).
+statement that blocks (the COMMIT's WAL sync) waits for it again, up to Python's switch interval
+(sys.getswitchinterval(), 5 ms) each time.
 """
 from __future__ import annotations
 
