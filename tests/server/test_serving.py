@@ -15,11 +15,11 @@ import duckdb
 import pandas as pd
 import pytest
 
-from core import demo, forward, logwriter, predict, registry, sampling, stats, train
+from core import auth, demo, forward, logwriter, predict, registry, sampling, stats, train
 from core.server import Server
 from core.serving import Serving
 from core import store as db
-from core.errors import InvalidInput, StoreError
+from core.errors import InvalidInput, PermissionDenied, StoreError
 from servers import ROOT, post_json, start_server, stop_server, wait_ready
 
 import storeprobe  # noqa: E402
@@ -110,6 +110,30 @@ def test_a_small_commit_counts_in_the_same_rollup_rows_as_the_statistics_sql_at_
     assert sum(row[3] for row in written) == len(edges)
     for got, expected in zip(written, recomputed):
         assert got[4:] == pytest.approx(expected[4:], rel=1e-12)
+
+
+def test_a_refused_user_in_a_batch_is_refused_alone_and_leaves_no_rows_or_counts(seeded_store):
+    auth.add_user(seeded_store, "olga", "owner", "owner-pass-1", by="setup")
+    with seeded_store.connect() as con:
+        before = storeprobe.table_counts(con)
+    writer = logwriter.LogWriter(seeded_store)  # not started: the three requests queue into one batch
+    rows = [_rows(seeded_store, text) for text in ("好", "坏", "妙")]
+    rows[0].user, rows[1].user, rows[2].user = "olga", "mallory", "olga"
+    futures = [writer.submit(r) for r in rows]
+    writer.start()
+    try:
+        good = futures[0].result() + futures[2].result()
+        with pytest.raises(PermissionDenied, match="'mallory' is not a known user"):
+            futures[1].result()
+    finally:
+        writer.close()
+    with seeded_store.connect() as con:
+        after = storeprobe.table_counts(con)
+        counted = con.execute("SELECT sum(n) FROM prediction_rollups").fetchone()[0]
+        logged = storeprobe.prediction_count(con)
+    assert _logged(seeded_store, good) == set(good) and len(good) == 2
+    assert after["predictions"] == before["predictions"] + 2
+    assert counted == logged  # the refused request's rollup rows went with its transaction
 
 
 def test_without_a_server_a_prediction_logs_in_its_own_transaction(seeded_store):
