@@ -1,11 +1,11 @@
 """The Monitor's charts over periods: volume, confidence, low-confidence share, class or grade mix per
 line, and the three accuracies. One chart a row (side by side beside the sidebar at 1000 px, ticks
-overlapped and facet titles were cut); every chart shades the period in progress.
+overlapped and facet titles were cut), one tab each; every chart shades the period in progress.
 
 Rendering only: the figures come from core (stats, drift). Building a Plotly figure costs more than
-the rest of a Monitor render, so the figures are built once per content of the tables they draw (the
-same view in another session, or after a write that changed nothing shown, reuses them) and never
-changed afterwards."""
+the rest of a Monitor render on the server, and drawing it more in the browser, so only the open tab's
+figure is built and sent, once per content of the tables it draws (the same view in another session,
+or after a write that changed nothing shown, reuses it), never changed afterwards."""
 from __future__ import annotations
 
 import pandas as pd
@@ -35,47 +35,77 @@ def mark_flags(fig, flagged: pd.DataFrame, y: pd.Series | float, **kw) -> None:
                     name="drift flagged", showlegend=True, **kw)
 
 
+TAB = "monitor_tab"  # the chart shown: kept in the session across reruns and period switches
+
+
+@st.fragment
 def charts(by_line: pd.DataFrame, overall: pd.DataFrame, labels: list[str], by: str, low: float,
-           report: drift.DriftReport | None, colours: dict[str, str], graded: bool = False) -> None:
-    """One chart per row: side by side beside the sidebar at 1000 px, ticks overlapped and facet
-    titles were cut. Every chart shades the period in progress, which has not ended."""
+           report: drift.DriftReport | None, colours: dict[str, str], grades: list[str] | None = None) -> None:
+    """The charts in tabs, one drawn at a time: only the open tab's figure is built and sent (five to
+    six figures drawn at once were most of a fresh load's time in the browser), and a switch of tab
+    reruns this section alone. Each tab keeps its title and caption, drawn or not. Every chart shades
+    the period in progress, which has not ended."""
     _, running = stats.without_running_period(overall, by)
     flagged = NO_FLAGS if report is None else report.flagged()[list(NO_FLAGS.columns)]
-    fig = figures(by_line, overall, flagged, tuple(labels), by, low, tuple(sorted(colours.items())), graded)
+    graded = bool(grades)
+    kinds = [*KINDS, *(["mean_grade"] if graded else [])]
+    titles = {**TITLES, "mix": "Grade mix" if graded else "Class mix"}
+    tabs = dict(zip(kinds, st.tabs([titles[k] for k in kinds], key=TAB, on_change="rerun")))
+
+    def draw(kind: str, subheader: str) -> None:
+        st.subheader(subheader)
+        if tabs[kind].open is not False:  # None where tabs keep no state: then every tab draws
+            fig = figure(kind, by_line, overall, flagged, tuple(labels), by, low, tuple(sorted(colours.items())),
+                         tuple(grades or ()))
+            st.plotly_chart(fig, key=f"monitor_chart_{kind}")
+
     still = "" if running is None else f" The shaded {by} ({period_label(running, by)}) is still in progress."
-    st.subheader("Volume per business line")
-    st.plotly_chart(fig["volume"], key="monitor_chart_volume")
-    st.caption("⚠ marks a line x period flagged for drift." + still + (" Its bar is short, not collapsed."
-                                                                        if running is not None else ""))
-    st.subheader("Confidence over time")
-    st.plotly_chart(fig["confidence"], key="monitor_chart_confidence")
-    st.subheader("Low-confidence share by line and period")
-    st.plotly_chart(fig["heatmap"], key="monitor_chart_heatmap")
-    if by_line["period"].nunique() > HEATMAP_TEXT_PERIODS:
-        st.caption("Too many periods to print a share in each cell: hover over a cell to read it.")
-    st.subheader("Grade mix over time per business line" if graded else "Class mix over time per business line")
-    st.plotly_chart(fig["mix"], key="monitor_chart_mix")
-    st.caption("⚠ marks a line x period flagged for drift." + still)
-    st.subheader("Accuracy: estimated, audited, hard examples")
-    st.plotly_chart(fig["accuracy"], key="monitor_chart_accuracy")
-    accuracy_caption(overall, by, running)
+    with tabs["volume"]:
+        draw("volume", "Volume per business line")
+        st.caption("⚠ marks a line x period flagged for drift." + still + (" Its bar is short, not collapsed."
+                                                                            if running is not None else ""))
+    with tabs["confidence"]:
+        draw("confidence", "Confidence over time")
+    with tabs["heatmap"]:
+        draw("heatmap", "Low-confidence share by line and period")
+        if by_line["period"].nunique() > HEATMAP_TEXT_PERIODS:
+            st.caption("Too many periods to print a share in each cell: hover over a cell to read it.")
+    with tabs["mix"]:
+        draw("mix", "Grade mix over time per business line" if graded else "Class mix over time per business line")
+        st.caption("⚠ marks a line x period flagged for drift." + still)
+    with tabs["accuracy"]:
+        draw("accuracy", "Accuracy: estimated, audited, hard examples")
+        accuracy_caption(overall, by, running)
+    if graded:
+        with tabs["mean_grade"]:
+            draw("mean_grade", "Mean grade per business line")
+            st.caption(_ordinal.MEAN_GRADE_CAPTION)
 
 
+KINDS = ["volume", "confidence", "heatmap", "mix", "accuracy"]
+TITLES = {"volume": "Volume", "confidence": "Confidence", "heatmap": "Low confidence", "accuracy": "Accuracy",
+          "mean_grade": "Mean grade"}
 HEATMAP_TEXT_PERIODS = 8  # a share per cell while a cell is wide enough to read it at 1000 px
 
 
-@st.cache_resource(show_spinner=False, max_entries=32)
-def figures(by_line: pd.DataFrame, overall: pd.DataFrame, flagged: pd.DataFrame, labels: tuple, by: str, low: float,
-            colours: tuple, graded: bool) -> dict[str, go.Figure]:
-    """The five figures of one view, keyed by the content of what they draw (shared by every session:
-    never changed once built)."""
+@st.cache_resource(show_spinner=False, max_entries=64)
+def figure(kind: str, by_line: pd.DataFrame, overall: pd.DataFrame, flagged: pd.DataFrame, labels: tuple, by: str,
+           low: float, colours: tuple, grades: tuple) -> go.Figure:
+    """One figure of one view, keyed by the content of what it draws (shared by every session: never
+    changed once built)."""
     _, running = stats.without_running_period(overall, by)
-    return {"volume": volume_figure(by_line, overall["period"], by, running, flagged, dict(colours)),
-            "confidence": confidence_figure(overall, by, running, low),
-            "heatmap": heatmap_figure(by_line, overall["period"], by, running),
-            "mix": class_mix_figure(by_line, list(labels), by, running, flagged,
-                                    _ordinal.colours(list(labels)) if graded else None),
-            "accuracy": accuracy_figure(overall, by, running)}
+    if kind == "volume":
+        return volume_figure(by_line, overall["period"], by, running, flagged, dict(colours))
+    if kind == "confidence":
+        return confidence_figure(overall, by, running, low)
+    if kind == "heatmap":
+        return heatmap_figure(by_line, overall["period"], by, running)
+    if kind == "mix":
+        return class_mix_figure(by_line, list(labels), by, running, flagged,
+                                _ordinal.colours(list(labels)) if grades else None)
+    if kind == "mean_grade":
+        return _ordinal.mean_grade_figure(by_line, overall, list(grades), by, dict(colours), running)
+    return accuracy_figure(overall, by, running)
 
 
 def volume_figure(by_line: pd.DataFrame, periods: pd.Series, by: str, running, flagged: pd.DataFrame,

@@ -122,11 +122,10 @@ def headline(overall: pd.DataFrame, labels: list[str], by: str, running) -> None
     st.caption(order_caption(labels) + f". A rise means the predictions moved toward {labels[-1]}.")
 
 
-def mean_grade_chart(by_line: pd.DataFrame, overall: pd.DataFrame, labels: list[str], by: str,
-                     colours: dict | None = None, running=None) -> None:
+def mean_grade_figure(by_line: pd.DataFrame, overall: pd.DataFrame, labels: list[str], by: str,
+                      colours: dict | None = None, running=None) -> go.Figure:
     """Mean expected grade per line and period (solid) and over all lines (dashed), on the grade axis,
-    each line in its colour (`colours`), the period in progress shaded."""
-    st.subheader("Mean grade per business line")
+    each line in its colour (`colours`), the period in progress shaded (the Monitor's "Mean grade" tab)."""
     fig = go.Figure()
     for line, rows in by_line.sort_values("period").groupby("business_line", sort=True):
         fig.add_scatter(x=rows["period"], y=rows["mean_expected_grade"], name=str(line), mode="lines+markers",
@@ -139,9 +138,11 @@ def mean_grade_chart(by_line: pd.DataFrame, overall: pd.DataFrame, labels: list[
     grade_axis(fig, labels)
     fig.update_layout(height=340, margin={"t": 10, "b": 10, "l": 10, "r": 10}, legend_title_text="")
     _ui.period_axis(fig, overall["period"], by, running)
-    st.plotly_chart(fig, key="monitor_chart_mean_grade")
-    st.caption("Mean expected grade: the mean of each prediction's grade distribution, averaged over the "
-               "period (the table also has the mean of the most likely grades).")
+    return fig
+
+
+MEAN_GRADE_CAPTION = ("Mean expected grade: the mean of each prediction's grade distribution, averaged over the "
+                      "period (the table also has the mean of the most likely grades).")
 
 
 def grade_drift(report, by: str) -> None:

@@ -51,9 +51,7 @@ def main() -> None:
         _ordinal.headline(overall, grades, by, running)
     _monitor_sections.pending_note(report)
     colours = _ui.line_colours(lines)
-    _charts.charts(by_line, overall, labels, by, low, report, colours, graded=bool(grades))
-    if grades:
-        _ordinal.mean_grade_chart(by_line, overall, grades, by, colours, running)
+    _charts.charts(by_line, overall, labels, by, low, report, colours, grades)  # in tabs: the open one is drawn
     _monitor_sections.drift_view(report, by)
     if grades:
         _ordinal.grade_drift(report, by)

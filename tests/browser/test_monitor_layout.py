@@ -3,6 +3,7 @@ graded model with numeric grades, fourteen business lines and a week in progress
 predictions beside the demo model. Nothing may be cut: every chart, tile and filter fits its box
 (scrollWidth <= clientWidth), lines keep distinct colours, one period gets readable ticks, the
 statistics table shows the three accuracies, and a view's filters travel in its URL."""
+import re
 import shutil
 from urllib.parse import quote
 
@@ -56,10 +57,38 @@ def monitor(browser, url: str, width: int, query: str = ""):
 
 
 def charts(page) -> dict:
-    """Each Plotly chart's data and layout, by its key."""
+    """Each drawn Plotly chart's data and layout, by its key (the open tab's)."""
     return page.evaluate("""() => Object.fromEntries([...document.querySelectorAll('[class*="st-key-monitor_chart"]')]
         .map(el => [[...el.classList].find(c => c.startsWith('st-key-')).slice(7),
                     {data: el.querySelector('.js-plotly-plot').data, layout: el.querySelector('.js-plotly-plot').layout}]))""")
+
+
+def chart_tabs(page) -> list[str]:
+    return page.locator(".st-key-monitor_tab [data-testid='stTab']").all_inner_texts()
+
+
+def open_tab(page, tab: str, seen=()) -> dict:
+    """Open one chart's tab (the Monitor draws the open tab's chart only) and return the charts drawn
+    once one not in `seen` is."""
+    page.locator(".st-key-monitor_tab [data-testid='stTab']").filter(has_text=re.compile(f"^{re.escape(tab)}$")).click()
+    wait_idle(page)
+    # the other tab's chart is gone once the run has ended: exactly one chart, the new one, drawn
+    page.wait_for_function("""(seen) => { const drawn = [...document.querySelectorAll('[class*="st-key-monitor_chart"]')];
+        return drawn.length == 1 && !seen.includes([...drawn[0].classList].find(c => c.startsWith('st-key-')).slice(7))
+            && drawn[0].querySelector('.js-plotly-plot')?.data; }""", arg=list(seen), timeout=120_000)
+    return charts(page)
+
+
+def every_chart(page, each=None) -> dict:
+    """Every chart of the Monitor, one tab after another, by key; `each(page, key)` runs with a tab open."""
+    shown = {}
+    for tab in chart_tabs(page):
+        drawn = open_tab(page, tab, list(shown))
+        assert len(drawn) == 1, (tab, list(drawn))  # only the open tab's chart is built and sent
+        shown.update(drawn)
+        if each:
+            each(page, next(iter(drawn)))
+    return shown
 
 
 @pytest.mark.parametrize("width", [1000, 1400])
@@ -71,16 +100,28 @@ def test_nothing_on_the_monitor_is_cut(server, browser, width):
     for i in range(page.get_by_test_id("stMetricLabel").count()):
         label = page.get_by_test_id("stMetricLabel").nth(i)
         assert label.evaluate(CUT) == [], label.inner_text()  # "Hard-example ac…"
-    for key, chart in charts(page).items():
+    assert page.locator(".st-key-monitor_tab [role='tablist']").evaluate(CUT) == []
+    measure = page.locator(".st-key-monitor_measure_rest_button")  # shown while drift cells are pending
+    if measure.count():
+        assert measure.evaluate(CUT) == []  # it read "Measure t…" at 1000 px in a fifth of a row
+
+    def fits(page, key):
         frame = page.locator(f".st-key-{key} .js-plotly-plot")
         box, main = frame.bounding_box(), page.get_by_test_id("stMain").bounding_box()
         assert box["x"] + box["width"] <= main["x"] + main["width"] + 1, key
+        if key == "monitor_chart_mix":  # the tallest chart, with a panel per line
+            page.locator(f".st-key-{key}").scroll_into_view_if_needed()
+            page.screenshot(path=str(SHOTS / f"monitor-wide-mix-{width}.png"))
+
+    shown = every_chart(page, fits)
+    assert {"monitor_chart_volume", "monitor_chart_confidence", "monitor_chart_heatmap", "monitor_chart_mix",
+            "monitor_chart_accuracy", "monitor_chart_mean_grade"} == set(shown)
     page.context.close()
 
 
 def test_fourteen_lines_get_fourteen_colours_and_the_week_in_progress_is_shaded(server, browser):
     page = monitor(browser, server, 1400)
-    shown = charts(page)
+    shown = every_chart(page)
     bars = [t for t in shown["monitor_chart_volume"]["data"] if t["type"] == "bar"]
     assert sorted(t["name"] for t in bars) == sorted(LINES)
     assert len({t["marker"]["color"] for t in bars}) == len(LINES)  # two lines were both red
@@ -100,7 +141,7 @@ def test_one_period_reads_as_its_date_and_grades_as_themselves(server, browser):
     day = first.split("–")[0].strip().replace("/", "-")
     page = monitor(browser, server, 1000, f"model={quote(WIDE)}&period=day&from={day}&to={day}")
     page.screenshot(path=str(SHOTS / "monitor-one-period-1000.png"), full_page=True)
-    shown = charts(page)
+    shown = every_chart(page)
     for key, chart in shown.items():
         axis = chart["layout"]["xaxis"]
         assert axis.get("ticktext"), key

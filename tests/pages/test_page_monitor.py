@@ -26,7 +26,9 @@ def test_monitor_shows_headline_numbers_charts_and_the_table(app):
     assert all(m.value not in ("", "–") for m in at.metric[:3])
     assert any("audit items labelled" in c.value for c in at.caption)
     assert any("chosen for being hard" in c.value for c in at.caption)
-    assert len(plotly_charts(at)) == 5  # volume, confidence, heatmap, class mix over time, the three accuracies
+    # volume, confidence, heatmap, class mix over time, the three accuracies: one tab each, the open one drawn
+    assert [t.label for t in at.tabs] == ["Volume", "Confidence", "Low confidence", "Class mix", "Accuracy"]
+    assert [c.proto.id.endswith("monitor_chart_volume") for c in plotly_charts(at)] == [True]
     assert [s.value for s in at.subheader if s.value.startswith("Drift")] == ["Drift against the reference"]
     drift = table_with(at, "text_auc")
     assert set(drift["business_line"]) == {"图书", "数码", "母婴", "综合", "酒店"}
@@ -116,6 +118,34 @@ def test_drift_cells_beyond_the_render_budget_are_pending_until_measured(app, mo
     assert "not measured yet" not in set(drift["status"])
 
 
+def drawn_charts(at) -> list[str]:
+    return [re.search(r"monitor_chart_\w+$", c.proto.id).group(0) for c in plotly_charts(at)]
+
+
+def test_only_the_open_charts_tab_is_built_and_each_tab_draws_its_own_chart(app):
+    """A fresh Monitor built and sent five Plotly figures, most of them off screen: the browser's
+    drawing of them was most of a fresh load. Each chart now has a tab, and only the open tab's is
+    drawn; every tab keeps its title and caption, and the tab stays open across a period switch."""
+    at = app("pages/monitor.py")
+    assert drawn_charts(at) == ["monitor_chart_volume"]
+    titles = ["Volume per business line", "Confidence over time", "Low-confidence share by line and period",
+              "Class mix over time per business line", "Accuracy: estimated, audited, hard examples"]
+    assert [s.value for s in at.subheader][:5] == titles
+    assert any("labelled on purpose" in c.value for c in at.caption)  # the accuracy tab's caption
+    for tab, key in (("Confidence", "confidence"), ("Low confidence", "heatmap"), ("Class mix", "mix"),
+                     ("Accuracy", "accuracy"), ("Volume", "volume")):
+        at.session_state["monitor_tab"] = tab
+        at.run()
+        assert not at.exception
+        assert drawn_charts(at) == [f"monitor_chart_{key}"], tab
+        assert [s.value for s in at.subheader][:5] == titles
+    at.session_state["monitor_tab"] = "Accuracy"
+    at.run()
+    at.button_group(key="monitor_period").set_value("day").run()
+    assert drawn_charts(at) == ["monitor_chart_accuracy"]
+    assert any(c.value.startswith("Latest day:") for c in at.caption)
+
+
 def legend_entries(chart) -> list[str]:
     import json
 
@@ -127,9 +157,10 @@ def test_chart_legends_name_each_series_once(app):
     "图书, complete": each entry names one series, once, whether or not a period is still running."""
     at = app("pages/monitor.py")
     assert not at.exception
-    by_key = {c.proto.id: c for c in plotly_charts(at)}
-    volume = next(c for k, c in by_key.items() if "monitor_chart_volume" in k)
-    confidence = next(c for k, c in by_key.items() if "monitor_chart_confidence" in k)
+    volume = next(c for c in plotly_charts(at) if "monitor_chart_volume" in c.proto.id)
+    at.session_state["monitor_tab"] = "Confidence"
+    at.run()
+    confidence = next(c for c in plotly_charts(at) if "monitor_chart_confidence" in c.proto.id)
     assert sorted(legend_entries(volume)) == ["图书", "数码", "母婴", "综合", "酒店"]
     assert legend_entries(confidence) == ["mean confidence", "share below 0.60"]
 

@@ -38,6 +38,8 @@ def test_monitor_of_an_ordinal_model_shows_grades_in_order_mean_grade_and_grade_
     subheaders = [s.value for s in at.subheader]
     assert "Grade mix over time per business line" in subheaders and "Mean grade per business line" in subheaders
     assert "Class mix over time per business line" not in subheaders
+    at.session_state["monitor_tab"] = "Grade mix"  # one tab per chart: the open one is drawn
+    at.run()
     mix = next(c for c in at.get("plotly_chart") if c.proto.id and "monitor_chart_mix" in c.proto.id)
     legend = [t for t in __import__("json").loads(mix.proto.spec)["data"] if t.get("type") == "bar"]
     assert [t["name"] for t in legend][:3] == GRADES  # stacked in grade order, lowest first
