@@ -25,7 +25,6 @@ import os
 import threading
 import time
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 
 import pandas as pd
 
@@ -477,9 +476,10 @@ def _unhandled_drift(store: Store, name: str, by: str, runs: list[Run]) -> list[
 
 
 def check_model(store: Store, name: str, wait: bool = True, now=None) -> str:
-    """One due check of a model's policy: carry its open run on (taking up one whose process died), or
-    start one if a trigger is met. `wait`: train here and now; else on a thread of its own (the server).
-    Returns what happened, in a sentence."""
+    """One due check of a model's policy: carry its open run on (taking up one whose process died or
+    whose lease lapsed), or start one if a trigger is met. `wait`: train here and now; else on a
+    thread of its own that fits in the low-priority worker process (the server). Returns what
+    happened, in a sentence."""
     with store.connect() as con:
         model = registry.find_model(con, name)
         open_runs = [_run(r, name) for r in db.run_rows(con, model.model_id, list(OPEN_STATES))]
@@ -579,7 +579,8 @@ def runs_table(store: Store, name: str, limit: int = 1000) -> pd.DataFrame:
 
 class Loop(Every):
     """The server's due checks: every MMS_POLICY_SECONDS, policies and alert thresholds of every model
-    (a run trains on a thread of its own), plus the alert sender; until `stopped()` says the server stopped."""
+    (a run steps on a thread of its own and fits in the low-priority worker process), plus the alert
+    sender; until `stopped()` says the server stopped."""
     name = "mms-policy"
 
     def __init__(self, store: Store, stopped=lambda: False, seconds: float | None = None):

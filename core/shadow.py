@@ -6,6 +6,8 @@ not scored yet, scores them with the shadow version in one worker process of low
 takes only the CPU the answers leave), and appends its answers to a table of their own. The request
 path does not change: a prediction is answered and logged exactly as before, and the shadow reads
 it from the log afterwards. The command line runs the same catch-up (`catch_up`) without a server.
+With several servers on one DuckLake, one process at a time scores a model's shadow: it holds the
+model's shadow lease (core.leases), and each batch is written only while it still does.
 
 The evidence compares the two versions on the same predictions, per business line x period: how
 often they agree, both estimated accuracies (monitoring.estimate, each version with its own
