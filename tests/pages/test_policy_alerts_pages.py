@@ -44,8 +44,10 @@ def test_an_analyst_acknowledges_an_alert_on_the_monitor(app, seeded_store):
     assert not at.exception
     assert f"**Alerts: {len(raised)} open**" in alerts_line(at) and "acknowledged" not in alerts_line(at)
     assert at.expander[0].label == "Alert list and thresholds"  # the list, folded below the line
-    shown = next(d.value for d in at.dataframe if "delivery" in d.value.columns)
+    shown = next(d.value for d in at.dataframe if "webhook" in d.value.columns)
+    assert list(shown.columns) == ["#", "raised", "state", "kind", "webhook", "message"]  # readable, and it fits
     assert set(shown["state"]) == {"open"} and len(shown) == len(raised)
+    assert set(shown["kind"]) == {"estimated accuracy"} and set(shown["webhook"]) == {"no webhook"}
     first = at.selectbox(key="alerts_pick").value
     at.button(key="alerts_ack").click().run()
     assert not at.exception
