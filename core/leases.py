@@ -25,6 +25,9 @@ log = logging.getLogger("mms.leases")
 
 SECONDS = 60.0  # a lease lapses this long after its last renewal
 RENEW_EVERY = SECONDS / 4  # a live holder renews this often: three renewals may fail before it lapses
+# one take at a time in this process: two would conflict on lease_claims' row (another process's take
+# still may, and loses with Conflict); hold it around the transaction that calls `take`
+claiming = threading.RLock()
 
 
 def _start_time(pid: int) -> str | None:
@@ -76,7 +79,7 @@ def take(con, name: str, holder: str | None = None, seconds: float | None = None
 def take_now(store: Store, name: str, holder: str | None = None) -> str | None:
     """`take` in a transaction of its own; a take that lost a race to another process's says so."""
     try:
-        with store.transaction() as con:
+        with claiming, store.transaction() as con:
             return take(con, name, holder)
     except Conflict:
         return "another process (it took the lease at the same moment)"

@@ -235,7 +235,7 @@ def start_run(store: Store, name: str, trigger: str, why: dict, user: str | None
     lease its own) unless one is open or another process holds the lease; None then. `user`
     defaults to the owner who set the policy."""
     try:
-        with _claims:
+        with _claims, leases.claiming:
             return _start_run(store, name, trigger, why, user)
     except Conflict:  # another server opened one at the same moment
         return None
@@ -511,7 +511,7 @@ def _claim(store: Store, model: registry.Model, run: Run) -> tuple[str | None, s
     """Take the model's lease for an open run: (None, who held it before) when this process holds
     it now, else (who holds it, None)."""
     try:
-        with _claims, store.transaction() as con:
+        with _claims, leases.claiming, store.transaction() as con:
             before = db.lease_row(con, _lease(model.model_id))
             return leases.take(con, _lease(model.model_id)), before and before["holder"]
     except Conflict:
