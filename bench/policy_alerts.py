@@ -4,13 +4,15 @@ predictions logged by the group-commit writer as in the server:
 1. a policy run from trigger to active version: N labels given to live predictions start it, it
    trains (full), the promotion guard judges, the one activation writer switches; its time and what
    it did, and the p50 / p95 latency of single-text predictions answered meanwhile (requests from
-   --clients threads) against the same requests with no run going on;
+   --clients threads) against the same requests with no run going on. The fit runs where the server
+   runs it: in the low-priority worker process (workers.in_background); with --fit-here, on a
+   nice-10 thread of the serving process instead (how runs trained before), for the comparison;
 2. alert delivery from trigger to the receiver (a loopback HTTP server): the time from the threshold
    check that raises the alerts to each one's arrival; then a receiver outage of --outage seconds
    (nothing listens on its port): the attempts recorded meanwhile and the time from the alert to its
    arrival once the receiver is back.
 
-    python bench/policy_alerts.py [--small] [--labels 300] [--clients 2] [--outage 6]
+    python bench/policy_alerts.py [--small] [--labels 300] [--clients 2] [--outage 6] [--fit-here] [--no-alerts]
 """
 import argparse
 import os
@@ -29,7 +31,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from webhook import Receiver  # noqa: E402  (the tests' loopback receiver)
 from servers import free_port  # noqa: E402
 
-from core import alerts, demo, feedback, policy, predict, registry  # noqa: E402
+from core import alerts, demo, feedback, policy, predict, registry, workers  # noqa: E402
 from core.serving import Serving  # noqa: E402
 from core.store import Store  # noqa: E402
 
@@ -61,16 +63,16 @@ def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100)[int(q) - 1] * 1000 if len(values) > 2 else float("nan")
 
 
-def policy_run(store: Store, n_labels: int, clients: int) -> None:
-    texts = demo.load_reviews().sample(3000, random_state=11)
+def policy_run(store: Store, n_labels: int, clients: int, round_: int = 0) -> None:
+    texts = demo.load_reviews().sample(1500 + 4 * n_labels, random_state=11)
     truth = dict(zip(texts["text"], texts["label"]))
     quiet_for = 15.0
     began = time.monotonic()
     quiet = latencies(store, texts["text"].tolist()[:1500], clients, lambda: time.monotonic() - began > quiet_for)
     print(f"serving alone: {len(quiet)} predictions in {quiet_for:.0f} s from {clients} clients, p50 "
           f"{pct(quiet, 50):.1f} ms, p95 {pct(quiet, 95):.1f} ms (load average {os.getloadavg()[0]:.1f})")
-    logged = predict.predict_texts(store, demo.MODEL, texts["text"].tolist()[1500:1500 + n_labels], USER,
-                                   business_line="酒店")
+    fresh = texts["text"].tolist()[1500 + round_ * n_labels:1500 + (round_ + 1) * n_labels]
+    logged = predict.predict_texts(store, demo.MODEL, fresh, USER, business_line="酒店")
     feedback.record_labels(store, demo.MODEL, pd.DataFrame({"prediction_id": logged["prediction_id"],
                                                             "label": logged["text"].map(truth)}), USER)
     policy.set_policy(store, demo.MODEL, USER, enabled=True, new_labels=n_labels)
@@ -96,7 +98,8 @@ def policy_run(store: Store, n_labels: int, clients: int) -> None:
           f"macro-F1 {trained.get('macro_f1', float('nan')):.3f}) in {trained.get('seconds')} s; guard "
           f"{'passed' if last.details.get('guard', {}).get('passed') else 'refused'}; state {last.state}; "
           f"active version now {registry.get_model(store, demo.MODEL).active_version}")
-    print(f"trigger to active version: {result['seconds']:.1f} s (check, train, guard, activate)")
+    print(f"trigger to active version: {result['seconds']:.1f} s (check, train, guard, activate); fitted in "
+          f"{trained.get('fitted_in')} (load average {os.getloadavg()[0]:.1f})")
     print(f"serving meanwhile: {len(busy)} predictions from {clients} clients, p50 {pct(busy, 50):.1f} ms, p95 "
           f"{pct(busy, 95):.1f} ms; p50 ratio to serving alone {pct(busy, 50) / pct(quiet, 50):.2f} "
           f"(load average {os.getloadavg()[0]:.1f})")
@@ -154,13 +157,28 @@ def alert_delivery(store: Store, outage: float) -> None:
         sender.stop()
 
 
+def fit_on_this_thread(lane: str, func, *args):
+    """workers.in_background as runs trained before: on the calling thread, lowered to nice 10."""
+    os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    return func(*args)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--small", action="store_true", help="a small demo (1,200 rows) instead of the default one")
     parser.add_argument("--labels", type=int, default=300, help="N of the policy: labels that start the run")
     parser.add_argument("--clients", type=int, default=2, help="threads sending single-text predictions")
     parser.add_argument("--outage", type=float, default=6.0, help="seconds the receiver is down")
+    parser.add_argument("--fit-here", action="store_true",
+                        help="fit on a nice-10 thread of the serving process (the old way), not in the worker process")
+    parser.add_argument("--no-alerts", action="store_true", help="the policy run only")
+    parser.add_argument("--rounds", type=int, default=1, help="policy runs, one after another (each with its own N labels)")
+    parser.add_argument("--compare", action="store_true",
+                        help="alternate the fit's place between rounds: worker process, then a thread here")
     args = parser.parse_args()
+    if args.fit_here:
+        workers.in_background = fit_on_this_thread
+    in_worker = workers.in_background
     header("policy run and alert delivery (issue 26)")
     folder = tempfile.mkdtemp(prefix="mms-bench-policy-")
     try:
@@ -172,8 +190,13 @@ def main() -> None:
         store.hold()
         serving = Serving(store).start()
         try:
-            policy_run(store, args.labels, args.clients)
-            alert_delivery(store, args.outage)
+            for k in range(args.rounds):
+                if args.compare:  # every other run fits on a thread of this process, as runs did before
+                    workers.in_background = fit_on_this_thread if k % 2 else in_worker
+                    print(f"-- round {k + 1}: fit {'on a nice-10 thread here (before)' if k % 2 else 'in the worker process'}")
+                policy_run(store, args.labels, args.clients, k)
+            if not args.no_alerts:
+                alert_delivery(store, args.outage)
         finally:
             serving.stop()
             store.unhold()

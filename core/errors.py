@@ -83,3 +83,7 @@ class DiskFull(StoreError):
 
 class AlertNotFound(MMSError):
     """No alert has that id."""
+
+
+class LeaseLost(MMSError):
+    """A process's lease on work (a policy run, shadow scoring) was taken over by another after it lapsed."""

@@ -6,8 +6,13 @@ traffic in shadow for a time or a volume. A run then trains, optionally shadows,
 only through the one activation writer and its promotion guard (registry.activate_version); a
 refused version is kept and the owner is told why by an alert.
 
-One run at a time per model, its state in the store: a run whose process died (a server restart)
-is taken up again by the next due check. Each step is audited in the run's row and the events.
+One run at a time per model, its state in the store, with several servers on one DuckLake as with
+one: a process carries a run on only while it holds the model's lease (core.leases), renewed while
+it works and by each of the run's writes. A run whose process died (a server restart) or whose
+lease lapsed (its host is gone) is taken up again by the next due check of any server. Each step is
+audited in the run's row and the events. A server fits in a low-priority worker process of its own
+(workers.in_background), the store's reads and writes staying in the server's process: serving
+keeps the GIL and the CPU's first turn.
 """
 from __future__ import annotations
 
@@ -17,19 +22,17 @@ import json
 import logging
 import math
 import os
-import socket
 import threading
 import time
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 
 import pandas as pd
 
-from . import alerts, auth, drift, registry, settings, stats, train
+from . import alerts, auth, drift, leases, registry, settings, stats, train, workers
 from . import store as db
 from .background import Every
 from .estimators import ModelConfig
-from .errors import InvalidInput, MMSError, Regression, VersionNotFound
+from .errors import Conflict, InvalidInput, MMSError, Regression, VersionNotFound
 from .registry import FULL, INCREMENTAL
 from .slices import PERIODS
 from .store import Store
@@ -177,34 +180,23 @@ def set_policy(store: Store, name: str, user: str, **changes) -> Policy:
 
 # --- runs ---------------------------------------------------------------------------------------
 
-def _start_time(pid: int) -> str | None:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-_WORKER = f"{socket.gethostname()}:{os.getpid()}:{_start_time(os.getpid())}"
+LANE = "policy"  # workers.in_background's lane for a server's fits
 
 
 def _worker() -> str:
-    """This process, as a run's worker: host, pid and the pid's start time (a pid is reused)."""
-    global _WORKER
-    if not _WORKER.split(":")[1] == str(os.getpid()):  # a forked process
-        _WORKER = f"{socket.gethostname()}:{os.getpid()}:{_start_time(os.getpid())}"
-    return _WORKER
+    """This process, as a run's worker (leases.me: host, pid and the pid's start time)."""
+    return leases.me()
 
 
 def worker_alive(worker: str) -> bool:
     """Whether the process that runs a step is still there. A process on another host (DuckLake) is
-    taken to be alive: only its own host can tell."""
-    host, _, rest = worker.partition(":")
-    pid, _, started = rest.partition(":")
-    if host != socket.gethostname():
-        return True
-    if not pid.isdigit():
-        return False
-    return _start_time(int(pid)) == started and started != "None"
+    taken to be alive: only its lease can tell, by lapsing."""
+    return leases.alive(worker) is not False
+
+
+def _lease(model_id: int) -> str:
+    """The lease a process holds while it carries one of the model's runs on."""
+    return f"policy:{int(model_id)}"
 
 
 @dataclass(frozen=True)
@@ -239,11 +231,22 @@ _here: set[int] = set()  # runs whose step runs in this process now
 
 
 def start_run(store: Store, name: str, trigger: str, why: dict, user: str | None = None) -> Run | None:
-    """Open a run of the model's policy (state training, this process its worker) unless one is open;
-    None when one is. `user` defaults to the owner who set the policy."""
-    with _claims, store.transaction() as con:
+    """Open a run of the model's policy (state training, this process its worker and the model's
+    lease its own) unless one is open or another process holds the lease; None then. `user`
+    defaults to the owner who set the policy."""
+    try:
+        with _claims, leases.claiming:
+            return _start_run(store, name, trigger, why, user)
+    except Conflict:  # another server opened one at the same moment
+        return None
+
+
+def _start_run(store: Store, name: str, trigger: str, why: dict, user: str | None) -> Run | None:
+    with store.transaction() as con:
         model = registry.find_model(con, name)
         if db.run_rows(con, model.model_id, list(OPEN_STATES), limit=1):
+            return None
+        if leases.take(con, _lease(model.model_id)) is not None:
             return None
         row = db.policy_row(con, model.model_id)
         chosen = Policy(**json.loads(row["settings"])) if row else Policy()
@@ -270,10 +273,9 @@ def get_run(store: Store, run_id: int) -> Run:
 def _update(store: Store, run: Run, state: str | None = None, result: str | None = None, **details) -> Run:
     """A run's next state, with `details` merged into its record; a closed state is audited as the run's result."""
     merged = {**run.details, **details}
-    changes = {"details": json.dumps(merged, ensure_ascii=False, default=str)}
+    changes = {"details": json.dumps(merged, ensure_ascii=False, default=str), "worker": _worker()}
     if state is not None:
         changes["state"] = state
-        changes["worker"] = _worker()
     if result is not None:
         changes["result"] = result
     if "trained" in details and details["trained"].get("version") is not None:
@@ -281,41 +283,55 @@ def _update(store: Store, run: Run, state: str | None = None, result: str | None
     closing = state is not None and state not in OPEN_STATES
     if closing:
         changes["finished_at"] = db.now()
-    with store.transaction() as con:
-        db.update_run(con, run.run_id, **changes)
+
+    def write(con) -> Run:
         model = registry.find_model(con, run.model)
+        leases.renew(con, _lease(model.model_id))  # a process that lost the run writes nothing more
+        db.update_run(con, run.run_id, **changes)
         if closing:
             db.add_event(con, run.run_by, "policy_run_result", model.model_id,
                          {"run_id": run.run_id, "state": state, "version": changes.get("version", run.version),
                           "result": result or run.result})
         return _run(db.run_row(con, run.run_id), run.model)
+    return leases.retrying(store, write)
 
 
-def execute(store: Store, run: Run) -> Run:
-    """Carry a run on from its state as far as it can go now: train, then shadow (it stays open until
-    the shadow is over) or judge and activate."""
+def execute(store: Store, run: Run, off_process: bool = False) -> Run:
+    """Carry a run on from its state as far as it can go now, holding the model's lease (the caller
+    took it): train, then shadow (it stays open until the shadow is over) or judge and activate.
+    `off_process`: fit in the low-priority worker process (a server's runs)."""
     with _claims:
         if run.run_id in _here:
             return run
         _here.add(run.run_id)
     try:
-        if run.state == TRAINING:
-            run = _train(store, run)
-        if run.state == SHADOW:
-            run = _finish_shadow_if_due(store, run)
-        if run.state == JUDGING:
-            run = _judge(store, run)
+        with store.connect() as con:
+            model_id = registry.find_model(con, run.model).model_id
+        with leases.Held(store, _lease(model_id)):
+            if run.state == TRAINING:
+                run = _train(store, run, off_process)
+            if run.state == SHADOW:
+                run = _finish_shadow_if_due(store, run)
+            if run.state == JUDGING:
+                run = _judge(store, run)
         return run
     finally:
         with _claims:
             _here.discard(run.run_id)
 
 
-def _train(store: Store, run: Run) -> Run:
+def _fit_here(job: train.Job) -> tuple[train.Fitted, int]:
+    """train.fit_job, and the process it ran in (recorded with the run)."""
+    return train.fit_job(job), os.getpid()
+
+
+def _train(store: Store, run: Run, off_process: bool = False) -> Run:
     chosen = get_policy(store, run.model)
     began = time.perf_counter()
-    try:
-        version = train.train_version(store, run.model, run.run_by, incremental=run.mode == INCREMENTAL, activate=False)
+    try:  # read here, fitted in the worker process, registered here: only this process opens the store
+        job = train.prepare(store, run.model, run.run_by, incremental=run.mode == INCREMENTAL)
+        fitted, pid = workers.in_background(LANE, _fit_here, job) if off_process else _fit_here(job)
+        version = train.finish(store, run.run_by, job, fitted)
     except Regression as e:  # a model's first version, below the trivial answer: kept, not activated
         trained = {"version": e.version, "mode": run.mode, "seconds": round(time.perf_counter() - began, 1)}
         return _refused(store, run, str(e), trained=trained, guard={"passed": False, "sentence": str(e)})
@@ -324,7 +340,9 @@ def _train(store: Store, run: Run) -> Run:
     trained = {"version": version.version, "mode": version.mode, "parent": version.parent_version,
                "rows": version.data.get("rows"), "new_rows": version.data.get("new_rows"),
                "estimator": version.model_config.get("estimator"), "macro_f1": version.metrics.get("macro_f1"),
-               "accuracy": version.metrics.get("accuracy"), "seconds": round(time.perf_counter() - began, 1)}
+               "accuracy": version.metrics.get("accuracy"), "seconds": round(time.perf_counter() - began, 1),
+               "fitted_in": "a worker process" if pid != os.getpid() else "the process that ran the step",
+               "fit_pid": pid}
     if version.status == registry.ACTIVE:  # the model's first version goes active by training's own guard
         return _update(store, run, ACTIVATED, f"version {version.version} trained and activated as the model's "
                                               f"first version (it beats the trivial answer)", trained=trained)
@@ -458,25 +476,27 @@ def _unhandled_drift(store: Store, name: str, by: str, runs: list[Run]) -> list[
 
 
 def check_model(store: Store, name: str, wait: bool = True, now=None) -> str:
-    """One due check of a model's policy: carry its open run on (taking up one whose process died), or
-    start one if a trigger is met. `wait`: train here and now; else on a thread of its own (the server).
-    Returns what happened, in a sentence."""
+    """One due check of a model's policy: carry its open run on (taking up one whose process died or
+    whose lease lapsed), or start one if a trigger is met. `wait`: train here and now; else on a
+    thread of its own that fits in the low-priority worker process (the server). Returns what
+    happened, in a sentence."""
     with store.connect() as con:
         model = registry.find_model(con, name)
         open_runs = [_run(r, name) for r in db.run_rows(con, model.model_id, list(OPEN_STATES))]
     for run in open_runs:
         if run.run_id in _here:
             return f"run {run.run_id} is {run.state} in this process"
-        if run.state != SHADOW and run.worker != _worker() and worker_alive(run.worker):
-            return f"run {run.run_id} is {run.state} in process {run.worker}"
-        if run.state == SHADOW:
+        holder, before = _claim(store, model, run)
+        if holder is not None:
+            return f"run {run.run_id} is {run.state} in process {holder}"
+        if run.state == SHADOW:  # waiting: any process checks it in turn
             return _go(store, run, wait, "in shadow")
-        if run.worker == _worker():  # left by a step of this process that raised
+        if before in (None, _worker()):  # left by a step of this process that raised
             return _go(store, run, wait, "carried on")
         run = _update(store, run, resumed=run.details.get("resumed", []) + [
-            {"at": db.now(), "state": run.state, "from": run.worker}])
-        log.warning("MMS: policy run %d of %s taken up again (%s; its process %s is gone)", run.run_id, name,
-                    run.state, run.worker)
+            {"at": db.now(), "state": run.state, "from": before}])
+        log.warning("MMS: policy run %d of %s taken up again (%s; its process %s is gone or its lease lapsed)",
+                    run.run_id, name, run.state, before)
         return _go(store, run, wait, "taken up again")
     trigger = due(store, name, now)
     if trigger is None:
@@ -485,6 +505,17 @@ def check_model(store: Store, name: str, wait: bool = True, now=None) -> str:
     if run is None:
         return "a run is open already"
     return _go(store, run, wait, f"started ({trigger[1]['sentence']})")
+
+
+def _claim(store: Store, model: registry.Model, run: Run) -> tuple[str | None, str | None]:
+    """Take the model's lease for an open run: (None, who held it before) when this process holds
+    it now, else (who holds it, None)."""
+    try:
+        with _claims, leases.claiming, store.transaction() as con:
+            before = db.lease_row(con, _lease(model.model_id))
+            return leases.take(con, _lease(model.model_id)), before and before["holder"]
+    except Conflict:
+        return "another process (it took the run at the same moment)", None
 
 
 def _go(store: Store, run: Run, wait: bool, what: str) -> str:
@@ -496,12 +527,9 @@ def _go(store: Store, run: Run, wait: bool, what: str) -> str:
 
 
 def _in_background(store: Store, run: Run) -> None:
-    try:  # below the request threads in the CPU's queue: a retrain must not slow the answers
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-    except (AttributeError, OSError):
-        pass
+    """A server's run step, on a thread of its own; its fit runs in the low-priority worker process."""
     try:
-        execute(store, run)
+        execute(store, run, off_process=True)
     except Exception:
         log.exception("MMS: policy run %d of %s failed", run.run_id, run.model)
 
@@ -551,7 +579,8 @@ def runs_table(store: Store, name: str, limit: int = 1000) -> pd.DataFrame:
 
 class Loop(Every):
     """The server's due checks: every MMS_POLICY_SECONDS, policies and alert thresholds of every model
-    (a run trains on a thread of its own), plus the alert sender; until `stopped()` says the server stopped."""
+    (a run steps on a thread of its own and fits in the low-priority worker process), plus the alert
+    sender; until `stopped()` says the server stopped."""
     name = "mms-policy"
 
     def __init__(self, store: Store, stopped=lambda: False, seconds: float | None = None):

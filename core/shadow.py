@@ -6,6 +6,8 @@ not scored yet, scores them with the shadow version in one worker process of low
 takes only the CPU the answers leave), and appends its answers to a table of their own. The request
 path does not change: a prediction is answered and logged exactly as before, and the shadow reads
 it from the log afterwards. The command line runs the same catch-up (`catch_up`) without a server.
+With several servers on one DuckLake, one process at a time scores a model's shadow: it holds the
+model's shadow lease (core.leases), and each batch is written only while it still does.
 
 The evidence compares the two versions on the same predictions, per business line x period: how
 often they agree, both estimated accuracies (monitoring.estimate, each version with its own
@@ -15,21 +17,17 @@ on the audit sample (a random share labelled on purpose: each version's accuracy
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import os
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from . import artifacts, auth, monitoring, predict, registry, settings, stats, workers
+from . import artifacts, auth, leases, monitoring, predict, registry, settings, stats, workers
 from . import store as db
 from .background import Every
-from .errors import InvalidInput, MMSError, VersionNotFound
+from .errors import InvalidInput, LeaseLost, MMSError, VersionNotFound
 from .registry import NOT_TRAINING_LABELS
 from .slices import check_period
 from .store import Store
@@ -38,7 +36,6 @@ log = logging.getLogger("mms.shadow")
 
 BATCH = 500  # predictions scored and written per step: a step's commit stays small
 LOOKBACK = pd.Timedelta(seconds=60)  # how far before the newest scored prediction the log is read again
-NICE = 10  # the shadow's worker process's niceness: it gets the CPU the answering processes leave
 SCORER_START_SECONDS = 10.0  # a starting server draws its first pages before the shadow scores
 
 EVIDENCE_COLUMNS = ["business_line", "period", "n", "agreement", "active_versions", "shadow_version",
@@ -172,39 +169,15 @@ def pending(store: Store, model_name: str) -> int:
 
 # --- scoring, off the request path -------------------------------------------------------------------
 
-_pool: ProcessPoolExecutor | None = None
-_pool_lock = threading.Lock()
 _scoring = threading.Lock()  # one catch-up at a time in a process: two would score the same rows
-
-
-def _low_priority(starter: int) -> None:
-    """The shadow worker's initializer: lower its priority, and end it with the process it works for."""
-    os.nice(NICE)
-    workers._end_with_parent(starter)
-
-
-def _background_pool() -> ProcessPoolExecutor:
-    """One worker process of low priority (NICE) for the server's shadow scoring, started from a
-    clean forkserver as workers' pool is: the shadow's model is loaded there, not in the server."""
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload([workers.__name__])
-            _pool = ProcessPoolExecutor(1, mp_context=context, initializer=_low_priority, initargs=(os.getpid(),))
-        return _pool
+LANE = "shadow"  # workers.in_background's lane: the shadow's model is loaded there, not in the server
 
 
 def _score(store: Store, version: registry.Version, labels: list[str], texts: list[str], background: bool) -> np.ndarray:
     if not background:
         return predict.score_texts(store, version, labels, texts)
-    try:
-        return _background_pool().submit(predict.score_texts, store, version, labels, texts, 1).result()
-    except BrokenProcessPool:  # its worker was killed: this step fails (logged), the next starts another
-        global _pool
-        with _pool_lock:
-            _pool = None
-        raise
+    # a killed worker fails this step (logged) and the next starts another
+    return workers.in_background(LANE, predict.score_texts, store, version, labels, texts, 1)
 
 
 def catch_up(store: Store, model_name: str | None = None, background: bool = False, stopping=None) -> int:
@@ -216,11 +189,31 @@ def catch_up(store: Store, model_name: str | None = None, background: bool = Fal
             models = ([registry.find_model(con, model_name)] if model_name is not None
                       else [registry.find_model(con, r["name"]) for r in db.all_models(con)])
             shadows = [(m, _current(con, m)) for m in models]
-        return sum(_catch_up_one(store, model, row, background, stopping)
-                   for model, row in shadows if row is not None)
+        scored = 0
+        for model, row in shadows:
+            if row is None:
+                continue
+            lease = _lease(model.model_id)
+            holder = leases.take_now(store, lease)
+            if holder is not None:  # another server scores this model's shadow now
+                log.info("MMS: the shadow of %s is scored by %s", model.name, holder)
+                continue
+            try:
+                scored += _catch_up_one(store, model, row, background, stopping, lease)
+            except LeaseLost as e:  # it stalled past its lease and another server took over
+                log.warning("MMS: shadow scoring of %s: %s", model.name, e)
+            finally:
+                leases.release(store, lease)
+        return scored
 
 
-def _catch_up_one(store: Store, model: registry.Model, row: dict, background: bool, stopping) -> int:
+def _lease(model_id: int) -> str:
+    """The lease a process holds while it scores the model's shadow: with several servers on one
+    DuckLake, one scores and writes at a time, so no prediction is scored (and written) twice."""
+    return f"shadow:{int(model_id)}"
+
+
+def _catch_up_one(store: Store, model: registry.Model, row: dict, background: bool, stopping, lease: str) -> int:
     scored, number = 0, int(row["version"])
     while not (stopping and stopping()):
         with store.connect() as con:
@@ -236,8 +229,12 @@ def _catch_up_one(store: Store, model: registry.Model, row: dict, background: bo
         answers = answers.assign(model_id=model.model_id, version=number,
                                  label=np.asarray(model.labels)[proba.argmax(axis=1)], top_prob=proba.max(axis=1),
                                  probs=list(proba))
-        with store.transaction() as con:
-            scored += db.insert_shadow_predictions(con, answers)
+
+
+        def write(con, answers=answers) -> int:
+            leases.renew(con, lease)  # written only while this process still holds the lease
+            return db.insert_shadow_predictions(con, answers)
+        scored += leases.retrying(store, write)
         if len(todo) < BATCH:
             break
     return scored

@@ -58,19 +58,39 @@ def _tokens(store: Store, model_id: int, split: str, prep: PreprocessConfig, lab
             progress=_quiet, ids: list[int] | None = None) -> pd.DataFrame:
     """Examples of a split (after an id, or only `ids`) with their tokens; tokenises and caches
     only the ones not cached yet."""
-    key = prep.fingerprint()
-    with store.connect() as con:
-        frame = db.examples_with_tokens(con, model_id, split, key, after, labels, ids)
-    missing = frame["tokens"].isna()
-    if missing.any():
-        progress(0.1, f"tokenising {int(missing.sum())} {split} texts")
-        fresh = frame.loc[missing, ["example_id"]].copy()
-        fresh["tokens"] = Tokenizer(prep).cut_many(frame.loc[missing, "text"])
+    frame = _read(store, model_id, split, prep, labels, after, ids)
+    fresh = _tokenise([frame], prep, progress)
+    if not fresh.empty:
         with store.transaction() as con:
-            db.insert_tokens(con, key, fresh)
-        frame.loc[missing, "tokens"] = fresh["tokens"]
-    frame["tokens"] = frame["tokens"].map(list)
+            db.insert_tokens(con, prep.fingerprint(), fresh)
     return frame
+
+
+def _read(store: Store, model_id: int, split: str, prep: PreprocessConfig, labels, after=-1,
+          ids: list[int] | None = None) -> pd.DataFrame:
+    """Examples of a split with their cached tokens, None where none are cached yet."""
+    with store.connect() as con:
+        return db.examples_with_tokens(con, model_id, split, prep.fingerprint(), after, labels, ids)
+
+
+def _tokenise(frames: list[pd.DataFrame], prep: PreprocessConfig, progress=_quiet) -> pd.DataFrame:
+    """Fill in the frames' missing tokens (each text tokenised once, whichever frames hold it) and
+    turn every token array into a list; the fresh tokens (example_id, tokens), to be cached."""
+    missing = pd.concat([f.loc[f["tokens"].isna(), ["example_id", "text"]] for f in frames]
+                        ).drop_duplicates("example_id")
+    fresh = missing[["example_id"]].copy()
+    if len(missing):
+        progress(0.1, f"tokenising {len(missing)} texts")
+        fresh["tokens"] = Tokenizer(prep).cut_many(missing["text"])
+        cut = dict(zip(fresh["example_id"], fresh["tokens"]))
+        for frame in frames:
+            gaps = frame["tokens"].isna()
+            frame.loc[gaps, "tokens"] = frame.loc[gaps, "example_id"].map(cut)
+    else:
+        fresh["tokens"] = pd.Series(dtype=object)
+    for frame in frames:
+        frame["tokens"] = frame["tokens"].map(list)
+    return fresh
 
 
 def _fingerprint(frame: pd.DataFrame) -> str:
@@ -136,26 +156,110 @@ def train_version(store: Store, name: str, user: str, incremental: bool = False,
     (default: scaled to the data, see selection.budget_seconds).
     Incremental: the active version's SGD model, updated on the labels added since that version
     plus a replay sample of the rows it learned from; it keeps the parent's config and is refused
-    for configs that cannot learn incrementally."""
+    for configs that cannot learn incrementally.
+
+    Three steps, which a server splits across processes (core.policy): `prepare` reads the store,
+    `fit_job` fits, evaluates and saves the model file (no store opened), `finish` registers."""
     progress = progress or _quiet
+    progress(0.05, "loading the examples")
+    job = prepare(store, name, user, incremental, model_config, preprocess, budget, reselect)
+    return finish(store, user, job, fit_job(job, progress), activate, progress)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One fit's inputs read from the store (versions, configs, rows): plain data that a worker
+    process takes, since only the server's process may open an embedded store. Tokens are None
+    where none are cached yet: the fit tokenises those and hands them back to be cached."""
+    store: Store                  # names where the model file goes; the fit never opens the store
+    model: registry.Model
+    mode: str                     # full | incremental
+    config: ModelConfig
+    prep: PreprocessConfig
+    frames: dict                  # train (every training row), new and replay (an update's), test
+    parent: registry.Version | None = None   # the version an update starts from
+    active: registry.Version | None = None   # a full fit's incumbent for selection, or the choice a refit keeps
+    budget: float | None = None
+    reselect: bool | None = None
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """What a fit hands back to register: the version's fields (its model file saved) and the tokens
+    it computed, to be cached."""
+    fields: dict
+    tokens: pd.DataFrame          # example_id, tokens
+
+
+def prepare(store: Store, name: str, user: str, incremental: bool = False, model_config: dict | None = None,
+            preprocess: dict | None = None, budget: float | None = None, reselect: bool | None = None) -> Job:
+    """Everything a fit needs, read from the store and checked (refused before any expensive work)."""
     with store.connect() as con:
-        auth.require(con, user, "train")  # refused before any expensive work
+        auth.require(con, user, "train")
         model = registry.find_model(con, name)
         parent = registry.resolve_version(con, model) if incremental else None
+        active = registry.resolve_version(con, model) if model.active_version else None
     if incremental:
         if model_config:
             raise TrainingError("an incremental update keeps the parent's config; use a full retrain to change it")
         if reselect:
             raise TrainingError("an incremental update keeps its parent's selection; use a full retrain to re-select")
-        fit = fit_incremental(store, model, parent, progress)
+        config, prep = ModelConfig.from_dict(parent.model_config), PreprocessConfig.from_dict(parent.preprocess)
+        if not updatable(model, config):
+            raise TrainingError(f"version {parent.version} uses {config.estimator}, which cannot learn "
+                                f"incrementally; run a full retrain, or choose the sgd estimator (or auto)")
+        frames = {"new": _read(store, model.model_id, "train", prep, model.labels, parent.max_example_id)}
+        if frames["new"].empty:
+            raise TrainingError(f"no new labels since version {parent.version}; nothing to learn")
+        if config.incremental:  # the replay sample's ids first: only those rows are read
+            with store.connect() as con:
+                ids = db.sample_example_ids(con, model.model_id, "train", parent.max_example_id,
+                                            max(REPLAY_MIN, REPLAY_RATIO * len(frames["new"])), config.seed,
+                                            model.labels)
+            frames["replay"] = _read(store, model.model_id, "train", prep, model.labels, ids=ids)
+        else:
+            frames["train"] = _read(store, model.model_id, "train", prep, model.labels)
     else:
         config = ModelConfig.from_dict(model_config if model_config is not None else model.model_config)
         if reselect and config.pinned:
             raise TrainingError(f"there is nothing to re-select: the config names its estimator ({config.estimator}); "
                                 f"set the estimator to auto for model selection")
         prep = PreprocessConfig.from_dict(preprocess if preprocess is not None else model.preprocess)
-        fit = fit_full(store, model, config, prep, progress, budget, reselect)
-    return _evaluate_and_register(store, model, fit, user, activate, progress)
+        frames = {"train": _read(store, model.model_id, "train", prep, model.labels)}
+    frames["test"] = _read(store, model.model_id, "test", prep, model.labels)
+    return Job(store, model, registry.INCREMENTAL if incremental else registry.FULL, config, prep, frames, parent,
+               active, budget, reselect)
+
+
+def fit_job(job: Job, progress=_quiet) -> Fitted:
+    """A job's fit, its evaluation on the test split and its saved model file, touching no store:
+    what runs in a worker process. `progress(fraction, message)` as train_version's."""
+    fresh = _tokenise(list(job.frames.values()), job.prep, progress)
+    if job.mode == registry.FULL:
+        fit = _fit_full_on(job.frames["train"], job.model, job.config, job.prep, job.active, progress, job.budget,
+                           job.reselect)
+    elif job.config.incremental:
+        fit = _fit_incremental_on(job.frames["new"], job.frames["replay"], job.store, job.model, job.parent, progress)
+    else:
+        fit = _refit_kept_on(job.frames["new"], job.frames["train"], job.store, job.model, job.parent, progress)
+    return Fitted(_evaluate_and_save(job.store, job.model, fit, job.frames["test"], progress), fresh)
+
+
+def finish(store: Store, user: str, job: Job, fitted: Fitted, activate: bool = False,
+           progress=_quiet) -> registry.Version:
+    """Cache the fit's fresh tokens and register its version (train_version's last step, in the
+    process that holds the store); the model file goes if the registration fails."""
+    with store.transaction() as con:
+        db.insert_tokens(con, job.prep.fingerprint(), fitted.tokens)
+    try:
+        version = _register(store, job.model.name, fitted.fields, user, activate)
+    except Regression:
+        raise  # registered and kept, only not activated: its file stays
+    except BaseException:
+        artifacts.remove(store, fitted.fields["artifact"])
+        raise
+    progress(1.0, f"version {version.version} saved")
+    return version
 
 
 def fit_full(store: Store, model: registry.Model, config: ModelConfig, prep: PreprocessConfig,
@@ -164,6 +268,14 @@ def fit_full(store: Store, model: registry.Model, config: ModelConfig, prep: Pre
     "auto", or with `reselect` False the active version's choice kept)."""
     progress(0.05, "loading training examples")
     train = _tokens(store, model.model_id, "train", prep, model.labels, progress=progress)
+    active = registry.get_version(store, model.name) if model.active_version and not config.pinned else None
+    return _fit_full_on(train, model, config, prep, active, progress, budget, reselect)
+
+
+def _fit_full_on(train: pd.DataFrame, model: registry.Model, config: ModelConfig, prep: PreprocessConfig,
+                 active: registry.Version | None, progress=_quiet, budget: float | None = None,
+                 reselect: bool | None = None) -> Fit:
+    """fit_full on rows with their tokens; `active`: the model's active version, if any."""
     classes = sorted(set(train["label"]))
     if not classes:
         raise TrainingError(f"training needs examples of at least two labels; model {model.name!r} has no "
@@ -174,7 +286,6 @@ def fit_full(store: Store, model: registry.Model, config: ModelConfig, prep: Pre
     tokens, labels = train["tokens"].tolist(), train["label"].tolist()
     notes = {}
     if not config.pinned:
-        active = registry.get_version(store, model.name) if model.active_version else None
         incumbent = ModelConfig.from_dict(active.model_config) if active else None
         asked = {None: "default (re-select)", True: "re-select", False: "refit"}[reselect]
         if reselect is False and active is not None:
@@ -236,6 +347,14 @@ def fit_incremental(store: Store, model: registry.Model, parent: registry.Versio
         ids = db.sample_example_ids(con, model.model_id, "train", parent.max_example_id,
                                     max(REPLAY_MIN, REPLAY_RATIO * len(train)), config.seed, model.labels)
     replay = _tokens(store, model.model_id, "train", prep, model.labels, progress=progress, ids=ids)
+    return _fit_incremental_on(train, replay, store, model, parent, progress)
+
+
+def _fit_incremental_on(train: pd.DataFrame, replay: pd.DataFrame, store: Store, model: registry.Model,
+                        parent: registry.Version, progress=_quiet) -> Fit:
+    """fit_incremental on the new rows and the replay sample, with their tokens (`store`: only to
+    find the parent's model file)."""
+    config, prep = ModelConfig.from_dict(parent.model_config), PreprocessConfig.from_dict(parent.preprocess)
     pipeline = copy.deepcopy(artifacts.load(store, parent)["pipeline"])
     progress(0.4, f"updating on {len(train)} new labels and {len(replay)} replayed earlier rows")
     _partial_fit(pipeline, pd.concat([train, replay], ignore_index=True), config)
@@ -255,13 +374,20 @@ def refit_kept_features(store: Store, model: registry.Model, parent: registry.Ve
     is refitted on every training row, the new labels among them. No model selection runs, which is
     most of a full retrain's time. LinearSVC (liblinear) has no warm start and a refit of the
     classifier alone takes seconds, so the classifier is refitted whole rather than continued."""
-    config = ModelConfig.from_dict(parent.model_config)
     prep = PreprocessConfig.from_dict(parent.preprocess)
     progress(0.05, "loading the new labels")
     new = _tokens(store, model.model_id, "train", prep, model.labels, parent.max_example_id, progress)
     if new.empty:
         raise TrainingError(f"no new labels since version {parent.version}; nothing to learn")
     train = _tokens(store, model.model_id, "train", prep, model.labels, progress=progress)
+    return _refit_kept_on(new, train, store, model, parent, progress)
+
+
+def _refit_kept_on(new: pd.DataFrame, train: pd.DataFrame, store: Store, model: registry.Model,
+                   parent: registry.Version, progress=_quiet) -> Fit:
+    """refit_kept_features on the new and every training row, with their tokens (`store`: only to
+    find the parent's model file)."""
+    config, prep = ModelConfig.from_dict(parent.model_config), PreprocessConfig.from_dict(parent.preprocess)
     from sklearn.pipeline import Pipeline  # scikit-learn loads when a model is fitted, not at start-up
 
     # the parent's fitted features step itself, not a copy: it is only read (a deep copy of its
@@ -301,11 +427,10 @@ def _partial_fit(pipeline, train: pd.DataFrame, config: ModelConfig) -> None:
             raise TrainingError(str(e)) from None
 
 
-def _evaluate_and_register(store: Store, model: registry.Model, fit: Fit, user: str, activate: bool,
-                           progress=_quiet) -> registry.Version:
-    """Evaluate a fit on the model's test split, save its file and register it as the next version."""
+def _evaluate_and_save(store: Store, model: registry.Model, fit: Fit, test: pd.DataFrame,
+                       progress=_quiet) -> dict:
+    """Evaluate a fit on the test rows (with tokens) and save its model file: the version's fields."""
     progress(0.75, "evaluating on the test split")
-    test = _tokens(store, model.model_id, "test", fit.prep, model.labels)
     metrics = evaluate(fit.pipeline, test, model.labels, registry.is_ordinal(model)) if len(test) else {"note": "no test rows"}
     progress(0.9, "saving the model file")
     features = fit.pipeline.named_steps["features"]
@@ -316,18 +441,9 @@ def _evaluate_and_register(store: Store, model: registry.Model, fit: Fit, user: 
     data = {"rows": int(sum(fit.rows_by_source.values())), "rows_by_source": fit.rows_by_source,
             "new_rows": int(len(fit.train)), "fingerprint": _fingerprint(fit.train), "test_rows": int(len(test)),
             **(fit.notes or {})}
-    fields = {"parent_version": fit.parent_version, "mode": fit.mode, "model_config": fit.config.to_dict(),
-              "preprocess": fit.prep.to_dict(), "data": data, "metrics": metrics,
-              "max_example_id": fit.max_example_id, "artifact": rel, "sha256": digest}
-    try:
-        version = _register(store, model.name, fields, user, activate)
-    except Regression:
-        raise  # registered and kept, only not activated: its file stays
-    except BaseException:
-        artifacts.remove(store, rel)
-        raise
-    progress(1.0, f"version {version.version} saved")
-    return version
+    return {"parent_version": fit.parent_version, "mode": fit.mode, "model_config": fit.config.to_dict(),
+            "preprocess": fit.prep.to_dict(), "data": data, "metrics": metrics,
+            "max_example_id": fit.max_example_id, "artifact": rel, "sha256": digest}
 
 
 def _register(store: Store, name: str, fields: dict, user: str, activate: bool) -> registry.Version:

@@ -11,6 +11,7 @@ import os
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from . import settings
@@ -85,6 +86,8 @@ def shutdown() -> None:
         if _pool is not None:
             _pool.shutdown(wait=True, cancel_futures=True)
             _pool = None
+        while _lanes:  # a fit may be half done: not waited for, its process ends with this one
+            _lanes.popitem()[1].shutdown(wait=False, cancel_futures=True)
 
 
 def split_map(func, items: list, args: tuple = (), workers: int | None = None) -> list:
@@ -120,3 +123,39 @@ def in_worker(func, *args):
     its CPU-heavy steps (pure Python, which would hold the GIL) there, and its pages stay quick.
     `func` must be a module-level function."""
     return _worker_pool(default_workers()).submit(func, *args).result()
+
+
+# --- low-priority lanes for a server's background work -------------------------------------------
+
+NICE = 10  # a background lane's niceness: it gets the CPU the answering processes leave
+_lanes: dict[str, ProcessPoolExecutor] = {}
+
+
+def _low_priority(starter: int) -> None:
+    """A lane's initializer: lower its priority, and end it with the process it works for."""
+    os.nice(NICE)
+    _end_with_parent(starter)
+
+
+def _lane(name: str) -> ProcessPoolExecutor:
+    with _pool_lock:
+        if name not in _lanes:
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload([__name__])
+            _lanes[name] = ProcessPoolExecutor(1, mp_context=context, initializer=_low_priority,
+                                               initargs=(os.getpid(),))
+        return _lanes[name]
+
+
+def in_background(lane: str, func, *args):
+    """func(*args) in the one low-priority worker process of `lane` (started on first use, lasting,
+    ending with this process), waiting for its result: a server's long CPU-heavy background steps
+    (a policy run's fit, the shadow's scoring) run there, off the GIL and below the answers in the
+    CPU's queue, each lane apart so one does not queue behind the other. A worker that was killed
+    fails this call (BrokenProcessPool) and the next call starts another."""
+    try:
+        return _lane(lane).submit(func, *args).result()
+    except BrokenProcessPool:
+        with _pool_lock:
+            _lanes.pop(lane, None)
+        raise

@@ -1,12 +1,14 @@
-"""The Monitor's alerts: the model's open and acknowledged alerts with their delivery, an
-acknowledge button (owners and analysts), and the thresholds and webhook (owners)."""
+"""The Monitor's alerts: one line of counts at the top, and below it, folded, the model's open and
+acknowledged alerts with their delivery, an acknowledge button (owners and analysts), and the
+thresholds and webhook (owners)."""
 import pandas as pd
 import streamlit as st
 
 from core import alerts, auth
 from pages import _ui
 
-SHOWN = ["alert_id", "raised_at", "state", "message", "kind", "acknowledged_by", "delivery", "attempts", "last_error"]
+KIND_WORDS = {alerts.DRIFT: "drift", alerts.ESTIMATED: "estimated accuracy", alerts.AUDITED: "audited accuracy",
+              alerts.VOLUME: "volume drop", alerts.REFUSED: "policy refused"}
 
 
 def section(name: str) -> None:
@@ -16,8 +18,9 @@ def section(name: str) -> None:
         table = alerts.alerts_table(store, name, limit=200)
         chosen = alerts.get_settings(store, name)
     opened = table[table["state"] == alerts.OPEN]
-    title = f"Alerts: {len(opened)} open" if len(opened) else "Alerts: none open"
-    with st.expander(title, expanded=bool(len(opened)), icon=":material/notifications:"):
+    st.markdown(summary(table, opened, chosen))
+    # folded: the Monitor's figures come first; the label stays the same, so it stays open across reruns
+    with st.expander("Alert list and thresholds", icon=":material/notifications:"):
         on = chosen.describe()
         st.caption(("Raised when " + "; ".join(on) + f" (per {chosen.period})" if on else "No alert is on.")
                    + (f" · sent to {alerts._shown_url(chosen.webhook)}" if chosen.webhook else " · no webhook"))
@@ -29,11 +32,27 @@ def section(name: str) -> None:
             _settings_form(name, chosen)
 
 
+def summary(table: pd.DataFrame, opened: pd.DataFrame, chosen: alerts.AlertSettings) -> str:
+    """The alerts in one line: open and acknowledged counts, deliveries that failed, the newest."""
+    icon = ":material/notifications_active:" if len(opened) else ":material/notifications:"
+    parts = [f"{icon} **Alerts: {len(opened)} open**" if len(opened) else f"{icon} Alerts: none open"]
+    if len(table) > len(opened):
+        parts.append(f"{len(table) - len(opened)} acknowledged")
+    failed = int((table["delivery"] == alerts.FAILED).sum())
+    if failed:
+        parts.append(f":red[{failed} not delivered]")
+    if len(opened):
+        parts.append(f"newest {pd.Timestamp(opened['raised_at'].max()):%Y-%m-%d %H:%M}")
+    elif table.empty and not chosen.describe():
+        parts.append("no threshold set")
+    return " · ".join(parts)
+
+
 def _list(table: pd.DataFrame, opened: pd.DataFrame) -> None:
-    st.dataframe(table[SHOWN].fillna({"acknowledged_by": ""}), hide_index=True, use_container_width=True, key="alerts_table",
-                 column_config={"raised_at": st.column_config.DatetimeColumn("raised", format="YYYY-MM-DD HH:mm"),
-                                "message": st.column_config.TextColumn("message", width="large"),
-                                "last_error": st.column_config.TextColumn("last delivery error")})
+    st.dataframe(view(table), hide_index=True, use_container_width=True, key="alerts_table",
+                 column_config={"#": st.column_config.NumberColumn("#", format="%d", width="small"),
+                                "raised": st.column_config.DatetimeColumn("raised", format="YYYY-MM-DD HH:mm"),
+                                "message": st.column_config.TextColumn("message", width="large")})
     if opened.empty or not auth.may(_ui.role(), "acknowledge"):
         return
     choices = {int(r.alert_id): f"#{int(r.alert_id)} {r.message[:90]}" for r in opened.itertuples()}
@@ -44,6 +63,26 @@ def _list(table: pd.DataFrame, opened: pd.DataFrame) -> None:
             alerts.acknowledge(_ui.store(), alert_id, _ui.user())
         st.session_state["flash"] = f"Alert #{alert_id} acknowledged."
         st.rerun()
+
+
+def view(table: pd.DataFrame) -> pd.DataFrame:
+    """The alerts in six columns that fit the page: who acknowledged one goes with its state, and its
+    webhook delivery, attempts and last error in one sentence; the message last, in the room left."""
+    def state(row) -> str:
+        return f"acknowledged by {row.acknowledged_by}" if row.state == alerts.ACKNOWLEDGED else row.state
+
+    def delivery(row) -> str:
+        tries = f"{int(row.attempts)} attempt{'s' if int(row.attempts) != 1 else ''}"
+        if row.delivery == alerts.NONE:
+            return "no webhook"
+        if row.delivery == alerts.SENT:
+            return f"sent ({tries})"
+        return f"{row.delivery} ({tries})" + (f": {row.last_error}" if row.last_error else "")
+
+    rows = list(table.itertuples())
+    return pd.DataFrame({"#": table["alert_id"], "raised": table["raised_at"], "state": [state(r) for r in rows],
+                         "kind": table["kind"].map(KIND_WORDS).fillna(table["kind"]),
+                         "webhook": [delivery(r) for r in rows], "message": table["message"]})
 
 
 def _settings_form(name: str, chosen: alerts.AlertSettings) -> None:

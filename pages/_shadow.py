@@ -100,17 +100,51 @@ def evidence(model: registry.Model, version: int | None, key: str) -> None:
     by = st.segmented_control("Per", PERIODS, default="week", key=f"{key}_period") or "week"
     with _ui.errors_as_messages():
         table = shadow.evidence(store, model.name, by, v)
-    st.dataframe(table.drop(columns=["shadow_version"]), hide_index=True, key=f"{key}_table", column_config={
-        "business_line": st.column_config.TextColumn("line"),
-        "period": st.column_config.DatetimeColumn(by, format="YYYY-MM-DD"),
-        "active_versions": st.column_config.TextColumn("answered by"),
-        **{c: st.column_config.NumberColumn(c.replace("_", " "), format="percent") for c in
-           ("agreement", "active_estimate", "shadow_estimate", "active_accuracy_on_disagreements",
-            "shadow_accuracy_on_disagreements", "active_audited_accuracy", "shadow_audited_accuracy")},
-        **{c: st.column_config.NumberColumn(c.replace("_", " "), format="%.3f")
-           for c in ("active_estimate_error", "shadow_estimate_error")},
-    })
+    # the container's key names the table in a browser
+    st.container(key=f"{key}_evidence").dataframe(view(table, v), hide_index=True, use_container_width=True,
+                                                  key=f"{key}_table", column_config=_columns(by, v))
     st.caption(" ".join(f"{name.replace('_', ' ')}: {text}." for name, text in shadow.ABOUT.items()))
+
+
+def _columns(by: str, v: int) -> dict:
+    """Headers and formats of the evidence view's columns (`by`: the period, `v`: the shadow version)."""
+    return {
+        "line": st.column_config.TextColumn("line"),
+        "period": st.column_config.DatetimeColumn(by, format="YYYY-MM-DD"),
+        "scored": st.column_config.NumberColumn("scored", format="%d", help=shadow.ABOUT["n"]),
+        "agreement": st.column_config.NumberColumn("agreement", format="percent", help=shadow.ABOUT["agreement"]),
+        "answered by": st.column_config.TextColumn("answered by"),
+        "estimated, answer": st.column_config.TextColumn("est. answer", help=shadow.ABOUT["active_estimate"]),
+        "estimated, shadow": st.column_config.TextColumn(f"est. v{v}", help=shadow.ABOUT["shadow_estimate"]),
+        "disagreements": st.column_config.TextColumn("differ (labelled)"),
+        "right where they differ": st.column_config.TextColumn(f"right: answer / v{v}",
+                                                               help=shadow.ABOUT["accuracy_on_disagreements"]),
+        "audited": st.column_config.TextColumn(f"audited: answer / v{v}", help=shadow.ABOUT["audited_accuracy"]),
+    }
+
+
+def view(table: pd.DataFrame, v: int) -> pd.DataFrame:
+    """The evidence per line x period in ten narrow columns (a pair of figures shares one), so the
+    table fits the page's width: estimates with their standard error, who was right where the two
+    differ and on the audit sample as 'answer / shadow' with the number of labels."""
+    def pair(a, b, n) -> str:
+        return "–" if not n else f"{_ui.fmt_pct(a)} / {_ui.fmt_pct(b)} ({int(n)})"
+
+    def estimate(x, error) -> str:
+        return "–" if pd.isna(x) else f"{_ui.fmt_pct(x)} ± {100 * error:.1f}"
+
+    return pd.DataFrame({
+        "line": table["business_line"], "period": table["period"], "scored": table["n"],
+        "agreement": table["agreement"], "answered by": table["active_versions"],
+        "estimated, answer": [estimate(x, e) for x, e in zip(table["active_estimate"], table["active_estimate_error"])],
+        "estimated, shadow": [estimate(x, e) for x, e in zip(table["shadow_estimate"], table["shadow_estimate_error"])],
+        "disagreements": [f"{int(d):,} ({int(n):,})" for d, n in zip(table["disagreements"], table["disagreements_labelled"])],
+        "right where they differ": [pair(a, b, n) for a, b, n in zip(table["active_accuracy_on_disagreements"],
+                                                                       table["shadow_accuracy_on_disagreements"],
+                                                                       table["disagreements_labelled"])],
+        "audited": [pair(a, b, n) for a, b, n in zip(table["active_audited_accuracy"], table["shadow_audited_accuracy"],
+                                                     table["audited"])],
+    })
 
 
 def labelled_sentence(whole: dict) -> str:

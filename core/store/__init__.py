@@ -53,6 +53,7 @@ from .loop import (new_event_id, add_event_with_id, insert_policy, policy_row, m
                    alert_settings_row, models_with_alert_settings, alert_subjects, insert_alert, alert_row,
                    alert_rows, acknowledge_alert, due_deliveries, next_delivery_at, record_delivery,
                    delivery_rows)
+from .loop import lease_row, put_lease, renew_lease
 from .scores import (hard_example_sample, insert_version_scores)
 from .shadows import (current_shadows, insert_shadow, insert_shadow_predictions, shadow_counts, shadow_histogram,
                       shadow_pending, shadow_pending_count, shadow_probabilities, shadow_scored_count,

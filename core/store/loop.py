@@ -164,3 +164,25 @@ def record_delivery(con, alert_id: int, attempt: int, url: str, ok: bool, status
 def delivery_rows(con, alert_id: int) -> pd.DataFrame:
     return con.execute('SELECT attempt, "at", url, ok, status, error, seconds FROM alert_deliveries '
                        'WHERE alert_id = ? ORDER BY attempt', [alert_id]).df()
+
+
+# Leases: work one process of a deployment does at a time (core.leases). Taking one first bumps the
+# single row of lease_claims, so two takes at once conflict (DuckLake's appends alone never would)
+# and the second is rolled back.
+
+def lease_row(con, name: str) -> dict | None:
+    """Who holds the lease `name` and until when (holder, until), or None: never taken."""
+    return _row(con.execute('SELECT holder, "until" FROM leases WHERE name = ? ORDER BY "until" DESC LIMIT 1', [name]))
+
+
+def put_lease(con, name: str, holder: str, until) -> None:
+    """`holder` holds the lease `name` until `until` (in the caller's transaction, after its checks)."""
+    con.execute("UPDATE lease_claims SET n = n + 1")
+    con.execute("DELETE FROM leases WHERE name = ?", [name])
+    con.execute("INSERT INTO leases VALUES (?, ?, ?, ?)", [name, holder, until, now()])
+
+
+def renew_lease(con, name: str, holder: str, until) -> bool:
+    """Extend `holder`'s lease `name` to `until`; False when it is not (or no longer) theirs."""
+    return bool(con.execute('UPDATE leases SET "until" = ? WHERE name = ? AND holder = ?',
+                            [until, name, holder]).fetchone()[0])

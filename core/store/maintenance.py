@@ -18,8 +18,9 @@ from .engine import (_EXTENSIONS, _ID_COLUMNS, _LAKE_START, LAKE, SEQUENCES, Sto
 # --- backup ---------------------------------------------------------------------------------
 
 # Not carried by a backup: who is signed in, sign-in attempts, and the secrets (the session key, and
-# the backup key itself, which would let whoever reads a backup sign an altered one).
-NOT_BACKED_UP = ("sessions", "session_handoffs", "sign_in_attempts", "app_secrets")
+# the backup key itself, which would let whoever reads a backup sign an altered one), and leases (held by
+# processes that a restore outlives).
+NOT_BACKED_UP = ("sessions", "session_handoffs", "sign_in_attempts", "app_secrets", "leases", "lease_claims")
 _TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 

@@ -458,6 +458,19 @@ MIGRATIONS = [
         scored_at TIMESTAMP NOT NULL
     );
     """),
+    # Leases (core.leases): work that one process of a deployment does at a time, held by a process
+    # that renews it, taken over by another once it lapses; lease_claims' one row is bumped by every
+    # take, so two takes at once conflict on DuckLake too.
+    ("leases for background work", """
+    CREATE TABLE leases (
+        name VARCHAR NOT NULL,            -- what is held: policy:<model_id> (its runs), shadow:<model_id> (its scoring)
+        holder VARCHAR NOT NULL,          -- host:pid:start of the holding process
+        "until" TIMESTAMP NOT NULL,       -- it lapses then unless renewed
+        taken_at TIMESTAMP NOT NULL
+    );
+    CREATE TABLE lease_claims (n BIGINT NOT NULL);
+    INSERT INTO lease_claims VALUES (0);
+    """),
 ]
 
 

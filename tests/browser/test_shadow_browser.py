@@ -75,5 +75,12 @@ def test_an_owner_shadows_a_version_and_reads_its_evidence_on_the_versions_page(
     expect(page.get_by_text("none labelled yet").first).to_be_visible()  # who was right: no label yet
     per_line = page.locator('[data-testid="stDataFrame"]').filter(has=page.locator("canvas")).last
     expect(per_line).to_be_visible()
+    scroller = page.locator(".st-key-versions_shadow_evidence .dvn-scroller").first
     evidence.scroll_into_view_if_needed()
     page.screenshot(path=str(SHOTS / "shadow-versions-evidence.png"))
+    widths = scroller.evaluate("e => [e.scrollWidth, e.clientWidth]")
+    assert widths[0] <= widths[1] + 1, widths  # every column fits at 1400 px: no sideways scroll
+    page.set_viewport_size({"width": 1000, "height": 900})
+    wait_idle(page)
+    page.locator(".st-key-versions_shadow_evidence").scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "shadow-versions-evidence-1000.png"))

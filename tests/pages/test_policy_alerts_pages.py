@@ -32,20 +32,29 @@ def test_an_impossible_policy_is_a_sentence_on_the_train_page(app, seeded_store)
     assert policy.get_policy(seeded_store, MODEL) == policy.Policy()
 
 
+def alerts_line(at) -> str:
+    """The Monitor's one-line alert summary."""
+    return next(m.value for m in at.markdown if "Alerts:" in m.value)
+
+
 def test_an_analyst_acknowledges_an_alert_on_the_monitor(app, seeded_store):
     alerts.set_settings(seeded_store, MODEL, "tester", estimated_below=0.99)
     raised = alerts.check_model(seeded_store, MODEL)
     at = app("pages/monitor.py", role="analyst")
     assert not at.exception
-    assert at.expander[0].label == f"Alerts: {len(raised)} open"
-    shown = next(d.value for d in at.dataframe if "delivery" in d.value.columns)
+    assert f"**Alerts: {len(raised)} open**" in alerts_line(at) and "acknowledged" not in alerts_line(at)
+    assert at.expander[0].label == "Alert list and thresholds"  # the list, folded below the line
+    shown = next(d.value for d in at.dataframe if "webhook" in d.value.columns)
+    assert list(shown.columns) == ["#", "raised", "state", "kind", "webhook", "message"]  # readable, and it fits
     assert set(shown["state"]) == {"open"} and len(shown) == len(raised)
+    assert set(shown["kind"]) == {"estimated accuracy"} and set(shown["webhook"]) == {"no webhook"}
     first = at.selectbox(key="alerts_pick").value
     at.button(key="alerts_ack").click().run()
     assert not at.exception
     row = alerts.alerts_table(seeded_store, MODEL).set_index("alert_id").loc[first]
     assert (row["state"], row["acknowledged_by"]) == ("acknowledged", "tester")
-    assert at.expander[0].label == f"Alerts: {len(raised) - 1} open"
+    assert f"Alerts: {len(raised) - 1} open" in alerts_line(at) or len(raised) == 1
+    assert "1 acknowledged" in alerts_line(at)
 
 
 def test_a_labeller_sees_alerts_but_no_acknowledge_button_or_settings(app, seeded_store):

@@ -29,7 +29,8 @@ def test_an_owner_puts_a_version_in_shadow_and_reads_its_evidence(app, worse_v2,
                                                 "Estimated accuracy, v2"]
     assert at.metric[0].value == "40"
     table = next(t.value for t in at.dataframe if "agreement" in t.value.columns)
-    assert table["business_line"].tolist() == ["书籍"] and table["n"].tolist() == [40]
+    assert table["line"].tolist() == ["书籍"] and table["scored"].tolist() == [40]
+    assert table["right where they differ"].tolist() == ["–"]  # no label has come back yet
 
     at.button(key="versions_shadow_stop").click().run()
     assert not at.exception and shadow.current(worse_v2, M) is None

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import socket
 import threading
 import time
 
@@ -11,8 +12,8 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT, WORSE_CONFIG
-from core import alerts, demo, feedback, policy, predict, registry
-from core.errors import InvalidInput, ModelNotFound, PermissionDenied
+from core import alerts, demo, feedback, leases, policy, predict, registry
+from core.errors import InvalidInput, LeaseLost, ModelNotFound, PermissionDenied
 
 MODEL = demo.MODEL
 SEEDED_NEW_LABELS = 50  # labels the seeded store's demo gave after version 1 was trained
@@ -137,19 +138,49 @@ def test_a_run_whose_process_died_is_taken_up_again(seeded_store):
     assert runs(seeded_store).shape[0] == 1  # the same run, not a second one
 
 
+def hand_lease(store, holder: str, seconds: float) -> None:
+    """Give the model's policy lease to `holder` for `seconds` (negative: lapsed that long ago)."""
+    with store.transaction() as con:
+        model = registry.find_model(con, MODEL)
+        policy.db.put_lease(con, policy._lease(model.model_id), holder, policy.db.now() + pd.Timedelta(seconds=seconds))
+
+
 def test_a_run_held_by_a_live_process_is_left_alone(seeded_store):
     policy.set_policy(seeded_store, MODEL, "olga", enabled=True, new_labels=10)
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         run = policy.start_run(seeded_store, MODEL, "labels", {"sentence": "elsewhere"})
-        other = f"{policy.socket.gethostname()}:{sleeper.pid}:{policy._start_time(sleeper.pid)}"
-        with seeded_store.transaction() as con:
-            policy.db.update_run(con, run.run_id, worker=other)
+        other = f"{socket.gethostname()}:{sleeper.pid}:{leases._start_time(sleeper.pid)}"
+        hand_lease(seeded_store, other, 60)
         assert policy.check_model(seeded_store, MODEL) == f"run {run.run_id} is training in process {other}"
     finally:
         sleeper.kill()
         sleeper.wait()
-    assert "taken up again" in policy.check_model(seeded_store, MODEL)
+    assert "taken up again" in policy.check_model(seeded_store, MODEL)  # its holder died: no need to wait
+
+
+def test_a_run_of_a_server_on_another_host_is_taken_over_once_its_lease_lapses(seeded_store):
+    """Several servers on one DuckLake: a run held by another host is left alone while its lease is
+    renewed, and taken over by the next check of this one once the lease lapsed (that host is gone)."""
+    policy.set_policy(seeded_store, MODEL, "olga", enabled=True, new_labels=10)
+    run = policy.start_run(seeded_store, MODEL, "labels", {"sentence": "on another host"})
+    elsewhere = "another-host:4242:777"
+    hand_lease(seeded_store, elsewhere, 60)
+    assert policy.check_model(seeded_store, MODEL) == f"run {run.run_id} is training in process {elsewhere}"
+    assert policy.start_run(seeded_store, MODEL, "labels", {"sentence": "a second one"}) is None
+    hand_lease(seeded_store, elsewhere, -1)  # its renewals stopped
+    said = policy.check_model(seeded_store, MODEL)
+    assert said.startswith(f"run {run.run_id} taken up again") and "activated" in said
+    assert runs(seeded_store).shape[0] == 1
+
+
+def test_a_process_that_lost_its_runs_lease_writes_nothing_more(seeded_store):
+    policy.set_policy(seeded_store, MODEL, "olga", enabled=True, new_labels=10)
+    run = policy.start_run(seeded_store, MODEL, "labels", {"sentence": "stalled"})
+    hand_lease(seeded_store, "another-host:1:1", 60)  # taken over while this process stalled
+    with pytest.raises(LeaseLost, match="no longer holds policy:"):
+        policy._update(seeded_store, run, policy.FAILED, "written by a process that lost the run")
+    assert policy.get_run(seeded_store, run.run_id).state == "training"
 
 
 def test_the_servers_loop_runs_a_due_policy_in_the_background(seeded_store):
@@ -165,6 +196,8 @@ def test_the_servers_loop_runs_a_due_policy_in_the_background(seeded_store):
         loop.stop()
     assert runs(seeded_store).iloc[0].state == "activated"
     assert registry.get_model(seeded_store, MODEL).active_version == 2
+    trained = policy.get_run(seeded_store, int(runs(seeded_store).iloc[0].run_id)).details["trained"]
+    assert trained["fitted_in"] == "a worker process" and trained["fit_pid"] != os.getpid()  # serving keeps the GIL
 
 
 @pytest.mark.parametrize("change, says", [

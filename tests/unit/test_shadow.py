@@ -9,6 +9,7 @@ import pytest
 
 import storeprobe
 from core import demo, feedback, predict, registry, shadow
+from core import store as db
 from core.errors import InvalidInput, ModelNotFound, PermissionDenied, VersionNotFound
 from core.server import Server
 
@@ -261,3 +262,18 @@ def test_a_labeller_draws_the_disagreements_as_a_batch_of_hard_examples(worse_v2
                                          near_duplicate=None, spread_lines=False, record=False).examples
     assert len(more) == len(differ) + 20 and more["prediction_id"].is_unique  # then the next most informative
     assert (batch.examples["version"] == 1).all()  # scored by the version the labels are for
+
+
+def test_a_shadow_another_server_is_scoring_is_left_to_it_until_its_lease_lapses(worse_v2, texts):
+    """Several servers on one DuckLake: the one holding a model's shadow lease scores it; another
+    scores nothing meanwhile (it would write the same answers twice), and takes over once it lapses."""
+    store = worse_v2
+    shadow.start(store, M, 2, "tester")
+    _traffic(store, texts)
+    model_id = registry.get_model(store, M).model_id
+    with store.transaction() as con:
+        db.put_lease(con, shadow._lease(model_id), "another-host:4242:777", db.now() + pd.Timedelta(seconds=60))
+    assert shadow.catch_up(store, M) == 0 and shadow.pending(store, M) == len(texts)
+    with store.transaction() as con:  # that server stopped renewing it
+        db.put_lease(con, shadow._lease(model_id), "another-host:4242:777", db.now() - pd.Timedelta(seconds=1))
+    assert shadow.catch_up(store, M) == len(texts) and shadow.pending(store, M) == 0
