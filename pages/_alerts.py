@@ -9,6 +9,7 @@ from pages import _ui
 
 KIND_WORDS = {alerts.DRIFT: "drift", alerts.ESTIMATED: "estimated accuracy", alerts.AUDITED: "audited accuracy",
               alerts.VOLUME: "volume drop", alerts.REFUSED: "policy refused"}
+LISTING = "alerts_listing"  # the folded list's open state
 
 
 def section(name: str) -> None:
@@ -19,8 +20,13 @@ def section(name: str) -> None:
         chosen = alerts.get_settings(store, name)
     opened = table[table["state"] == alerts.OPEN]
     st.markdown(summary(table, opened, chosen))
-    # folded: the Monitor's figures come first; the label stays the same, so it stays open across reruns
-    with st.expander("Alert list and thresholds", icon=":material/notifications:"):
+    # folded: the Monitor's figures come first. Its contents are drawn only while it is open (opening it
+    # reruns the page), since a folded list still cost a fresh Monitor ~0.3 s of the browser's time.
+    listing = st.expander("Alert list and thresholds", icon=":material/notifications:", key=LISTING,
+                          on_change="rerun")
+    if not listing.open:
+        return
+    with listing:
         on = chosen.describe()
         st.caption(("Raised when " + "; ".join(on) + f" (per {chosen.period})" if on else "No alert is on.")
                    + (f" · sent to {alerts._shown_url(chosen.webhook)}" if chosen.webhook else " · no webhook"))

@@ -1,5 +1,6 @@
 """The Train page's retraining policy and the Monitor's alerts (issue 26), in Streamlit's AppTest."""
 from core import alerts, demo, policy
+from pages import _alerts
 
 MODEL = demo.MODEL
 
@@ -37,6 +38,13 @@ def alerts_line(at) -> str:
     return next(m.value for m in at.markdown if "Alerts:" in m.value)
 
 
+def open_list(at) -> None:
+    """Unfold the alert list, as a click on it does (the page draws the list only while it is open)."""
+    at.session_state[_alerts.LISTING] = True
+    at.run()
+    assert not at.exception
+
+
 def test_an_analyst_acknowledges_an_alert_on_the_monitor(app, seeded_store):
     alerts.set_settings(seeded_store, MODEL, "tester", estimated_below=0.99)
     raised = alerts.check_model(seeded_store, MODEL)
@@ -44,6 +52,8 @@ def test_an_analyst_acknowledges_an_alert_on_the_monitor(app, seeded_store):
     assert not at.exception
     assert f"**Alerts: {len(raised)} open**" in alerts_line(at) and "acknowledged" not in alerts_line(at)
     assert at.expander[0].label == "Alert list and thresholds"  # the list, folded below the line
+    assert not [d for d in at.dataframe if "webhook" in d.value.columns]  # folded: not drawn at all
+    open_list(at)
     shown = next(d.value for d in at.dataframe if "webhook" in d.value.columns)
     assert list(shown.columns) == ["#", "raised", "state", "kind", "webhook", "message"]  # readable, and it fits
     assert set(shown["state"]) == {"open"} and len(shown) == len(raised)
@@ -62,12 +72,15 @@ def test_a_labeller_sees_alerts_but_no_acknowledge_button_or_settings(app, seede
     alerts.check_model(seeded_store, MODEL)
     at = app("pages/monitor.py", role="labeller")
     assert not at.exception
+    open_list(at)
+    assert [d for d in at.dataframe if "webhook" in d.value.columns]  # the list is there for a labeller
     assert not [b for b in at.button if b.key == "alerts_ack"]
     assert not [b for b in at.button if b.label == "Save alert settings"]
 
 
 def test_a_webhook_that_is_not_http_is_a_sentence_on_the_monitor(app, seeded_store):
     at = app("pages/monitor.py")
+    open_list(at)
     at.text_input(key="alerts_webhook").set_value("ftp://example.com/hook")
     button(at, "Save alert settings").click().run()
     assert any("a webhook URL must start with http:// or https://" in e.value for e in at.error)
