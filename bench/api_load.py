@@ -198,18 +198,27 @@ def profile(proc: subprocess.Popen, out: Path, seconds: float) -> subprocess.Pop
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def group_cpu(pgid: int) -> float:
-    """CPU seconds used so far by the server's process group (the server and its tokenising workers):
-    per request, a figure that CPU contention from other work moves much less than a rate."""
-    total = 0.0
+def cpu_of(pgid: int, leader: int) -> tuple[float, float]:
+    """CPU seconds so far of the group's leader (the server, or the serve command) and of the rest."""
+    mine = rest = 0.0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
         if int(fields[2]) == pgid:
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+            seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            if int(stat.parent.name) == leader:
+                mine += seconds
+            else:
+                rest += seconds
+    return mine, rest
+
+
+def group_cpu(pgid: int) -> float:
+    """CPU seconds used so far by the server's process group (the server and its tokenising workers):
+    per request, a figure that CPU contention from other work moves much less than a rate."""
+    return sum(cpu_of(pgid, pgid))
 
 
 def cli(store: Store, *args: str) -> subprocess.CompletedProcess:

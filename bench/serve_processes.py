@@ -37,7 +37,7 @@ import duckdb
 import numpy as np
 
 from _common import ROOT, header
-from api_load import free_port, stop_server
+from api_load import cpu_of, free_port, stop_server
 from core import demo, migrate
 from core.store import Store
 
@@ -123,23 +123,6 @@ class Phase:
         for t in threads:
             t.join()
         return time.monotonic() - began
-
-
-def cpu_of(pgid: int, leader: int) -> tuple[float, float]:
-    """CPU seconds so far of the group's leader (the server, or the serve command) and of the rest."""
-    mine = rest = 0.0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid:
-            seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-            if int(stat.parent.name) == leader:
-                mine += seconds
-            else:
-                rest += seconds
-    return mine, rest
 
 
 def settle(pgid: int, most: float = 120) -> float:

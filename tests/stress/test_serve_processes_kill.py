@@ -1,6 +1,7 @@
 """Serving processes killed mid-traffic (kill -9): a request a killed process had not answered is simply
 not answered, every answered prediction is in the log, the pool starts another process in its place,
 and a killed server takes its serving processes with it, having logged everything they answered."""
+import contextlib
 import os
 import signal
 import threading
@@ -100,16 +101,26 @@ def alive(pid: int) -> bool:
         return False
 
 
-@pytest.mark.stress
-def test_killed_serving_processes_lose_no_answered_prediction_and_are_replaced(seeded_store, tmp_path):
+@contextlib.contextmanager
+def two_serving_processes(store_path: Path, tmp_path: Path):
+    """`streamlit run app.py` with two serving processes on their own port: yields (their base URL, the
+    server's process), stopped at the end however the test ends."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = tmp_path / "server.log"
-    url, proc = start_server({"MMS_STORE": str(seeded_store.path), "MMS_SERVING_PROCESSES": "2",
+    url, proc = start_server({"MMS_STORE": str(store_path), "MMS_SERVING_PROCESSES": "2",
                               "MMS_SERVING_PORT": str(port)}, log)
     try:
         wait_ready(url, proc, log)
         wait_serving(base)
+        yield base, proc
+    finally:
+        stop_server(proc)
+
+
+@pytest.mark.stress
+def test_killed_serving_processes_lose_no_answered_prediction_and_are_replaced(seeded_store, tmp_path):
+    with two_serving_processes(seeded_store.path, tmp_path) as (base, proc):
         killed = []
         with Clients(base) as clients:
             clients.answering()
@@ -129,21 +140,12 @@ def test_killed_serving_processes_lose_no_answered_prediction_and_are_replaced(s
             assert time.monotonic() < deadline, f"the pool did not replace {killed}: {now}"
             time.sleep(0.5)
         assert clients.refused == []
-    finally:
-        stop_server(proc)
     assert in_log(seeded_store, set(clients.answered)) == clients.answered
 
 
 @pytest.mark.stress
 def test_a_killed_server_takes_its_serving_processes_and_logged_all_they_answered(seeded_store, tmp_path):
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    log = tmp_path / "server.log"
-    url, proc = start_server({"MMS_STORE": str(seeded_store.path), "MMS_SERVING_PROCESSES": "2",
-                              "MMS_SERVING_PORT": str(port)}, log)
-    try:
-        wait_ready(url, proc, log)
-        wait_serving(base)
+    with two_serving_processes(seeded_store.path, tmp_path) as (base, proc):
         pids = serving_pids(base)
         with Clients(base) as clients:
             clients.answering()
@@ -154,7 +156,5 @@ def test_a_killed_server_takes_its_serving_processes_and_logged_all_they_answere
             while any(alive(pid) for pid in pids):
                 assert time.monotonic() < deadline, "serving processes outlived their server"
                 time.sleep(0.2)
-    finally:
-        stop_server(proc)
     assert clients.answered
     assert in_log(seeded_store, set(clients.answered)) == clients.answered
