@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from servers import ROOT, start_server, status, stop_server, wait_ready
+from servers import ROOT, free_port, start_server, status, stop_server, wait_ready
 
 NOISE = ("No runtime found", "RuntimeWarning", "leaked semaphore", "Traceback", "Invalid HTTP request")
 
@@ -29,18 +29,23 @@ def readme_curl_lines() -> list[str]:
 
 def test_the_readme_has_the_curl_lines_of_the_loop():
     lines = readme_curl_lines()
-    assert len(lines) >= 14 and all("localhost:8501/api/" in c for c in lines)
+    assert len(lines) >= 14 and all(re.search(r"localhost:850[12]/api/", c) for c in lines)
+    assert any("localhost:8502/api/" in c for c in lines)  # the serving processes' port has its example
     assert any("hard-examples" in c for c in lines) and any("compare" in c for c in lines)
 
 
 def test_every_readme_curl_line_answers_2xx_in_order_on_a_fresh_demo_store(tmp_path):
     log = tmp_path / "streamlit.log"
-    url, proc = start_server({"MMS_STORE": str(tmp_path / "store" / "mms.duckdb")}, log)
+    serving = f"127.0.0.1:{free_port()}"  # where the README's localhost:8502 (a serving process) is here
+    url, proc = start_server({"MMS_STORE": str(tmp_path / "store" / "mms.duckdb"), "MMS_SERVING_PROCESSES": "1",
+                              "MMS_SERVING_PORT": serving.rpartition(":")[2]}, log)
     try:
         # the server builds the demo store as it starts; the API answers 503 until then
-        wait_ready(url, proc, log, ready=lambda: status(url + "/api/health") == 200, seconds=600)
+        wait_ready(url, proc, log, ready=lambda: status(url + "/api/health") == 200
+                   and status(f"http://{serving}/api/health") == 200, seconds=600)
         for command in readme_curl_lines():
-            run = command.replace("localhost:8501", url.removeprefix("http://")) + " -sS -w '\\n%{http_code}'"
+            run = (command.replace("localhost:8501", url.removeprefix("http://")).replace("localhost:8502", serving)
+                   + " -sS -w '\\n%{http_code}'")
             done = subprocess.run(["bash", "-c", run], capture_output=True, text=True, timeout=600)
             body, _, code = done.stdout.rpartition("\n")
             assert done.returncode == 0 and re.fullmatch(r"2\d\d", code), \
