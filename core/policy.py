@@ -16,8 +16,6 @@ keeps the GIL and the CPU's first turn.
 """
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 import logging
 import math
@@ -28,7 +26,7 @@ from dataclasses import asdict, dataclass, fields
 
 import pandas as pd
 
-from . import alerts, auth, drift, leases, registry, settings, stats, train, workers
+from . import alerts, auth, drift, leases, registry, settings, shadow, stats, train, workers
 from . import store as db
 from .background import Every
 from .estimators import ModelConfig
@@ -77,12 +75,12 @@ class Policy:
             when.append(f"drift is flagged on a line (per {self.period}) and there are new labels")
         if self.every_hours:
             when.append(f"every {self.every_hours:g} h when there is anything new")
-        shadow = ""
+        shadowed = ""
         if self.shadowed:
             parts = ([f"{self.shadow_hours:g} h"] if self.shadow_hours else []) + \
                     ([f"{self.shadow_predictions} predictions"] if self.shadow_predictions else [])
-            shadow = f", shadowed for {' or '.join(parts)} (whichever comes first)"
-        return (f"on: a {self.mode} retrain when {' or '.join(when)}{shadow}; the new version is activated "
+            shadowed = f", shadowed for {' or '.join(parts)} (whichever comes first)"
+        return (f"on: a {self.mode} retrain when {' or '.join(when)}{shadowed}; the new version is activated "
                 f"only if the promotion guard passes")
 
 
@@ -114,8 +112,8 @@ def _hours(name: str, value, lo: float) -> float | None:
 
 def validate(values: dict, model: registry.Model | None = None, active: registry.Version | None = None) -> Policy:
     """A Policy from loose values (CLI, API, page), every field checked: impossible numbers, a policy
-    that is on without a trigger, incremental updates of a version that cannot learn incrementally, a
-    shadow step this build lacks. InvalidInput names the field."""
+    that is on without a trigger, incremental updates of a version that cannot learn incrementally.
+    InvalidInput names the field."""
     unknown = set(values) - {f.name for f in fields(Policy)}
     if unknown:
         raise InvalidInput(f"unknown policy setting(s): {', '.join(sorted(unknown))}")
@@ -139,20 +137,7 @@ def validate(values: dict, model: registry.Model | None = None, active: registry
             raise InvalidInput(f"incremental mode needs an active version that learns incrementally; version "
                                f"{active.version} of {model.name!r} uses {active.model_config.get('estimator')}: "
                                f"choose full mode")
-    if chosen.shadowed and not _has_shadow():
-        raise InvalidInput("this installation has no shadow step (core.shadow); set the policy without a shadow time "
-                           "or volume")
     return chosen
-
-
-def _has_shadow() -> bool:
-    return importlib.util.find_spec(f"{__package__}.shadow") is not None
-
-
-def _shadow():
-    """core.shadow (start, stop, current, scored_since, evidence), imported when a run needs it: it is
-    built on another branch at the same time, and a policy without a shadow step must not need it."""
-    return importlib.import_module(f"{__package__}.shadow")
 
 
 def get_policy(store: Store, name: str) -> Policy:
@@ -348,7 +333,7 @@ def _train(store: Store, run: Run, off_process: bool = False) -> Run:
                                               f"first version (it beats the trivial answer)", trained=trained)
     if chosen.shadowed:
         try:
-            _shadow().start(store, run.model, version.version, run.run_by)
+            shadow.start(store, run.model, version.version, run.run_by)
         except MMSError as e:
             return _update(store, run, FAILED, f"version {version.version} trained and kept, but its shadow could "
                                                f"not start: {e}", trained=trained)
@@ -360,7 +345,6 @@ def _train(store: Store, run: Run, off_process: bool = False) -> Run:
 
 
 def _finish_shadow_if_due(store: Store, run: Run, now=None) -> Run:
-    shadow = _shadow()
     plan = run.details.get("shadow", {})
     now = db.now() if now is None else pd.Timestamp(now)
     started = pd.Timestamp(plan["started_at"])

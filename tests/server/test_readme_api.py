@@ -3,9 +3,6 @@ against `streamlit run app.py` on a fresh demo store, each answers 2xx; and the 
 the demo build to the shutdown, has none of the noise a user took for errors."""
 import re
 import subprocess
-from pathlib import Path
-
-import pytest
 
 from servers import ROOT, free_port, start_server, status, stop_server, wait_ready
 

@@ -2,13 +2,11 @@
 reaches old texts, no business line takes more than its share by default, the default strategy
 still finds the model's mistakes in a later round, and scores a version gave are kept in the store
 for a new process and never served to another version."""
-import itertools
 import math
 import shutil
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from core import demo, feedback, predict, registry, sampling, train
 from core.store import Store

@@ -1,6 +1,5 @@
 """The loop that runs itself (issue 26): a per-model policy retrains on new labels, drift or a schedule,
 activates only through the promotion guard, runs one at a time and survives its process dying."""
-import json
 import os
 import subprocess
 import sys
@@ -231,13 +230,6 @@ def test_an_unknown_model_or_a_non_owner_is_refused(team):
     with pytest.raises(PermissionDenied, match="anna is an analyst and may not create or change models"):
         policy.set_policy(team, MODEL, "anna", enabled=True, new_labels=5)
     assert policy.get_policy(team, MODEL) == policy.Policy()
-
-
-def test_a_shadow_step_needs_the_shadow_module(seeded_store):
-    if policy._has_shadow():
-        pytest.skip("core.shadow is here: tests/unit/test_policy_shadow.py covers the shadow step")
-    with pytest.raises(InvalidInput, match="no shadow step"):
-        policy.set_policy(seeded_store, MODEL, "olga", enabled=True, new_labels=5, shadow_hours=1)
 
 
 def _label_new_traffic(store, k: int, line: str = "综合", n: int | None = None) -> pd.DataFrame:
