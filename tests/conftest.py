@@ -29,9 +29,13 @@ def _seeded_template(tmp_path_factory) -> Store:
 @pytest.fixture
 def seeded_store(_seeded_template, tmp_path) -> Store:
     """A copy of a small demo store (model 评论情感, version 1, two weeks of traffic, some labels)."""
-    folder = tmp_path / "seeded"
-    shutil.copytree(_seeded_template.path.parent, folder)
-    return Store(folder / _seeded_template.path.name)
+    return copy_store(_seeded_template, tmp_path / "seeded")
+
+
+def copy_store(template: Store, folder) -> Store:
+    """A copy of `template`'s folder (the store and its model files) at `folder`, opened."""
+    shutil.copytree(template.path.parent, folder)
+    return Store(folder / template.path.name)
 
 
 @pytest.fixture(scope="session")

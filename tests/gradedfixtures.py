@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from core import feedback, imports, predict, registry, train
+from conftest import copy_store
 
 GRADED = "紧急程度"
 GRADES = ["低", "中", "高"]
@@ -67,11 +68,8 @@ def build_graded(store, name: str = GRADED, labelled: int = 30) -> pd.DataFrame:
 @pytest.fixture(scope="session")
 def _graded_template(_seeded_template, tmp_path_factory):
     """The seeded demo store (model 评论情感) with the graded model beside it, built once."""
-    from core.store import Store
-
     folder = tmp_path_factory.mktemp("graded") / "store"
-    shutil.copytree(_seeded_template.path.parent, folder)
-    template = Store(folder / _seeded_template.path.name)
+    template = copy_store(_seeded_template, folder)
     build_graded(template)
     return template
 

@@ -1,16 +1,15 @@
 """An alert on the Monitor in chromium (issue 26): the server's own loop raises it from the model's
 thresholds and sends it to a webhook on loopback; an analyst sees it open and acknowledges it."""
 import re
-import shutil
 import time
 from urllib.parse import quote
 
 import pytest
 
 from core import alerts, demo
-from core.store import Store
 from servers import CANVAS_TEXT, ROOT, chromium_session, serving, wait_idle
 from webhook import Receiver
+from conftest import copy_store
 
 pytestmark = pytest.mark.browser
 
@@ -26,8 +25,7 @@ def receiver():
 @pytest.fixture(scope="module")
 def server(_seeded_template, tmp_path_factory, receiver):
     folder = tmp_path_factory.mktemp("alerts") / "store"
-    shutil.copytree(_seeded_template.path.parent, folder)
-    store = Store(folder / _seeded_template.path.name)
+    store = copy_store(_seeded_template, folder)
     alerts.set_settings(store, demo.MODEL, "olga", estimated_below=0.99, webhook=receiver.url)  # before the server holds it
     with serving({"MMS_STORE": str(store.path), "STREAMLIT_SERVER_FILE_WATCHER_TYPE": "none",
                   "MMS_POLICY_SECONDS": "1"}, folder / "streamlit.log") as url:

@@ -2,12 +2,11 @@
 temporary store, driven by Playwright in Debian's chromium. A screenshot of each page is saved
 under tests/screenshots/ (the path is printed at the end of the test run)."""
 import json
-import shutil
 
 import pytest
 
-from core.store import Store
 from servers import ROOT, launch_chromium, start_server, stop_server, wait_idle, wait_ready, go, core_json
+from conftest import copy_store
 
 SHOTS = ROOT / "tests" / "screenshots"
 M = "评论情感"
@@ -16,8 +15,7 @@ M = "评论情感"
 @pytest.fixture(scope="module")
 def server(_seeded_template, tmp_path_factory):
     folder = tmp_path_factory.mktemp("browser") / "store"
-    shutil.copytree(_seeded_template.path.parent, folder)
-    store = Store(folder / _seeded_template.path.name)
+    store = copy_store(_seeded_template, folder)
     url, proc = start_server({"MMS_STORE": str(store.path)}, folder / "streamlit.log")
     wait_ready(url, proc, folder / "streamlit.log")
     yield url, store

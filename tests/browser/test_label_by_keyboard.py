@@ -2,14 +2,13 @@
 Debian's chromium through Playwright. Twenty examples decided with the keys (accept the model's
 suggestion, a label, skip, unclear, undo), then the store is read once the server has let it go."""
 import re
-import shutil
 
 import pytest
 
 from core import agreement, feedback, registry
 from core import store as db
-from core.store import Store
 from servers import ROOT, launch_chromium, start_server, stop_server, wait_idle, wait_ready
+from conftest import copy_store
 
 M = "评论情感"
 USER = "keys"
@@ -23,8 +22,7 @@ KEYS = ["a", "1", "2", "s", "u", "a", "z", "1", "a", "2", "s", "u", "a", "1", "z
 @pytest.fixture
 def server(_seeded_template, tmp_path):
     folder = tmp_path / "store"
-    shutil.copytree(_seeded_template.path.parent, folder)
-    store = Store(folder / _seeded_template.path.name)
+    store = copy_store(_seeded_template, folder)
     feedback.set_guidelines(store, M, GUIDELINES, "owner")
     url, proc = start_server({"MMS_STORE": str(store.path), "STREAMLIT_SERVER_FILE_WATCHER_TYPE": "none"},
                              folder / "streamlit.log")

@@ -4,14 +4,13 @@ predictions beside the demo model. Nothing may be cut: every chart, tile and fil
 (scrollWidth <= clientWidth), lines keep distinct colours, one period gets readable ticks, the
 statistics table shows the three accuracies, and a view's filters travel in its URL."""
 import re
-import shutil
 from urllib.parse import quote
 
 import pytest
 
-from core.store import Store
 from servers import CANVAS_TEXT, ROOT, chromium_session, serving, wait_idle
 from widefixtures import LINES, WIDE, build_wide
+from conftest import copy_store
 
 pytestmark = pytest.mark.browser
 
@@ -26,8 +25,7 @@ CUT = """(el) => [el, ...el.querySelectorAll('*')].filter(e => e.scrollWidth > e
 @pytest.fixture(scope="module")
 def server(_seeded_template, tmp_path_factory):
     folder = tmp_path_factory.mktemp("wide") / "store"
-    shutil.copytree(_seeded_template.path.parent, folder)
-    store = Store(folder / _seeded_template.path.name)
+    store = copy_store(_seeded_template, folder)
     build_wide(store)
     # the charts' drawing is under test, not the small graded model's calibration (ECE ~0.1 on 120
     # test rows): show its estimate whatever its ECE, so the estimated series is drawn

@@ -2,17 +2,16 @@
 app.py`, at 1000 px beside the open sidebar and at 1400 px: Train's tiles and buttons cut ("81.…",
 "Full r…"), the version comparison's second version off screen, the Predict page's typed results
 under "Upload a file" and both downloads under one name. Screenshots go to tests/screenshots."""
-import shutil
 
 import pytest
 
 from core import train
-from core.store import Store
 from servers import chromium_session, go, serving, wait_idle
 
 pytestmark = pytest.mark.browser
 
 from test_sign_in_tables_and_forms import CUT, SHOTS  # noqa: E402  the same "is it cut" check and folder
+from conftest import copy_store
 
 M = "评论情感"
 
@@ -22,8 +21,7 @@ def served(_seeded_template, tmp_path_factory):
     """The seeded demo store with a version 2 not active (Train shows it beside version 1), in open mode
     (no users: this machine)."""
     folder = tmp_path_factory.mktemp("pages1000") / "store"
-    shutil.copytree(_seeded_template.path.parent, folder)
-    store = Store(folder / _seeded_template.path.name)
+    store = copy_store(_seeded_template, folder)
     train.train_version(store, M, "olga", model_config={"estimator": "complement_nb"})
     with serving({"MMS_STORE": str(store.path)}, folder / "streamlit.log") as url:
         yield url, store

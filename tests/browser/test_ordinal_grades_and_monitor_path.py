@@ -1,12 +1,11 @@
 """Issue 22 as a new user met it in chromium against `streamlit run app.py`: an ordinal model's grades
 on the Data page (items 1 and 11: their order, and no traceback in the log after Create model), and
 /monitor opening the Monitor without Streamlit's Deploy button (item 12)."""
-import shutil
 
 import pytest
 
-from core.store import Store
 from servers import ROOT, chromium_session, core_json, go, serving, start_server, stop_server, wait_idle, wait_ready
+from conftest import copy_store
 
 expect = pytest.importorskip("playwright.sync_api").expect
 expect.set_options(timeout=120_000)  # a wait for the rerun on a loaded machine, not a time limit on the user
@@ -20,8 +19,7 @@ SHOTS = ROOT / "tests" / "screenshots"
 def served(_seeded_template, tmp_path_factory):
     """The seeded demo store, open (no users): the dashboard on this machine needs no sign-in."""
     folder = tmp_path_factory.mktemp("newuser") / "store"
-    shutil.copytree(_seeded_template.path.parent, folder)
-    store = Store(folder / _seeded_template.path.name)
+    store = copy_store(_seeded_template, folder)
     log = folder / "streamlit.log"
     with serving({"MMS_STORE": str(store.path)}, log) as url:
         yield url, store, log

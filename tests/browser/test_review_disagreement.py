@@ -2,14 +2,13 @@
 against `streamlit run app.py`: what each labeller clicks, what the owner decides, and the
 training set the store holds afterwards."""
 import re
-import shutil
 
 import pytest
 
 from core import agreement, auth, predict
 from core import store as db
-from core.store import Store
 from servers import ROOT, launch_chromium, start_server, stop_server, wait_ready, go, sign_in, core_json
+from conftest import copy_store
 
 pytestmark = pytest.mark.browser
 
@@ -22,8 +21,7 @@ TEXTS = ["质量很好，物流也快", "太差了，再也不买", "包装破�
 @pytest.fixture
 def served(_seeded_template, tmp_path):
     folder = tmp_path / "store"
-    shutil.copytree(_seeded_template.path.parent, folder)
-    store = Store(folder / _seeded_template.path.name)
+    store = copy_store(_seeded_template, folder)
     auth.add_user(store, "olga", "owner", "owner-pass-1", by="setup")
     auth.add_user(store, "lars", "labeller", "labeller-pass", by="olga")
     auth.add_user(store, "mia", "labeller", "labeller-pass-2", by="olga")

@@ -1,14 +1,13 @@
 """A product owner puts a version in shadow on the Versions page of a running server, live traffic
 comes in through the API, and the page shows the shadow's evidence beside the active version."""
-import shutil
 import time
 
 import pytest
 import requests
 
 from core import train
-from core.store import Store
 from servers import ROOT, chromium_session, go, serving, wait_idle
+from conftest import copy_store
 
 expect = pytest.importorskip("playwright.sync_api").expect
 expect.set_options(timeout=120_000)  # a wait for the rerun on a loaded machine, not a time limit on the user
@@ -24,8 +23,7 @@ def served(_seeded_template, tmp_path_factory):
     """The seeded demo store (open mode) with version 2 trained, not active, and a server on it that
     looks for unscored predictions every half second."""
     folder = tmp_path_factory.mktemp("shadow") / "store"
-    shutil.copytree(_seeded_template.path.parent, folder)
-    store = Store(folder / _seeded_template.path.name)
+    store = copy_store(_seeded_template, folder)
     train.train_version(store, M, "olga", model_config={"estimator": "complement_nb"}, activate=False)
     env = {"MMS_STORE": str(store.path), "MMS_SHADOW_SECONDS": "0.5", "MMS_ESTIMATE_MAX_ECE": "0.5"}
     with serving(env, folder / "streamlit.log") as url:

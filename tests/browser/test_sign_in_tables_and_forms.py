@@ -5,7 +5,6 @@ after a rollback, the Monitor headline's dates, and the CLI's models table throu
 
 Tables are drawn on a canvas: what they show is read from the strings the page draws (fillText)."""
 import re
-import shutil
 import subprocess
 import sys
 import unicodedata
@@ -14,8 +13,8 @@ import pandas as pd
 import pytest
 
 from core import auth, imports, registry, train
-from core.store import Store
 from servers import CANVAS_TEXT, ROOT, chromium_session, core_json, go, serving, sign_in
+from conftest import copy_store
 
 expect = pytest.importorskip("playwright.sync_api").expect
 expect.set_options(timeout=120_000)  # a wait for the rerun on a loaded machine, not a time limit on the user
@@ -33,8 +32,7 @@ def served(_seeded_template, tmp_path_factory):
     """The seeded demo store with a worse version 2 active (forced), a newer model with no
     traffic, and users olga and owen (owners) and lars (labeller)."""
     folder = tmp_path_factory.mktemp("rough") / "store"
-    shutil.copytree(_seeded_template.path.parent, folder)
-    store = Store(folder / _seeded_template.path.name)
+    store = copy_store(_seeded_template, folder)
     for name, role in (("olga", "owner"), ("owen", "owner"), ("lars", "labeller")):
         auth.add_user(store, name, role, f"{name}-pass-1", by="olga" if name != "olga" else "setup")
     train.train_version(store, M, "olga", model_config={"estimator": "complement_nb"})

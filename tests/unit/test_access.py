@@ -2,7 +2,6 @@
 reload and follow the store, and CLI writes that need a credential once the store has users."""
 import io
 import json
-import shutil
 import sys
 import tomllib
 
@@ -10,10 +9,9 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.applications import Starlette
 
-from conftest import ROOT
+from conftest import ROOT, copy_store
 from core import api, auth, cli, registry, sessions
 from core.errors import SignInRefused
-from core.store import Store
 from servers import launch_chromium, start_server, stop_server, wait_idle, wait_ready
 
 M = "评论情感"
@@ -281,8 +279,7 @@ def test_a_password_prompt_works_in_a_terminal(team, monkeypatch):
 def served_dashboard(_seeded_template, tmp_path):
     """`streamlit run app.py` on a free loopback port, on a copy of the seeded store with users."""
     folder = tmp_path / "store"
-    shutil.copytree(_seeded_template.path.parent, folder)
-    store = Store(folder / _seeded_template.path.name)
+    store = copy_store(_seeded_template, folder)
     auth.add_user(store, "olga", "owner", "owner-pass-1", by="setup")
     url, proc = start_server({"MMS_STORE": str(store.path)}, tmp_path / "streamlit.log")
     wait_ready(url, proc, tmp_path / "streamlit.log")

@@ -45,6 +45,15 @@ def world(tmp_path_factory, reviews):
     return store, dict(zip(data["text"], data["label"]))
 
 
+def true_weekly_accuracy(store, truth: dict):
+    """Per business line × week, the share of logged predictions whose label is the text's true one."""
+    with store.connect() as con:
+        log = con.execute("SELECT business_line, date_trunc('week', created_at) AS period, text, label "
+                          "FROM predictions").df()
+    log["right"] = log["text"].map(truth) == log["label"]
+    return log.groupby(["business_line", "period"])["right"].mean().rename("truth").reset_index()
+
+
 def test_wilson_interval_matches_hand_computed_values():
     low, high = monitoring.wilson_interval([8, 0, 50], [10, 20, 100])
     # 8/10: centre (0.8 + z²/20) / (1 + z²/10) = 0.7168, half-width 0.2266
@@ -62,11 +71,7 @@ def test_estimated_accuracy_is_within_3_points_of_the_truth_per_line_and_week(wo
     version = registry.get_version(store, M)
     assert version.metrics["ece"] <= 0.05  # calibrated: the estimate may be read
     by_line, overall = stats.stats_by_line_and_overall(store, M, "week")
-    with store.connect() as con:
-        log = con.execute("SELECT business_line, date_trunc('week', created_at) AS period, text, label "
-                          "FROM predictions").df()
-    log["correct"] = log["text"].map(truth) == log["label"]
-    true = log.groupby(["business_line", "period"])["correct"].mean().rename("truth").reset_index()
+    true = true_weekly_accuracy(store, truth)
     # the new line is left out: the test split says nothing about texts from elsewhere, which is why
     # drift is flagged beside its estimate
     cells = by_line[by_line["business_line"] != NEW].merge(true.assign(period=pd.to_datetime(true["period"])),
@@ -86,11 +91,7 @@ def test_a_new_lines_interval_covers_its_true_accuracy_or_says_it_cannot_be_trus
     its note says why the estimate cannot be trusted there; the known lines keep a tight interval."""
     store, truth = world
     table, _ = stats.stats_with_drift(store, M, "week")
-    with store.connect() as con:
-        log = con.execute("SELECT business_line, date_trunc('week', created_at) AS period, text, label "
-                          "FROM predictions").df()
-    log["right"] = log["text"].map(truth) == log["label"]
-    true = log.groupby(["business_line", "period"])["right"].mean().rename("truth").reset_index()
+    true = true_weekly_accuracy(store, truth)
     cells = table.merge(true.assign(period=pd.to_datetime(true["period"])), on=["business_line", "period"])
     inside = (cells["estimate_low"] <= cells["truth"]) & (cells["truth"] <= cells["estimate_high"])
     new = cells[cells["business_line"] == NEW]

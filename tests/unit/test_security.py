@@ -19,7 +19,7 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
-from conftest import ROOT
+from conftest import ROOT, copy_store
 from core import api, auth, backup, files, predict, registry, sessions
 from core.errors import InvalidInput, SignInRefused
 from lakefixtures import lake_store, pg_cluster  # noqa: F401  (fixtures)
@@ -365,14 +365,10 @@ def test_a_business_line_with_control_characters_is_refused_everywhere(team, lin
 def served_team(_seeded_template, tmp_path):
     """`streamlit run app.py` on a copy of the seeded store with an owner and an analyst; the owner's
     API token, for the command line."""
-    import shutil
-
-    from core.store import Store
     from servers import start_server, wait_ready
 
     folder = tmp_path / "store"
-    shutil.copytree(_seeded_template.path.parent, folder)
-    store = Store(folder / _seeded_template.path.name)
+    store = copy_store(_seeded_template, folder)
     auth.add_user(store, "olga", "owner", "owner-pass-1", by="setup")
     auth.add_user(store, "anna", "analyst", "analyst-pass", by="olga")
     token = auth.create_token(store, "olga", by="olga")
