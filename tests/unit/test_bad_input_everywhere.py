@@ -17,10 +17,13 @@ def _counts(store):
         return probe.table_counts(con)
 
 
-@pytest.mark.parametrize("filename,data,message", BAD, ids=[b[0] for b in BAD])
+# one.csv is left out: the seeded store already has two classes, so a one-class file is fine there
+# (test_imports covers it on an empty model)
+ON_SEEDED = [b for b in BAD if b[0] != "one.csv"]
+
+
+@pytest.mark.parametrize("filename,data,message", ON_SEEDED, ids=[b[0] for b in ON_SEEDED])
 def test_cli_import_of_a_bad_file(seeded_store, tmp_path, capsys, filename, data, message):
-    if filename == "one.csv":  # the seeded store already has two classes: a one-class file is fine there
-        pytest.skip("covered on an empty model in test_imports")
     path = tmp_path / filename
     path.write_bytes(data)
     before = _counts(seeded_store)
